@@ -1,0 +1,109 @@
+// RegistryClient: the outbound OCI distribution client (libcurl) one per upstream or
+// destination registry, with the token flow (Bearer challenge -> realm -> token cached per
+// scope until expiry), Basic auth, redirects for blobs and rate-limit headers.
+//
+// Every call blocks the calling thread until the transfer ends: call from fetch/worker
+// threads, never from an Asio I/O thread. Thread-safe: calls may run concurrently (each
+// uses its own curl handle; the token cache is shared under a mutex).
+// Secrets (password, tokens) never appear in returned errors or logs.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "oci/digest.h"
+#include "oci/result.h"
+
+namespace ocirelay::adapters {
+
+struct Credentials {
+  std::string username;
+  std::string password;  // secret: never logged, never in an error message
+  bool empty() const { return username.empty() && password.empty(); }
+};
+
+struct RegistryEndpoint {
+  std::string name;          // "docker.io": used in logs and metrics labels
+  std::string url;           // "https://registry-1.docker.io" (scheme + host[:port])
+  Credentials credentials;   // empty: anonymous (token flow still runs anonymously)
+  std::chrono::milliseconds connect_timeout{5000};
+  // A transfer slower than 1 KiB/s for this long is aborted (upstream stalled).
+  std::chrono::milliseconds stall_timeout{30000};
+  std::chrono::milliseconds request_timeout{30000};  // whole request, except blob bodies
+  std::string ca_file;       // extra CA bundle; empty: system store
+};
+
+// What an upstream answered, minus the body.
+struct ResponseHead {
+  int status = 0;
+  std::string content_type;
+  std::optional<std::uint64_t> content_length;
+  std::string docker_content_digest;  // Docker-Content-Digest
+  std::string etag;
+  std::string link;                   // Link (pagination)
+  std::optional<std::int64_t> ratelimit_remaining;  // Docker Hub ratelimit-remaining
+  std::optional<std::int64_t> ratelimit_limit;
+};
+
+struct Response {
+  ResponseHead head;
+  std::string body;
+};
+
+// Receives a blob body as it arrives. on_head is called once before any data, with a 2xx
+// head; returning an error from either aborts the transfer with that error.
+class BodySink {
+ public:
+  virtual ~BodySink() = default;
+  virtual Status on_head(const ResponseHead& head) = 0;
+  virtual Status on_data(const char* data, std::size_t n) = 0;
+};
+
+// One request's outcome, for metrics: upstream latency, status, 429s.
+struct RequestEvent {
+  std::string_view registry;  // endpoint name
+  std::string_view method;    // "GET" / "HEAD"
+  std::string_view kind;      // "manifest", "blob", "token", "tags", "ping", "other"
+  int status;                 // HTTP status, 0 when no response
+  double seconds;
+  const ResponseHead* head;   // null when no response
+};
+using RequestObserver = std::function<void(const RequestEvent&)>;
+
+class RegistryClient {
+ public:
+  static std::unique_ptr<RegistryClient> create(RegistryEndpoint endpoint,
+                                                RequestObserver observer = {});
+  virtual ~RegistryClient() = default;
+
+  virtual const RegistryEndpoint& endpoint() const = 0;
+
+  // Error mapping for every call: 404 -> not_found, 401 (after one token refresh) ->
+  // unauthorized, 403 -> denied, 429 -> too_many_requests, 5xx / connect / timeout ->
+  // upstream_unavailable, anything else unexpected -> upstream_protocol.
+
+  // GET /v2/ with credentials (also obtains a token when challenged).
+  virtual Status ping() = 0;
+  virtual Result<ResponseHead> head_manifest(std::string_view repo, std::string_view ref,
+                                             std::string_view accept) = 0;
+  // Body capped at max_bytes (too_large beyond).
+  virtual Result<Response> get_manifest(std::string_view repo, std::string_view ref,
+                                        std::string_view accept,
+                                        std::size_t max_bytes = 4 << 20) = 0;
+  virtual Result<ResponseHead> head_blob(std::string_view repo, const oci::Digest& d) = 0;
+  // Streams the blob into `sink`, following redirects (without forwarding credentials to
+  // another host). The body is not verified here: the sink hashes it.
+  virtual Result<ResponseHead> get_blob(std::string_view repo, const oci::Digest& d,
+                                        BodySink& sink) = 0;
+  // GET of a path under /v2/ (tags/list?n=..&last=.., referrers/<digest>?artifactType=..),
+  // body capped at max_bytes.
+  virtual Result<Response> get(std::string_view path_and_query, std::string_view accept,
+                               std::size_t max_bytes = 4 << 20) = 0;
+};
+
+}  // namespace ocirelay::adapters

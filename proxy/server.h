@@ -1,0 +1,57 @@
+// The inbound HTTP server: distribution-spec pull routes served from the store, with
+// pull-through from upstream registries on a miss, plus /metrics, /healthz and /readyz.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "adapters/registry_client.h"
+#include "oci/result.h"
+
+namespace ocirelay::store {
+class Store;
+}
+
+namespace ocirelay::proxy {
+
+struct UpstreamConfig {
+  std::string name;                    // "docker.io": key for ?ns= and path prefixes
+  adapters::RegistryEndpoint endpoint; // endpoint.name == name
+  bool is_default = false;             // serves requests that name no upstream
+  std::chrono::seconds tag_ttl{300};   // tag->digest trusted this long before a HEAD upstream
+  // Docker Hub: one-component names get "library/" (set when the URL or name is Docker Hub).
+  bool library_prefix = false;
+};
+
+struct ServerOptions {
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = 5000;    // 0: pick a free port (see Server::port())
+  std::string tls_cert_file, tls_key_file;  // both set: HTTPS
+  std::vector<UpstreamConfig> upstreams;
+  unsigned io_threads = 0;             // 0: one per core
+  unsigned fetch_threads = 16;         // blocking upstream transfers run here
+  std::size_t max_connections = 4096;
+  std::size_t max_header_bytes = 64 * 1024;
+  std::chrono::seconds header_timeout{30};  // to receive a request's headers
+  std::chrono::seconds idle_timeout{120};   // keep-alive idle
+  std::chrono::seconds access_flush_interval{30};  // Store::flush_access period
+};
+
+class Server {
+ public:
+  // Binds the listening socket (errors name the address and cause). Does not contact any
+  // upstream: starting with every upstream down works.
+  static Result<std::unique_ptr<Server>> create(ServerOptions options, store::Store& store);
+  virtual ~Server() = default;
+  virtual std::uint16_t port() const = 0;  // the bound port
+  // Serves until stop(); blocks the calling thread (which becomes one of the I/O threads).
+  virtual void run() = 0;
+  // Thread- and signal-handler-safe (posts to the I/O context). Stops accepting, lets
+  // in-flight responses end, then run() returns.
+  virtual void stop() = 0;
+};
+
+}  // namespace ocirelay::proxy

@@ -1,0 +1,148 @@
+// The content-addressed store: blobs once on disk as an OCI image layout
+// (<root>/oci-layout, <root>/index.json, <root>/blobs/sha256/<hex>) and metadata in LMDB
+// (<root>/meta/). Readable by skopeo/umoci as `oci:<root>:<upstream>/<repo>:<tag>`.
+//
+// Repository keys are "<upstream name>/<repository>", e.g. "docker.io/library/alpine".
+//
+// Thread-safety: every method is safe to call from any thread. Reads use short LMDB read
+// transactions that copy data out; writes are serialised. No method does network I/O, but
+// writes fsync: call them from fetch/worker threads, not from Asio I/O threads, except
+// record_access() which only touches memory.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "oci/digest.h"
+#include "oci/result.h"
+
+namespace ocirelay::store {
+
+class FileSystem;  // store/file_system.h: the OS seam, replaced in fault-injection tests
+
+struct StoreOptions {
+  std::filesystem::path root;
+  std::uint64_t max_size = 0;     // bytes of blobs; 0 = unlimited
+  double high_watermark = 0.95;   // enforce_quota() starts evicting above max_size*high
+  double low_watermark = 0.85;    // ... and stops once below max_size*low
+};
+
+struct BlobInfo {
+  oci::Digest digest;
+  std::uint64_t size = 0;
+};
+
+struct TagInfo {
+  oci::Digest digest;
+  std::string media_type;
+  std::int64_t fetched_at = 0;  // unix seconds of the last upstream confirmation
+  std::string etag;
+};
+
+struct ManifestInfo {
+  oci::Digest digest;
+  std::string media_type;
+  std::uint64_t size = 0;
+  std::string artifact_type;
+  std::optional<oci::Digest> subject;   // OCI 1.1 referrers
+  std::vector<oci::Digest> blobs;       // config + layers (image manifest)
+  std::vector<oci::Digest> children;    // child manifests (index)
+  std::string annotations_json;         // raw JSON object or empty
+};
+
+// A blob being written. Bytes are hashed as they are appended; nothing is visible in the
+// store until commit() verified them. Destroying an uncommitted writer removes its temp file.
+// Not thread-safe: one writer, one thread at a time. Others may read temp_path() concurrently
+// (that is how clients follow a blob still being fetched).
+class BlobWriter {
+ public:
+  virtual ~BlobWriter() = default;
+  // Errors: no_space, io_error.
+  virtual Status append(const void* data, std::size_t n) = 0;
+  virtual std::uint64_t size() const = 0;
+  virtual const std::filesystem::path& temp_path() const = 0;
+  // Verifies digest (and size, when one was expected), fsyncs the file, renames it into
+  // blobs/sha256/<hex>, fsyncs the directory, then commits the LMDB row and links the blob
+  // to `repo` (when not empty). Errors: digest_mismatch, size_mismatch (temp file removed),
+  // no_space, io_error.
+  virtual Result<BlobInfo> commit(std::string_view repo) = 0;
+};
+
+struct EvictReport { std::uint64_t blobs = 0, bytes = 0, tags = 0; };
+struct GcReport { std::uint64_t blobs = 0, bytes = 0, orphan_files = 0, temp_files = 0; };
+struct FsckReport {
+  std::uint64_t blobs_checked = 0;
+  std::vector<std::string> problems;  // one line each: "<digest>: <what is wrong>"
+  std::uint64_t repaired = 0;
+  bool clean() const { return problems.empty(); }
+};
+struct StoreStats {
+  std::uint64_t bytes = 0, blobs = 0, manifests = 0, tags = 0, evicted_blobs = 0;
+};
+
+class Store {
+ public:
+  // Creates the layout if absent, opens LMDB (runs mdb_reader_check, checks the schema
+  // version) and removes stale files from ingest/. Errors name the path and the cause.
+  static Result<std::unique_ptr<Store>> open(const StoreOptions& options,
+                                             std::shared_ptr<FileSystem> fs = nullptr);
+  virtual ~Store() = default;
+
+  virtual const std::filesystem::path& root() const = 0;
+  virtual std::filesystem::path blob_path(const oci::Digest& d) const = 0;
+
+  // --- reads -------------------------------------------------------------------------
+  virtual std::optional<BlobInfo> blob(const oci::Digest& d) const = 0;
+  // True when `repo` references `d` (fetched or pushed through it, or listed by one of its
+  // manifests). Invariant 2: blobs are served under a repository only when this holds.
+  virtual bool repo_references(std::string_view repo, const oci::Digest& d) const = 0;
+  virtual std::optional<TagInfo> tag(std::string_view repo, std::string_view tag) const = 0;
+  virtual std::optional<ManifestInfo> manifest(const oci::Digest& d) const = 0;
+  virtual std::vector<std::string> tags(std::string_view repo) const = 0;  // sorted
+  // Manifests cached under `repo` whose subject is `subject`.
+  virtual std::vector<ManifestInfo> referrers(std::string_view repo,
+                                              const oci::Digest& subject) const = 0;
+  // Reads a whole stored blob (manifests); errors not_found, too_large, io_error.
+  virtual Result<std::string> read_blob(const oci::Digest& d, std::size_t max_bytes) const = 0;
+
+  // --- writes ------------------------------------------------------------------------
+  virtual Result<std::unique_ptr<BlobWriter>> begin_blob(
+      std::optional<oci::Digest> expected, std::optional<std::uint64_t> expected_size) = 0;
+  // Records that `repo` references an already stored (or manifest-listed) blob.
+  virtual Status link(std::string_view repo, const oci::Digest& d) = 0;
+  // Verifies `bytes` hash to `expected` (when given), stores them as a blob, records what
+  // the manifest references (linking its blobs and children to `repo`), and when `tag` is
+  // given points repo:tag at it and rewrites index.json atomically.
+  // Errors: digest_mismatch, invalid_argument (not a manifest), no_space, io_error.
+  virtual Result<ManifestInfo> put_manifest(std::string_view repo, std::string_view bytes,
+                                            std::string_view content_type,
+                                            std::optional<oci::Digest> expected,
+                                            std::optional<std::string> tag,
+                                            std::int64_t fetched_at, std::string etag) = 0;
+  // The upstream confirmed repo:tag still names the same digest.
+  virtual Status touch_tag(std::string_view repo, std::string_view tag, std::int64_t fetched_at) = 0;
+  // Notes a read for LRU; memory only, persisted by flush_access() (called periodically).
+  virtual void record_access(const oci::Digest& d) = 0;
+  virtual Status flush_access() = 0;
+  // Pinned tags (and everything they reference) are never evicted.
+  virtual Status set_pinned(std::string_view repo, std::string_view tag, bool pinned) = 0;
+
+  // --- maintenance -------------------------------------------------------------------
+  virtual StoreStats stats() const = 0;
+  // Above max_size*high_watermark: evicts least recently used content that no tag needs
+  // first, then LRU tagged content (never pinned), until below max_size*low_watermark.
+  virtual Result<EvictReport> enforce_quota() = 0;
+  // Removes blobs no repository or manifest references, orphan files left by crashes
+  // (files in blobs/ without a row) and temp files in ingest/.
+  virtual Result<GcReport> gc() = 0;
+  // Rehashes every blob and checks LMDB against the files. With repair, removes rows whose
+  // file is missing or corrupt and files without rows.
+  virtual Result<FsckReport> fsck(bool repair) = 0;
+};
+
+}  // namespace ocirelay::store
