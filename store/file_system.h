@@ -1,0 +1,79 @@
+// The OS seam of the store (leveldb Env style): every file operation that ingest, publication
+// and maintenance perform goes through FileSystem, so tests can inject ENOSPC, fsync failures
+// and crashes (stop before a step) without touching the real disk's behaviour.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "oci/result.h"
+
+namespace ocirelay::store {
+
+// A file opened for appending. Not thread-safe. Closing (or destroying) does not remove it.
+class WritableFile {
+ public:
+  virtual ~WritableFile() = default;
+  virtual const std::filesystem::path& path() const = 0;
+  // Writes all n bytes or fails (no_space, io_error).
+  virtual Status append(const void* data, std::size_t n) = 0;
+  virtual Status sync() = 0;   // fsync: data and size durable
+  virtual Status close() = 0;  // idempotent
+};
+
+// A file opened for sequential reading.
+class ReadableFile {
+ public:
+  virtual ~ReadableFile() = default;
+  // Reads up to n bytes; 0 at end of file.
+  virtual Result<std::size_t> read(void* buf, std::size_t n) = 0;
+};
+
+class FileSystem {
+ public:
+  virtual ~FileSystem() = default;
+
+  // Creates a new, empty, uniquely named file in `dir` (readable by other openers while it
+  // is written). Errors: no_space, io_error.
+  virtual Result<std::unique_ptr<WritableFile>> create_temp(const std::filesystem::path& dir,
+                                                            std::string_view prefix) = 0;
+  virtual Result<std::unique_ptr<ReadableFile>> open_read(const std::filesystem::path& p) = 0;
+  // rename(2): atomically replaces `to`.
+  virtual Status rename(const std::filesystem::path& from, const std::filesystem::path& to) = 0;
+  // fsync of a directory, making renames and unlinks in it durable.
+  virtual Status sync_dir(const std::filesystem::path& dir) = 0;
+  // unlink(2); a missing file is not an error.
+  virtual Status remove(const std::filesystem::path& p) = 0;
+  virtual Status create_dirs(const std::filesystem::path& dir) = 0;
+  // Errors: not_found, io_error.
+  virtual Result<std::uint64_t> file_size(const std::filesystem::path& p) = 0;
+  virtual bool exists(const std::filesystem::path& p) = 0;
+  // Names of the regular files in `dir` (not recursive, unsorted).
+  virtual Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) = 0;
+  // Unix seconds for access/creation times (leveldb's Env::NowMicros): tests control LRU
+  // order by replacing it.
+  virtual std::int64_t now_seconds();
+};
+
+// The real thing: POSIX calls. Thread-safe.
+class PosixFileSystem : public FileSystem {
+ public:
+  Result<std::unique_ptr<WritableFile>> create_temp(const std::filesystem::path& dir,
+                                                    std::string_view prefix) override;
+  Result<std::unique_ptr<ReadableFile>> open_read(const std::filesystem::path& p) override;
+  Status rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
+  Status sync_dir(const std::filesystem::path& dir) override;
+  Status remove(const std::filesystem::path& p) override;
+  Status create_dirs(const std::filesystem::path& dir) override;
+  Result<std::uint64_t> file_size(const std::filesystem::path& p) override;
+  bool exists(const std::filesystem::path& p) override;
+  Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) override;
+};
+
+std::shared_ptr<FileSystem> default_file_system();
+
+}  // namespace ocirelay::store

@@ -1,0 +1,215 @@
+// Internal to store/: the Store implementation (LayoutStore) and its BlobWriter, shared by
+// store.cc (open, reads, ingest, index.json) and maintenance.cc (quota, gc, fsck).
+//
+// Lock order: maint_mu_ -> publish_mu_ -> Env write lock; index_mu_ and temps_mu_ are leaves.
+// publish_mu_ makes "a file in blobs/ and its row" change together: it is held from the
+// rename of an ingested file until its row is committed, and by every path that deletes
+// rows and files or looks for files without rows, so gc/fsck never mistake a blob being
+// published for an orphan and never delete a file whose row is being written.
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "store/file_system.h"
+#include "store/lmdb.h"
+#include "store/records.h"
+#include "store/store.h"
+
+namespace ocirelay::store::detail {
+
+namespace fs = std::filesystem;
+using records::BlobRow;
+using records::TagRow;
+
+// Names of the LMDB databases, opened once in Store::open.
+namespace db {
+constexpr const char* kMeta = "meta";
+constexpr const char* kBlobs = "blobs";
+constexpr const char* kRepoBlobs = "repo_blobs";
+constexpr const char* kBlobRepos = "blob_repos";
+constexpr const char* kTags = "tags";
+constexpr const char* kManifests = "manifests";
+constexpr const char* kReferrers = "referrers";
+}  // namespace db
+
+class LayoutStore;
+
+// Hashes while appending to a temp file in ingest/; LayoutStore::publish makes it visible.
+// REQUIRES: the store outlives its writers.
+class IngestWriter final : public BlobWriter {
+ public:
+  IngestWriter(LayoutStore* store, std::unique_ptr<WritableFile> file,
+               std::optional<oci::Digest> expected, std::optional<std::uint64_t> expected_size)
+      : store_(store),
+        file_(std::move(file)),
+        expected_(std::move(expected)),
+        expected_size_(expected_size) {}
+  ~IngestWriter() override;
+
+  Status append(const void* data, std::size_t n) override {
+    if (done_) return Error{Errc::internal, "append after commit to " + file_->path().string()};
+    if (failed_) return *failed_;
+    if (expected_size_ && size_ + n > *expected_size_) {
+      failed_ = Error{Errc::size_mismatch,
+                      "blob " + (expected_ ? expected_->str() : std::string("upload")) +
+                          " is longer than the expected " + std::to_string(*expected_size_) +
+                          " bytes"};
+      return *failed_;
+    }
+    if (auto st = file_->append(data, n); !st.ok()) {
+      failed_ = st.error();
+      return st;
+    }
+    hasher_.update(data, n);
+    size_ += n;
+    return {};
+  }
+  std::uint64_t size() const override { return size_; }
+  const fs::path& temp_path() const override { return file_->path(); }
+  Result<BlobInfo> commit(std::string_view repo) override;
+
+ private:
+  friend class LayoutStore;
+  LayoutStore* store_;
+  std::unique_ptr<WritableFile> file_;
+  std::optional<oci::Digest> expected_;
+  std::optional<std::uint64_t> expected_size_;
+  oci::Sha256 hasher_;
+  std::uint64_t size_ = 0;
+  std::optional<Error> failed_;
+  bool done_ = false;  // committed or abandoned: the temp file is no longer ours
+};
+
+// Rows and links the publication of one blob adds to its LMDB transaction.
+using ExtraWrites = std::function<Status(lmdb::WriteTxn&)>;
+
+class LayoutStore final : public Store {
+ public:
+  LayoutStore(StoreOptions options, std::shared_ptr<FileSystem> fs)
+      : opt_(std::move(options)), fs_(std::move(fs)) {
+    blobs_dir_ = opt_.root / "blobs" / "sha256";
+    ingest_dir_ = opt_.root / "ingest";
+  }
+
+  ~LayoutStore() override {
+    if (env_)
+      if (auto st = flush_access(); !st.ok())
+        spdlog::warn("store: flushing access times: {}", st.error().to_string());
+    env_.reset();
+    if (!claimed_.empty()) {
+      std::lock_guard lk(open_roots_mu());
+      open_roots().erase(claimed_);
+    }
+  }
+
+  // LMDB forbids opening one environment twice in a process (its locks are per process).
+  Status claim_root() {
+    std::error_code ec;
+    std::string key = fs::weakly_canonical(opt_.root, ec).string();
+    if (ec) key = opt_.root.string();
+    std::lock_guard lk(open_roots_mu());
+    if (!open_roots().insert(key).second)
+      return Error{Errc::invalid_argument, "already open in this process"};
+    claimed_ = key;
+    return {};
+  }
+
+  Status init();
+
+  const fs::path& root() const override { return opt_.root; }
+  fs::path blob_path(const oci::Digest& d) const override { return blobs_dir_ / std::string(d.hex()); }
+
+  std::optional<BlobInfo> blob(const oci::Digest& d) const override;
+  bool repo_references(std::string_view repo, const oci::Digest& d) const override;
+  std::optional<TagInfo> tag(std::string_view repo, std::string_view tag) const override;
+  std::optional<ManifestInfo> manifest(const oci::Digest& d) const override;
+  std::vector<std::string> tags(std::string_view repo) const override;
+  std::vector<ManifestInfo> referrers(std::string_view repo,
+                                      const oci::Digest& subject) const override;
+  Result<std::string> read_blob(const oci::Digest& d, std::size_t max_bytes) const override;
+
+  Result<std::unique_ptr<BlobWriter>> begin_blob(
+      std::optional<oci::Digest> expected, std::optional<std::uint64_t> expected_size) override;
+  Status link(std::string_view repo, const oci::Digest& d) override;
+  Result<ManifestInfo> put_manifest(std::string_view repo, std::string_view bytes,
+                                    std::string_view content_type,
+                                    std::optional<oci::Digest> expected,
+                                    std::optional<std::string> tag, std::int64_t fetched_at,
+                                    std::string etag) override;
+  Status touch_tag(std::string_view repo, std::string_view tag, std::int64_t fetched_at) override;
+  void record_access(const oci::Digest& d) override;
+  Status flush_access() override;
+  Status set_pinned(std::string_view repo, std::string_view tag, bool pinned) override;
+
+  StoreStats stats() const override;
+  Result<EvictReport> enforce_quota() override;
+  Result<GcReport> gc() override;
+  Result<FsckReport> fsck(bool repair) override;
+
+  // --- used by IngestWriter ---
+  Result<BlobInfo> publish(IngestWriter& w, std::string_view repo, const ExtraWrites& extra);
+  void abandon(IngestWriter& w);
+
+ private:
+  // Reads repo:tag's row, applies `change`, writes it back in one transaction.
+  // Errors: not_found when the tag is not cached.
+  Status update_tag(std::string_view repo, std::string_view tag,
+                    const std::function<void(TagRow&)>& change);
+  lmdb::Dbi dbi(const char* name) const { return env_->dbi(name); }
+  Status link_in(lmdb::WriteTxn& t, std::string_view repo, const oci::Digest& d);
+  // Deletes a blob's row, its repository links and, for a manifest, its manifest row and
+  // referrer entries. REQUIRES: publish_mu_ held; the caller removes the file afterwards.
+  Status delete_rows(lmdb::WriteTxn& t, const oci::Digest& d);
+  // Deletes rows then file of `d`; counts it as evicted when `evicted`.
+  Status remove_blob(const oci::Digest& d, bool evicted);
+  Status rewrite_index();
+  Status write_file_atomically(const fs::path& target, std::string_view content);
+  // A new file in ingest/ that gc leaves alone until forget_temp().
+  Result<std::unique_ptr<WritableFile>> new_temp(std::string_view prefix);
+  void forget_temp(const fs::path& p) {
+    std::lock_guard lk(temps_mu_);
+    temps_.erase(p.filename().string());
+  }
+  // Runs a read-only lambda in a short transaction; logs and returns `fallback` on error.
+  template <class F, class T>
+  T read_or(T fallback, F&& fn) const {
+    auto txn = env_->read();
+    if (!txn.ok()) {
+      spdlog::error("store: {}", txn.error().to_string());
+      return fallback;
+    }
+    return fn(**txn);
+  }
+
+  static std::mutex& open_roots_mu() {
+    static std::mutex mu;
+    return mu;
+  }
+  static std::set<std::string>& open_roots() {
+    static std::set<std::string> roots;
+    return roots;
+  }
+
+  StoreOptions opt_;
+  std::shared_ptr<FileSystem> fs_;
+  std::string claimed_;  // this store's entry in open_roots()
+  fs::path blobs_dir_, ingest_dir_;
+  std::unique_ptr<lmdb::Env> env_;
+
+  std::mutex maint_mu_;    // one of enforce_quota / gc / fsck at a time
+  std::mutex publish_mu_;  // see the file comment
+  std::mutex index_mu_;    // index.json rewrites
+  std::mutex temps_mu_;
+  std::set<std::string> temps_;  // names of live temp files in ingest/ (gc leaves them)
+  std::mutex access_mu_;
+  std::unordered_map<oci::Digest, std::int64_t> pending_access_;
+};
+
+
+}  // namespace ocirelay::store::detail

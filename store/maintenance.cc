@@ -1,0 +1,349 @@
+// Store maintenance: statistics, quota enforcement (LRU eviction), gc and fsck.
+// Locking rules are in layout_store.h.
+#include <algorithm>
+#include <map>
+#include <tuple>
+#include <unordered_set>
+
+#include <spdlog/spdlog.h>
+
+#include "store/layout_store.h"
+
+namespace ocirelay::store::detail {
+
+StoreStats LayoutStore::stats() const {
+  return read_or(StoreStats{}, [&](const lmdb::ReadTxn& t) {
+    StoreStats s;
+    (void)t.scan(dbi(db::kBlobs), "", [&](std::string_view, std::string_view v) {
+      if (auto row = records::decode_blob(v)) s.bytes += row->size;
+      ++s.blobs;
+      return true;
+    });
+    if (auto n = t.count(dbi(db::kManifests)); n.ok()) s.manifests = *n;
+    if (auto n = t.count(dbi(db::kTags)); n.ok()) s.tags = *n;
+    if (auto v = t.get(dbi(db::kMeta), "evicted_blobs"); v.ok() && *v)
+      s.evicted_blobs = std::strtoull((*v)->c_str(), nullptr, 10);
+    return s;
+  });
+}
+
+Status LayoutStore::delete_rows(lmdb::WriteTxn& t, const oci::Digest& d) {
+  std::vector<std::string> repos;
+  std::string prefix = records::key(d.str(), "");
+  if (auto s = t.scan(dbi(db::kBlobRepos), prefix,
+                      [&](std::string_view k, std::string_view) {
+                        repos.emplace_back(k.substr(prefix.size()));
+                        return true;
+                      });
+      !s.ok())
+    return s;
+  std::optional<ManifestInfo> info;
+  if (auto m = t.get(dbi(db::kManifests), d.str()); !m.ok()) {
+    return m.error();
+  } else if (*m) {
+    info = records::decode_manifest(**m);
+    if (auto s = t.del(dbi(db::kManifests), d.str()); !s.ok()) return s;
+  }
+  for (const auto& repo : repos) {
+    if (auto s = t.del(dbi(db::kRepoBlobs), records::key(repo, d.str())); !s.ok()) return s;
+    if (auto s = t.del(dbi(db::kBlobRepos), records::key(d.str(), repo)); !s.ok()) return s;
+    if (info && info->subject)
+      if (auto s = t.del(dbi(db::kReferrers), records::key(repo, info->subject->str(), d.str()));
+          !s.ok())
+        return s;
+  }
+  return t.del(dbi(db::kBlobs), d.str());
+}
+
+Status LayoutStore::remove_blob(const oci::Digest& d, bool evicted) {
+  std::lock_guard pl(publish_mu_);
+  auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {
+    if (auto s = delete_rows(t, d); !s.ok()) return s;
+    if (!evicted) return {};
+    auto v = t.get(dbi(db::kMeta), "evicted_blobs");
+    if (!v.ok()) return v.error();
+    std::uint64_t n = *v ? std::strtoull((*v)->c_str(), nullptr, 10) : 0;
+    return t.put(dbi(db::kMeta), "evicted_blobs", std::to_string(n + 1));
+  });
+  if (!st.ok()) return st;
+  // Row first, then file: a crash in between leaves an orphan file, never a dangling row.
+  return fs_->remove(blob_path(d));
+}
+
+Result<EvictReport> LayoutStore::enforce_quota() {
+  EvictReport report;
+  if (opt_.max_size == 0) return report;
+  std::lock_guard ml(maint_mu_);
+  if (auto st = flush_access(); !st.ok()) return st.error();
+
+  struct Snapshot {
+    std::map<oci::Digest, BlobRow> blobs;
+    std::map<std::string, TagRow> tags;  // key: <repo>\0<tag>
+    std::unordered_map<oci::Digest, ManifestInfo> manifests;
+  } snap;
+  {
+    auto txn = env_->read();
+    if (!txn.ok()) return txn.error();
+    const lmdb::ReadTxn& t = **txn;
+    Status st = t.scan(dbi(db::kBlobs), "", [&](std::string_view k, std::string_view v) {
+      auto d = oci::Digest::parse(k);
+      auto row = records::decode_blob(v);
+      if (d.ok() && row) snap.blobs.emplace(*d, *row);
+      return true;
+    });
+    if (st.ok())
+      st = t.scan(dbi(db::kTags), "", [&](std::string_view k, std::string_view v) {
+        if (auto row = records::decode_tag(v)) snap.tags.emplace(std::string(k), *row);
+        return true;
+      });
+    if (st.ok())
+      st = t.scan(dbi(db::kManifests), "", [&](std::string_view, std::string_view v) {
+        if (auto m = records::decode_manifest(v)) snap.manifests.emplace(m->digest, *m);
+        return true;
+      });
+    if (!st.ok()) return st.error();
+  }
+
+  std::uint64_t total = 0;
+  for (const auto& [d, row] : snap.blobs) total += row.size;
+  const auto high = static_cast<std::uint64_t>(static_cast<double>(opt_.max_size) * opt_.high_watermark);
+  const auto low = static_cast<std::uint64_t>(static_cast<double>(opt_.max_size) * opt_.low_watermark);
+  if (total <= high) return report;
+
+  // Everything reachable from the tags that `include` accepts.
+  auto needed = [&](const auto& include) {
+    std::unordered_set<oci::Digest> out;
+    std::vector<oci::Digest> todo;
+    for (const auto& [k, row] : snap.tags)
+      if (include(row)) todo.push_back(row.digest);
+    while (!todo.empty()) {
+      oci::Digest d = std::move(todo.back());
+      todo.pop_back();
+      if (!out.insert(d).second) continue;
+      auto it = snap.manifests.find(d);
+      if (it == snap.manifests.end()) continue;
+      for (const auto& b : it->second.blobs) out.insert(b);
+      for (const auto& c : it->second.children) todo.push_back(c);
+    }
+    return out;
+  };
+  auto lru_order = [&](const std::unordered_set<oci::Digest>& keep) {
+    std::vector<std::pair<std::int64_t, oci::Digest>> out;
+    for (const auto& [d, row] : snap.blobs)
+      if (!keep.contains(d)) out.emplace_back(row.last_access, d);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto evict_until_low = [&](const std::unordered_set<oci::Digest>& keep) -> Status {
+    for (const auto& [when, d] : lru_order(keep)) {
+      if (total <= low) break;
+      if (auto st = remove_blob(d, /*evicted=*/true); !st.ok()) return st;
+      std::uint64_t size = snap.blobs[d].size;
+      snap.blobs.erase(d);
+      total -= size;
+      report.blobs++;
+      report.bytes += size;
+      spdlog::info("store: evicted {} ({} bytes)", d.str(), size);
+    }
+    return {};
+  };
+
+  // 1. Content no tag needs, least recently used first.
+  if (auto st = evict_until_low(needed([](const TagRow&) { return true; })); !st.ok())
+    return st.error();
+
+  // 2. Unpinned tags, least recently used manifest first, with what only they needed.
+  std::vector<std::tuple<std::int64_t, std::string>> victims;
+  for (const auto& [k, row] : snap.tags) {
+    if (row.pinned) continue;
+    auto b = snap.blobs.find(row.digest);
+    victims.emplace_back(b == snap.blobs.end() ? 0 : b->second.last_access, k);
+  }
+  std::sort(victims.begin(), victims.end());
+  Status failed;
+  for (const auto& [when, k] : victims) {
+    if (total <= low) break;
+    auto st = env_->write([&](lmdb::WriteTxn& t) { return t.del(dbi(db::kTags), k); });
+    if (!st.ok()) {
+      failed = st;
+      break;
+    }
+    snap.tags.erase(k);
+    report.tags++;
+    auto parts = records::split(k);
+    spdlog::info("store: evicted tag {}:{}", parts[0], parts.size() > 1 ? parts[1] : "");
+    if (st = evict_until_low(needed([](const TagRow&) { return true; })); !st.ok()) {
+      failed = st;
+      break;
+    }
+  }
+  if (report.tags > 0)
+    if (auto st = rewrite_index(); !st.ok() && failed.ok()) failed = st;
+  if (!failed.ok()) return failed.error();
+  return report;
+}
+
+Result<GcReport> LayoutStore::gc() {
+  std::lock_guard ml(maint_mu_);
+  GcReport report;
+
+  // 1. Blobs no repository links (put_manifest links every blob a manifest lists).
+  std::vector<std::pair<oci::Digest, std::uint64_t>> unreferenced;
+  {
+    auto txn = env_->read();
+    if (!txn.ok()) return txn.error();
+    const lmdb::ReadTxn& t = **txn;
+    auto st = t.scan(dbi(db::kBlobs), "", [&](std::string_view k, std::string_view v) {
+      bool linked = false;
+      (void)t.scan(dbi(db::kBlobRepos), records::key(k, ""), [&](auto, auto) {
+        linked = true;
+        return false;
+      });
+      auto d = oci::Digest::parse(k);
+      auto row = records::decode_blob(v);
+      if (!linked && d.ok()) unreferenced.emplace_back(*d, row ? row->size : 0);
+      return true;
+    });
+    if (!st.ok()) return st.error();
+  }
+  for (const auto& [d, size] : unreferenced) {
+    std::lock_guard pl(publish_mu_);
+    bool removed = false;
+    auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {
+      removed = false;
+      bool linked = false;
+      if (auto s = t.scan(dbi(db::kBlobRepos), records::key(d.str(), ""), [&](auto, auto) {
+            linked = true;
+            return false;
+          });
+          !s.ok())
+        return s;
+      if (linked) return {};  // linked since the scan
+      removed = true;
+      return delete_rows(t, d);
+    });
+    if (!st.ok()) return st.error();
+    if (!removed) continue;
+    if (auto s = fs_->remove(blob_path(d)); !s.ok()) return s.error();
+    report.blobs++;
+    report.bytes += size;
+  }
+
+  // 2. Files without rows: published by a process that died before its LMDB commit.
+  {
+    std::lock_guard pl(publish_mu_);
+    auto names = fs_->list_dir(blobs_dir_);
+    if (!names.ok()) return names.error();
+    auto txn = env_->read();
+    if (!txn.ok()) return txn.error();
+    std::vector<std::string> orphans;
+    for (const auto& name : *names) {
+      auto v = (*txn)->get(dbi(db::kBlobs), "sha256:" + name);
+      if (!v.ok()) return v.error();
+      if (!*v) orphans.push_back(name);
+    }
+    txn->reset();
+    for (const auto& name : orphans) {
+      if (auto s = fs_->remove(blobs_dir_ / name); !s.ok()) return s.error();
+      report.orphan_files++;
+    }
+  }
+
+  // 3. Temp files no live writer owns.
+  auto temps = fs_->list_dir(ingest_dir_);
+  if (!temps.ok()) return temps.error();
+  for (const auto& name : *temps) {
+    std::lock_guard lk(temps_mu_);  // see new_temp()
+    if (temps_.contains(name)) continue;
+    if (auto s = fs_->remove(ingest_dir_ / name); !s.ok()) return s.error();
+    report.temp_files++;
+  }
+  return report;
+}
+
+Result<FsckReport> LayoutStore::fsck(bool repair) {
+  std::lock_guard ml(maint_mu_);
+  FsckReport report;
+
+  std::vector<std::pair<oci::Digest, std::uint64_t>> rows;
+  {
+    auto txn = env_->read();
+    if (!txn.ok()) return txn.error();
+    auto st = (*txn)->scan(dbi(db::kBlobs), "", [&](std::string_view k, std::string_view v) {
+      auto d = oci::Digest::parse(k);
+      auto row = records::decode_blob(v);
+      if (d.ok()) rows.emplace_back(*d, row ? row->size : 0);
+      else report.problems.push_back(std::string(k) + ": row key is not a digest");
+      return true;
+    });
+    if (!st.ok()) return st.error();
+  }
+
+  // Rehash outside every lock: published files never change, so this races with nothing.
+  std::vector<oci::Digest> bad;
+  std::vector<char> buf(1 << 20);
+  for (const auto& [d, size] : rows) {
+    report.blobs_checked++;
+    auto file = fs_->open_read(blob_path(d));
+    if (!file.ok()) {
+      if (file.error().code != Errc::not_found) return file.error();
+      report.problems.push_back(d.str() + ": file missing");
+      bad.push_back(d);
+      continue;
+    }
+    oci::Sha256 h;
+    std::uint64_t n = 0;
+    for (;;) {
+      auto r = (*file)->read(buf.data(), buf.size());
+      if (!r.ok()) return r.error();
+      if (*r == 0) break;
+      h.update(buf.data(), *r);
+      n += *r;
+    }
+    oci::Digest got = h.finish();
+    if (got != d) {
+      report.problems.push_back(d.str() + ": content hashes to " + got.str());
+      bad.push_back(d);
+    } else if (n != size) {
+      report.problems.push_back(d.str() + ": size " + std::to_string(n) + " differs from row " +
+                                std::to_string(size));
+      bad.push_back(d);
+    }
+  }
+  if (repair)
+    for (const auto& d : bad) {
+      if (auto st = remove_blob(d, /*evicted=*/false); !st.ok()) return st.error();
+      report.repaired++;
+    }
+
+  std::lock_guard pl(publish_mu_);
+  auto names = fs_->list_dir(blobs_dir_);
+  if (!names.ok()) return names.error();
+  std::vector<std::string> orphans;
+  {
+    auto txn = env_->read();
+    if (!txn.ok()) return txn.error();
+    for (const auto& name : *names) {
+      std::string key = "sha256:" + name;
+      if (!oci::Digest::parse(key).ok()) {
+        report.problems.push_back(name + ": unexpected file in blobs/sha256");
+        orphans.push_back(name);
+        continue;
+      }
+      auto v = (*txn)->get(dbi(db::kBlobs), key);
+      if (!v.ok()) return v.error();
+      if (!*v) {
+        report.problems.push_back(key + ": file without metadata row");
+        orphans.push_back(name);
+      }
+    }
+  }
+  if (repair)
+    for (const auto& name : orphans) {
+      if (auto st = fs_->remove(blobs_dir_ / name); !st.ok()) return st.error();
+      report.repaired++;
+    }
+  return report;
+}
+
+}  // namespace ocirelay::store::detail

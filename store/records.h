@@ -1,0 +1,51 @@
+// The LMDB record formats of the store: key layout (byte strings joined by NUL, which no
+// repository name, tag or digest can contain) and small JSON values.
+//
+//   meta        "schema_version" -> "1", "evicted_blobs" -> decimal count
+//   blobs       <digest> -> {"size","created","last_access"}
+//   repo_blobs  <repo>\0<digest> -> ""        blob_repos <digest>\0<repo> -> ""
+//   tags        <repo>\0<tag> -> {"digest","media_type","fetched_at","etag","pinned"}
+//   manifests   <digest> -> ManifestInfo as JSON
+//   referrers   <repo>\0<subject>\0<digest> -> ""
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "oci/digest.h"
+#include "store/store.h"
+
+namespace ocirelay::store::records {
+
+inline constexpr std::string_view kSchemaVersion = "1";
+
+struct BlobRow {
+  std::uint64_t size = 0;
+  std::int64_t created = 0;
+  std::int64_t last_access = 0;
+};
+
+struct TagRow {
+  oci::Digest digest;
+  std::string media_type;
+  std::int64_t fetched_at = 0;
+  std::string etag;
+  bool pinned = false;
+};
+
+std::string key(std::string_view a, std::string_view b);
+std::string key(std::string_view a, std::string_view b, std::string_view c);
+// Splits a NUL-joined key into its parts.
+std::vector<std::string_view> split(std::string_view key);
+
+std::string encode(const BlobRow& r);
+std::optional<BlobRow> decode_blob(std::string_view v);
+std::string encode(const TagRow& r);
+std::optional<TagRow> decode_tag(std::string_view v);
+std::string encode(const ManifestInfo& m);
+std::optional<ManifestInfo> decode_manifest(std::string_view v);
+
+}  // namespace ocirelay::store::records

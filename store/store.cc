@@ -1,0 +1,442 @@
+// The store: an OCI image layout on disk (blobs published through ingest/) and metadata in
+// LMDB (record formats in records.h). This file: open, reads, ingest, index.json;
+// maintenance.cc: quota, gc, fsck. Locking rules are in layout_store.h.
+#include "store/store.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "oci/media_types.h"
+#include "store/layout_store.h"
+
+namespace ocirelay::store {
+namespace detail {
+namespace {
+constexpr std::size_t kInitialMapSize = std::size_t{64} << 20;
+constexpr std::string_view kIndexMediaType = "application/vnd.oci.image.index.v1+json";
+constexpr std::string_view kRefNameAnnotation = "org.opencontainers.image.ref.name";
+}  // namespace
+
+IngestWriter::~IngestWriter() {
+  if (!done_) store_->abandon(*this);
+}
+
+Result<BlobInfo> IngestWriter::commit(std::string_view repo) {
+  return store_->publish(*this, repo, nullptr);
+}
+
+// ------------------------------------------------------------------------------------
+// open
+
+Status LayoutStore::init() {
+  if (auto st = claim_root(); !st.ok()) return st;
+  for (const auto& dir : {opt_.root, blobs_dir_, ingest_dir_, opt_.root / "meta"})
+    if (auto st = fs_->create_dirs(dir); !st.ok()) return st;
+  if (!fs_->exists(opt_.root / "oci-layout")) {
+    if (auto st = write_file_atomically(opt_.root / "oci-layout",
+                                        R"({"imageLayoutVersion":"1.0.0"})");
+        !st.ok())
+      return st;
+  }
+  // Temp files left by a previous process are partial downloads nobody follows any more.
+  auto stale = fs_->list_dir(ingest_dir_);
+  if (!stale.ok()) return stale.error();
+  for (const auto& name : *stale)
+    if (auto st = fs_->remove(ingest_dir_ / name); !st.ok()) return st;
+
+  auto env = lmdb::Env::open(opt_.root / "meta",
+                             {db::kMeta, db::kBlobs, db::kRepoBlobs, db::kBlobRepos, db::kTags,
+                              db::kManifests, db::kReferrers},
+                             kInitialMapSize);
+  if (!env.ok()) return env.error();
+  env_ = std::move(*env);
+
+  std::string found;
+  auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {
+    auto v = t.get(dbi(db::kMeta), "schema_version");
+    if (!v.ok()) return v.error();
+    if (!*v) return t.put(dbi(db::kMeta), "schema_version", records::kSchemaVersion);
+    found = **v;
+    return {};
+  });
+  if (!st.ok()) return st;
+  if (!found.empty() && found != records::kSchemaVersion)
+    return Error{Errc::unsupported, "store " + opt_.root.string() + ": schema version " + found +
+                                        " is not supported (this build reads version " +
+                                        std::string(records::kSchemaVersion) + ")"};
+  // A crash between a tag commit and the index.json rewrite leaves the file stale.
+  return rewrite_index();
+}
+
+// ------------------------------------------------------------------------------------
+// reads
+
+std::optional<BlobInfo> LayoutStore::blob(const oci::Digest& d) const {
+  return read_or(std::optional<BlobInfo>(), [&](const lmdb::ReadTxn& t) -> std::optional<BlobInfo> {
+    auto v = t.get(dbi(db::kBlobs), d.str());
+    if (!v.ok() || !*v) return std::nullopt;
+    auto row = records::decode_blob(**v);
+    if (!row) return std::nullopt;
+    return BlobInfo{d, row->size};
+  });
+}
+
+bool LayoutStore::repo_references(std::string_view repo, const oci::Digest& d) const {
+  return read_or(false, [&](const lmdb::ReadTxn& t) {
+    auto v = t.get(dbi(db::kRepoBlobs), records::key(repo, d.str()));
+    return v.ok() && v->has_value();
+  });
+}
+
+std::optional<TagInfo> LayoutStore::tag(std::string_view repo, std::string_view tag) const {
+  return read_or(std::optional<TagInfo>(), [&](const lmdb::ReadTxn& t) -> std::optional<TagInfo> {
+    auto v = t.get(dbi(db::kTags), records::key(repo, tag));
+    if (!v.ok() || !*v) return std::nullopt;
+    auto row = records::decode_tag(**v);
+    if (!row) return std::nullopt;
+    return TagInfo{row->digest, row->media_type, row->fetched_at, row->etag};
+  });
+}
+
+std::optional<ManifestInfo> LayoutStore::manifest(const oci::Digest& d) const {
+  return read_or(std::optional<ManifestInfo>(),
+                 [&](const lmdb::ReadTxn& t) -> std::optional<ManifestInfo> {
+                   auto v = t.get(dbi(db::kManifests), d.str());
+                   if (!v.ok() || !*v) return std::nullopt;
+                   return records::decode_manifest(**v);
+                 });
+}
+
+std::vector<std::string> LayoutStore::tags(std::string_view repo) const {
+  return read_or(std::vector<std::string>(), [&](const lmdb::ReadTxn& t) {
+    std::vector<std::string> out;
+    std::string prefix = records::key(repo, "");
+    (void)t.scan(dbi(db::kTags), prefix, [&](std::string_view k, std::string_view) {
+      out.emplace_back(k.substr(prefix.size()));
+      return true;
+    });
+    std::sort(out.begin(), out.end());
+    return out;
+  });
+}
+
+std::vector<ManifestInfo> LayoutStore::referrers(std::string_view repo,
+                                                 const oci::Digest& subject) const {
+  return read_or(std::vector<ManifestInfo>(), [&](const lmdb::ReadTxn& t) {
+    std::vector<ManifestInfo> out;
+    std::string prefix = records::key(repo, subject.str(), "");
+    std::vector<std::string> digests;
+    (void)t.scan(dbi(db::kReferrers), prefix, [&](std::string_view k, std::string_view) {
+      digests.emplace_back(k.substr(prefix.size()));
+      return true;
+    });
+    for (const auto& d : digests) {
+      auto v = t.get(dbi(db::kManifests), d);
+      if (!v.ok() || !*v) continue;
+      if (auto m = records::decode_manifest(**v)) out.push_back(std::move(*m));
+    }
+    return out;
+  });
+}
+
+Result<std::string> LayoutStore::read_blob(const oci::Digest& d, std::size_t max_bytes) const {
+  auto info = blob(d);
+  if (!info) return Error{Errc::not_found, "blob " + d.str() + " is not in the store"};
+  if (info->size > max_bytes)
+    return Error{Errc::too_large, "blob " + d.str() + " has " + std::to_string(info->size) +
+                                      " bytes, more than " + std::to_string(max_bytes)};
+  auto file = fs_->open_read(blob_path(d));
+  if (!file.ok()) {
+    if (file.error().code == Errc::not_found)
+      return Error{Errc::corrupt, "blob " + d.str() + " has a row but no file"};
+    return file.error();
+  }
+  std::string out(info->size, '\0');
+  std::size_t got = 0;
+  while (got < out.size()) {
+    auto n = (*file)->read(out.data() + got, out.size() - got);
+    if (!n.ok()) return n.error();
+    if (*n == 0) break;
+    got += *n;
+  }
+  if (got != out.size())
+    return Error{Errc::corrupt, "blob " + d.str() + " file is shorter than its recorded size"};
+  return out;
+}
+
+// ------------------------------------------------------------------------------------
+// ingest and publication
+
+Result<std::unique_ptr<WritableFile>> LayoutStore::new_temp(std::string_view prefix) {
+  // Created and registered under one lock: gc decides under the same lock, so it never
+  // sees a live temp file that is not yet registered.
+  std::lock_guard lk(temps_mu_);
+  auto file = fs_->create_temp(ingest_dir_, prefix);
+  if (file.ok()) temps_.insert((*file)->path().filename().string());
+  return file;
+}
+
+Result<std::unique_ptr<BlobWriter>> LayoutStore::begin_blob(
+    std::optional<oci::Digest> expected, std::optional<std::uint64_t> expected_size) {
+  auto file = new_temp("blob-");
+  if (!file.ok()) return file.error();
+  return std::unique_ptr<BlobWriter>(
+      new IngestWriter(this, std::move(*file), std::move(expected), expected_size));
+}
+
+void LayoutStore::abandon(IngestWriter& w) {
+  w.done_ = true;
+  (void)w.file_->close();
+  if (auto st = fs_->remove(w.file_->path()); !st.ok())
+    spdlog::warn("store: {}", st.error().to_string());  // gc removes it later
+  forget_temp(w.file_->path());
+}
+
+Result<BlobInfo> LayoutStore::publish(IngestWriter& w, std::string_view repo,
+                                      const ExtraWrites& extra) {
+  if (w.done_) return Error{Errc::internal, "blob writer committed twice"};
+  auto fail = [&](Error e) -> Result<BlobInfo> {
+    abandon(w);
+    return e;
+  };
+  if (w.failed_) return fail(*w.failed_);
+  oci::Digest d = w.hasher_.finish();
+  if (w.expected_ && d != *w.expected_)
+    return fail(Error{Errc::digest_mismatch,
+                      "expected " + w.expected_->str() + ", content hashes to " + d.str()});
+  if (w.expected_size_ && w.size_ != *w.expected_size_)
+    return fail(Error{Errc::size_mismatch, "blob " + d.str() + ": expected " +
+                                               std::to_string(*w.expected_size_) + " bytes, got " +
+                                               std::to_string(w.size_)});
+  if (auto st = w.file_->sync(); !st.ok()) return fail(st.error());
+  if (auto st = w.file_->close(); !st.ok()) return fail(st.error());
+
+  std::lock_guard pl(publish_mu_);
+  fs::path target = blob_path(d);
+  if (fs_->exists(target)) {
+    // Same digest, same bytes: keep the published file (readers may have it open).
+    abandon(w);
+  } else {
+    if (auto st = fs_->rename(w.file_->path(), target); !st.ok()) return fail(st.error());
+    w.done_ = true;
+    forget_temp(w.file_->path());
+  }
+  w.done_ = true;
+  // From here a failure leaves a complete file without a row: an orphan gc/fsck remove.
+  if (auto st = fs_->sync_dir(blobs_dir_); !st.ok()) return st.error();
+
+  const std::uint64_t size = w.size_;
+  auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {
+    auto old = t.get(dbi(db::kBlobs), d.str());
+    if (!old.ok()) return old.error();
+    BlobRow row;
+    row.size = size;
+    row.created = row.last_access = fs_->now_seconds();
+    if (*old)
+      if (auto prev = records::decode_blob(**old)) {
+        row.created = prev->created;
+        row.last_access = std::max(prev->last_access, row.last_access);
+      }
+    if (auto s = t.put(dbi(db::kBlobs), d.str(), records::encode(row)); !s.ok()) return s;
+    if (!repo.empty())
+      if (auto s = link_in(t, repo, d); !s.ok()) return s;
+    return extra ? extra(t) : Status{};
+  });
+  if (!st.ok()) return st.error();
+  return BlobInfo{d, size};
+}
+
+Status LayoutStore::link_in(lmdb::WriteTxn& t, std::string_view repo, const oci::Digest& d) {
+  if (auto s = t.put(dbi(db::kRepoBlobs), records::key(repo, d.str()), ""); !s.ok()) return s;
+  return t.put(dbi(db::kBlobRepos), records::key(d.str(), repo), "");
+}
+
+Status LayoutStore::link(std::string_view repo, const oci::Digest& d) {
+  return env_->write([&](lmdb::WriteTxn& t) -> Status {
+    auto v = t.get(dbi(db::kBlobs), d.str());
+    if (!v.ok()) return v.error();
+    if (!*v) return Error{Errc::not_found, "blob " + d.str() + " is not in the store"};
+    return link_in(t, repo, d);
+  });
+}
+
+Result<ManifestInfo> LayoutStore::put_manifest(std::string_view repo, std::string_view bytes,
+                                               std::string_view content_type,
+                                               std::optional<oci::Digest> expected,
+                                               std::optional<std::string> tag,
+                                               std::int64_t fetched_at, std::string etag) {
+  oci::Digest d = oci::Digest::of(bytes);
+  if (expected && *expected != d)
+    return Error{Errc::digest_mismatch,
+                 "manifest expected " + expected->str() + ", content hashes to " + d.str()};
+  auto parsed = oci::parse_manifest(bytes, content_type);
+  if (!parsed.ok()) return parsed.error();
+
+  ManifestInfo info;
+  info.digest = d;
+  info.media_type = parsed->media_type;
+  info.size = bytes.size();
+  info.artifact_type = parsed->artifact_type;
+  if (parsed->subject) info.subject = parsed->subject->digest;
+  info.blobs = parsed->blob_digests();
+  for (const auto& m : parsed->manifests) info.children.push_back(m.digest);
+  info.annotations_json = parsed->annotations_json;
+
+  auto w = begin_blob(d, bytes.size());
+  if (!w.ok()) return w.error();
+  if (auto st = (*w)->append(bytes.data(), bytes.size()); !st.ok()) return st.error();
+  auto extra = [&](lmdb::WriteTxn& t) -> Status {
+    if (auto s = t.put(dbi(db::kManifests), d.str(), records::encode(info)); !s.ok()) return s;
+    for (const auto& list : {&info.blobs, &info.children})
+      for (const auto& b : *list)
+        if (auto s = link_in(t, repo, b); !s.ok()) return s;
+    if (info.subject)
+      if (auto s = t.put(dbi(db::kReferrers), records::key(repo, info.subject->str(), d.str()), "");
+          !s.ok())
+        return s;
+    if (!tag) return {};
+    std::string k = records::key(repo, *tag);
+    TagRow row;
+    auto old = t.get(dbi(db::kTags), k);
+    if (!old.ok()) return old.error();
+    if (*old)
+      if (auto prev = records::decode_tag(**old)) row.pinned = prev->pinned;
+    row.digest = d;
+    row.media_type = info.media_type;
+    row.fetched_at = fetched_at;
+    row.etag = etag;
+    return t.put(dbi(db::kTags), k, records::encode(row));
+  };
+  auto published = publish(static_cast<IngestWriter&>(**w), repo, extra);
+  if (!published.ok()) return published.error();
+  if (tag)
+    if (auto st = rewrite_index(); !st.ok()) return st.error();
+  return info;
+}
+
+Status LayoutStore::update_tag(std::string_view repo, std::string_view tag,
+                               const std::function<void(TagRow&)>& change) {
+  return env_->write([&](lmdb::WriteTxn& t) -> Status {
+    std::string k = records::key(repo, tag);
+    auto v = t.get(dbi(db::kTags), k);
+    if (!v.ok()) return v.error();
+    std::optional<TagRow> row = *v ? records::decode_tag(**v) : std::nullopt;
+    if (!row) return Error{Errc::not_found, "tag " + std::string(repo) + ":" + std::string(tag)};
+    change(*row);
+    return t.put(dbi(db::kTags), k, records::encode(*row));
+  });
+}
+
+Status LayoutStore::touch_tag(std::string_view repo, std::string_view tag,
+                              std::int64_t fetched_at) {
+  return update_tag(repo, tag, [&](TagRow& row) { row.fetched_at = fetched_at; });
+}
+
+Status LayoutStore::set_pinned(std::string_view repo, std::string_view tag, bool pinned) {
+  return update_tag(repo, tag, [&](TagRow& row) { row.pinned = pinned; });
+}
+
+void LayoutStore::record_access(const oci::Digest& d) {
+  std::int64_t now = fs_->now_seconds();
+  std::lock_guard lk(access_mu_);
+  auto& t = pending_access_[d];
+  t = std::max(t, now);
+}
+
+Status LayoutStore::flush_access() {
+  std::unordered_map<oci::Digest, std::int64_t> batch;
+  {
+    std::lock_guard lk(access_mu_);
+    batch.swap(pending_access_);
+  }
+  if (batch.empty()) return {};
+  auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {
+    for (const auto& [d, when] : batch) {
+      auto v = t.get(dbi(db::kBlobs), d.str());
+      if (!v.ok()) return v.error();
+      if (!*v) continue;  // evicted meanwhile
+      auto row = records::decode_blob(**v);
+      if (!row || row->last_access >= when) continue;
+      row->last_access = when;
+      if (auto s = t.put(dbi(db::kBlobs), d.str(), records::encode(*row)); !s.ok()) return s;
+    }
+    return {};
+  });
+  if (!st.ok()) {  // keep them for the next flush
+    std::lock_guard lk(access_mu_);
+    for (const auto& [d, when] : batch) {
+      auto& t = pending_access_[d];
+      t = std::max(t, when);
+    }
+  }
+  return st;
+}
+
+// ------------------------------------------------------------------------------------
+// index.json
+
+Status LayoutStore::write_file_atomically(const fs::path& target, std::string_view content) {
+  auto file = new_temp("meta-");
+  if (!file.ok()) return file.error();
+  fs::path tmp = (*file)->path();
+  auto st = (*file)->append(content.data(), content.size());
+  if (st.ok()) st = (*file)->sync();
+  if (st.ok()) st = (*file)->close();
+  if (st.ok()) st = fs_->rename(tmp, target);
+  if (!st.ok()) (void)fs_->remove(tmp);
+  forget_temp(tmp);
+  if (!st.ok()) return st;
+  return fs_->sync_dir(target.parent_path());
+}
+
+Status LayoutStore::rewrite_index() {
+  std::lock_guard lk(index_mu_);
+  nlohmann::json entries = nlohmann::json::array();
+  auto txn = env_->read();
+  if (!txn.ok()) return txn.error();
+  const lmdb::ReadTxn& t = **txn;
+  auto st = t.scan(dbi(db::kTags), "", [&](std::string_view k, std::string_view v) {
+    auto parts = records::split(k);
+    auto row = records::decode_tag(v);
+    if (parts.size() != 2 || !row) return true;
+    std::uint64_t size = 0;
+    std::string media_type = row->media_type;
+    if (auto m = t.get(dbi(db::kManifests), row->digest.str()); m.ok() && *m) {
+      if (auto info = records::decode_manifest(**m)) {
+        size = info->size;
+        media_type = info->media_type;
+      }
+    } else {
+      return true;  // evicted content is not advertised
+    }
+    entries.push_back({{"mediaType", media_type},
+                       {"digest", row->digest.str()},
+                       {"size", size},
+                       {"annotations",
+                        {{kRefNameAnnotation, std::string(parts[0]) + ":" + std::string(parts[1])}}}});
+    return true;
+  });
+  txn->reset();
+  if (!st.ok()) return st;
+  nlohmann::json index{{"schemaVersion", 2}, {"mediaType", kIndexMediaType}, {"manifests", entries}};
+  return write_file_atomically(opt_.root / "index.json", index.dump(2) + "\n");
+}
+
+}  // namespace detail
+
+Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options,
+                                           std::shared_ptr<FileSystem> fs) {
+  if (options.root.empty()) return Error{Errc::invalid_argument, "store root is empty"};
+  if (!fs) fs = default_file_system();
+  auto store = std::make_unique<detail::LayoutStore>(options, std::move(fs));
+  if (auto st = store->init(); !st.ok()) {
+    Error e = st.error();
+    e.message = "open store " + options.root.string() + ": " + e.message;
+    return e;
+  }
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace ocirelay::store
