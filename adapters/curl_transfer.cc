@@ -1,0 +1,267 @@
+// perform_http: libcurl easy transfers with header parsing and streamed bodies.
+#include "adapters/curl_transfer.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+
+namespace ocirelay::adapters {
+namespace {
+
+constexpr std::size_t kErrorBodyCap = 4096;
+
+void global_init_once() {
+  static const bool done = [] {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    return true;
+  }();
+  (void)done;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// State shared with the curl callbacks of one transfer.
+struct TransferState {
+  BodySink* sink = nullptr;
+  std::size_t max_body = 0;
+  HttpExchange exchange;
+  bool head_delivered = false;
+  std::optional<Error> abort_error;
+
+  void start_response(int status) {
+    exchange.head = ResponseHead{};
+    exchange.head.status = status;
+    exchange.challenges.clear();
+    exchange.body.clear();
+  }
+};
+
+void parse_header_line(TransferState& st, std::string_view line) {
+  line = trim(line);
+  if (line.starts_with("HTTP/")) {
+    // Status line: a new response begins (1xx, a redirect hop, or the final one).
+    int status = 0;
+    auto sp = line.find(' ');
+    if (sp != std::string_view::npos) {
+      auto code = line.substr(sp + 1, 3);
+      std::from_chars(code.data(), code.data() + code.size(), status);
+    }
+    st.start_response(status);
+    return;
+  }
+  auto colon = line.find(':');
+  if (colon == std::string_view::npos) return;
+  auto name = trim(line.substr(0, colon));
+  auto value = trim(line.substr(colon + 1));
+  ResponseHead& h = st.exchange.head;
+  if (iequals(name, "content-type")) {
+    h.content_type = value;
+  } else if (iequals(name, "content-length")) {
+    std::uint64_t n = 0;
+    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec == std::errc() && p == value.data() + value.size()) h.content_length = n;
+  } else if (iequals(name, "docker-content-digest")) {
+    h.docker_content_digest = value;
+  } else if (iequals(name, "etag")) {
+    h.etag = value;
+  } else if (iequals(name, "link")) {
+    h.link = value;
+  } else if (iequals(name, "ratelimit-remaining")) {
+    h.ratelimit_remaining = parse_ratelimit(value);
+  } else if (iequals(name, "ratelimit-limit")) {
+    h.ratelimit_limit = parse_ratelimit(value);
+  } else if (iequals(name, "www-authenticate")) {
+    st.exchange.challenges.emplace_back(value);
+  }
+}
+
+std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
+  auto* st = static_cast<TransferState*>(user);
+  parse_header_line(*st, std::string_view(data, size * n));
+  return size * n;
+}
+
+std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
+  auto* st = static_cast<TransferState*>(user);
+  const std::size_t len = size * n;
+  const int status = st->exchange.head.status;
+  // With redirects followed, curl hands over only the final response's body, so the
+  // head parsed last is the one this body belongs to.
+  if (status < 200 || status >= 300) {
+    auto& b = st->exchange.body;
+    b.append(data, std::min(len, kErrorBodyCap - std::min(kErrorBodyCap, b.size())));
+    return len;
+  }
+  if (st->sink == nullptr) {
+    if (st->exchange.body.size() + len > st->max_body) {
+      st->abort_error = Error{Errc::too_large, "response body exceeds " +
+                                                   std::to_string(st->max_body) + " bytes"};
+      return 0;
+    }
+    st->exchange.body.append(data, len);
+    return len;
+  }
+  if (!st->head_delivered) {
+    st->head_delivered = true;
+    if (Status s = st->sink->on_head(st->exchange.head); !s) {
+      st->abort_error = s.error();
+      return 0;
+    }
+  }
+  if (Status s = st->sink->on_data(data, len); !s) {
+    st->abort_error = s.error();
+    return 0;
+  }
+  return len;
+}
+
+Error curl_error(CURLcode rc, const char* errbuf) {
+  std::string msg = curl_easy_strerror(rc);
+  if (errbuf[0] != '\0') msg += std::string(" (") + errbuf + ")";
+  switch (rc) {
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_AGAIN:
+      return Error{Errc::upstream_unavailable, std::move(msg)};
+    default:
+      return Error{Errc::upstream_protocol, std::move(msg)};
+  }
+}
+
+}  // namespace
+
+std::optional<std::int64_t> parse_ratelimit(std::string_view value) {
+  value = trim(value);
+  std::int64_t n = 0;
+  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec != std::errc() || p == value.data()) return std::nullopt;
+  return n;
+}
+
+CurlHandlePool::CurlHandlePool(std::size_t max_idle) : max_idle_(max_idle) {
+  global_init_once();
+}
+
+CurlHandlePool::~CurlHandlePool() {
+  for (void* h : idle_) curl_easy_cleanup(static_cast<CURL*>(h));
+}
+
+void* CurlHandlePool::acquire() {
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      void* h = idle_.back();
+      idle_.pop_back();
+      return h;
+    }
+  }
+  CURL* h = curl_easy_init();
+  if (h == nullptr) std::abort();  // out of memory: nothing sensible to do
+  return h;
+}
+
+void CurlHandlePool::release(void* handle) {
+  auto* h = static_cast<CURL*>(handle);
+  // Reset drops options (and with them any Authorization header list pointer) but keeps
+  // the connection cache, which is the point of pooling.
+  curl_easy_reset(h);
+  std::lock_guard lock(mu_);
+  if (idle_.size() < max_idle_) {
+    idle_.push_back(h);
+    return;
+  }
+  curl_easy_cleanup(h);
+}
+
+Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& limits,
+                                  const HttpRequest& req, BodySink* sink,
+                                  std::size_t max_body) {
+  CURL* h = static_cast<CURL*>(pool.acquire());
+  struct Release {
+    CurlHandlePool& pool;
+    CURL* h;
+    curl_slist* headers = nullptr;
+    ~Release() {
+      pool.release(h);
+      curl_slist_free_all(headers);
+    }
+  } release{pool, h};
+
+  TransferState st;
+  st.sink = sink;
+  st.max_body = max_body;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+
+  for (const auto& line : req.headers) release.headers = curl_slist_append(release.headers, line.c_str());
+
+  curl_easy_setopt(h, CURLOPT_URL, req.url.c_str());
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  if (req.method == "HEAD") curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, release.headers);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &on_header);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, &st);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &on_body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
+  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!limits.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, limits.ca_file.c_str());
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(limits.connect_timeout.count()));
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
+                   std::max(1L, static_cast<long>(limits.stall_timeout.count() / 1000)));
+  if (limits.request_timeout.count() > 0) {
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(limits.request_timeout.count()));
+  }
+  if (req.follow_redirects) {
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+    // Explicit, although it is libcurl's default: credentials stay on the first host.
+    curl_easy_setopt(h, CURLOPT_UNRESTRICTED_AUTH, 0L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  }
+  // No Accept-Encoding and no decoding: blob bytes must reach the sink as digested.
+  curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+  curl_easy_setopt(h, CURLOPT_USERAGENT, "ocirelay/0.1");
+
+  CURLcode rc = curl_easy_perform(h);
+  if (st.abort_error) return *std::move(st.abort_error);
+  if (rc != CURLE_OK) return curl_error(rc, errbuf);
+
+  const int status = st.exchange.head.status;
+  if (sink != nullptr && status >= 200 && status < 300 && !st.head_delivered) {
+    // Empty 2xx body: the sink still learns the head.
+    if (Status s = sink->on_head(st.exchange.head); !s) return s.error();
+  }
+  return std::move(st.exchange);
+}
+
+}  // namespace ocirelay::adapters

@@ -1,0 +1,72 @@
+// One blocking HTTP exchange on a pooled libcurl easy handle: timeouts, TLS options,
+// response header parsing and body delivery (buffered or streamed to a BodySink).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "adapters/registry_client.h"
+#include "oci/result.h"
+
+namespace ocirelay::adapters {
+
+struct TransferLimits {
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds stall_timeout{30000};
+  // Whole exchange; zero: unbounded (blob bodies, which stall detection guards).
+  std::chrono::milliseconds request_timeout{30000};
+  std::string ca_file;
+};
+
+struct HttpRequest {
+  std::string_view method = "GET";  // "GET" or "HEAD"
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value" lines; may hold secrets
+  bool follow_redirects = false;     // Authorization is never sent to another host
+};
+
+// An HTTP response that arrived, whatever its status.
+struct HttpExchange {
+  ResponseHead head;                    // of the final response (after redirects)
+  std::vector<std::string> challenges;  // its WWW-Authenticate values
+  std::string body;  // 2xx: the body when no sink was given; otherwise a capped excerpt
+};
+
+// A pool of idle easy handles of one client. Reusing a handle reuses its connections
+// (keep-alive, TLS sessions), which matters for manifest latency. Thread-safe.
+class CurlHandlePool {
+ public:
+  explicit CurlHandlePool(std::size_t max_idle = 8);
+  ~CurlHandlePool();
+  CurlHandlePool(const CurlHandlePool&) = delete;
+  CurlHandlePool& operator=(const CurlHandlePool&) = delete;
+
+  void* acquire();              // a CURL*; never null (aborts if curl cannot allocate)
+  void release(void* handle);   // returns it for reuse, or frees it when the pool is full
+
+ private:
+  std::size_t max_idle_;
+  std::mutex mu_;
+  std::vector<void*> idle_;
+};
+
+// Performs `req`. A 2xx body goes to `sink` when given (on_head first, once), otherwise
+// it is buffered up to `max_body` bytes (too_large beyond). Non-2xx bodies are kept as a
+// short excerpt for diagnostics. Returns an error only when no complete response was
+// received (connect/TLS/timeout/stall -> upstream_unavailable, malformed ->
+// upstream_protocol) or when the sink or the size limit aborted the transfer. Error
+// messages hold the cause only (curl's text); the caller adds what was requested.
+Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& limits,
+                                  const HttpRequest& req, BodySink* sink,
+                                  std::size_t max_body);
+
+// "100;w=21600" -> 100. nullopt when the value does not start with a number.
+std::optional<std::int64_t> parse_ratelimit(std::string_view value);
+
+}  // namespace ocirelay::adapters

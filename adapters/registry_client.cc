@@ -1,0 +1,412 @@
+// CurlRegistryClient: RegistryClient on libcurl with the distribution token flow.
+#include "adapters/registry_client.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "adapters/curl_transfer.h"
+#include "adapters/token_cache.h"
+#include "adapters/www_authenticate.h"
+#include "oci/reference.h"
+
+namespace ocirelay::adapters {
+namespace {
+
+std::string base64(std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
+                 (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  if (i + 1 == in.size()) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+std::string percent_encode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+// The registry's own error code ("MANIFEST_UNKNOWN") from a distribution error body,
+// for messages. Only the code is kept: bodies are upstream-controlled text.
+std::string distribution_code(std::string_view body) {
+  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("errors") || !j["errors"].is_array() || j["errors"].empty()) {
+    return {};
+  }
+  const auto& first = j["errors"][0];
+  if (!first.is_object() || !first.contains("code") || !first["code"].is_string()) return {};
+  std::string code = first["code"].get<std::string>();
+  if (code.size() > 64) code.resize(64);
+  return code;
+}
+
+Errc errc_for_status(int status) {
+  if (status == 404) return Errc::not_found;
+  if (status == 401) return Errc::unauthorized;
+  if (status == 403) return Errc::denied;
+  if (status == 429) return Errc::too_many_requests;
+  if (status >= 500 && status < 600) return Errc::upstream_unavailable;
+  return Errc::upstream_protocol;
+}
+
+bool safe_path(std::string_view p) {
+  if (p.find("..") != std::string_view::npos) return false;
+  for (unsigned char c : p) {
+    if (c <= 0x20 || c >= 0x7f || c == '#' || c == '\\') return false;
+  }
+  return true;
+}
+
+// One logical request: what to send, how to name it in errors, which token scope.
+struct Call {
+  Call(std::string_view m, std::string_view k, std::string w, std::string u, std::string s)
+      : method(m), kind(k), what(std::move(w)), url(std::move(u)), scope(std::move(s)) {}
+
+  std::string_view method;  // "GET" / "HEAD"
+  std::string_view kind;    // RequestEvent::kind
+  std::string what;         // "GET manifest library/alpine:3.20"
+  std::string url;
+  std::string scope;        // token scope; "" for /v2/ and catalog-like paths
+  std::vector<std::string> headers;
+  bool follow_redirects = false;
+  bool bounded = true;      // request_timeout applies
+  BodySink* sink = nullptr;
+  std::size_t max_body = 4 << 20;
+};
+
+class CurlRegistryClient final : public RegistryClient {
+ public:
+  CurlRegistryClient(RegistryEndpoint endpoint, RequestObserver observer)
+      : ep_(std::move(endpoint)), observer_(std::move(observer)) {
+    base_url_ = ep_.url;
+    while (base_url_.ends_with('/')) base_url_.pop_back();
+    host_ = url_host(base_url_);
+    limits_.connect_timeout = ep_.connect_timeout;
+    limits_.stall_timeout = ep_.stall_timeout;
+    limits_.request_timeout = ep_.request_timeout;
+    limits_.ca_file = ep_.ca_file;
+  }
+
+  const RegistryEndpoint& endpoint() const override { return ep_; }
+
+  Status ping() override {
+    Call c{"GET", "ping", "GET /v2/", base_url_ + "/v2/", ""};
+    auto r = execute(c);
+    if (!r) return std::move(r).error();
+    return {};
+  }
+
+  Result<ResponseHead> head_manifest(std::string_view repo, std::string_view ref,
+                                     std::string_view accept) override {
+    auto c = manifest_call("HEAD", repo, ref, accept);
+    if (!c) return std::move(c).error();
+    auto r = execute(*c);
+    if (!r) return std::move(r).error();
+    return std::move(r->head);
+  }
+
+  Result<Response> get_manifest(std::string_view repo, std::string_view ref,
+                                std::string_view accept, std::size_t max_bytes) override {
+    auto c = manifest_call("GET", repo, ref, accept);
+    if (!c) return std::move(c).error();
+    c->max_body = max_bytes;
+    auto r = execute(*c);
+    if (!r) return std::move(r).error();
+    return Response{std::move(r->head), std::move(r->body)};
+  }
+
+  Result<ResponseHead> head_blob(std::string_view repo, const oci::Digest& d) override {
+    auto c = blob_call("HEAD", repo, d);
+    if (!c) return std::move(c).error();
+    auto r = execute(*c);
+    if (!r) return std::move(r).error();
+    return std::move(r->head);
+  }
+
+  Result<ResponseHead> get_blob(std::string_view repo, const oci::Digest& d,
+                                BodySink& sink) override {
+    auto c = blob_call("GET", repo, d);
+    if (!c) return std::move(c).error();
+    c->follow_redirects = true;
+    c->bounded = false;  // a layer may take minutes; stall detection guards it
+    c->sink = &sink;
+    auto r = execute(*c);
+    if (!r) return std::move(r).error();
+    return std::move(r->head);
+  }
+
+  Result<Response> get(std::string_view path_and_query, std::string_view accept,
+                       std::size_t max_bytes) override {
+    std::string path(path_and_query);
+    if (path.starts_with("/v2/")) path.erase(0, 4);
+    while (path.starts_with('/')) path.erase(0, 1);
+    if (!safe_path(path)) {
+      return Error{Errc::invalid_argument, ep_.name + ": GET /v2/" + path + ": unsafe path"};
+    }
+    Call c{"GET", "other", "GET /v2/" + path, base_url_ + "/v2/" + path, ""};
+    std::string_view p = std::string_view(path).substr(0, path.find('?'));
+    for (std::string_view marker : {"/tags/list", "/referrers/", "/manifests/", "/blobs/"}) {
+      if (auto at = p.find(marker); at != std::string_view::npos && at > 0) {
+        c.scope = "repository:" + std::string(p.substr(0, at)) + ":pull";
+        if (marker == "/tags/list") c.kind = "tags";
+        break;
+      }
+    }
+    if (!accept.empty()) c.headers.push_back("Accept: " + std::string(accept));
+    c.max_body = max_bytes;
+    auto r = execute(c);
+    if (!r) return std::move(r).error();
+    return Response{std::move(r->head), std::move(r->body)};
+  }
+
+ private:
+  Result<Call> manifest_call(std::string_view method, std::string_view repo,
+                             std::string_view ref, std::string_view accept) {
+    std::string what = std::string(method) + " manifest " + std::string(repo) +
+                       (ref.starts_with("sha256:") ? "@" : ":") + std::string(ref);
+    if (!oci::valid_repository(repo)) {
+      return Error{Errc::name_invalid, ep_.name + ": " + what + ": invalid repository name"};
+    }
+    if (!oci::parse_manifest_ref(ref)) {
+      return Error{Errc::invalid_argument, ep_.name + ": " + what + ": invalid reference"};
+    }
+    Call c{method, "manifest", std::move(what),
+           base_url_ + "/v2/" + std::string(repo) + "/manifests/" + std::string(ref),
+           "repository:" + std::string(repo) + ":pull"};
+    if (!accept.empty()) c.headers.push_back("Accept: " + std::string(accept));
+    return c;
+  }
+
+  Result<Call> blob_call(std::string_view method, std::string_view repo, const oci::Digest& d) {
+    std::string what = std::string(method) + " blob " + std::string(repo) + "@" + d.str();
+    if (!oci::valid_repository(repo)) {
+      return Error{Errc::name_invalid, ep_.name + ": " + what + ": invalid repository name"};
+    }
+    if (d.empty()) return Error{Errc::digest_invalid, ep_.name + ": " + what + ": empty digest"};
+    return Call{method, "blob", std::move(what),
+                base_url_ + "/v2/" + std::string(repo) + "/blobs/" + d.str(),
+                "repository:" + std::string(repo) + ":pull"};
+  }
+
+  std::string basic_header() const {
+    return "Authorization: Basic " +
+           base64(ep_.credentials.username + ":" + ep_.credentials.password);
+  }
+
+  // One HTTP exchange plus its observer event. `auth` is a full header line or empty.
+  Result<HttpExchange> send(const Call& c, const std::string& auth) {
+    HttpRequest req{c.method, c.url, c.headers, c.follow_redirects};
+    if (!auth.empty()) req.headers.push_back(auth);
+    TransferLimits limits = limits_;
+    if (!c.bounded) limits.request_timeout = std::chrono::milliseconds(0);
+    auto start = std::chrono::steady_clock::now();
+    auto r = perform_http(pool_, limits, req, c.sink, c.max_body);
+    if (observer_) {
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const ResponseHead* head = r ? &r->head : nullptr;
+      observer_(RequestEvent{ep_.name, c.method, c.kind, head ? head->status : 0, secs, head});
+    }
+    return r;
+  }
+
+  Error fail(const Call& c, Errc code, const std::string& cause) const {
+    return Error{code, ep_.name + ": " + c.what + ": " + cause};
+  }
+
+  Error status_error(const Call& c, const HttpExchange& x) const {
+    std::string cause = "HTTP " + std::to_string(x.head.status);
+    if (auto code = distribution_code(x.body); !code.empty()) cause += " (" + code + ")";
+    return fail(c, errc_for_status(x.head.status), cause);
+  }
+
+  // The Authorization line a request starts with: Basic once the registry asked for it,
+  // else a cached token for the scope, else a fresh token when the registry is known to
+  // use the token flow (saves the 401 round trip per new scope or expired token), else
+  // nothing (anonymous first).
+  Result<std::string> initial_auth(const Call& c) {
+    if (basic_scheme_.load() && !ep_.credentials.empty()) return basic_header();
+    if (auto t = tokens_.get(c.scope)) return "Authorization: Bearer " + *t;
+    std::optional<AuthChallenge> known;
+    {
+      std::lock_guard lock(mu_);
+      known = bearer_challenge_;
+    }
+    if (!known) return std::string();
+    known->params["scope"] = c.scope;
+    auto token = fetch_token(c, *known);
+    if (!token) return std::move(token).error();
+    return "Authorization: Bearer " + *token;
+  }
+
+  Result<HttpExchange> execute(const Call& c) {
+    auto initial = initial_auth(c);
+    if (!initial) return std::move(initial).error();
+    std::string auth = std::move(*initial);
+    auto r = send(c, auth);
+    if (!r) return fail(c, r.error().code, r.error().message);
+    if (r->head.status == 401) {
+      auto challenge = pick_challenge(r->challenges);
+      if (!challenge) return fail(c, Errc::unauthorized, "HTTP 401 without an auth challenge");
+      if (challenge->scheme == "bearer") {
+        // Anonymous, or the cached token was refused (revoked or expired early):
+        // fetch a fresh one, once, and retry once.
+        tokens_.drop(c.scope);
+        auto token = fetch_token(c, *challenge);
+        if (!token) return std::move(token).error();
+        {
+          std::lock_guard lock(mu_);
+          bearer_challenge_ = *challenge;
+          bearer_challenge_->params.erase("scope");
+        }
+        auth = "Authorization: Bearer " + *token;
+      } else {
+        if (ep_.credentials.empty()) {
+          return fail(c, Errc::unauthorized,
+                      "HTTP 401: the registry requires credentials and none are configured");
+        }
+        if (auth.starts_with("Authorization: Basic")) {
+          return fail(c, Errc::unauthorized, "HTTP 401: credentials rejected");
+        }
+        basic_scheme_.store(true);
+        auth = basic_header();
+      }
+      r = send(c, auth);
+      if (!r) return fail(c, r.error().code, r.error().message);
+      if (r->head.status == 401) {
+        return fail(c, Errc::unauthorized, "HTTP 401 after authenticating: access refused");
+      }
+    }
+    if (r->head.status < 200 || r->head.status >= 300) return status_error(c, *r);
+    return r;
+  }
+
+  // Runs the Bearer token flow for the call's scope; caches and returns the token.
+  Result<std::string> fetch_token(const Call& c, const AuthChallenge& challenge) {
+    const std::string realm = challenge.param("realm");
+    if (!realm.starts_with("https://") && !realm.starts_with("http://")) {
+      return fail(c, Errc::upstream_protocol, "Bearer challenge without a usable realm");
+    }
+    const std::string realm_host = url_host(realm);
+    if (base_url_.starts_with("https://") && realm.starts_with("http://") &&
+        realm_host != host_) {
+      return fail(c, Errc::unauthorized,
+                  "token realm on " + realm_host +
+                      " is plain http for an https registry; refusing to send credentials");
+    }
+    if (!realm_host_allowed(host_, realm_host)) {
+      spdlog::warn("{}: refusing token realm on host {}: not on the registry's domain ({})",
+                   ep_.name, realm_host, host_);
+      return fail(c, Errc::unauthorized,
+                  "token realm host " + realm_host + " is not on the registry's domain (" +
+                      host_ + "); refusing to send credentials there");
+    }
+    // The registry's scope wins (it may ask for more than pull); ours otherwise.
+    std::string scope = challenge.param("scope");
+    if (scope.empty()) scope = c.scope;
+    std::string url = realm;
+    char sep = realm.find('?') == std::string::npos ? '?' : '&';
+    if (auto service = challenge.param("service"); !service.empty()) {
+      url += sep + std::string("service=") + percent_encode(service);
+      sep = '&';
+    }
+    if (!scope.empty()) url += sep + std::string("scope=") + percent_encode(scope);
+
+    Call token_call{"GET", "token", "GET token", url, scope};
+    token_call.headers.push_back("Accept: application/json");
+    token_call.follow_redirects = true;
+    token_call.max_body = 1 << 20;
+    auto r = send(token_call, ep_.credentials.empty() ? std::string() : basic_header());
+    // Errors name the token request, not the realm URL, and never the credentials.
+    if (!r) return fail(c, r.error().code, "token request: " + r.error().message);
+    if (r->head.status != 200) {
+      Errc code = errc_for_status(r->head.status);
+      std::string cause = "token request: HTTP " + std::to_string(r->head.status);
+      if (r->head.status == 401 || r->head.status == 403) cause += " (credentials rejected)";
+      return fail(c, code, cause);
+    }
+    auto j = nlohmann::json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+    std::string token;
+    if (j.is_object()) {
+      if (j.contains("token") && j["token"].is_string()) token = j["token"].get<std::string>();
+      if (token.empty() && j.contains("access_token") && j["access_token"].is_string()) {
+        token = j["access_token"].get<std::string>();
+      }
+    }
+    if (token.empty()) return fail(c, Errc::upstream_protocol, "token response without a token");
+    // Expiry counts from receipt (issued_at is upstream's clock, which may be skewed).
+    std::int64_t expires_in = 60;
+    if (j.contains("expires_in") && j["expires_in"].is_number_integer() &&
+        j["expires_in"].get<std::int64_t>() > 0) {
+      expires_in = j["expires_in"].get<std::int64_t>();
+    }
+    tokens_.put(c.scope, token, std::chrono::seconds(expires_in));
+    spdlog::debug("{}: obtained token for scope '{}' (expires in {} s)", ep_.name, scope,
+                  expires_in);
+    return token;
+  }
+
+  RegistryEndpoint ep_;
+  RequestObserver observer_;
+  std::string base_url_;
+  std::string host_;
+  TransferLimits limits_;
+  CurlHandlePool pool_;
+  TokenCache tokens_;
+  std::atomic<bool> basic_scheme_{false};
+  std::mutex mu_;
+  std::optional<AuthChallenge> bearer_challenge_;  // realm + service, once seen; guarded by mu_
+};
+
+}  // namespace
+
+std::unique_ptr<RegistryClient> RegistryClient::create(RegistryEndpoint endpoint,
+                                                       RequestObserver observer) {
+  // A configuration error, caught at startup: without a scheme libcurl would guess
+  // plain http for "docker.io".
+  if (!endpoint.url.starts_with("https://") && !endpoint.url.starts_with("http://")) {
+    throw std::invalid_argument("registry " + endpoint.name + ": url must start with https:// "
+                                "or http://: " + endpoint.url);
+  }
+  return std::make_unique<CurlRegistryClient>(std::move(endpoint), std::move(observer));
+}
+
+}  // namespace ocirelay::adapters

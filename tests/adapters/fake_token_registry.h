@@ -1,0 +1,83 @@
+// A tiny in-process registry + token endpoint (Boost.Beast on a background thread, port 0)
+// that speaks the Bearer token flow, for tests the real registry cannot cover without an
+// x509 token server: per-scope caching, expiry, revoked tokens, foreign realms, redirects.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace ocirelay::testing {
+
+class FakeTokenRegistry {
+ public:
+  struct Options {
+    std::string username;  // non-empty: /token requires these Basic credentials
+    std::string password;
+    int expires_in = 300;  // seconds, as announced and as enforced
+    bool access_token_field = false;  // answer {"access_token":..} instead of {"token":..}
+    std::string realm;     // challenge realm; empty: this server's own /token
+  };
+
+  // Routes: /v2/ (any valid token), /v2/<repo>/manifests/<ref> (ref "missing" -> 404,
+  // "limited" -> 429, "broken" -> 503, "forbidden" -> 403, "hang" -> never answers), /v2/<repo>/blobs/<digest> (307 to
+  // http://localhost:<port>/storage/<digest>), /storage/<digest> (no auth; records the
+  // Authorization it received; the digest of "stall" sends 2 KiB of a 1 MiB body and
+  // stops), /token.
+  explicit FakeTokenRegistry(Options options);
+  ~FakeTokenRegistry();
+  FakeTokenRegistry(const FakeTokenRegistry&) = delete;
+  FakeTokenRegistry& operator=(const FakeTokenRegistry&) = delete;
+
+  std::string url() const;  // "http://127.0.0.1:<port>"
+  std::uint16_t port() const { return port_; }
+
+  static std::string manifest_body();  // what manifests answer
+  static std::string blob_body();      // what /storage answers
+
+  int token_requests() const;                          // all scopes
+  int token_requests(const std::string& scope) const;  // for one scope ("" for none)
+  int unauthorized_responses() const;                  // 401s sent by /v2/ routes
+  int connections_accepted() const;
+  std::vector<std::string> issued_tokens() const;      // every token handed out
+  void revoke_all_tokens();                            // they now get 401
+  // Authorization headers /storage received (empty string when none was sent).
+  std::vector<std::string> storage_authorizations() const;
+
+ private:
+  struct Token {
+    std::string scope;
+    std::chrono::steady_clock::time_point expires;
+    bool revoked = false;
+  };
+  struct Reply;
+  enum class Behaviour { answer, hang, stall };
+  Reply handle(const std::string& method, const std::string& target,
+               const std::string& authorization);
+  bool token_valid(const std::string& authorization, const std::string& scope);
+  void accept_loop();
+  void serve(boost::asio::ip::tcp::socket socket);
+
+  Options options_;
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, Token> tokens_;
+  std::vector<std::string> issued_;
+  std::map<std::string, int> token_requests_;
+  int unauthorized_ = 0;
+  int connections_ = 0;
+  std::vector<std::string> storage_authorizations_;
+};
+
+}  // namespace ocirelay::testing

@@ -1,0 +1,60 @@
+// WWW-Authenticate parsing and the token realm host rule.
+#include "adapters/www_authenticate.h"
+
+#include <gtest/gtest.h>
+
+namespace ocirelay::adapters {
+namespace {
+
+TEST(WwwAuthenticate, ParsesDockerHubBearerChallenge) {
+  auto cs = parse_www_authenticate(
+      R"(Bearer realm="https://auth.docker.io/token",service="registry.docker.io",)"
+      R"(scope="repository:library/alpine:pull,push")");
+  ASSERT_EQ(cs.size(), 1u);
+  EXPECT_EQ(cs[0].scheme, "bearer");
+  EXPECT_EQ(cs[0].param("realm"), "https://auth.docker.io/token");
+  EXPECT_EQ(cs[0].param("service"), "registry.docker.io");
+  EXPECT_EQ(cs[0].param("scope"), "repository:library/alpine:pull,push");
+}
+
+TEST(WwwAuthenticate, ParsesBasicAndUnquotedAndEscapedValues) {
+  auto cs = parse_www_authenticate(R"(Basic realm="Registry \"Realm\"", charset=UTF-8)");
+  ASSERT_EQ(cs.size(), 1u);
+  EXPECT_EQ(cs[0].scheme, "basic");
+  EXPECT_EQ(cs[0].param("realm"), "Registry \"Realm\"");
+  EXPECT_EQ(cs[0].param("charset"), "UTF-8");
+}
+
+TEST(WwwAuthenticate, PrefersBearerAmongSeveralChallenges) {
+  auto c = pick_challenge({R"(Basic realm="x")", R"(Bearer realm="https://r/token")"});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->scheme, "bearer");
+  auto both = pick_challenge({R"(Basic realm="x", Bearer realm="https://r/t",service="s")"});
+  ASSERT_TRUE(both);
+  EXPECT_EQ(both->scheme, "bearer");
+  EXPECT_EQ(both->param("service"), "s");
+  EXPECT_FALSE(pick_challenge({R"(Negotiate abc)"}));
+  EXPECT_FALSE(pick_challenge({}));
+}
+
+TEST(WwwAuthenticate, ExtractsUrlHost) {
+  EXPECT_EQ(url_host("https://auth.docker.io/token?x=1"), "auth.docker.io");
+  EXPECT_EQ(url_host("http://127.0.0.1:5000/v2/"), "127.0.0.1");
+  EXPECT_EQ(url_host("https://user@Registry.Example.COM:443"), "registry.example.com");
+  EXPECT_EQ(url_host("http://[::1]:8080/token"), "::1");
+  EXPECT_EQ(url_host("no-scheme/token"), "");
+}
+
+TEST(WwwAuthenticate, RealmHostMustShareTheRegistrysDomain) {
+  EXPECT_TRUE(realm_host_allowed("registry-1.docker.io", "auth.docker.io"));
+  EXPECT_TRUE(realm_host_allowed("ghcr.io", "ghcr.io"));
+  EXPECT_TRUE(realm_host_allowed("127.0.0.1", "localhost"));
+  EXPECT_FALSE(realm_host_allowed("registry-1.docker.io", "auth.evil.example"));
+  EXPECT_FALSE(realm_host_allowed("127.0.0.1", "auth.evil.example"));
+  EXPECT_FALSE(realm_host_allowed("10.0.0.1", "10.0.0.2"));
+  EXPECT_FALSE(realm_host_allowed("registry", "auth.registry"));
+  EXPECT_FALSE(realm_host_allowed("ghcr.io", ""));
+}
+
+}  // namespace
+}  // namespace ocirelay::adapters
