@@ -1,0 +1,100 @@
+#include "proxy/fetch_coalescer.h"
+
+#include <unistd.h>
+
+namespace ocirelay::proxy {
+
+BlobFill::BlobFill(oci::Digest digest, std::string store_repo)
+    : digest_(std::move(digest)), store_repo_(std::move(store_repo)) {}
+
+BlobFill::~BlobFill() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::optional<std::uint64_t> BlobFill::length() const {
+  std::lock_guard lock(mu_);
+  return length_;
+}
+
+Error BlobFill::error() const {
+  std::lock_guard lock(mu_);
+  return error_;
+}
+
+bool BlobFill::wait_for_progress(std::uint64_t seen_written, State seen_state,
+                                 std::function<void()> wake) {
+  std::lock_guard lock(mu_);
+  if (written_.load() != seen_written || state_.load() != seen_state) return false;
+  waiters_.push_back(std::move(wake));
+  return true;
+}
+
+void BlobFill::notify() {
+  std::vector<std::function<void()>> waiters;
+  {
+    std::lock_guard lock(mu_);
+    waiters.swap(waiters_);
+  }
+  for (auto& w : waiters) w();
+}
+
+void BlobFill::publish_head(int fd, std::optional<std::uint64_t> length) {
+  {
+    std::lock_guard lock(mu_);
+    fd_ = fd;
+    length_ = length;
+    state_.store(State::streaming, std::memory_order_release);
+  }
+  notify();
+}
+
+void BlobFill::publish_bytes(std::uint64_t total_written) {
+  {
+    std::lock_guard lock(mu_);
+    written_.store(total_written, std::memory_order_release);
+    if (waiters_.empty()) return;
+  }
+  notify();
+}
+
+void BlobFill::publish_done() {
+  {
+    std::lock_guard lock(mu_);
+    if (!length_) length_ = written_.load();
+    state_.store(State::done, std::memory_order_release);
+  }
+  notify();
+}
+
+void BlobFill::publish_failed(Error e) {
+  {
+    std::lock_guard lock(mu_);
+    error_ = std::move(e);
+    state_.store(State::failed, std::memory_order_release);
+  }
+  notify();
+}
+
+FetchCoalescer::Joined FetchCoalescer::join(const std::string& store_repo, const oci::Digest& d) {
+  std::string key = store_repo + "@" + d.str();
+  std::lock_guard lock(mu_);
+  auto it = fills_.find(key);
+  if (it != fills_.end()) return {it->second, false};
+  auto fill = std::make_shared<BlobFill>(d, store_repo);
+  fills_.emplace(std::move(key), fill);
+  return {std::move(fill), true};
+}
+
+void FetchCoalescer::finish(const BlobFill& fill) {
+  std::string key = fill.store_repo() + "@" + fill.digest().str();
+  std::lock_guard lock(mu_);
+  auto it = fills_.find(key);
+  if (it != fills_.end() && it->second.get() == &fill) fills_.erase(it);
+}
+
+std::size_t FetchCoalescer::in_flight() const {
+  std::lock_guard lock(mu_);
+  return fills_.size();
+}
+
+}  // namespace ocirelay::proxy

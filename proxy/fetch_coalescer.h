@@ -1,0 +1,92 @@
+// FetchCoalescer: one upstream transfer per missing blob, however many clients ask for it
+// (invariant 5). A BlobFill is the shared state of one transfer: its temp file (readers
+// follow it as it grows), its progress, and its outcome.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "oci/digest.h"
+#include "oci/result.h"
+
+namespace ocirelay::proxy {
+
+// Thread-safety: progress fields are atomics or under mu; any thread may read them.
+// The fetch thread is the only writer.
+class BlobFill {
+ public:
+  enum class State { starting, streaming, done, failed };
+
+  BlobFill(oci::Digest digest, std::string store_repo);
+  ~BlobFill();  // closes the read descriptor
+  BlobFill(const BlobFill&) = delete;
+  BlobFill& operator=(const BlobFill&) = delete;
+
+  const oci::Digest& digest() const { return digest_; }
+  const std::string& store_repo() const { return store_repo_; }
+
+  State state() const { return state_.load(std::memory_order_acquire); }
+  // Bytes appended to the temp file so far (readable through fd()).
+  std::uint64_t written() const { return written_.load(std::memory_order_acquire); }
+  // Content-Length from the upstream head, once state() != starting.
+  std::optional<std::uint64_t> length() const;
+  // A read-only descriptor of the temp file, valid once state() != starting and for the
+  // life of this object (it survives the rename into blobs/). -1 when the fill failed early.
+  int fd() const { return fd_; }
+  // The error once state() == failed.
+  Error error() const;
+
+  // Registers `wake` to run once, at the next progress (head, bytes, done, failed). When
+  // progress already happened since `seen_written`/`seen_state`, `wake` is not stored and
+  // false is returned: the caller re-checks instead of waiting.
+  bool wait_for_progress(std::uint64_t seen_written, State seen_state, std::function<void()> wake);
+
+  // --- fetch thread only ----------------------------------------------------------
+  void publish_head(int fd, std::optional<std::uint64_t> length);
+  void publish_bytes(std::uint64_t total_written);
+  void publish_done();
+  void publish_failed(Error e);
+
+ private:
+  void notify();
+
+  const oci::Digest digest_;
+  const std::string store_repo_;
+  std::atomic<State> state_{State::starting};
+  std::atomic<std::uint64_t> written_{0};
+  int fd_ = -1;
+  mutable std::mutex mu_;
+  std::optional<std::uint64_t> length_;
+  Error error_;
+  std::vector<std::function<void()>> waiters_;
+};
+
+// Maps (store repository, digest) -> the fill in flight. Thread-safe.
+class FetchCoalescer {
+ public:
+  struct Joined {
+    std::shared_ptr<BlobFill> fill;
+    bool started = false;  // true: the caller created the fill and must start it
+  };
+  // Joins the fill for `d` under `store_repo`, or creates one (started = true). The key
+  // includes the repository: a client may only ride on a transfer made for its own
+  // repository (invariant 2).
+  Joined join(const std::string& store_repo, const oci::Digest& d);
+  // Removes a finished fill. REQUIRES: called after the blob is committed (or failed), so a
+  // request that misses here finds the blob in the store.
+  void finish(const BlobFill& fill);
+  std::size_t in_flight() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<BlobFill>> fills_;
+};
+
+}  // namespace ocirelay::proxy

@@ -1,0 +1,472 @@
+#include "proxy/pull_through.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "oci/media_types.h"
+#include "store/store.h"
+
+namespace ocirelay::proxy {
+
+namespace {
+
+constexpr std::size_t kMaxManifestBytes = 4 << 20;
+constexpr std::size_t kManifestCacheBytes = 64 << 20;
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string upstream_path(std::string_view repository, std::string_view suffix) {
+  // RegistryClient::get takes the path from the registry root, "/v2/..." included.
+  return "/v2/" + std::string(repository) + std::string(suffix);
+}
+
+std::string url_encode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// What to ask the upstream for: the client's Accept when it names manifest types we can
+// store, else everything we can store (curl's "*/*" would get OCI content refused by
+// distribution 2.x, and an empty Accept gets schema1 from some registries).
+std::string upstream_accept(std::string_view accept) {
+  std::size_t pos = 0;
+  while (pos < accept.size()) {
+    auto comma = accept.find(',', pos);
+    auto item = accept.substr(pos, comma == accept.npos ? accept.npos : comma - pos);
+    item = item.substr(0, item.find(';'));
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (oci::is_manifest_type(item)) return std::string(accept);
+    if (comma == accept.npos) break;
+    pos = comma + 1;
+  }
+  return std::string(oci::kDefaultManifestAccept);
+}
+
+// Content-Type without parameters.
+std::string bare_media_type(std::string_view ct) {
+  auto semi = ct.find(';');
+  ct = ct.substr(0, semi);
+  while (!ct.empty() && ct.back() == ' ') ct.remove_suffix(1);
+  return std::string(ct);
+}
+
+// Writes a blob into the store as it arrives and tells readers how far it got.
+class FillSink final : public adapters::BodySink {
+ public:
+  FillSink(store::Store& store, BlobFill& fill) : store_(store), fill_(fill) {}
+
+  Status on_head(const adapters::ResponseHead& head) override {
+    if (writer_) return Error{Errc::upstream_protocol, "second response head"};
+    auto w = store_.begin_blob(fill_.digest(), head.content_length);
+    if (!w) return w.error();
+    writer_ = std::move(*w);
+    int fd = ::open(writer_->temp_path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return error_from_errno(errno, "open ingest file for readers");
+    length_ = head.content_length;
+    fill_.publish_head(fd, head.content_length);
+    return {};
+  }
+
+  Status on_data(const char* data, std::size_t n) override {
+    if (!writer_) return Error{Errc::upstream_protocol, "body before head"};
+    if (length_ && written_ + n > *length_)
+      return Error{Errc::size_mismatch, "upstream sent more than its Content-Length"};
+    auto s = writer_->append(data, n);
+    if (!s) return s;
+    written_ += n;
+    fill_.publish_bytes(written_);
+    return {};
+  }
+
+  std::unique_ptr<store::BlobWriter>& writer() { return writer_; }
+
+ private:
+  store::Store& store_;
+  BlobFill& fill_;
+  std::unique_ptr<store::BlobWriter> writer_;
+  std::optional<std::uint64_t> length_;
+  std::uint64_t written_ = 0;
+};
+
+}  // namespace
+
+void describe_proxy_metrics(Metrics& m) {
+  m.describe("ocirelay_http_requests_total", MetricType::counter,
+             "HTTP requests answered, by route and status code.");
+  m.describe("ocirelay_cache_hits_total", MetricType::counter,
+             "Requests answered from the store, by kind.");
+  m.describe("ocirelay_cache_misses_total", MetricType::counter,
+             "Requests that needed the upstream, by kind.");
+  m.describe("ocirelay_stale_serves_total", MetricType::counter,
+             "Stale tags served because the upstream could not revalidate them.");
+  m.describe("ocirelay_bytes_served_total", MetricType::counter,
+             "Body bytes sent to clients, by source.");
+  m.describe("ocirelay_coalesced_waiters_total", MetricType::counter,
+             "Requests that joined a blob transfer already in flight.");
+  m.describe("ocirelay_upstream_request_seconds", MetricType::histogram,
+             "Upstream request latency.",
+             {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
+  m.describe("ocirelay_upstream_requests_total", MetricType::counter,
+             "Upstream requests, by registry and status code (0: no response).");
+  m.describe("ocirelay_upstream_ratelimit_remaining", MetricType::gauge,
+             "Last rate-limit remaining count reported by the upstream.");
+  m.describe("ocirelay_store_bytes", MetricType::gauge, "Bytes of blobs in the store.");
+  m.describe("ocirelay_store_blobs", MetricType::gauge, "Blobs in the store.");
+  m.describe("ocirelay_store_evictions_total", MetricType::counter,
+             "Blobs evicted from the store.");
+  m.describe("ocirelay_fills_in_flight", MetricType::gauge,
+             "Blob transfers from upstream in progress.");
+}
+
+PullThrough::PullThrough(const std::vector<UpstreamConfig>& upstreams, store::Store& store,
+                         Metrics& metrics)
+    : store_(store), metrics_(metrics) {
+  for (const auto& u : upstreams) {
+    Metrics* m = &metrics_;
+    adapters::RequestObserver observer = [m](const adapters::RequestEvent& ev) {
+      std::string registry(ev.registry);
+      m->observe("ocirelay_upstream_request_seconds",
+                 {{"registry", registry}, {"kind", std::string(ev.kind)}}, ev.seconds);
+      m->inc("ocirelay_upstream_requests_total",
+             {{"registry", registry}, {"code", std::to_string(ev.status)}});
+      if (ev.head && ev.head->ratelimit_remaining)
+        m->set("ocirelay_upstream_ratelimit_remaining", {{"registry", registry}},
+               static_cast<double>(*ev.head->ratelimit_remaining));
+    };
+    auto endpoint = u.endpoint;
+    if (endpoint.name.empty()) endpoint.name = u.name;
+    clients_.emplace(u.name, adapters::RegistryClient::create(std::move(endpoint), observer));
+  }
+}
+
+adapters::RegistryClient& PullThrough::client(const UpstreamRoute& route) {
+  return *clients_.find(route.upstream->name)->second;
+}
+
+std::shared_ptr<const std::string> PullThrough::cached_bytes(const oci::Digest& d) {
+  {
+    std::lock_guard lock(cache_mu_);
+    auto it = manifest_cache_.find(d);
+    if (it != manifest_cache_.end()) return it->second;
+  }
+  auto bytes = store_.read_blob(d, kMaxManifestBytes);
+  if (!bytes) return nullptr;
+  auto shared = std::make_shared<const std::string>(std::move(*bytes));
+  remember(d, shared);
+  return shared;
+}
+
+void PullThrough::remember(const oci::Digest& d, std::shared_ptr<const std::string> bytes) {
+  std::lock_guard lock(cache_mu_);
+  if (manifest_cache_bytes_ + bytes->size() > kManifestCacheBytes) {
+    manifest_cache_.clear();  // rare; the store still has every manifest
+    manifest_cache_bytes_ = 0;
+  }
+  auto [it, inserted] = manifest_cache_.emplace(d, bytes);
+  if (inserted) manifest_cache_bytes_ += bytes->size();
+}
+
+std::optional<ManifestReply> PullThrough::manifest_from_cache(const UpstreamRoute& route,
+                                                              const oci::ManifestRef& ref,
+                                                              std::string_view accept) {
+  ManifestReply reply;
+  if (ref.is_digest()) {
+    auto m = store_.manifest(*ref.digest);
+    if (!m || !store_.repo_references(route.store_repo, *ref.digest)) return std::nullopt;
+    reply.bytes = cached_bytes(m->digest);
+    reply.media_type = m->media_type;
+    reply.digest = m->digest;
+  } else {
+    auto t = store_.tag(route.store_repo, ref.tag);
+    if (!t) return std::nullopt;
+    if (unix_now() - t->fetched_at >= route.upstream->tag_ttl.count()) return std::nullopt;
+    if (!oci::accept_allows(accept, t->media_type)) return std::nullopt;
+    reply.bytes = cached_bytes(t->digest);
+    reply.media_type = t->media_type;
+    reply.digest = t->digest;
+  }
+  if (!reply.bytes) return std::nullopt;
+  store_.record_access(reply.digest);
+  metrics_.inc("ocirelay_cache_hits_total", {{"kind", "manifest"}});
+  return reply;
+}
+
+ManifestReply PullThrough::stale_reply(const UpstreamRoute& route, std::string_view ref_str,
+                                       const std::shared_ptr<const std::string>& bytes,
+                                       const oci::Digest& d, const std::string& media_type,
+                                       const Error& why) {
+  spdlog::warn("serving stale manifest {}:{} ({}): upstream {}: {}", route.store_repo, ref_str,
+               d.str(), route.upstream->name, why.to_string());
+  metrics_.inc("ocirelay_stale_serves_total");
+  store_.record_access(d);
+  return ManifestReply{bytes, media_type, d, "stale"};
+}
+
+Result<ManifestReply> PullThrough::manifest_with_upstream(const UpstreamRoute& route,
+                                                          const oci::ManifestRef& ref,
+                                                          std::string_view accept) {
+  auto& up = client(route);
+  const std::int64_t now = unix_now();
+  std::string up_accept = upstream_accept(accept);
+  std::optional<std::string> tag_to_set;
+  std::optional<store::TagInfo> cached_tag;
+  std::shared_ptr<const std::string> stale_bytes;
+
+  if (!ref.is_digest()) {
+    cached_tag = store_.tag(route.store_repo, ref.tag);
+    bool acceptable = cached_tag && oci::accept_allows(accept, cached_tag->media_type);
+    // A client whose Accept excludes the cached type gets its own answer; the tag keeps
+    // pointing at what everyone else gets.
+    if (!cached_tag || acceptable) tag_to_set = ref.tag;
+    if (acceptable) {
+      stale_bytes = cached_bytes(cached_tag->digest);
+      auto head = up.head_manifest(route.repository, ref.tag, up_accept);
+      if (head && head->docker_content_digest == cached_tag->digest.str() && stale_bytes) {
+        auto touched = store_.touch_tag(route.store_repo, ref.tag, now);
+        if (!touched)
+          spdlog::warn("touch_tag {}:{}: {}", route.store_repo, ref.tag,
+                       touched.error().to_string());
+        store_.record_access(cached_tag->digest);
+        metrics_.inc("ocirelay_cache_hits_total", {{"kind", "manifest"}});
+        return ManifestReply{stale_bytes, cached_tag->media_type, cached_tag->digest, "hit"};
+      }
+      if (!head && head.error().code != Errc::not_found && stale_bytes)
+        return stale_reply(route, ref.tag, stale_bytes, cached_tag->digest,
+                           cached_tag->media_type, head.error());
+      if (!head) return head.error();
+      // Changed upstream (or no digest header): fetch it.
+    }
+  } else {
+    // By digest any manifest type will do: ask for everything we can store.
+    up_accept = std::string(oci::kDefaultManifestAccept);
+    if (!accept.empty()) up_accept += ", " + std::string(accept);
+  }
+
+  metrics_.inc("ocirelay_cache_misses_total", {{"kind", "manifest"}});
+  auto got = up.get_manifest(route.repository, ref.str(), up_accept, kMaxManifestBytes);
+  if (!got) {
+    if (stale_bytes && got.error().code != Errc::not_found)
+      return stale_reply(route, ref.str(), stale_bytes, cached_tag->digest,
+                         cached_tag->media_type, got.error());
+    return got.error();
+  }
+  auto& resp = *got;
+  oci::Digest computed = oci::Digest::of(resp.body);
+  if (ref.is_digest() && computed != *ref.digest)
+    return Error{Errc::digest_mismatch,
+                 "upstream manifest for " + ref.digest->str() + " hashed to " + computed.str()};
+  if (!resp.head.docker_content_digest.empty() &&
+      resp.head.docker_content_digest != computed.str())
+    return Error{Errc::digest_mismatch, "upstream Docker-Content-Digest " +
+                                            resp.head.docker_content_digest +
+                                            " differs from the bytes' " + computed.str()};
+  std::string media_type = bare_media_type(resp.head.content_type);
+  if (media_type.empty() || !oci::is_manifest_type(media_type)) {
+    auto parsed = oci::parse_manifest(resp.body, media_type);
+    if (parsed && !parsed->media_type.empty()) media_type = parsed->media_type;
+  }
+  auto stored = store_.put_manifest(route.store_repo, resp.body, media_type, computed, tag_to_set,
+                                    now, resp.head.etag);
+  if (!stored) {
+    // Still serve the verified bytes; only caching failed.
+    spdlog::warn("caching manifest {}@{} failed: {}", route.store_repo, computed.str(),
+                 stored.error().to_string());
+  } else if (!stored->media_type.empty()) {
+    media_type = stored->media_type;
+  }
+  auto bytes = std::make_shared<const std::string>(std::move(resp.body));
+  remember(computed, bytes);
+  store_.record_access(computed);
+  return ManifestReply{std::move(bytes), std::move(media_type), computed, "miss"};
+}
+
+Status PullThrough::confirm_blob_upstream(const UpstreamRoute& route, const oci::Digest& d) {
+  auto head = client(route).head_blob(route.repository, d);
+  if (!head) return head.error();
+  return store_.link(route.store_repo, d);
+}
+
+void PullThrough::run_fill(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill) {
+  const auto& d = fill->digest();
+  metrics_.set("ocirelay_fills_in_flight", {}, static_cast<double>(coalescer_.in_flight()));
+  // The blob may have landed between the caller's store lookup and its join.
+  if (auto info = store_.blob(d); info && store_.repo_references(route.store_repo, d)) {
+    int fd = ::open(store_.blob_path(d).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      fill->publish_head(fd, info->size);
+      fill->publish_bytes(info->size);
+      coalescer_.finish(*fill);
+      fill->publish_done();
+      return;
+    }
+  }
+  bool committed = false;
+  {
+    FillSink sink(store_, *fill);
+    auto started = std::chrono::steady_clock::now();
+    auto head = client(route).get_blob(route.repository, d, sink);
+    Error failure;
+    if (!head) {
+      failure = head.error();
+    } else if (!sink.writer()) {
+      failure = Error{Errc::upstream_protocol, "upstream sent no body"};
+    } else {
+      auto info = sink.writer()->commit(route.store_repo);
+      if (info) {
+        committed = true;
+        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        spdlog::info("fill {} {} bytes={} seconds={:.3f}", route.store_repo, d.str(), info->size,
+                     secs);
+      } else {
+        failure = info.error();
+      }
+    }
+    if (!committed) {
+      spdlog::warn("fill {} {} failed: {}", route.store_repo, d.str(), failure.to_string());
+      sink.writer().reset();  // removes the temp file before anyone retries
+      coalescer_.finish(*fill);
+      fill->publish_failed(std::move(failure));
+    }
+  }
+  if (committed) {
+    coalescer_.finish(*fill);
+    fill->publish_done();
+    enforce_quota();
+  }
+  metrics_.set("ocirelay_fills_in_flight", {}, static_cast<double>(coalescer_.in_flight()));
+}
+
+Result<ListingReply> PullThrough::tags_list(const UpstreamRoute& route,
+                                            std::optional<std::uint64_t> n,
+                                            const std::string& last, const std::string& link_base,
+                                            const std::string& extra_query) {
+  std::string query;
+  if (n) query += "n=" + std::to_string(*n);
+  if (!last.empty()) query += std::string(query.empty() ? "" : "&") + "last=" + url_encode(last);
+  auto resp = client(route).get(
+      upstream_path(route.repository, "/tags/list") + (query.empty() ? "" : "?" + query),
+      "application/json");
+  if (resp) {
+    ListingReply r;
+    r.body = std::move(resp->body);
+    r.content_type = "application/json";
+    if (!resp->head.link.empty()) {
+      // Point the next page at us, under the name the client used.
+      std::string link = resp->head.link;
+      std::string up_base = "/v2/" + route.repository + "/tags/list";
+      if (auto pos = link.find(up_base); pos != link.npos) {
+        link.replace(pos, up_base.size(), link_base);
+        if (!extra_query.empty())
+          if (auto gt = link.find('>'); gt != link.npos)
+            link.insert(gt, (link.substr(0, gt).find('?') == link.npos ? "?" : "&") + extra_query);
+      }
+      r.link = std::move(link);
+    }
+    return r;
+  }
+  if (resp.error().code == Errc::not_found || resp.error().code == Errc::unauthorized ||
+      resp.error().code == Errc::denied) {
+    return resp.error();
+  }
+  auto tags = store_.tags(route.store_repo);
+  if (tags.empty()) return resp.error();
+  spdlog::warn("tags list {} from the store: upstream {}: {}", route.store_repo,
+               route.upstream->name, resp.error().to_string());
+  auto begin = last.empty() ? tags.begin() : std::upper_bound(tags.begin(), tags.end(), last);
+  std::vector<std::string> page(begin, tags.end());
+  ListingReply r;
+  r.source = "cache";
+  r.content_type = "application/json";
+  if (n && page.size() > *n) {
+    page.resize(*n);
+    if (!page.empty()) {
+      r.link = "<" + link_base + "?n=" + std::to_string(*n) + "&last=" + url_encode(page.back()) +
+               (extra_query.empty() ? "" : "&" + extra_query) + ">; rel=\"next\"";
+    }
+  }
+  nlohmann::json j = {{"name", route.repository}, {"tags", page}};
+  r.body = j.dump();
+  return r;
+}
+
+Result<ListingReply> PullThrough::referrers(const UpstreamRoute& route, const oci::Digest& subject,
+                                            const std::string& artifact_type) {
+  ListingReply r;
+  r.content_type = std::string(oci::media::kOciIndex);
+  nlohmann::json index;
+  std::string suffix = "/referrers/" + subject.str();
+  if (!artifact_type.empty()) suffix += "?artifactType=" + url_encode(artifact_type);
+  auto resp = client(route).get(upstream_path(route.repository, suffix),
+                                std::string(oci::media::kOciIndex));
+  if (resp && resp->head.status == 200) {
+    index = nlohmann::json::parse(resp->body, nullptr, false);
+    if (index.is_discarded() || !index.is_object())
+      return Error{Errc::upstream_protocol, "upstream referrers response is not a JSON object"};
+  } else {
+    if (!resp)
+      spdlog::debug("referrers {} {} from the store: upstream: {}", route.store_repo,
+                    subject.str(), resp.error().to_string());
+    r.source = "cache";
+    index = {{"schemaVersion", 2}, {"mediaType", oci::media::kOciIndex},
+             {"manifests", nlohmann::json::array()}};
+    for (const auto& m : store_.referrers(route.store_repo, subject)) {
+      nlohmann::json desc = {{"mediaType", m.media_type}, {"digest", m.digest.str()},
+                             {"size", m.size}};
+      if (!m.artifact_type.empty()) desc["artifactType"] = m.artifact_type;
+      if (!m.annotations_json.empty()) {
+        auto a = nlohmann::json::parse(m.annotations_json, nullptr, false);
+        if (!a.is_discarded() && a.is_object() && !a.empty()) desc["annotations"] = a;
+      }
+      index["manifests"].push_back(std::move(desc));
+    }
+  }
+  if (!artifact_type.empty()) {
+    auto& ms = index["manifests"];
+    if (ms.is_array()) {
+      nlohmann::json kept = nlohmann::json::array();
+      for (auto& m : ms)
+        if (m.is_object() && m.value("artifactType", "") == artifact_type) kept.push_back(m);
+      ms = std::move(kept);
+    }
+    r.filtered = true;
+  }
+  r.body = index.dump();
+  return r;
+}
+
+void PullThrough::flush_access() {
+  auto s = store_.flush_access();
+  if (!s) spdlog::warn("flush access times: {}", s.error().to_string());
+}
+
+void PullThrough::enforce_quota() {
+  if (quota_running_.exchange(true)) return;
+  auto r = store_.enforce_quota();
+  if (!r) spdlog::warn("enforce quota: {}", r.error().to_string());
+  else if (r->blobs > 0)
+    spdlog::info("evicted blobs={} bytes={} tags={}", r->blobs, r->bytes, r->tags);
+  quota_running_.store(false);
+}
+
+}  // namespace ocirelay::proxy

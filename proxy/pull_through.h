@@ -1,0 +1,112 @@
+// PullThrough: what the mirror answers for manifests, blobs, tags and referrers — from the
+// store when it can, from the upstream (and into the store) when it must.
+//
+// Methods marked "fetch thread" block on the network or fsync: call them from the fetch
+// pool, never from an I/O thread. The others only read the store or memory.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "adapters/registry_client.h"
+#include "oci/digest.h"
+#include "oci/reference.h"
+#include "oci/result.h"
+#include "proxy/fetch_coalescer.h"
+#include "proxy/metrics.h"
+#include "proxy/router.h"
+#include "proxy/server.h"
+
+namespace ocirelay::store {
+class Store;
+}
+
+namespace ocirelay::proxy {
+
+// Declares every ocirelay_* metric family the server exports.
+void describe_proxy_metrics(Metrics& metrics);
+
+struct ManifestReply {
+  std::shared_ptr<const std::string> bytes;
+  std::string media_type;
+  oci::Digest digest;
+  std::string_view cache = "hit";  // "hit", "miss" or "stale"
+};
+
+struct ListingReply {
+  std::string body;          // JSON
+  std::string content_type;  // "application/json" or the OCI index type
+  std::string link;          // tags: Link header for the next page, or empty
+  bool filtered = false;     // referrers: OCI-Filters-Applied: artifactType
+  std::string_view source = "upstream";  // or "cache"
+};
+
+class PullThrough {
+ public:
+  // Builds one RegistryClient per upstream, each reporting to `metrics`.
+  PullThrough(const std::vector<UpstreamConfig>& upstreams, store::Store& store, Metrics& metrics);
+
+  store::Store& store() { return store_; }
+  FetchCoalescer& coalescer() { return coalescer_; }
+
+  // A manifest the store can answer without asking upstream (fresh tag, cached digest
+  // referenced by the repository, acceptable media type); nullopt otherwise.
+  std::optional<ManifestReply> manifest_from_cache(const UpstreamRoute& route,
+                                                   const oci::ManifestRef& ref,
+                                                   std::string_view accept);
+  // Fetch thread. Revalidates or fetches a manifest; serves the stale copy when the
+  // upstream is in trouble (invariant 6).
+  Result<ManifestReply> manifest_with_upstream(const UpstreamRoute& route,
+                                               const oci::ManifestRef& ref,
+                                               std::string_view accept);
+
+  // Fetch thread. The store holds `d` but route's repository does not reference it yet:
+  // asks the upstream whether the repository has it and links it when it does.
+  Status confirm_blob_upstream(const UpstreamRoute& route, const oci::Digest& d);
+
+  // Fetch thread. Runs a fill started by FetchCoalescer::join (started == true): streams
+  // the blob into the store, publishes progress, commits, then finishes the fill.
+  void run_fill(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill);
+
+  // Fetch thread. Tags listing: forwarded to upstream, or from the store when the upstream
+  // is unreachable. `link_base` is "/v2/<name as the client sent it>/tags/list" and
+  // `extra_query` ("ns=...") is appended to next-page links.
+  Result<ListingReply> tags_list(const UpstreamRoute& route, std::optional<std::uint64_t> n,
+                                 const std::string& last, const std::string& link_base,
+                                 const std::string& extra_query);
+  // Fetch thread. Referrers index: upstream when it supports the API, else the store.
+  Result<ListingReply> referrers(const UpstreamRoute& route, const oci::Digest& subject,
+                                 const std::string& artifact_type);
+
+  // Fetch thread. Persists access times; runs eviction unless one is already running.
+  void flush_access();
+  void enforce_quota();
+
+ private:
+  adapters::RegistryClient& client(const UpstreamRoute& route);
+  std::shared_ptr<const std::string> cached_bytes(const oci::Digest& d);
+  void remember(const oci::Digest& d, std::shared_ptr<const std::string> bytes);
+  ManifestReply stale_reply(const UpstreamRoute& route, std::string_view ref_str,
+                            const std::shared_ptr<const std::string>& bytes, const oci::Digest& d,
+                            const std::string& media_type, const Error& why);
+
+  store::Store& store_;
+  Metrics& metrics_;
+  std::map<std::string, std::unique_ptr<adapters::RegistryClient>, std::less<>> clients_;
+  FetchCoalescer coalescer_;
+  std::atomic<bool> quota_running_{false};
+
+  std::mutex cache_mu_;  // manifest bytes by digest: small, immutable, hot
+  std::unordered_map<oci::Digest, std::shared_ptr<const std::string>> manifest_cache_;
+  std::size_t manifest_cache_bytes_ = 0;
+};
+
+}  // namespace ocirelay::proxy

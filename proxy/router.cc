@@ -1,0 +1,190 @@
+#include "proxy/router.h"
+
+#include <algorithm>
+#include <array>
+
+#include "oci/reference.h"
+
+namespace ocirelay::proxy {
+
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool icontains(std::string_view hay, std::string_view needle) {
+  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) ==
+                  std::tolower(static_cast<unsigned char>(b));
+         }) != hay.end();
+}
+
+bool hostile(std::string_view p) {
+  return p.find("..") != p.npos || p.find("//") != p.npos || p.find('\0') != p.npos ||
+         p.find('\\') != p.npos || icontains(p, "%2e");
+}
+
+Error bad_path() { return Error{Errc::name_invalid, "invalid request path"}; }
+
+}  // namespace
+
+std::string_view route_label(RouteKind kind) {
+  switch (kind) {
+    case RouteKind::base: return "base";
+    case RouteKind::manifest: return "manifest";
+    case RouteKind::blob: return "blob";
+    case RouteKind::blob_upload: return "blob_upload";
+    case RouteKind::tags_list: return "tags";
+    case RouteKind::referrers: return "referrers";
+    case RouteKind::metrics: return "metrics";
+    case RouteKind::healthz: return "healthz";
+    case RouteKind::readyz: return "readyz";
+    case RouteKind::unknown: return "other";
+  }
+  return "other";
+}
+
+Result<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c != '%') {
+      out.push_back(c);
+      continue;
+    }
+    if (i + 2 >= s.size()) return bad_path();
+    int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+    if (hi < 0 || lo < 0) return bad_path();
+    char d = static_cast<char>(hi * 16 + lo);
+    if (d == '/' || d == '.' || d == '\\' || d == '\0') return bad_path();
+    out.push_back(d);
+    i += 2;
+  }
+  return out;
+}
+
+Result<RequestPath> parse_request_path(std::string_view target) {
+  RequestPath rp;
+  std::string_view raw = target;
+  if (auto q = raw.find('?'); q != raw.npos) {
+    rp.query = std::string(raw.substr(q + 1));
+    raw = raw.substr(0, q);
+  }
+  if (hostile(raw)) return bad_path();
+  auto decoded = percent_decode(raw);
+  if (!decoded) return decoded.error();
+  std::string_view path = *decoded;
+  if (hostile(path)) return bad_path();
+
+  if (path == "/metrics") rp.kind = RouteKind::metrics;
+  else if (path == "/healthz") rp.kind = RouteKind::healthz;
+  else if (path == "/readyz") rp.kind = RouteKind::readyz;
+  else if (path == "/v2" || path == "/v2/") rp.kind = RouteKind::base;
+  if (rp.kind != RouteKind::unknown || !path.starts_with("/v2/")) return rp;
+
+  std::string_view rest = path.substr(4);
+  // The last marker in the path wins: a repository may have a component named "blobs".
+  struct Marker { std::string_view text; RouteKind kind; bool suffix_only; };
+  static constexpr std::array<Marker, 5> kMarkers{{
+      {"/manifests/", RouteKind::manifest, false},
+      {"/blobs/uploads", RouteKind::blob_upload, false},
+      {"/blobs/", RouteKind::blob, false},
+      {"/tags/list", RouteKind::tags_list, true},
+      {"/referrers/", RouteKind::referrers, false},
+  }};
+  std::size_t best = std::string_view::npos;
+  const Marker* found = nullptr;
+  for (const auto& m : kMarkers) {
+    auto pos = rest.rfind(m.text);
+    if (pos == rest.npos || pos == 0) continue;
+    if (m.suffix_only && pos + m.text.size() != rest.size()) continue;
+    // "/blobs/uploads" must be a full segment (the blob marker covers "/blobs/uploadsX").
+    if (m.kind == RouteKind::blob_upload) {
+      auto end = pos + m.text.size();
+      if (end != rest.size() && rest[end] != '/') continue;
+    }
+    if (best == std::string_view::npos || pos > best ||
+        (pos == best && m.kind == RouteKind::blob_upload)) {
+      best = pos;
+      found = &m;
+    }
+  }
+  if (!found) return rp;
+  rp.name = std::string(rest.substr(0, best));
+  std::string_view tail = rest.substr(best + found->text.size());
+  switch (found->kind) {
+    case RouteKind::manifest:
+    case RouteKind::blob:
+    case RouteKind::referrers:
+      if (tail.empty() || tail.find('/') != tail.npos) return rp;  // unknown
+      rp.reference = std::string(tail);
+      break;
+    default:
+      break;
+  }
+  rp.kind = found->kind;
+  return rp;
+}
+
+std::optional<std::string> query_param(std::string_view query, std::string_view key) {
+  std::size_t pos = 0;
+  while (pos <= query.size()) {
+    auto amp = query.find('&', pos);
+    auto item = query.substr(pos, amp == query.npos ? query.npos : amp - pos);
+    auto eq = item.find('=');
+    auto k = item.substr(0, eq);
+    if (k == key) {
+      auto v = eq == item.npos ? std::string_view{} : item.substr(eq + 1);
+      // Values here are names and tags: undecodable ones are treated as absent-but-bad.
+      auto d = percent_decode(v);
+      return d ? *d : std::string("\x01invalid");
+    }
+    if (amp == query.npos) break;
+    pos = amp + 1;
+  }
+  return std::nullopt;
+}
+
+Result<UpstreamRoute> select_upstream(const std::vector<UpstreamConfig>& upstreams,
+                                      std::string_view name,
+                                      std::optional<std::string_view> ns) {
+  UpstreamRoute r;
+  std::string_view repo = name;
+  if (ns) {
+    for (const auto& u : upstreams)
+      if (u.name == *ns) r.upstream = &u;
+    if (!r.upstream) return Error{Errc::not_found, "no upstream named " + std::string(*ns)};
+  } else {
+    auto slash = name.find('/');
+    if (slash != name.npos && slash + 1 < name.size()) {
+      auto first = name.substr(0, slash);
+      for (const auto& u : upstreams)
+        if (u.name == first) {
+          r.upstream = &u;
+          repo = name.substr(slash + 1);
+        }
+    }
+    if (!r.upstream)
+      for (const auto& u : upstreams)
+        if (u.is_default) {
+          r.upstream = &u;
+          break;
+        }
+    if (!r.upstream) return Error{Errc::not_found, "no upstream for repository " + std::string(name)};
+  }
+  if (r.upstream->library_prefix && repo.find('/') == repo.npos)
+    r.repository = "library/" + std::string(repo);
+  else
+    r.repository = std::string(repo);
+  if (!oci::valid_repository(r.repository))
+    return Error{Errc::name_invalid, "invalid repository name"};
+  r.store_repo = r.upstream->name + "/" + r.repository;
+  return r;
+}
+
+}  // namespace ocirelay::proxy

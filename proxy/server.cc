@@ -1,0 +1,722 @@
+// Server implementation: Beast + Asio coroutines. One strand per connection; blocking work
+// (upstream transfers, fsyncing store writes) runs on the fetch pool and resumes here.
+// The only file in proxy/ that includes Beast.
+#include "proxy/server.h"
+
+#include <sys/sendfile.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <cerrno>
+#include <csignal>
+#include <charconv>
+#include <map>
+#include <mutex>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "oci/errors.h"
+#include "oci/reference.h"
+#include "proxy/metrics.h"
+#include "proxy/pull_through.h"
+#include "proxy/range.h"
+#include "proxy/router.h"
+#include "store/store.h"
+
+namespace ocirelay::proxy {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
+
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using Request = http::request<http::empty_body>;
+
+constexpr std::string_view kApiVersionHeader = "Docker-Distribution-API-Version";
+constexpr std::string_view kApiVersion = "registry/2.0";
+
+// What one request produced, for the access log and metrics.
+struct Outcome {
+  unsigned status = 0;
+  std::uint64_t bytes = 0;            // body bytes sent
+  std::string_view cache = "-";       // hit | miss | stale | -
+  std::string_view source = "cache";  // where the body came from: cache | upstream
+  bool close = false;                 // the connection cannot carry another request
+};
+
+struct SessionState {  // touched only on the session's strand
+  bool idle = false;
+  tcp::socket* socket = nullptr;
+};
+
+std::string join_header(const Request& req, http::field f) {
+  std::string out;
+  for (auto it = req.find(f); it != req.end() && it->name() == f; ++it) {
+    if (!out.empty()) out += ", ";
+    out += std::string(it->value());
+  }
+  return out;
+}
+
+std::string path_only(std::string_view target) {
+  return std::string(target.substr(0, target.find('?')));
+}
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(ServerOptions options, store::Store& store)
+      : opt_(std::move(options)),
+        store_(store),
+        pool_(opt_.fetch_threads ? opt_.fetch_threads : 16),
+        control_(asio::make_strand(ioc_)),
+        acceptor_(control_),
+        flush_timer_(control_),
+        stop_timer_(control_) {
+    describe_proxy_metrics(metrics_);
+  }
+
+  ~ServerImpl() override {
+    pool_.stop();
+    pool_.join();
+  }
+
+  Status start() {
+    // sendfile(2) has no MSG_NOSIGNAL: a client that hangs up mid-blob must give EPIPE,
+    // not kill the process.
+    ::signal(SIGPIPE, SIG_IGN);
+    if (!opt_.tls_cert_file.empty() || !opt_.tls_key_file.empty()) {
+      if (opt_.tls_cert_file.empty() || opt_.tls_key_file.empty())
+        return Error{Errc::invalid_argument, "TLS needs both a certificate and a key file"};
+      ssl_.emplace(ssl::context::tls_server);
+      ssl_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                        ssl::context::no_tlsv1_1);
+      boost::system::error_code ec;
+      ssl_->use_certificate_chain_file(opt_.tls_cert_file, ec);
+      if (ec) return Error{Errc::invalid_argument, "TLS certificate " + opt_.tls_cert_file + ": " + ec.message()};
+      ssl_->use_private_key_file(opt_.tls_key_file, ssl::context::pem, ec);
+      if (ec) return Error{Errc::invalid_argument, "TLS key " + opt_.tls_key_file + ": " + ec.message()};
+    }
+    std::string where = opt_.listen_host + ":" + std::to_string(opt_.listen_port);
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(opt_.listen_host, ec);
+    if (ec) return Error{Errc::invalid_argument, "listen address " + where + ": " + ec.message()};
+    tcp::endpoint ep(addr, opt_.listen_port);
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return Error{Errc::io_error, "listen on " + where + ": " + ec.message()};
+    port_ = acceptor_.local_endpoint().port();
+    pull_ = std::make_unique<PullThrough>(opt_.upstreams, store_, metrics_);
+    asio::co_spawn(control_, accept_loop(), asio::detached);
+    asio::co_spawn(control_, flush_loop(), asio::detached);
+    spdlog::debug("proxy listening on {}:{} ({})", opt_.listen_host, port_, ssl_ ? "https" : "http");
+    return {};
+  }
+
+  std::uint16_t port() const override { return port_; }
+
+  void run() override {
+    unsigned n = opt_.io_threads ? opt_.io_threads : std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::thread> threads;
+    for (unsigned i = 1; i < n; ++i) threads.emplace_back([this] { ioc_.run(); });
+    ioc_.run();
+    for (auto& t : threads) t.join();
+  }
+
+  void stop() override {
+    asio::post(control_, [this] {
+      if (stopping_.exchange(true)) return;
+      boost::system::error_code ec;
+      acceptor_.close(ec);
+      flush_timer_.cancel();
+      std::lock_guard lock(sessions_mu_);
+      for (auto& [id, s] : sessions_) {
+        auto [ex, st] = s;
+        asio::post(ex, [st] {
+          if (st->idle && st->socket) {
+            boost::system::error_code ignored;
+            st->socket->cancel(ignored);
+          }
+        });
+      }
+      if (connections_.load() > 0) {
+        // In-flight responses get a grace period, then the context stops regardless.
+        stop_timer_.expires_after(std::chrono::seconds(10));
+        stop_timer_.async_wait([this](boost::system::error_code ec) {
+          if (!ec) ioc_.stop();
+        });
+      }
+    });
+  }
+
+ private:
+  // Runs f() on the fetch pool and resumes the calling coroutine on its own executor.
+  template <class T, class F>
+  awaitable<T> on_pool(F f) {
+    // co_spawn with use_awaitable resumes the caller on its own executor (its strand) when
+    // f() returns; the blocking work runs on the fetch pool.
+    // (std::optional because co_spawn needs a default-constructible result; Result has none.)
+    auto out = co_await asio::co_spawn(
+        pool_, [fn = std::move(f)]() mutable -> awaitable<std::optional<T>> { co_return fn(); },
+        use_awaitable);
+    co_return std::move(*out);
+  }
+
+  awaitable<void> flush_loop() {
+    while (!stopping_) {
+      flush_timer_.expires_after(opt_.access_flush_interval);
+      auto [ec] = co_await flush_timer_.async_wait(tuple_awaitable);
+      if (ec || stopping_) break;
+      asio::post(pool_, [p = pull_.get()] { p->flush_access(); });
+    }
+    asio::post(pool_, [p = pull_.get()] { p->flush_access(); });
+  }
+
+  awaitable<void> accept_loop() {
+    while (!stopping_) {
+      auto [ec, sock] = co_await acceptor_.async_accept(asio::make_strand(ioc_), tuple_awaitable);
+      if (ec) {
+        if (stopping_ || ec == asio::error::operation_aborted) co_return;
+        spdlog::warn("accept: {}", ec.message());
+        // EMFILE and friends: back off instead of spinning.
+        asio::steady_timer t(ioc_, std::chrono::milliseconds(100));
+        co_await t.async_wait(tuple_awaitable);
+        continue;
+      }
+      if (connections_.load() >= opt_.max_connections) {
+        boost::system::error_code ignored;
+        sock.close(ignored);
+        continue;
+      }
+      ++connections_;
+      // Headers and bodies go out as separate writes: without NODELAY, Nagle plus delayed
+      // ACKs add ~40 ms to every keep-alive response.
+      boost::system::error_code nd;
+      sock.set_option(tcp::no_delay(true), nd);
+      auto ex = sock.get_executor();
+      asio::co_spawn(ex, run_session(std::move(sock)), asio::detached);
+    }
+  }
+
+  awaitable<void> run_session(tcp::socket sock) {
+    auto st = std::make_shared<SessionState>();
+    std::uint64_t id = next_session_++;
+    auto ex = sock.get_executor();
+    {
+      std::lock_guard lock(sessions_mu_);
+      sessions_.emplace(id, std::make_pair(ex, st));
+    }
+    try {
+      beast::tcp_stream plain(std::move(sock));
+      st->socket = &plain.socket();
+      if (ssl_) {
+        TlsStream tls(std::move(plain), *ssl_);
+        st->socket = &beast::get_lowest_layer(tls).socket();
+        beast::get_lowest_layer(tls).expires_after(opt_.header_timeout);
+        auto [ec] = co_await tls.async_handshake(ssl::stream_base::server, tuple_awaitable);
+        if (!ec) {
+          bool clean = co_await session(tls, *st);
+          if (clean) {
+            beast::get_lowest_layer(tls).expires_after(std::chrono::seconds(5));
+            co_await tls.async_shutdown(tuple_awaitable);
+          }
+        }
+        st->socket = nullptr;
+      } else {
+        co_await session(plain, *st);
+        boost::system::error_code ignored;
+        plain.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        st->socket = nullptr;
+      }
+    } catch (const std::exception& e) {
+      st->socket = nullptr;
+      spdlog::error("session: {}", e.what());
+    }
+    {
+      std::lock_guard lock(sessions_mu_);
+      sessions_.erase(id);
+    }
+    if (connections_.fetch_sub(1) == 1 && stopping_)
+      asio::post(control_, [this] { stop_timer_.cancel(); });
+  }
+
+  // Serves requests on one connection until it closes. Returns true when the connection
+  // ended cleanly (a TLS close_notify may follow).
+  template <class Stream>
+  awaitable<bool> session(Stream& stream, SessionState& st) {
+    beast::flat_buffer buf;
+    bool first = true;
+    while (!stopping_) {
+      http::request_parser<http::empty_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(opt_.max_header_bytes));
+      if (!first && buf.size() == 0) {
+        // Keep-alive: wait up to idle_timeout for the next request to start...
+        st.idle = true;
+        beast::get_lowest_layer(stream).expires_after(opt_.idle_timeout);
+        auto [ec, n] = co_await stream.async_read_some(buf.prepare(4096), tuple_awaitable);
+        st.idle = false;
+        if (ec) co_return ec == http::error::end_of_stream || ec == asio::error::eof;
+        buf.commit(n);
+      }
+      // ...then up to header_timeout for its headers (slow-loris clients are cut off).
+      st.idle = first;
+      first = false;
+      beast::get_lowest_layer(stream).expires_after(opt_.header_timeout);
+      auto [ec, n] = co_await http::async_read_header(stream, buf, parser, tuple_awaitable);
+      st.idle = false;
+      if (ec == http::error::header_limit) {
+        Request req;
+        req.version(11);
+        co_await send_error(stream, req, 431, "UNSUPPORTED", "request header too large", false);
+        co_return false;
+      }
+      if (ec) co_return ec == http::error::end_of_stream;
+      auto start = std::chrono::steady_clock::now();
+      bool has_body = parser.chunked() || (parser.content_length() && *parser.content_length() > 0);
+      Request req = parser.release();
+      Outcome out;
+      RouteKind kind = RouteKind::unknown;
+      if (has_body || (req.method() != http::verb::get && req.method() != http::verb::head)) {
+        auto p = parse_request_path(req.target());
+        if (p) kind = p->kind;
+        out = co_await send_error(stream, req, 405, "UNSUPPORTED",
+                                  "this mirror is read-only: " + std::string(req.method_string()) +
+                                      " is not supported",
+                                  false);
+        out.close = true;  // the unread body makes the connection unusable
+      } else {
+        out = co_await handle(stream, req, kind);
+      }
+      record(req, kind, out, start);
+      if (out.close || !req.keep_alive() || stopping_) co_return !out.close;
+    }
+    co_return true;
+  }
+
+  void record(const Request& req, RouteKind kind, const Outcome& out,
+              std::chrono::steady_clock::time_point start) {
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::uint64_t rid = ++next_request_;
+    metrics_.inc("ocirelay_http_requests_total",
+                 {{"route", std::string(route_label(kind))}, {"code", std::to_string(out.status)}});
+    if (out.bytes > 0)
+      metrics_.inc("ocirelay_bytes_served_total", {{"source", std::string(out.source)}},
+                   static_cast<double>(out.bytes));
+    if (kind == RouteKind::metrics || kind == RouteKind::healthz || kind == RouteKind::readyz) {
+      spdlog::debug("req={:x} method={} path={} status={} bytes={} ms={:.2f}", rid,
+                    std::string(req.method_string()), path_only(req.target()), out.status, out.bytes, ms);
+      return;
+    }
+    spdlog::info("req={:x} method={} path={} status={} bytes={} ms={:.2f} cache={}", rid,
+                 std::string(req.method_string()), path_only(req.target()), out.status, out.bytes,
+                 ms, out.cache);
+  }
+
+  // --- writing responses ------------------------------------------------------------
+
+  using Header = http::response<http::empty_body>;
+
+  Header make_header(const Request& req, unsigned status) {
+    Header res{static_cast<http::status>(status), req.version() ? req.version() : 11};
+    res.set(http::field::server, "ocirelay");
+    res.set(kApiVersionHeader, kApiVersion);
+    res.keep_alive(req.keep_alive() && !stopping_);
+    return res;
+  }
+
+  template <class Stream>
+  awaitable<bool> write_header(Stream& stream, Header& res) {
+    beast::get_lowest_layer(stream).expires_after(opt_.idle_timeout);
+    http::response_serializer<http::empty_body> sr(res);
+    auto [ec, n] = co_await http::async_write_header(stream, sr, tuple_awaitable);
+    co_return !ec;
+  }
+
+  // A complete response with a small in-memory body.
+  template <class Stream>
+  awaitable<Outcome> send_body(Stream& stream, const Request& req, Header res, std::string_view body) {
+    Outcome out;
+    out.status = res.result_int();
+    res.content_length(body.size());
+    if (!co_await write_header(stream, res)) co_return Outcome{out.status, 0, "-", "cache", true};
+    if (req.method() != http::verb::head && !body.empty()) {
+      auto [ec, n] = co_await asio::async_write(stream, asio::buffer(body.data(), body.size()), tuple_awaitable);
+      if (ec) out.close = true;
+      out.bytes = n;
+    }
+    co_return out;
+  }
+
+  template <class Stream>
+  awaitable<Outcome> send_error(Stream& stream, const Request& req, unsigned status,
+                                std::string_view code, std::string_view message, bool keep = true) {
+    auto res = make_header(req, status);
+    res.set(http::field::content_type, "application/json");
+    if (!keep) res.keep_alive(false);
+    auto out = co_await send_body(stream, req, std::move(res), oci::error_body(code, message));
+    if (!keep) out.close = true;
+    co_return out;
+  }
+
+  template <class Stream>
+  awaitable<Outcome> send_error(Stream& stream, const Request& req, const Error& e,
+                                oci::ObjectKind what) {
+    auto de = oci::to_distribution_error(e, what);
+    co_return co_await send_error(stream, req, static_cast<unsigned>(de.http_status), de.code, e.message);
+  }
+
+  // --- routes ----------------------------------------------------------------------
+
+  template <class Stream>
+  awaitable<Outcome> handle(Stream& stream, const Request& req, RouteKind& kind) {
+    auto parsed = parse_request_path(req.target());
+    if (!parsed) co_return co_await send_error(stream, req, 400, "NAME_INVALID", "invalid repository name");
+    kind = parsed->kind;
+    switch (parsed->kind) {
+      case RouteKind::base: {
+        auto res = make_header(req, 200);
+        res.set(http::field::content_type, "application/json");
+        co_return co_await send_body(stream, req, std::move(res), "{}");
+      }
+      case RouteKind::healthz:
+      case RouteKind::readyz: {
+        auto res = make_header(req, 200);
+        res.set(http::field::content_type, "text/plain");
+        co_return co_await send_body(stream, req, std::move(res), "ok\n");
+      }
+      case RouteKind::metrics: {
+        auto stats = store_.stats();
+        metrics_.set("ocirelay_store_bytes", {}, static_cast<double>(stats.bytes));
+        metrics_.set("ocirelay_store_blobs", {}, static_cast<double>(stats.blobs));
+        metrics_.set("ocirelay_store_evictions_total", {}, static_cast<double>(stats.evicted_blobs));
+        auto res = make_header(req, 200);
+        res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+        co_return co_await send_body(stream, req, std::move(res), metrics_.render());
+      }
+      case RouteKind::blob_upload:
+        co_return co_await send_error(stream, req, 405, "UNSUPPORTED", "this mirror is read-only");
+      case RouteKind::unknown:
+        co_return co_await send_error(stream, req, 404, "NAME_UNKNOWN", "no such route");
+      default:
+        break;
+    }
+    // Repository routes: pick the upstream and validate the name before anything else.
+    std::optional<std::string> ns = query_param(parsed->query, "ns");
+    auto route = select_upstream(opt_.upstreams, parsed->name,
+                                 ns ? std::optional<std::string_view>(*ns) : std::nullopt);
+    if (!route) co_return co_await send_error(stream, req, route.error(), oci::ObjectKind::repository);
+    switch (parsed->kind) {
+      case RouteKind::manifest: co_return co_await serve_manifest(stream, req, *route, parsed->reference);
+      case RouteKind::blob: co_return co_await serve_blob(stream, req, *route, parsed->reference);
+      case RouteKind::tags_list: co_return co_await serve_tags(stream, req, *route, *parsed, ns);
+      case RouteKind::referrers: co_return co_await serve_referrers(stream, req, *route, *parsed);
+      default: break;
+    }
+    co_return co_await send_error(stream, req, 404, "NAME_UNKNOWN", "no such route");
+  }
+
+  template <class Stream>
+  awaitable<Outcome> serve_manifest(Stream& stream, const Request& req, const UpstreamRoute& route,
+                                    const std::string& reference) {
+    auto ref = oci::parse_manifest_ref(reference);
+    if (!ref) {
+      if (ref.error().code == Errc::digest_invalid)
+        co_return co_await send_error(stream, req, ref.error(), oci::ObjectKind::manifest);
+      co_return co_await send_error(stream, req, 400, "TAG_INVALID", "invalid manifest reference");
+    }
+    std::string accept = join_header(req, http::field::accept);
+    std::optional<ManifestReply> reply = pull_->manifest_from_cache(route, *ref, accept);
+    if (!reply) {
+      auto fetched = co_await on_pool<Result<ManifestReply>>(
+          [this, &route, &ref, &accept] { return pull_->manifest_with_upstream(route, *ref, accept); });
+      if (!fetched) co_return co_await send_error(stream, req, fetched.error(), oci::ObjectKind::manifest);
+      reply = std::move(*fetched);
+    }
+    auto res = make_header(req, 200);
+    res.set(http::field::content_type, reply->media_type);
+    res.set("Docker-Content-Digest", reply->digest.str());
+    res.set(http::field::etag, "\"" + reply->digest.str() + "\"");
+    auto out = co_await send_body(stream, req, std::move(res), *reply->bytes);
+    out.cache = reply->cache;
+    out.source = reply->cache == "miss" ? "upstream" : "cache";
+    co_return out;
+  }
+
+  template <class Stream>
+  awaitable<Outcome> serve_blob(Stream& stream, const Request& req, const UpstreamRoute& route,
+                                const std::string& reference) {
+    auto digest = oci::Digest::parse(reference);
+    if (!digest) co_return co_await send_error(stream, req, digest.error(), oci::ObjectKind::blob);
+    const oci::Digest& d = *digest;
+    if (auto info = store_.blob(d)) {
+      if (!store_.repo_references(route.store_repo, d)) {
+        auto confirmed = co_await on_pool<Status>(
+            [this, &route, &d] { return pull_->confirm_blob_upstream(route, d); });
+        if (!confirmed) co_return co_await send_error(stream, req, confirmed.error(), oci::ObjectKind::blob);
+      }
+      int fd = ::open(store_.blob_path(d).c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        metrics_.inc("ocirelay_cache_hits_total", {{"kind", "blob"}});
+        store_.record_access(d);
+        auto out = co_await send_blob(stream, req, d, fd, info->size, nullptr);
+        ::close(fd);
+        out.cache = "hit";
+        co_return out;
+      }
+      // Evicted between the lookup and the open: fetch it again.
+    }
+    auto joined = pull_->coalescer().join(route.store_repo, d);
+    auto fill = joined.fill;
+    if (joined.started) {
+      metrics_.inc("ocirelay_cache_misses_total", {{"kind", "blob"}});
+      asio::post(pool_, [p = pull_.get(), route, fill] { p->run_fill(route, fill); });
+    } else {
+      metrics_.inc("ocirelay_coalesced_waiters_total");
+    }
+    while (fill->state() == BlobFill::State::starting)
+      co_await wait_fill(*fill, fill->written(), BlobFill::State::starting);
+    if (fill->state() == BlobFill::State::failed)
+      co_return co_await send_error(stream, req, fill->error(), oci::ObjectKind::blob);
+    // Without a Content-Length from upstream the size is known only at the end.
+    while (!fill->length() && fill->state() == BlobFill::State::streaming)
+      co_await wait_fill(*fill, fill->written(), BlobFill::State::streaming);
+    if (fill->state() == BlobFill::State::failed)
+      co_return co_await send_error(stream, req, fill->error(), oci::ObjectKind::blob);
+    auto out = co_await send_blob(stream, req, d, fill->fd(), *fill->length(), fill.get());
+    out.cache = "miss";
+    out.source = "upstream";
+    co_return out;
+  }
+
+  // Waits until the fill reports progress past (seen_written, seen_state).
+  awaitable<void> wait_fill(BlobFill& fill, std::uint64_t seen_written, BlobFill::State seen_state) {
+    auto ex = co_await asio::this_coro::executor;
+    auto timer = std::make_shared<asio::steady_timer>(ex, std::chrono::seconds(5));
+    bool waiting = fill.wait_for_progress(seen_written, seen_state, [timer, ex] {
+      asio::post(ex, [timer] { timer->cancel(); });
+    });
+    if (!waiting) co_return;
+    co_await timer->async_wait(tuple_awaitable);
+  }
+
+  // Sends a blob from `fd` (size `total`), honouring Range. With `fill`, the file is still
+  // growing: bytes go out as they are written, and a failed fill closes the connection.
+  template <class Stream>
+  awaitable<Outcome> send_blob(Stream& stream, const Request& req, const oci::Digest& d, int fd,
+                               std::uint64_t total, BlobFill* fill) {
+    auto range = parse_range(join_header(req, http::field::range), total);
+    if (range.kind == RangeKind::unsatisfiable) {
+      auto res = make_header(req, 416);
+      res.set(http::field::content_range, "bytes */" + std::to_string(total));
+      res.set(http::field::content_type, "application/json");
+      co_return co_await send_body(stream, req, std::move(res),
+                                   oci::error_body("BLOB_UNKNOWN", "requested range not satisfiable"));
+    }
+    ByteRange r = range.kind == RangeKind::partial ? range.range
+                                                   : ByteRange{0, total == 0 ? 0 : total - 1};
+    std::uint64_t length = total == 0 ? 0 : r.length();
+    auto res = make_header(req, range.kind == RangeKind::partial ? 206 : 200);
+    res.set(http::field::content_type, "application/octet-stream");
+    res.set("Docker-Content-Digest", d.str());
+    res.set(http::field::etag, "\"" + d.str() + "\"");
+    res.set(http::field::accept_ranges, "bytes");
+    if (range.kind == RangeKind::partial) res.set(http::field::content_range, content_range(r, total));
+    res.content_length(length);
+    Outcome out;
+    out.status = res.result_int();
+    if (!co_await write_header(stream, res)) {
+      out.close = true;
+      co_return out;
+    }
+    if (req.method() == http::verb::head || length == 0) co_return out;
+
+    std::uint64_t offset = r.first, end = r.last + 1;
+    while (offset < end) {
+      std::uint64_t avail = end;
+      if (fill) {
+        auto state = fill->state();
+        std::uint64_t written = fill->written();
+        // The blob's last byte goes out only once the whole blob hashed to its digest: on a
+        // mismatch the connection closes one byte short, so no client ever receives a
+        // complete body of wrong bytes.
+        std::uint64_t releasable =
+            state == BlobFill::State::done ? written : std::min(written, total - 1);
+        avail = std::min(releasable, end);
+        if (offset >= avail) {
+          if (state == BlobFill::State::failed || state == BlobFill::State::done) {
+            // Failed mid-way (or shorter than announced): truncate so the client notices.
+            spdlog::warn("blob {} transfer ended at {} of {} bytes: closing the connection", d.str(),
+                         written, total);
+            out.close = true;
+            co_return out;
+          }
+          co_await wait_fill(*fill, written, state);
+          continue;
+        }
+      }
+      auto sent = co_await send_file_bytes(stream, fd, offset, avail - offset);
+      out.bytes += sent;
+      offset += sent;
+      if (offset < avail) {  // client gone or file error
+        out.close = true;
+        co_return out;
+      }
+    }
+    co_return out;
+  }
+
+  // Writes [offset, offset+n) of fd; returns the bytes written (fewer on error).
+  awaitable<std::uint64_t> send_file_bytes(PlainStream& stream, int fd, std::uint64_t offset,
+                                           std::uint64_t n) {
+    auto& sock = stream.socket();
+    boost::system::error_code ec;
+    if (!sock.native_non_blocking()) sock.native_non_blocking(true, ec);
+    std::uint64_t done = 0;
+    while (done < n) {
+      off_t off = static_cast<off_t>(offset + done);
+      std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(n - done, 1 << 22));
+      ssize_t w = ::sendfile(sock.native_handle(), fd, &off, chunk);
+      if (w > 0) {
+        done += static_cast<std::uint64_t>(w);
+        continue;
+      }
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        // Bounded wait: a client that stops reading loses its connection.
+        asio::steady_timer t(co_await asio::this_coro::executor, opt_.idle_timeout);
+        auto which = co_await (sock.async_wait(tcp::socket::wait_write, tuple_awaitable) ||
+                               t.async_wait(tuple_awaitable));
+        if (which.index() == 1) {
+          spdlog::debug("client stalled; closing");
+          break;
+        }
+        if (std::get<0>(std::get<0>(which))) break;
+        continue;
+      }
+      if (w < 0) spdlog::debug("sendfile: {}", std::strerror(errno));
+      break;  // 0: file shorter than expected; <0: socket or file error
+    }
+    co_return done;
+  }
+
+  awaitable<std::uint64_t> send_file_bytes(TlsStream& stream, int fd, std::uint64_t offset,
+                                           std::uint64_t n) {
+    std::vector<char> buf(256 * 1024);
+    std::uint64_t done = 0;
+    while (done < n) {
+      std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(n - done, buf.size()));
+      ssize_t r = ::pread(fd, buf.data(), want, static_cast<off_t>(offset + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      beast::get_lowest_layer(stream).expires_after(opt_.idle_timeout);
+      auto [ec, w] = co_await asio::async_write(stream, asio::buffer(buf.data(), static_cast<std::size_t>(r)),
+                                                tuple_awaitable);
+      done += w;
+      if (ec) break;
+    }
+    co_return done;
+  }
+
+  template <class Stream>
+  awaitable<Outcome> serve_tags(Stream& stream, const Request& req, const UpstreamRoute& route,
+                                const RequestPath& path, const std::optional<std::string>& ns) {
+    std::optional<std::uint64_t> n;
+    if (auto ns_str = query_param(path.query, "n")) {
+      std::uint64_t v = 0;
+      auto [p, ec] = std::from_chars(ns_str->data(), ns_str->data() + ns_str->size(), v);
+      if (ec != std::errc() || p != ns_str->data() + ns_str->size())
+        co_return co_await send_error(stream, req, 400, "PAGINATION_NUMBER_INVALID", "invalid n");
+      n = v;
+    }
+    std::string last = query_param(path.query, "last").value_or("");
+    std::string link_base = "/v2/" + path.name + "/tags/list";
+    std::string extra = ns ? "ns=" + *ns : "";
+    auto listing = co_await on_pool<Result<ListingReply>>(
+        [this, &route, n, &last, &link_base, &extra] {
+          return pull_->tags_list(route, n, last, link_base, extra);
+        });
+    if (!listing) co_return co_await send_error(stream, req, listing.error(), oci::ObjectKind::repository);
+    auto res = make_header(req, 200);
+    res.set(http::field::content_type, listing->content_type);
+    if (!listing->link.empty()) res.set(http::field::link, listing->link);
+    auto out = co_await send_body(stream, req, std::move(res), listing->body);
+    out.source = listing->source;
+    out.cache = listing->source == "cache" ? "stale" : "miss";
+    co_return out;
+  }
+
+  template <class Stream>
+  awaitable<Outcome> serve_referrers(Stream& stream, const Request& req, const UpstreamRoute& route,
+                                     const RequestPath& path) {
+    auto subject = oci::Digest::parse(path.reference);
+    if (!subject) co_return co_await send_error(stream, req, subject.error(), oci::ObjectKind::manifest);
+    std::string artifact_type = query_param(path.query, "artifactType").value_or("");
+    auto listing = co_await on_pool<Result<ListingReply>>(
+        [this, &route, &subject, &artifact_type] {
+          return pull_->referrers(route, *subject, artifact_type);
+        });
+    if (!listing) co_return co_await send_error(stream, req, listing.error(), oci::ObjectKind::manifest);
+    auto res = make_header(req, 200);
+    res.set(http::field::content_type, listing->content_type);
+    if (listing->filtered) res.set("OCI-Filters-Applied", "artifactType");
+    auto out = co_await send_body(stream, req, std::move(res), listing->body);
+    out.source = listing->source;
+    out.cache = listing->source == "cache" ? "hit" : "miss";
+    co_return out;
+  }
+
+  ServerOptions opt_;
+  store::Store& store_;
+  Metrics metrics_;
+  asio::io_context ioc_;
+  asio::thread_pool pool_;
+  // Serialises the acceptor, the timers and stop(): they are touched from several threads.
+  asio::strand<asio::io_context::executor_type> control_;
+  std::optional<ssl::context> ssl_;
+  tcp::acceptor acceptor_;
+  asio::steady_timer flush_timer_;
+  asio::steady_timer stop_timer_;
+  std::unique_ptr<PullThrough> pull_;
+  std::uint16_t port_ = 0;
+  std::atomic<std::size_t> connections_{0};
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::uint64_t> next_session_{0};
+  std::atomic<std::uint64_t> next_request_{0};
+  std::mutex sessions_mu_;
+  std::map<std::uint64_t, std::pair<asio::any_io_executor, std::shared_ptr<SessionState>>> sessions_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::create(ServerOptions options, store::Store& store) {
+  std::unique_ptr<ServerImpl> server;
+  try {
+    server = std::make_unique<ServerImpl>(std::move(options), store);
+    auto started = server->start();
+    if (!started) return started.error();
+  } catch (const std::exception& e) {
+    return Error{Errc::internal, std::string("start server: ") + e.what()};
+  }
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+}  // namespace ocirelay::proxy
