@@ -1,0 +1,203 @@
+// serve, fsck, gc and warm.
+#include "cli/commands.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "cli/warm.h"
+#include "proxy/server.h"
+#include "store/store.h"
+
+namespace ocirelay::cli {
+namespace {
+
+std::unique_ptr<store::Store> open_store_or_report(const store::StoreOptions& options) {
+  auto st = store::Store::open(options);
+  if (!st) {
+    std::fprintf(stderr, "ocirelay: cannot open store %s: %s\n", options.root.c_str(),
+                 st.error().to_string().c_str());
+    return nullptr;
+  }
+  return std::move(st).value();
+}
+
+}  // namespace
+
+void sd_notify(const char* state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || path[0] == '\0') return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::size_t len = std::strlen(path);
+  if (len >= sizeof addr.sun_path) return;
+  std::memcpy(addr.sun_path, path, len);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // abstract socket
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  auto addr_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+  if (::sendto(fd, state, std::strlen(state), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+               addr_len) < 0)
+    spdlog::warn("sd_notify {}: {}", state, std::strerror(errno));
+  ::close(fd);
+}
+
+int run_serve(const Config& config) {
+  // Block the stop signals in every thread (the server's threads inherit the mask); one
+  // thread waits for them with sigwait and asks the server to stop.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  spdlog::info("ocirelay {} starting: config {}, store {}", OCIRELAY_VERSION_STRING,
+               config.source, config.store.root.string());
+  auto store = store::Store::open(config.store);
+  if (!store) {
+    spdlog::critical("cannot open store {}: {}", config.store.root.string(),
+                     store.error().to_string());
+    return 1;
+  }
+  for (const auto& up : config.server.upstreams)
+    spdlog::info("upstream {} -> {}{}{}", up.name, up.endpoint.url, up.is_default ? " (default)" : "",
+                 up.endpoint.credentials.empty() ? "" : " (authenticated)");
+
+  auto server = proxy::Server::create(config.server, **store);
+  if (!server) {
+    spdlog::critical("cannot start server: {}", server.error().to_string());
+    return 1;
+  }
+  auto& srv = **server;
+  std::string host = config.server.listen_host;
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  spdlog::info("listening on {}:{}{}", host, srv.port(),
+               config.server.tls_cert_file.empty() ? "" : " (TLS)");
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    {
+      std::lock_guard lock(mu);
+      if (stopping) return;  // woken by our own kill below
+      stopping = true;
+    }
+    cv.notify_all();
+    spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    sd_notify("STOPPING=1");
+    srv.stop();
+  });
+
+  // Quota enforcement runs off the I/O threads, once a minute, when a size limit is set.
+  std::thread quota_thread([&] {
+    if (config.store.max_size == 0) return;
+    std::unique_lock lock(mu);
+    while (!stopping) {
+      if (cv.wait_for(lock, std::chrono::seconds(60), [&] { return stopping; })) break;
+      lock.unlock();
+      auto r = (*store)->enforce_quota();
+      if (!r)
+        spdlog::warn("quota enforcement: {}", r.error().to_string());
+      else if (r->blobs > 0)
+        spdlog::info("evicted {} blobs ({}), {} tags", r->blobs, human_bytes(r->bytes), r->tags);
+      lock.lock();
+    }
+  });
+
+  sd_notify("READY=1");
+  srv.run();
+
+  {
+    std::lock_guard lock(mu);
+    if (!stopping) {
+      stopping = true;
+      // run() returned on its own: wake the signal thread so it can exit.
+      pthread_kill(signal_thread.native_handle(), SIGTERM);
+    }
+  }
+  cv.notify_all();
+  signal_thread.join();
+  quota_thread.join();
+  if (auto st = (*store)->flush_access(); !st)
+    spdlog::warn("flushing access times: {}", st.error().to_string());
+  spdlog::info("stopped");
+  return 0;
+}
+
+int run_fsck(const store::StoreOptions& options, bool repair) {
+  auto store = open_store_or_report(options);
+  if (!store) return 2;
+  auto r = store->fsck(repair);
+  if (!r) {
+    std::fprintf(stderr, "ocirelay fsck: %s\n", r.error().to_string().c_str());
+    return 2;
+  }
+  for (const auto& p : r->problems) std::printf("%s\n", p.c_str());
+  std::printf("checked %llu blobs: %zu problems%s\n",
+              static_cast<unsigned long long>(r->blobs_checked), r->problems.size(),
+              repair ? (", " + std::to_string(r->repaired) + " repaired").c_str() : "");
+  if (r->clean()) return 0;
+  if (repair && r->repaired >= r->problems.size()) return 0;
+  return 1;
+}
+
+int run_gc(const store::StoreOptions& options) {
+  auto store = open_store_or_report(options);
+  if (!store) return 2;
+  auto g = store->gc();
+  if (!g) {
+    std::fprintf(stderr, "ocirelay gc: %s\n", g.error().to_string().c_str());
+    return 1;
+  }
+  std::printf("gc: removed %llu unreferenced blobs (%s), %llu orphan files, %llu temp files\n",
+              static_cast<unsigned long long>(g->blobs), human_bytes(g->bytes).c_str(),
+              static_cast<unsigned long long>(g->orphan_files),
+              static_cast<unsigned long long>(g->temp_files));
+  auto q = store->enforce_quota();
+  if (!q) {
+    std::fprintf(stderr, "ocirelay gc: quota: %s\n", q.error().to_string().c_str());
+    return 1;
+  }
+  auto s = store->stats();
+  std::printf("quota: evicted %llu blobs (%s), %llu tags; store now %s in %llu blobs, %llu manifests, %llu tags%s\n",
+              static_cast<unsigned long long>(q->blobs), human_bytes(q->bytes).c_str(),
+              static_cast<unsigned long long>(q->tags), human_bytes(s.bytes).c_str(),
+              static_cast<unsigned long long>(s.blobs), static_cast<unsigned long long>(s.manifests),
+              static_cast<unsigned long long>(s.tags),
+              options.max_size ? (" (max " + human_bytes(options.max_size) + ")").c_str() : "");
+  return 0;
+}
+
+int run_warm(const Config& config, const std::vector<std::string>& refs,
+             std::optional<oci::Platform> platform) {
+  auto store = open_store_or_report(config.store);
+  if (!store) return 2;
+  WarmOptions opts;
+  opts.platform = std::move(platform);
+  opts.progress = stderr;
+  opts.progress_is_tty = ::isatty(STDERR_FILENO) == 1;
+  auto report = warm(*store, config.server.upstreams, refs, opts);
+  std::fprintf(stderr, "warm: %zu of %zu images, %zu manifests, %zu blobs fetched (%s), %zu already stored\n",
+               report.images, refs.size(), report.manifests, report.blobs_fetched,
+               human_bytes(report.bytes_fetched).c_str(), report.blobs_present);
+  for (const auto& f : report.failures)
+    std::fprintf(stderr, "warm: FAILED %s: %s\n", f.ref.c_str(), f.error.to_string().c_str());
+  return report.failures.empty() ? 0 : 1;
+}
+
+}  // namespace ocirelay::cli

@@ -1,0 +1,460 @@
+// YAML config loading with strict validation: unknown keys and bad values stop startup with
+// "<file>:<line>: <key path>: <what is wrong>".
+#include "cli/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <cstdio>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <set>
+#include <sstream>
+
+namespace ocirelay::cli {
+namespace {
+
+constexpr std::string_view kEmbeddedDefault = R"(# ocirelay embedded default: a Docker Hub mirror.
+listen: 127.0.0.1:5000
+store:
+  path: /var/lib/ocirelay
+  max_size: 0
+upstreams:
+  - name: docker.io
+    url: https://registry-1.docker.io
+    default: true
+    tag_ttl: 5m
+log:
+  level: info
+  format: text
+)";
+
+// Error context: where in which file, under which key.
+class Ctx {
+ public:
+  explicit Ctx(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const YAML::Node& at, const std::string& key,
+                         const std::string& what) const {
+    std::string msg = source_;
+    if (at.IsDefined() && !at.Mark().is_null()) msg += ":" + std::to_string(at.Mark().line + 1);
+    msg += ": ";
+    if (!key.empty()) msg += key + ": ";
+    msg += what;
+    throw ConfigError(msg);
+  }
+
+ private:
+  std::string source_;
+};
+
+std::string join_key(const std::string& parent, const std::string& key) {
+  return parent.empty() ? key : parent + "." + key;
+}
+
+// Rejects keys that are not in `allowed`, pointing at the offending key's line.
+void check_keys(const Ctx& ctx, const YAML::Node& map, const std::string& path,
+                std::initializer_list<std::string_view> allowed) {
+  if (!map.IsMap()) ctx.fail(map, path, "expected a mapping");
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    std::string key = it->first.Scalar();
+    bool ok = false;
+    for (auto a : allowed) ok = ok || a == key;
+    if (!ok) {
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      ctx.fail(it->first, join_key(path, key), "unknown key (allowed: " + list + ")");
+    }
+  }
+}
+
+std::string scalar(const Ctx& ctx, const YAML::Node& n, const std::string& key) {
+  if (!n.IsScalar()) ctx.fail(n, key, "expected a single value");
+  return n.Scalar();
+}
+
+bool boolean(const Ctx& ctx, const YAML::Node& n, const std::string& key) {
+  std::string v = scalar(ctx, n, key);
+  if (v == "true" || v == "yes" || v == "on") return true;
+  if (v == "false" || v == "no" || v == "off") return false;
+  ctx.fail(n, key, "invalid boolean '" + v + "' (use true or false)");
+}
+
+double fraction(const Ctx& ctx, const YAML::Node& n, const std::string& key) {
+  std::string v = scalar(ctx, n, key);
+  char* end = nullptr;
+  double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || !(d > 0.0 && d <= 1.0))
+    ctx.fail(n, key, "invalid fraction '" + v + "' (use a number in (0, 1], e.g. 0.9)");
+  return d;
+}
+
+bool valid_label(std::string_view l) {
+  if (l.empty() || l.size() > 63 || l.front() == '-' || l.back() == '-') return false;
+  for (char c : l)
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+          c == '-'))
+      return false;
+  return true;
+}
+
+// A registry host name as it appears in image references: lowercase DNS labels, optional
+// :port ("docker.io", "ghcr.io", "registry.local:5000").
+bool valid_registry_name(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  auto colon = name.find(':');
+  if (colon != std::string_view::npos) {
+    auto port = name.substr(colon + 1);
+    unsigned p = 0;
+    auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || p == 0 ||
+        p > 65535)
+      return false;
+    name = name.substr(0, colon);
+  }
+  while (true) {
+    auto dot = name.find('.');
+    if (!valid_label(name.substr(0, dot))) return false;
+    if (dot == std::string_view::npos) return true;
+    name = name.substr(dot + 1);
+  }
+}
+
+struct ParsedUrl {
+  std::string scheme, host;  // host without port
+  std::string normalized;    // scheme://host[:port], no trailing slash
+};
+
+std::optional<ParsedUrl> parse_url(std::string_view url) {
+  ParsedUrl out;
+  auto sep = url.find("://");
+  if (sep == std::string_view::npos) return std::nullopt;
+  out.scheme = std::string(url.substr(0, sep));
+  if (out.scheme != "http" && out.scheme != "https") return std::nullopt;
+  std::string_view rest = url.substr(sep + 3);
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.empty() || rest.find_first_of("/?#@ ") != std::string_view::npos) return std::nullopt;
+  std::string_view host = rest;
+  if (host.front() == '[') {
+    auto close = host.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    out.host = std::string(host.substr(1, close - 1));
+    host = host.substr(close + 1);
+  } else {
+    auto colon = host.find(':');
+    out.host = std::string(host.substr(0, colon));
+    host = colon == std::string_view::npos ? std::string_view{} : host.substr(colon);
+  }
+  if (out.host.empty()) return std::nullopt;
+  if (!host.empty()) {
+    if (host.front() != ':') return std::nullopt;
+    auto port = host.substr(1);
+    unsigned p = 0;
+    auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || p == 0 ||
+        p > 65535)
+      return std::nullopt;
+  }
+  out.normalized = out.scheme + "://" + std::string(rest);
+  return out;
+}
+
+std::string read_secret_file(const Ctx& ctx, const YAML::Node& n, const std::string& key,
+                             const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) ctx.fail(n, key, "cannot read password file '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  if (s.empty()) ctx.fail(n, key, "password file '" + path + "' is empty");
+  return s;
+}
+
+void parse_auth(const Ctx& ctx, const YAML::Node& n, const std::string& path,
+                adapters::Credentials& creds) {
+  check_keys(ctx, n, path, {"username", "password_file", "password_env"});
+  if (n["username"]) creds.username = scalar(ctx, n["username"], path + ".username");
+  if (n["password_file"] && n["password_env"])
+    ctx.fail(n, path, "set only one of password_file and password_env");
+  if (auto f = n["password_file"]) {
+    std::string file = scalar(ctx, f, path + ".password_file");
+    creds.password = read_secret_file(ctx, f, path + ".password_file", file);
+  } else if (auto e = n["password_env"]) {
+    std::string var = scalar(ctx, e, path + ".password_env");
+    const char* v = std::getenv(var.c_str());
+    if (v == nullptr || *v == '\0')
+      ctx.fail(e, path + ".password_env", "environment variable '" + var + "' is not set");
+    creds.password = v;
+  }
+  if (creds.username.empty() && !creds.password.empty())
+    ctx.fail(n, path + ".username", "required when a password is given");
+  if (!creds.username.empty() && creds.password.empty())
+    ctx.fail(n, path, "username given without password_file or password_env");
+}
+
+proxy::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
+  check_keys(ctx, n, path, {"name", "url", "default", "tag_ttl", "auth", "ca_file"});
+  proxy::UpstreamConfig up;
+  if (!n["name"]) ctx.fail(n, path + ".name", "required");
+  if (!n["url"]) ctx.fail(n, path + ".url", "required");
+  up.name = scalar(ctx, n["name"], path + ".name");
+  if (!valid_registry_name(up.name))
+    ctx.fail(n["name"], path + ".name",
+             "invalid name '" + up.name +
+                 "' (a registry host name such as docker.io or registry.local:5000)");
+  std::string url = scalar(ctx, n["url"], path + ".url");
+  auto parsed = parse_url(url);
+  if (!parsed)
+    ctx.fail(n["url"], path + ".url",
+             "invalid URL '" + url + "' (use http:// or https:// followed by host[:port])");
+  up.endpoint.name = up.name;
+  up.endpoint.url = parsed->normalized;
+  if (n["default"]) up.is_default = boolean(ctx, n["default"], path + ".default");
+  if (auto t = n["tag_ttl"]) {
+    std::string v = scalar(ctx, t, path + ".tag_ttl");
+    auto d = parse_duration(v);
+    if (!d) ctx.fail(t, path + ".tag_ttl", "invalid duration '" + v + "' (use e.g. 30s, 5m, 1h)");
+    up.tag_ttl = *d;
+  }
+  if (auto a = n["auth"]) parse_auth(ctx, a, path + ".auth", up.endpoint.credentials);
+  if (auto c = n["ca_file"]) {
+    up.endpoint.ca_file = scalar(ctx, c, path + ".ca_file");
+    if (!std::ifstream(up.endpoint.ca_file))
+      ctx.fail(c, path + ".ca_file", "cannot read '" + up.endpoint.ca_file + "'");
+  }
+  up.library_prefix = up.name == "docker.io" || parsed->host == "registry-1.docker.io" ||
+                      parsed->host == "index.docker.io";
+  return up;
+}
+
+void set_listen(const Ctx& ctx, const YAML::Node& n, const std::string& key, std::string_view v,
+                proxy::ServerOptions& server) {
+  auto hp = parse_listen(v);
+  if (!hp)
+    ctx.fail(n, key, "invalid address '" + std::string(v) + "' (use host:port, e.g. 127.0.0.1:5000)");
+  server.listen_host = hp->host;
+  server.listen_port = hp->port;
+}
+
+bool valid_level(std::string_view v) {
+  return v == "trace" || v == "debug" || v == "info" || v == "warn" || v == "error" ||
+         v == "critical" || v == "off";
+}
+
+}  // namespace
+
+std::string_view embedded_default_config() { return kEmbeddedDefault; }
+
+std::string human_bytes(std::uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+Result<std::uint64_t> parse_size(std::string_view s) {
+  auto bad = [&] {
+    return Error{Errc::invalid_argument,
+                 "invalid size '" + std::string(s) + "' (use e.g. 500MiB, 200GiB, 1TB)"};
+  };
+  std::size_t i = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+  if (i == 0) return bad();
+  std::uint64_t n = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + i, n);
+  if (ec != std::errc()) return bad();
+  std::string_view unit = s.substr(i);
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  std::uint64_t mult = 1;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KiB") mult = 1ull << 10;
+  else if (unit == "MiB") mult = 1ull << 20;
+  else if (unit == "GiB") mult = 1ull << 30;
+  else if (unit == "TiB") mult = 1ull << 40;
+  else if (unit == "KB" || unit == "kB") mult = 1000ull;
+  else if (unit == "MB") mult = 1000ull * 1000;
+  else if (unit == "GB") mult = 1000ull * 1000 * 1000;
+  else if (unit == "TB") mult = 1000ull * 1000 * 1000 * 1000;
+  else return bad();
+  if (n > std::numeric_limits<std::uint64_t>::max() / mult) return bad();
+  return n * mult;
+}
+
+Result<std::chrono::seconds> parse_duration(std::string_view s) {
+  auto bad = [&] {
+    return Error{Errc::invalid_argument,
+                 "invalid duration '" + std::string(s) + "' (use e.g. 30s, 5m, 1h)"};
+  };
+  if (s == "0") return std::chrono::seconds{0};
+  if (s.size() < 2) return bad();
+  std::int64_t n = 0;
+  auto num = s.substr(0, s.size() - 1);
+  auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), n);
+  if (ec != std::errc() || ptr != num.data() + num.size() || n < 0) return bad();
+  std::int64_t mult = 0;
+  switch (s.back()) {
+    case 's': mult = 1; break;
+    case 'm': mult = 60; break;
+    case 'h': mult = 3600; break;
+    case 'd': mult = 86400; break;
+    default: return bad();
+  }
+  if (n > std::numeric_limits<std::int64_t>::max() / mult) return bad();
+  return std::chrono::seconds{n * mult};
+}
+
+Result<HostPort> parse_listen(std::string_view s) {
+  auto bad = Error{Errc::invalid_argument, "invalid address '" + std::string(s) + "'"};
+  auto colon = s.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return bad;
+  std::string_view host = s.substr(0, colon), port = s.substr(colon + 1);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return bad;
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    return bad;
+  }
+  for (char c : host)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':'))
+      return bad;
+  unsigned p = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || p > 65535)
+    return bad;
+  return HostPort{std::string(host), static_cast<std::uint16_t>(p)};
+}
+
+Config parse_config(std::string_view yaml, std::string_view source) {
+  Ctx ctx{std::string(source)};
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(std::string(source) + ":" + std::to_string(e.mark.line + 1) +
+                      ": invalid YAML: " + e.msg);
+  }
+  Config cfg;
+  cfg.source = std::string(source);
+  if (!root || root.IsNull()) ctx.fail(root, "", "empty config");
+  check_keys(ctx, root, "", {"listen", "tls", "store", "upstreams", "log"});
+
+  if (auto l = root["listen"]) set_listen(ctx, l, "listen", scalar(ctx, l, "listen"), cfg.server);
+
+  if (auto t = root["tls"]) {
+    check_keys(ctx, t, "tls", {"cert", "key"});
+    if (!t["cert"] || !t["key"]) ctx.fail(t, "tls", "needs both cert and key");
+    cfg.server.tls_cert_file = scalar(ctx, t["cert"], "tls.cert");
+    cfg.server.tls_key_file = scalar(ctx, t["key"], "tls.key");
+    if (!std::ifstream(cfg.server.tls_cert_file))
+      ctx.fail(t["cert"], "tls.cert", "cannot read '" + cfg.server.tls_cert_file + "'");
+    if (!std::ifstream(cfg.server.tls_key_file))
+      ctx.fail(t["key"], "tls.key", "cannot read '" + cfg.server.tls_key_file + "'");
+  }
+
+  if (auto s = root["store"]) {
+    check_keys(ctx, s, "store", {"path", "max_size", "high_watermark", "low_watermark"});
+    if (auto p = s["path"]) {
+      std::string v = scalar(ctx, p, "store.path");
+      if (v.empty()) ctx.fail(p, "store.path", "must not be empty");
+      cfg.store.root = v;
+    }
+    if (auto m = s["max_size"]) {
+      std::string v = scalar(ctx, m, "store.max_size");
+      auto sz = parse_size(v);
+      if (!sz) ctx.fail(m, "store.max_size", sz.error().message);
+      cfg.store.max_size = *sz;
+    }
+    if (auto h = s["high_watermark"]) cfg.store.high_watermark = fraction(ctx, h, "store.high_watermark");
+    if (auto l = s["low_watermark"]) cfg.store.low_watermark = fraction(ctx, l, "store.low_watermark");
+    if (cfg.store.low_watermark > cfg.store.high_watermark)
+      ctx.fail(s, "store.low_watermark", "must not exceed store.high_watermark");
+  }
+  if (cfg.store.root.empty()) cfg.store.root = "/var/lib/ocirelay";
+
+  if (auto ups = root["upstreams"]) {
+    if (!ups.IsSequence()) ctx.fail(ups, "upstreams", "expected a list");
+    std::set<std::string> names;
+    std::string default_name;
+    for (std::size_t i = 0; i < ups.size(); ++i) {
+      std::string path = "upstreams[" + std::to_string(i) + "]";
+      YAML::Node n = ups[i];
+      auto up = parse_upstream(ctx, n, path);
+      if (!names.insert(up.name).second)
+        ctx.fail(n["name"], path + ".name", "duplicate upstream name '" + up.name + "'");
+      if (up.is_default) {
+        if (!default_name.empty())
+          ctx.fail(n["default"], path + ".default",
+                   "only one upstream may be the default (already set on " + default_name + ")");
+        default_name = up.name;
+      }
+      cfg.server.upstreams.push_back(std::move(up));
+    }
+  }
+
+  if (auto l = root["log"]) {
+    check_keys(ctx, l, "log", {"level", "format"});
+    if (auto lv = l["level"]) {
+      std::string v = scalar(ctx, lv, "log.level");
+      if (!valid_level(v))
+        ctx.fail(lv, "log.level", "invalid level '" + v + "' (use trace, debug, info, warn, error, off)");
+      cfg.log.level = v;
+    }
+    if (auto f = l["format"]) {
+      std::string v = scalar(ctx, f, "log.format");
+      if (v != "text" && v != "json") ctx.fail(f, "log.format", "invalid format '" + v + "' (use text or json)");
+      cfg.log.format = v;
+    }
+  }
+  return cfg;
+}
+
+Config load_config_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ConfigError(file.string() + ": cannot read config file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), file.string());
+}
+
+void apply_overrides(Config& config, const ConfigOverrides& o) {
+  auto fail = [](std::string_view flag, const std::string& what) {
+    throw ConfigError(std::string(flag) + ": " + what);
+  };
+  if (o.listen) {
+    auto hp = parse_listen(*o.listen);
+    if (!hp) fail("--listen", "invalid address '" + *o.listen + "' (use host:port, e.g. 127.0.0.1:5000)");
+    config.server.listen_host = hp->host;
+    config.server.listen_port = hp->port;
+  }
+  if (o.store_path) {
+    if (o.store_path->empty()) fail("--store", "must not be empty");
+    config.store.root = *o.store_path;
+  }
+  if (o.log_level) {
+    if (!valid_level(*o.log_level))
+      fail("--log-level", "invalid level '" + *o.log_level + "' (use trace, debug, info, warn, error, off)");
+    config.log.level = *o.log_level;
+  }
+  if (o.log_format) {
+    if (*o.log_format != "text" && *o.log_format != "json")
+      fail("--log-format", "invalid format '" + *o.log_format + "' (use text or json)");
+    config.log.format = *o.log_format;
+  }
+  if (o.max_size) {
+    auto sz = parse_size(*o.max_size);
+    if (!sz) fail("--max-size", sz.error().message);
+    config.store.max_size = *sz;
+  }
+}
+
+}  // namespace ocirelay::cli

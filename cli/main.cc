@@ -1,0 +1,160 @@
+// ocirelay: registry mirror, content-addressed cache and replication relay.
+// Parses the command line, loads the config (file or embedded default, then flags) and runs
+// a subcommand. Startup errors print one line naming what is wrong and exit 2.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/config.h"
+#include "cli/logging.h"
+#include "cli/warm.h"
+
+namespace {
+
+using ocirelay::cli::Config;
+using ocirelay::cli::ConfigError;
+using ocirelay::cli::ConfigOverrides;
+
+struct Flags {
+  std::string config_file;
+  ConfigOverrides overrides;
+};
+
+// Flags that every config-reading subcommand accepts.
+void add_config_flags(CLI::App* cmd, Flags& f, bool with_listen) {
+  cmd->add_option("-c,--config", f.config_file,
+                  "YAML config file (default: the embedded Docker Hub mirror config)");
+  cmd->add_option("--store", f.overrides.store_path,
+                  "store directory (overrides store.path; default /var/lib/ocirelay)");
+  cmd->add_option("--max-size", f.overrides.max_size,
+                  "store size limit, e.g. 200GiB, 500GB, 0 = unlimited (overrides store.max_size)");
+  cmd->add_option("--log-level", f.overrides.log_level,
+                  "trace, debug, info, warn, error or off (overrides log.level)");
+  cmd->add_option("--log-format", f.overrides.log_format,
+                  "text or json: one JSON object per line (overrides log.format)");
+  if (with_listen)
+    cmd->add_option("--listen", f.overrides.listen,
+                    "host:port to serve on, port 0 picks a free one (overrides listen)");
+}
+
+Config load(const Flags& f) {
+  Config c = f.config_file.empty()
+                 ? ocirelay::cli::parse_config(ocirelay::cli::embedded_default_config(),
+                                               "<embedded default config>")
+                 : ocirelay::cli::load_config_file(f.config_file);
+  ocirelay::cli::apply_overrides(c, f.overrides);
+  return c;
+}
+
+std::vector<std::string> read_ref_list(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw ConfigError(file + ": cannot read image list");
+  std::vector<std::string> refs;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto hash = line.find('#');
+    if (hash != std::string::npos) line.resize(hash);
+    auto b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos) continue;
+    auto e = line.find_last_not_of(" \t\r");
+    refs.push_back(line.substr(b, e - b + 1));
+  }
+  return refs;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "ocirelay: a registry mirror (pull-through cache) for docker, containerd and podman.\n"
+      "Images pulled through it are kept once on local disk as an OCI image layout that\n"
+      "skopeo can read (oci:<store>:<registry>/<repo>:<tag>)."};
+  app.set_version_flag("-V,--version", std::string("ocirelay ") + OCIRELAY_VERSION_STRING);
+  app.require_subcommand(1);
+
+  Flags serve_flags;
+  auto* serve = app.add_subcommand(
+      "serve",
+      "Serve the registry API on --listen, answering from the store and fetching misses\n"
+      "from the configured upstreams. Stops on SIGINT/SIGTERM; sends READY=1 to systemd.");
+  add_config_flags(serve, serve_flags, true);
+
+  Flags fsck_flags;
+  bool repair = false;
+  auto* fsck = app.add_subcommand(
+      "fsck", "Rehash every stored blob and check the metadata against the files.\n"
+              "Prints each problem; exits 1 when the store is not clean.");
+  add_config_flags(fsck, fsck_flags, false);
+  fsck->add_flag("--repair", repair,
+                 "remove rows whose file is missing or corrupt and files without rows "
+                 "(the content is fetched again on the next pull)");
+
+  Flags gc_flags;
+  auto* gc = app.add_subcommand(
+      "gc", "Remove content no repository references, orphan and temp files left by crashes,\n"
+            "then evict least-recently-used content above max_size. Prints a summary.");
+  add_config_flags(gc, gc_flags, false);
+
+  Flags warm_flags;
+  std::vector<std::string> refs;
+  std::string list_file, platform_text;
+  auto* warm = app.add_subcommand(
+      "warm", "Fetch images into the store without serving, e.g.\n"
+              "  ocirelay warm --config ocirelay.yaml docker.io/library/alpine:3.20\n"
+              "REF's registry must be the name of a configured upstream.");
+  add_config_flags(warm, warm_flags, false);
+  warm->add_option("refs", refs, "image references (registry/repository:tag or @digest)");
+  warm->add_option("-f,--file", list_file, "file with one image reference per line (# comments)");
+  warm->add_option("--platform", platform_text,
+                   "fetch only this platform of multi-arch images, e.g. linux/arm64");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (serve->parsed()) {
+      Config c = load(serve_flags);
+      ocirelay::cli::setup_logging(c.log);
+      return ocirelay::cli::run_serve(c);
+    }
+    if (fsck->parsed()) {
+      Config c = load(fsck_flags);
+      ocirelay::cli::setup_logging(c.log);
+      return ocirelay::cli::run_fsck(c.store, repair);
+    }
+    if (gc->parsed()) {
+      Config c = load(gc_flags);
+      ocirelay::cli::setup_logging(c.log);
+      return ocirelay::cli::run_gc(c.store);
+    }
+    if (warm->parsed()) {
+      Config c = load(warm_flags);
+      ocirelay::cli::setup_logging(c.log);
+      if (!list_file.empty()) {
+        auto more = read_ref_list(list_file);
+        refs.insert(refs.end(), more.begin(), more.end());
+      }
+      if (refs.empty()) throw ConfigError("warm: give image references or --file");
+      std::optional<ocirelay::oci::Platform> platform;
+      if (!platform_text.empty()) {
+        auto p = ocirelay::cli::parse_platform(platform_text);
+        if (!p) throw ConfigError("--platform: " + p.error().message);
+        platform = *p;
+      }
+      return ocirelay::cli::run_warm(c, refs, platform);
+    }
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "ocirelay: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (as root) and either serves or tests ocirelay.
+#   ./scripts/setup.sh serve [ocirelay serve flags...]   build, then run the mirror
+#   ./scripts/setup.sh test                              build everything, run all tests
+set -euo pipefail
+
+mode="${1:-}"
+case "$mode" in
+  serve|test) shift ;;
+  *)
+    echo "usage: $0 serve [ocirelay serve flags...] | $0 test" >&2
+    exit 2
+    ;;
+esac
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+build_packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libssl-dev
+  libcurl4-openssl-dev liblmdb-dev libzstd-dev libspdlog-dev nlohmann-json3-dev
+  libyaml-cpp-dev libcli11-dev libgtest-dev libgmock-dev ca-certificates)
+# The integration tests drive real registries and clients.
+test_packages=(docker-registry skopeo containerd apache2-utils nginx-light wrk)
+
+packages=("${build_packages[@]}")
+if [[ "$mode" == test ]]; then
+  packages+=("${test_packages[@]}")
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]} > 0)); then
+  if [[ $EUID -ne 0 ]]; then
+    echo "setup.sh: missing packages (${missing[*]}); run as root to install them" >&2
+    exit 1
+  fi
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${packages[@]}"
+fi
+
+cmake -G Ninja -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [[ "$mode" == serve ]]; then
+  cmake --build build --target ocirelay
+  # The default config keeps its store in /var/lib/ocirelay; --store elsewhere overrides.
+  mkdir -p /var/lib/ocirelay 2>/dev/null || true
+  exec build/cli/ocirelay serve "$@"
+fi
+
+cmake --build build
+exec ctest --test-dir build --output-on-failure
