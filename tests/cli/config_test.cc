@@ -1,0 +1,241 @@
+// Config parsing: what a user writing ocirelay.yaml sees when it is right and when it is not.
+#include "cli/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace ocirelay::cli {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// Parses and returns the ConfigError message ("" when parsing succeeded).
+std::string error_of(const std::string& yaml) {
+  try {
+    parse_config(yaml, "config.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ConfigTest, FullConfigParses) {
+  auto dir = std::filesystem::temp_directory_path() / ("ocirelay-cfg-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "p") << "s3cret\n";
+  std::ofstream(dir / "cert.pem") << "x";
+  std::ofstream(dir / "key.pem") << "x";
+  std::string yaml = "listen: 0.0.0.0:5001\n"
+                     "tls: {cert: " + (dir / "cert.pem").string() + ", key: " + (dir / "key.pem").string() + "}\n"
+                     "store:\n"
+                     "  path: /srv/cache\n"
+                     "  max_size: 200GiB\n"
+                     "upstreams:\n"
+                     "  - name: docker.io\n"
+                     "    url: https://registry-1.docker.io/\n"
+                     "    default: true\n"
+                     "    tag_ttl: 5m\n"
+                     "    auth: {username: u, password_file: " + (dir / "p").string() + "}\n"
+                     "  - name: ghcr.io\n"
+                     "    url: https://ghcr.io\n"
+                     "  - name: mirror.local:5000\n"
+                     "    url: http://10.0.0.1:5000\n"
+                     "log: {level: debug, format: json}\n";
+  Config c = parse_config(yaml, "config.yaml");
+  EXPECT_EQ(c.server.listen_host, "0.0.0.0");
+  EXPECT_EQ(c.server.listen_port, 5001);
+  EXPECT_EQ(c.server.tls_cert_file, (dir / "cert.pem").string());
+  EXPECT_EQ(c.store.root, "/srv/cache");
+  EXPECT_EQ(c.store.max_size, 200ull << 30);
+  ASSERT_EQ(c.server.upstreams.size(), 3u);
+  const auto& hub = c.server.upstreams[0];
+  EXPECT_EQ(hub.name, "docker.io");
+  EXPECT_EQ(hub.endpoint.name, "docker.io");
+  EXPECT_EQ(hub.endpoint.url, "https://registry-1.docker.io");  // trailing slash dropped
+  EXPECT_TRUE(hub.is_default);
+  EXPECT_TRUE(hub.library_prefix);
+  EXPECT_EQ(hub.tag_ttl, std::chrono::minutes(5));
+  EXPECT_EQ(hub.endpoint.credentials.username, "u");
+  EXPECT_EQ(hub.endpoint.credentials.password, "s3cret");  // trailing newline stripped
+  EXPECT_FALSE(c.server.upstreams[1].is_default);
+  EXPECT_FALSE(c.server.upstreams[1].library_prefix);
+  EXPECT_EQ(c.server.upstreams[2].endpoint.url, "http://10.0.0.1:5000");
+  EXPECT_EQ(c.log.level, "debug");
+  EXPECT_EQ(c.log.format, "json");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ConfigTest, EmbeddedDefaultIsADockerHubMirror) {
+  Config c = parse_config(embedded_default_config(), "<embedded>");
+  EXPECT_EQ(c.server.listen_host, "127.0.0.1");
+  EXPECT_EQ(c.server.listen_port, 5000);
+  EXPECT_EQ(c.store.root, "/var/lib/ocirelay");
+  ASSERT_EQ(c.server.upstreams.size(), 1u);
+  EXPECT_EQ(c.server.upstreams[0].name, "docker.io");
+  EXPECT_EQ(c.server.upstreams[0].endpoint.url, "https://registry-1.docker.io");
+  EXPECT_TRUE(c.server.upstreams[0].is_default);
+  EXPECT_TRUE(c.server.upstreams[0].library_prefix);
+}
+
+TEST(ConfigTest, LibraryPrefixFollowsDockerHubUrl) {
+  Config c = parse_config("upstreams:\n"
+                          "  - {name: hub.internal, url: https://index.docker.io}\n",
+                          "c");
+  EXPECT_TRUE(c.server.upstreams[0].library_prefix);
+}
+
+TEST(ConfigTest, ErrorsNameFileLineAndKey) {
+  EXPECT_EQ(error_of("listen: 127.0.0.1:5000\n"
+                     "upstreams:\n"
+                     "  - name: docker.io\n"
+                     "    url: https://registry-1.docker.io\n"
+                     "    default: true\n"
+                     "    tag_ttl: 5x\n"),
+            "config.yaml:6: upstreams[0].tag_ttl: invalid duration '5x' (use e.g. 30s, 5m, 1h)");
+  EXPECT_THAT(error_of("listen: 127.0.0.1:5000\nlisten_addr: x\n"),
+              HasSubstr("config.yaml:2: listen_addr: unknown key"));
+  EXPECT_THAT(error_of("store:\n  path: /x\n  maxsize: 1GiB\n"),
+              HasSubstr("config.yaml:3: store.maxsize: unknown key"));
+  EXPECT_THAT(error_of("store:\n  max_size: 12 parsecs\n"),
+              HasSubstr("config.yaml:2: store.max_size: invalid size '12 parsecs'"));
+  EXPECT_THAT(error_of("listen: localhost\n"), HasSubstr("config.yaml:1: listen: invalid address"));
+  EXPECT_THAT(error_of("listen: 127.0.0.1:70000\n"), HasSubstr("config.yaml:1: listen:"));
+  EXPECT_THAT(error_of("upstreams:\n  - name: a.io\n    url: ftp://a.io\n"),
+              HasSubstr("config.yaml:3: upstreams[0].url: invalid URL 'ftp://a.io'"));
+  EXPECT_THAT(error_of("upstreams:\n  - name: a.io\n    url: https://a.io/v2/x\n"),
+              HasSubstr("config.yaml:3: upstreams[0].url"));
+  EXPECT_THAT(error_of("upstreams:\n  - name: Bad_Name\n    url: https://a.io\n"),
+              HasSubstr("config.yaml:2: upstreams[0].name: invalid name 'Bad_Name'"));
+  EXPECT_THAT(error_of("upstreams:\n  - {name: a.io, url: https://a.io}\n"
+                       "  - {name: a.io, url: https://b.io}\n"),
+              HasSubstr("config.yaml:3: upstreams[1].name: duplicate upstream name 'a.io'"));
+  EXPECT_THAT(error_of("upstreams:\n  - {name: a.io, url: https://a.io, default: true}\n"
+                       "  - {name: b.io, url: https://b.io, default: true}\n"),
+              HasSubstr("config.yaml:3: upstreams[1].default: only one upstream may be the default"));
+  EXPECT_THAT(error_of("upstreams:\n  - {name: a.io, url: https://a.io, default: maybe}\n"),
+              HasSubstr("upstreams[0].default: invalid boolean 'maybe'"));
+  EXPECT_THAT(error_of("upstreams:\n  - {url: https://a.io}\n"), HasSubstr("upstreams[0].name: required"));
+  EXPECT_THAT(error_of("tls: {cert: /etc/c.pem}\n"), HasSubstr("config.yaml:1: tls: needs both cert and key"));
+  EXPECT_THAT(error_of("log: {level: loud}\n"), HasSubstr("config.yaml:1: log.level: invalid level 'loud'"));
+  EXPECT_THAT(error_of("log:\n  format: xml\n"), HasSubstr("config.yaml:2: log.format: invalid format 'xml'"));
+  EXPECT_THAT(error_of("listen: [unclosed\n"), HasSubstr("config.yaml:"));
+  EXPECT_THAT(error_of("listen: [unclosed\n"), HasSubstr("invalid YAML"));
+}
+
+TEST(ConfigTest, PasswordFileMustBeReadableAndIsNeverEchoed) {
+  EXPECT_THAT(error_of("upstreams:\n  - name: a.io\n    url: https://a.io\n"
+                       "    auth: {username: u, password_file: /nonexistent/pw}\n"),
+              HasSubstr("config.yaml:4: upstreams[0].auth.password_file: cannot read password file"));
+
+  auto file = std::filesystem::temp_directory_path() / ("ocirelay-pw-" + std::to_string(::getpid()));
+  std::ofstream(file) << "hunter2-secret";
+  // A config error elsewhere in the same upstream must not leak the password.
+  auto msg = error_of("upstreams:\n  - name: a.io\n    url: https://a.io\n"
+                      "    auth: {username: u, password_file: " + file.string() + "}\n"
+                      "    tag_ttl: forever\n");
+  EXPECT_THAT(msg, HasSubstr("tag_ttl"));
+  EXPECT_THAT(msg, Not(HasSubstr("hunter2")));
+  std::filesystem::remove(file);
+}
+
+TEST(ConfigTest, PasswordEnv) {
+  ::setenv("OCIRELAY_TEST_PW", "from-env", 1);
+  Config c = parse_config("upstreams:\n  - name: a.io\n    url: https://a.io\n"
+                          "    auth: {username: u, password_env: OCIRELAY_TEST_PW}\n",
+                          "c");
+  EXPECT_EQ(c.server.upstreams[0].endpoint.credentials.password, "from-env");
+  ::unsetenv("OCIRELAY_TEST_PW");
+  EXPECT_THAT(error_of("upstreams:\n  - name: a.io\n    url: https://a.io\n"
+                       "    auth: {username: u, password_env: OCIRELAY_TEST_PW}\n"),
+              HasSubstr("upstreams[0].auth.password_env: environment variable 'OCIRELAY_TEST_PW' is not set"));
+}
+
+TEST(ConfigTest, Sizes) {
+  EXPECT_EQ(*parse_size("0"), 0u);
+  EXPECT_EQ(*parse_size("123"), 123u);
+  EXPECT_EQ(*parse_size("10KiB"), 10u * 1024);
+  EXPECT_EQ(*parse_size("3MiB"), 3u << 20);
+  EXPECT_EQ(*parse_size("200GiB"), 200ull << 30);
+  EXPECT_EQ(*parse_size("2TiB"), 2ull << 40);
+  EXPECT_EQ(*parse_size("10KB"), 10000u);
+  EXPECT_EQ(*parse_size("5MB"), 5000000u);
+  EXPECT_EQ(*parse_size("1GB"), 1000000000u);
+  EXPECT_FALSE(parse_size("").ok());
+  EXPECT_FALSE(parse_size("GiB").ok());
+  EXPECT_FALSE(parse_size("-1").ok());
+  EXPECT_FALSE(parse_size("1.5GiB").ok());
+  EXPECT_FALSE(parse_size("10gib").ok());
+  EXPECT_FALSE(parse_size("99999999999TiB").ok());  // overflow
+}
+
+TEST(ConfigTest, Durations) {
+  EXPECT_EQ(*parse_duration("0"), std::chrono::seconds(0));
+  EXPECT_EQ(*parse_duration("30s"), std::chrono::seconds(30));
+  EXPECT_EQ(*parse_duration("5m"), std::chrono::minutes(5));
+  EXPECT_EQ(*parse_duration("1h"), std::chrono::hours(1));
+  EXPECT_EQ(*parse_duration("1d"), std::chrono::hours(24));
+  EXPECT_FALSE(parse_duration("5x").ok());
+  EXPECT_FALSE(parse_duration("m").ok());
+  EXPECT_FALSE(parse_duration("-5m").ok());
+  EXPECT_FALSE(parse_duration("5").ok());
+  EXPECT_EQ(parse_duration("5x").error().message, "invalid duration '5x' (use e.g. 30s, 5m, 1h)");
+}
+
+TEST(ConfigTest, ListenAddresses) {
+  auto v6 = parse_listen("[::1]:5000");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(parse_listen("127.0.0.1:0")->port, 0);
+  EXPECT_EQ(parse_listen("localhost:5000")->host, "localhost");
+  EXPECT_FALSE(parse_listen(":5000").ok());
+  EXPECT_FALSE(parse_listen("127.0.0.1").ok());
+  EXPECT_FALSE(parse_listen("::1:5000").ok());
+  EXPECT_FALSE(parse_listen("127.0.0.1:http").ok());
+}
+
+TEST(ConfigTest, FlagsOverrideConfigKeys) {
+  Config c = parse_config(embedded_default_config(), "<embedded>");
+  ConfigOverrides o;
+  o.listen = "0.0.0.0:0";
+  o.store_path = "/tmp/store";
+  o.log_level = "warn";
+  o.log_format = "json";
+  o.max_size = "1GiB";
+  apply_overrides(c, o);
+  EXPECT_EQ(c.server.listen_host, "0.0.0.0");
+  EXPECT_EQ(c.server.listen_port, 0);
+  EXPECT_EQ(c.store.root, "/tmp/store");
+  EXPECT_EQ(c.log.level, "warn");
+  EXPECT_EQ(c.log.format, "json");
+  EXPECT_EQ(c.store.max_size, 1ull << 30);
+
+  ConfigOverrides bad;
+  bad.max_size = "lots";
+  try {
+    apply_overrides(c, bad);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("--max-size: invalid size 'lots'"));
+  }
+  ConfigOverrides bad_listen;
+  bad_listen.listen = "nowhere";
+  EXPECT_THROW(apply_overrides(c, bad_listen), ConfigError);
+}
+
+TEST(ConfigTest, MissingFileIsAClearError) {
+  try {
+    load_config_file("/nonexistent/ocirelay.yaml");
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("/nonexistent/ocirelay.yaml: cannot read config file"));
+  }
+}
+
+}  // namespace
+}  // namespace ocirelay::cli

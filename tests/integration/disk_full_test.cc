@@ -1,0 +1,55 @@
+// A store on a full disk: the pull fails cleanly, nothing half-written is served, the server
+// keeps serving, and fsck finds the store clean.
+#include <sys/mount.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "tests/integration/fixture.h"
+
+namespace ocirelay::testing {
+namespace {
+
+// A small tmpfs, lazily unmounted on destruction (even if a process still holds it).
+class TmpfsMount {
+ public:
+  TmpfsMount(const fs::path& where, const std::string& size) : where_(where) {
+    fs::create_directories(where_);
+    ok_ = ::mount("tmpfs", where_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+  }
+  ~TmpfsMount() {
+    if (ok_) ::umount2(where_.c_str(), MNT_DETACH);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  fs::path where_;
+  bool ok_ = false;
+};
+
+using DiskFullTest = MirrorTest;
+
+TEST_F(DiskFullTest, PullFailsCleanlyAndStoreStaysConsistent) {
+  TmpfsMount small(tmp / "small", "12m");
+  if (!small.ok()) GTEST_SKIP() << "cannot mount tmpfs here: " << std::strerror(errno);
+  auto big = push_image("team/big", "1", 1, 24 * 1024 * 1024);
+  auto tiny = push_image("team/tiny", "1", 1, 4096);
+  relay = std::make_unique<OcirelayProcess>(tmp / "small/ocirelay", kUpstream, registry.url());
+  ASSERT_TRUE(relay->start());
+
+  auto r = pull(relay->host(), "team/big", "1", tmp / "big");
+  EXPECT_NE(r.exit_code, 0) << "a 24 MiB layer cannot fit a 12 MiB store";
+  EXPECT_FALSE(fs::exists(relay->store_dir() / "blobs/sha256" / big.blobs[1].substr(7)));
+
+  // Still serving, and the space of the failed download was given back.
+  auto t = pull(relay->host(), "team/tiny", "1", tmp / "tiny");
+  ASSERT_EQ(t.exit_code, 0) << t.err << "\n" << relay->log();
+  expect_dir_matches(tmp / "tiny", tiny);
+
+  relay->stop();
+  auto fsck = relay->run({"fsck"});
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
+}
+
+}  // namespace
+}  // namespace ocirelay::testing

@@ -1,0 +1,257 @@
+// Integration-test harness implementation (see harness.h).
+#include "tests/integration/harness.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "oci/digest.h"
+
+#ifndef OCIRELAY_BINARY
+#define OCIRELAY_BINARY "ocirelay"
+#endif
+
+namespace ocirelay::testing {
+
+using json = nlohmann::json;
+
+// ---- bytes, programs ---------------------------------------------------------------
+
+std::string sha256_digest(std::string_view bytes) { return oci::Digest::of(bytes).str(); }
+std::string sha256_hex(std::string_view bytes) { return sha256_digest(bytes).substr(7); }
+
+std::string random_bytes(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; i += 8) {
+    std::uint64_t v = rng();
+    std::memcpy(s.data() + i, &v, std::min<std::size_t>(8, n - i));
+  }
+  return s;
+}
+
+bool have_program(const std::string& program) {
+  return ::geteuid() == 0 && run_command({"sh", "-c", "command -v " + program}, 10s).exit_code == 0;
+}
+
+// ---- images ----------------------------------------------------------------------------
+
+namespace {
+constexpr const char* kLayerType = "application/vnd.oci.image.layer.v1.tar";
+constexpr const char* kConfigType = "application/vnd.oci.image.config.v1+json";
+constexpr const char* kManifestType = "application/vnd.oci.image.manifest.v1+json";
+constexpr const char* kIndexType = "application/vnd.oci.image.index.v1+json";
+}  // namespace
+
+ImageBuilder::ImageBuilder(fs::path layout_dir) : dir_(std::move(layout_dir)) {
+  fs::create_directories(dir_ / "blobs/sha256");
+  write_file(dir_ / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+  write_index();
+}
+
+std::string ImageBuilder::add_blob(const std::string& bytes) {
+  std::string d = sha256_digest(bytes);
+  write_file(dir_ / "blobs/sha256" / d.substr(7), bytes);
+  return d;
+}
+
+BuiltImage ImageBuilder::add_image(const std::string& tag, const std::vector<std::string>& layers,
+                                   Platform platform) {
+  BuiltImage img;
+  img.tag = tag;
+  img.media_type = kManifestType;
+  json diff_ids = json::array(), layer_descs = json::array();
+  for (const auto& l : layers) {
+    std::string d = add_blob(l);
+    diff_ids.push_back(d);
+    layer_descs.push_back({{"mediaType", kLayerType}, {"digest", d}, {"size", l.size()}});
+  }
+  json config = {{"architecture", platform.architecture},
+                 {"os", platform.os},
+                 {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}},
+                 {"config", json::object()}};
+  std::string config_bytes = config.dump();
+  std::string config_digest = add_blob(config_bytes);
+  img.blobs.push_back(config_digest);
+  for (const auto& l : layer_descs) img.blobs.push_back(l["digest"]);
+  json manifest = {{"schemaVersion", 2},
+                   {"mediaType", kManifestType},
+                   {"config", {{"mediaType", kConfigType}, {"digest", config_digest}, {"size", config_bytes.size()}}},
+                   {"layers", layer_descs}};
+  std::string mbytes = manifest.dump();
+  img.digest = add_blob(mbytes);
+  if (!tag.empty()) {
+    std::erase_if(entries_, [&](const Entry& e) { return e.tag == tag; });  // re-tag
+    entries_.push_back({kManifestType, img.digest, tag, mbytes.size()});
+  }
+  write_index();
+  return img;
+}
+
+BuiltImage ImageBuilder::add_index(const std::string& tag,
+                                   const std::vector<std::pair<BuiltImage, Platform>>& children) {
+  BuiltImage idx;
+  idx.tag = tag;
+  idx.media_type = kIndexType;
+  json manifests = json::array();
+  for (const auto& [child, platform] : children) {
+    std::string bytes = read_file(dir_ / "blobs/sha256" / child.digest.substr(7));
+    manifests.push_back({{"mediaType", kManifestType},
+                         {"digest", child.digest},
+                         {"size", bytes.size()},
+                         {"platform", {{"os", platform.os}, {"architecture", platform.architecture}}}});
+    idx.children.push_back(child.digest);
+    idx.blobs.insert(idx.blobs.end(), child.blobs.begin(), child.blobs.end());
+  }
+  json index = {{"schemaVersion", 2}, {"mediaType", kIndexType}, {"manifests", manifests}};
+  std::string bytes = index.dump();
+  idx.digest = add_blob(bytes);
+  std::erase_if(entries_, [&](const Entry& e) { return e.tag == tag; });  // re-tag
+  entries_.push_back({kIndexType, idx.digest, tag, bytes.size()});
+  write_index();
+  return idx;
+}
+
+void ImageBuilder::write_index() {
+  json manifests = json::array();
+  for (const auto& e : entries_)
+    manifests.push_back({{"mediaType", e.media_type},
+                         {"digest", e.digest},
+                         {"size", e.size},
+                         {"annotations", {{"org.opencontainers.image.ref.name", e.tag}}}});
+  json index = {{"schemaVersion", 2}, {"manifests", manifests}};
+  write_file(dir_ / "index.json", index.dump());
+}
+
+bool ImageBuilder::push(const std::string& registry_host, const std::string& repo,
+                        const std::string& tag) {
+  auto r = skopeo_copy("oci:" + dir_.string() + ":" + tag,
+                       "docker://" + registry_host + "/" + repo + ":" + tag, {"--all"});
+  if (r.exit_code != 0) ADD_FAILURE() << "skopeo push " << repo << ":" << tag << " failed:\n" << r.err;
+  return r.exit_code == 0;
+}
+
+CommandResult skopeo_copy(const std::string& src, const std::string& dst,
+                          const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
+                                   "--dest-tls-verify=false", "--retry-times=0", "--preserve-digests"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(src);
+  args.push_back(dst);
+  // An empty auth file: the tests never use the host's registry credentials.
+  struct AuthFile {
+    fs::path path = fs::temp_directory_path() /
+                    ("ocirelay-it-auth-" + std::to_string(::getpid()) + ".json");
+    AuthFile() { write_file(path, "{}"); }
+    ~AuthFile() {
+      std::error_code ec;
+      fs::remove(path, ec);
+    }
+  };
+  static const AuthFile auth;
+  return run_command(args, 180s, {{"REGISTRY_AUTH_FILE", auth.path.string()}});
+}
+
+// ---- ocirelay --------------------------------------------------------------------------
+
+OcirelayProcess::OcirelayProcess(const fs::path& dir, std::string upstream_name, std::string upstream_url)
+    : dir_(dir), upstream_name_(std::move(upstream_name)), upstream_url_(std::move(upstream_url)) {
+  fs::create_directories(dir_);
+}
+
+bool OcirelayProcess::start(std::uint16_t port) {
+  port_ = port != 0 ? port : free_port();
+  std::string cfg = "listen: 127.0.0.1:" + std::to_string(port_) + "\n"
+                    "store:\n  path: " + store_dir().string() + "\n"
+                    "upstreams:\n"
+                    "  - name: " + upstream_name_ + "\n"
+                    "    url: " + upstream_url_ + "\n"
+                    "    default: true\n"
+                    "    tag_ttl: 5m\n";
+  if (!auth_user_.empty())
+    cfg += "    auth: {username: " + auth_user_ + ", password_file: " + auth_password_file_.string() + "}\n";
+  cfg += "log:\n  level: debug\n  format: text\n";
+  write_file(config_file(), cfg);
+  ++generation_;
+  if (!proc_.start({OCIRELAY_BINARY, "serve", "--config", config_file().string()},
+                   dir_ / "ocirelay.out", dir_ / "ocirelay.log"))
+    return false;
+  std::uint16_t p = port_;
+  bool ready = wait_until(
+      [&] {
+        if (!proc_.running()) return true;  // exited: report below
+        return http_request(p, "GET", "/readyz", {}, 2s).status == 200;
+      },
+      30s);
+  if (!ready || !proc_.running()) {
+    ADD_FAILURE() << "ocirelay did not become ready on port " << port_ << ":\n" << log();
+    return false;
+  }
+  return true;
+}
+
+void OcirelayProcess::stop() { proc_.stop(); }
+void OcirelayProcess::kill9() { proc_.kill9(); }
+std::string OcirelayProcess::log() {
+  return read_file(dir_ / "ocirelay.log") + "[ocirelay " + proc_.describe() + "]\n";
+}
+
+CommandResult OcirelayProcess::run(const std::vector<std::string>& subcommand_args) const {
+  std::vector<std::string> args = {OCIRELAY_BINARY};
+  args.insert(args.end(), subcommand_args.begin(), subcommand_args.end());
+  args.push_back("--config");
+  args.push_back(config_file().string());
+  return run_command(args, 300s);
+}
+
+// ---- containerd ------------------------------------------------------------------------
+
+ContainerdProcess::ContainerdProcess(const fs::path& dir) : dir_(dir) { fs::create_directories(dir_); }
+
+bool ContainerdProcess::start() {
+  std::string cfg =
+      "version = 2\n"
+      "root = \"" + (dir_ / "root").string() + "\"\n"
+      "state = \"" + (dir_ / "state").string() + "\"\n"
+      "disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.btrfs\", "
+      "\"io.containerd.snapshotter.v1.zfs\", \"io.containerd.snapshotter.v1.devmapper\", "
+      "\"io.containerd.snapshotter.v1.aufs\", \"io.containerd.internal.v1.opt\"]\n"
+      "[grpc]\n  address = \"" + address() + "\"\n"
+      "[ttrpc]\n  address = \"" + address() + ".ttrpc\"\n"
+      "[debug]\n  address = \"\"\n"
+      "[metrics]\n  address = \"\"\n";
+  write_file(dir_ / "config.toml", cfg);
+  if (!proc_.start({"containerd", "--config", (dir_ / "config.toml").string()}, dir_ / "containerd.out",
+                   dir_ / "containerd.log"))
+    return false;
+  bool up = wait_until(
+      [&] { return run_command({"ctr", "--address", address(), "version"}, 5s).exit_code == 0; }, 30s, 200ms);
+  if (!up) ADD_FAILURE() << "containerd did not start:\n" << read_file(dir_ / "containerd.log");
+  return up;
+}
+
+void ContainerdProcess::stop() { proc_.stop(); }
+
+fs::path ContainerdProcess::write_hosts(const std::string& upstream, const std::string& mirror_host) {
+  fs::path hosts_dir = dir_ / "hosts";
+  write_file(hosts_dir / upstream / "hosts.toml",
+             "server = \"http://" + upstream + "\"\n\n"
+             "[host.\"http://" + mirror_host + "\"]\n"
+             "  capabilities = [\"pull\", \"resolve\"]\n");
+  return hosts_dir;
+}
+
+CommandResult ContainerdProcess::fetch(const std::string& ref, const fs::path& hosts_dir,
+                                       const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"ctr", "--address", address(), "content", "fetch",
+                                   "--hosts-dir", hosts_dir.string(), "--plain-http"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(ref);
+  return run_command(args, 180s);
+}
+
+}  // namespace ocirelay::testing

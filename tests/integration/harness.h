@@ -1,0 +1,126 @@
+// Integration-test harness: the real programs the tests drive besides docker-registry
+// (skopeo, containerd/ctr, ocirelay) and image building. Temp dirs, processes, polling,
+// loopback HTTP and RegistryProcess come from tests/support/. Every helper fails the current
+// test (gtest ADD_FAILURE) rather than throwing.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "tests/support/files.h"
+#include "tests/support/loopback_http.h"
+#include "tests/support/process.h"
+#include "tests/support/registry_process.h"
+
+namespace ocirelay::testing {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string sha256_hex(std::string_view bytes);
+std::string sha256_digest(std::string_view bytes);  // "sha256:<hex>"
+// Deterministic pseudo-random bytes (so failures reproduce).
+std::string random_bytes(std::size_t n, std::uint64_t seed);
+
+// Builds an OCI image layout directory and pushes tags from it with skopeo.
+struct Platform {
+  std::string os = "linux", architecture = "amd64";
+};
+struct BuiltImage {
+  std::string tag;
+  std::string digest;         // manifest (or index) digest
+  std::string media_type;
+  std::vector<std::string> blobs;     // config + layers (image) or all children's (index)
+  std::vector<std::string> children;  // index children
+};
+class ImageBuilder {
+ public:
+  explicit ImageBuilder(fs::path layout_dir);
+  // Stores a blob; returns its digest.
+  std::string add_blob(const std::string& bytes);
+  // An image manifest with a config and `layers` (raw bytes; media type ...layer.v1.tar).
+  BuiltImage add_image(const std::string& tag, const std::vector<std::string>& layers,
+                       Platform platform = {});
+  // A multi-arch index over images built with add_image (tag empty: untagged children).
+  BuiltImage add_index(const std::string& tag, const std::vector<std::pair<BuiltImage, Platform>>& children);
+  // skopeo copy --all oci:<dir>:<tag> docker://<registry_host>/<repo>:<tag>
+  bool push(const std::string& registry_host, const std::string& repo, const std::string& tag);
+  const fs::path& dir() const { return dir_; }
+
+ private:
+  void write_index();
+  struct Entry {
+    std::string media_type, digest, tag;
+    std::size_t size;
+  };
+  fs::path dir_;
+  std::vector<Entry> entries_;
+};
+
+// The ocirelay binary under test, configured with one default upstream named `upstream_name`.
+class OcirelayProcess {
+ public:
+  OcirelayProcess(const fs::path& dir, std::string upstream_name, std::string upstream_url);
+  fs::path store_dir() const { return dir_ / "store"; }
+  fs::path config_file() const { return dir_ / "ocirelay.yaml"; }
+  // Upstream credentials written into the config by the next start().
+  void set_upstream_auth(std::string username, fs::path password_file) {
+    auth_user_ = std::move(username);
+    auth_password_file_ = std::move(password_file);
+  }
+  // Writes the config, starts `ocirelay serve`, waits for /readyz.
+  bool start(std::uint16_t port = 0);
+  bool restart() { return start(port_); }
+  void stop();
+  void kill9();
+  std::uint16_t port() const { return port_; }
+  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  // Its stderr log, followed by how it ended when it is no longer running ("killed by
+  // signal 11"): what a failing test should print.
+  std::string log();
+  // Runs another ocirelay subcommand on the same store/config, e.g. {"fsck"}.
+  CommandResult run(const std::vector<std::string>& subcommand_args) const;
+  Process& process() { return proc_; }
+
+ private:
+  fs::path dir_;
+  std::string upstream_name_, upstream_url_;
+  std::string auth_user_;
+  fs::path auth_password_file_;
+  std::uint16_t port_ = 0;
+  Process proc_;
+  int generation_ = 0;
+};
+
+// containerd with its own root/state/socket under a temp dir (needs root).
+class ContainerdProcess {
+ public:
+  explicit ContainerdProcess(const fs::path& dir);
+  bool start();
+  void stop();
+  // Writes <hosts_dir>/<upstream>/hosts.toml sending `upstream` pulls to the mirror.
+  fs::path write_hosts(const std::string& upstream, const std::string& mirror_host);
+  // ctr content fetch (no unpack: test layers are not real filesystems).
+  CommandResult fetch(const std::string& ref, const fs::path& hosts_dir,
+                      const std::vector<std::string>& extra = {});
+  std::string address() const { return (dir_ / "containerd.sock").string(); }
+
+ private:
+  fs::path dir_;
+  Process proc_;
+};
+
+// skopeo copy docker://<host>/<repo>:<tag> dir:<out> (plain HTTP).
+CommandResult skopeo_copy(const std::string& src, const std::string& dst,
+                          const std::vector<std::string>& extra = {});
+
+// True when running as root and `program` is on PATH.
+bool have_program(const std::string& program);
+
+}  // namespace ocirelay::testing

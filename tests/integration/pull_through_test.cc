@@ -1,0 +1,126 @@
+// Pull-through: what skopeo and plain HTTP clients get from ocirelay in front of a registry.
+#include "tests/integration/fixture.h"
+
+namespace ocirelay::testing {
+namespace {
+
+using PullThroughTest = MirrorTest;
+
+TEST_F(PullThroughTest, SkopeoPullMatchesUpstreamDigests) {
+  auto img = push_image("team/app", "1.0", 3, 256 * 1024);
+  ASSERT_TRUE(start_relay());
+  auto r = pull(relay->host(), "team/app", "1.0", tmp / "out");
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << relay->log();
+  expect_dir_matches(tmp / "out", img);
+}
+
+TEST_F(PullThroughTest, SecondPullSendsNoBlobRequestUpstream) {
+  auto img = push_image("team/app", "1.0", 2, 128 * 1024);
+  ASSERT_TRUE(start_relay());
+  ASSERT_EQ(pull(relay->host(), "team/app", "1.0", tmp / "first").exit_code, 0) << relay->log();
+  int blob_gets = registry.count_requests("\"GET /v2/team/app/blobs/");
+  EXPECT_EQ(blob_gets, 3) << "config + 2 layers fetched once each:\n" << registry.access_log();
+
+  auto r = pull(relay->host(), "team/app", "1.0", tmp / "second");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_dir_matches(tmp / "second", img);
+  EXPECT_EQ(registry.count_requests("\"GET /v2/team/app/blobs/"), blob_gets)
+      << "cached blobs were fetched upstream again:\n" << registry.access_log();
+}
+
+TEST_F(PullThroughTest, StoreIsAnOciLayoutSkopeoCanRead) {
+  auto img = push_image("team/app", "1.0", 2, 64 * 1024);
+  ASSERT_TRUE(start_relay());
+  ASSERT_EQ(pull(relay->host(), "team/app", "1.0", tmp / "first").exit_code, 0) << relay->log();
+  relay->stop();  // the layout must be complete on disk, not only in memory
+
+  auto r = skopeo_copy("oci:" + relay->store_dir().string() + ":" + kUpstream + "/team/app:1.0",
+                       "dir:" + (tmp / "from-store").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_dir_matches(tmp / "from-store", img);
+}
+
+TEST_F(PullThroughTest, SharedBaseLayerIsStoredOnce) {
+  std::string base = random_bytes(300 * 1024, 7);
+  auto a = push_image("team/a", "1", 1, 1000, {base});
+  auto b = push_image("team/b", "1", 1, 1000, {base});
+  ASSERT_TRUE(start_relay());
+  ASSERT_EQ(pull(relay->host(), "team/a", "1", tmp / "a").exit_code, 0) << relay->log();
+  ASSERT_EQ(pull(relay->host(), "team/b", "1", tmp / "b").exit_code, 0) << relay->log();
+  expect_dir_matches(tmp / "b", b);
+  std::string base_digest = sha256_digest(base);
+  EXPECT_TRUE(fs::exists(relay->store_dir() / "blobs/sha256" / base_digest.substr(7)));
+}
+
+TEST_F(PullThroughTest, MultiArchIndexPullsWithAllPlatforms) {
+  auto amd = images.add_image("", {random_bytes(50000, 11)}, {"linux", "amd64"});
+  auto arm = images.add_image("", {random_bytes(50000, 12)}, {"linux", "arm64"});
+  auto idx = images.add_index("2.0", {{amd, {"linux", "amd64"}}, {arm, {"linux", "arm64"}}});
+  ASSERT_TRUE(images.push(registry.host(), "team/multi", "2.0"));
+  ASSERT_TRUE(start_relay());
+
+  auto r = pull(relay->host(), "team/multi", "2.0", tmp / "out", /*all=*/true);
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << relay->log();
+  EXPECT_EQ(sha256_digest(read_file(tmp / "out/manifest.json")), idx.digest);
+  for (const auto& b : idx.blobs) {
+    ASSERT_TRUE(fs::exists(tmp / "out" / b.substr(7))) << b;
+    EXPECT_EQ(sha256_digest(read_file(tmp / "out" / b.substr(7))), b);
+  }
+}
+
+TEST_F(PullThroughTest, NsParameterSelectsTheUpstream) {
+  auto img = push_image("team/app", "1.0", 1, 1000);
+  ASSERT_TRUE(start_relay());
+  auto resp = http_request(relay->port(), "GET", "/v2/team/app/manifests/1.0?ns=upstream.test",
+                           {{"Accept", "application/vnd.oci.image.manifest.v1+json"}});
+  ASSERT_EQ(resp.status, 200) << resp.body;
+  EXPECT_EQ(sha256_digest(resp.body), img.digest);
+  EXPECT_EQ(resp.headers["docker-content-digest"], img.digest);
+
+  auto blob = http_request(relay->port(), "GET", "/v2/team/app/blobs/" + img.blobs[1] + "?ns=upstream.test");
+  ASSERT_EQ(blob.status, 200);
+  EXPECT_EQ(sha256_digest(blob.body), img.blobs[1]);
+}
+
+TEST_F(PullThroughTest, ManifestHeadAndMissingTag) {
+  auto img = push_image("team/app", "1.0", 1, 1000);
+  ASSERT_TRUE(start_relay());
+  auto head = http_request(relay->port(), "HEAD", "/v2/team/app/manifests/1.0",
+                           {{"Accept", "application/vnd.oci.image.manifest.v1+json"}});
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.headers["docker-content-digest"], img.digest);
+  auto missing = http_request(relay->port(), "GET", "/v2/team/app/manifests/nope");
+  EXPECT_EQ(missing.status, 404) << relay->log();
+  EXPECT_NE(missing.body.find("MANIFEST_UNKNOWN"), std::string::npos) << missing.body;
+}
+
+TEST_F(PullThroughTest, PathPrefixSelectsTheUpstreamLikePodmanMirrors) {
+  auto img = push_image("team/app", "1.0", 1, 1000);
+  ASSERT_TRUE(start_relay());
+  // registries.conf: location = "127.0.0.1:<port>/upstream.test"
+  auto r = pull(relay->host() + "/" + kUpstream, "team/app", "1.0", tmp / "out");
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << relay->log();
+  expect_dir_matches(tmp / "out", img);
+}
+
+TEST_F(PullThroughTest, TagsListAndRangeRequests) {
+  auto img = push_image("team/app", "1.0", 1, 100000);
+  images.add_image("2.0", {random_bytes(10, 5)});
+  ASSERT_TRUE(images.push(registry.host(), "team/app", "2.0"));
+  ASSERT_TRUE(start_relay());
+  auto tags = http_request(relay->port(), "GET", "/v2/team/app/tags/list");
+  ASSERT_EQ(tags.status, 200) << tags.body;
+  EXPECT_NE(tags.body.find("\"1.0\""), std::string::npos) << tags.body;
+  EXPECT_NE(tags.body.find("\"2.0\""), std::string::npos) << tags.body;
+
+  // containerd resumes interrupted layer downloads with Range.
+  const std::string layer = img.blobs[1];
+  auto full = http_request(relay->port(), "GET", "/v2/team/app/blobs/" + layer);
+  ASSERT_EQ(full.status, 200);
+  auto part = http_request(relay->port(), "GET", "/v2/team/app/blobs/" + layer, {{"Range", "bytes=1000-1999"}});
+  EXPECT_EQ(part.status, 206);
+  EXPECT_EQ(part.body, full.body.substr(1000, 1000));
+}
+
+}  // namespace
+}  // namespace ocirelay::testing

@@ -1,0 +1,184 @@
+// Upstream trouble the mirror must survive without caching anything wrong: an upstream that
+// dies in the middle of a blob, and credentials that must never leak.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "tests/integration/fixture.h"
+
+namespace ocirelay::testing {
+namespace {
+
+// An upstream that answers a blob GET with the full Content-Length, sends only the first
+// half of the body and drops the connection: a registry process dying mid-transfer. (The
+// real registry cannot be stopped at an exact byte; this stands in for that one fault.)
+// After `heal()`, it serves the whole blob.
+class DyingUpstream {
+ public:
+  explicit DyingUpstream(std::string blob) : blob_(std::move(blob)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd_, 16);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~DyingUpstream() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  void heal() { healthy_ = true; }
+  int blob_gets() const { return blob_gets_; }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) return;
+      std::string req;
+      char buf[4096];
+      while (req.find("\r\n\r\n") == std::string::npos) {
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        req.append(buf, static_cast<std::size_t>(n));
+      }
+      std::string head, body;
+      if (req.rfind("GET /v2/", 0) == 0 && req.find("/blobs/") != std::string::npos) {
+        ++blob_gets_;
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
+               std::to_string(blob_.size()) + "\r\nConnection: close\r\n\r\n";
+        body = healthy_ ? blob_ : blob_.substr(0, blob_.size() / 2);
+      } else {
+        head = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      }
+      std::string out = head + body;
+      for (std::size_t off = 0; off < out.size();) {
+        ssize_t n = ::write(c, out.data() + off, out.size() - off);
+        if (n <= 0) break;
+        off += static_cast<std::size_t>(n);
+      }
+      ::close(c);  // mid-body when unhealthy: the client sees a short read
+    }
+  }
+
+  std::string blob_;
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false}, healthy_{false};
+  std::atomic<int> blob_gets_{0};
+  std::thread thread_;
+};
+
+TEST(UpstreamTroubleTest, UpstreamDyingMidBlobCachesNothingAndTheNextPullWorks) {
+  const std::string blob = random_bytes(4 << 20, 77);
+  const std::string digest = sha256_digest(blob);
+  DyingUpstream upstream(blob);
+  TempDir tmp;
+  OcirelayProcess relay(tmp / "ocirelay", kUpstream, upstream.url());
+  ASSERT_TRUE(relay.start());
+
+  auto first = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
+  EXPECT_FALSE(first.status == 200 && first.body.size() == blob.size())
+      << "the client received a complete body from a transfer that died half-way";
+  EXPECT_FALSE(fs::exists(relay.store_dir() / "blobs/sha256" / digest.substr(7)))
+      << "a half-fetched blob was cached";
+  auto fsck = relay.run({"fsck"});
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
+
+  upstream.heal();
+  auto second = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
+  ASSERT_EQ(second.status, 200) << relay.log();
+  EXPECT_EQ(sha256_digest(second.body), digest);
+  EXPECT_EQ(upstream.blob_gets(), 2) << "the failed fill should not be remembered as done";
+  // Now a hit: served from disk, no further upstream request.
+  auto third = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
+  EXPECT_EQ(sha256_digest(third.body), digest);
+  EXPECT_EQ(upstream.blob_gets(), 2);
+}
+
+
+std::string base64(std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
+                 static_cast<unsigned char>(in[i + 2]);
+    for (int s : {18, 12, 6, 0}) out.push_back(kAlphabet[(v >> s) & 63]);
+  }
+  if (i < in.size()) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
+// Invariant 7: an upstream password reaches no log line (at debug level), no metric, no
+// error and no file in the store, whether the credentials are right or wrong.
+TEST(SecretsTest, UpstreamPasswordReachesNoLogMetricOrStoreFile) {
+  if (!have_program("docker-registry") || !have_program("skopeo") || !have_program("htpasswd"))
+    GTEST_SKIP() << "needs root, docker-registry, skopeo and htpasswd";
+  const std::string user = "mirror";
+  const std::string password = "pw-" + sha256_hex(random_bytes(32, 4242)).substr(0, 24);
+  TempDir tmp;
+  RegistryProcess registry(tmp / "registry", RegistryOptions{user, password});
+  ASSERT_TRUE(registry.start());
+  ImageBuilder images(tmp / "layout");
+  BuiltImage img = images.add_image("1.0", {random_bytes(64 << 10, 5)});
+  auto push = skopeo_copy("oci:" + images.dir().string() + ":1.0",
+                          "docker://" + registry.host() + "/team/app:1.0",
+                          {"--all", "--dest-creds", user + ":" + password});
+  ASSERT_EQ(push.exit_code, 0) << push.err;
+
+  write_file(tmp / "password", password + "\n");
+  OcirelayProcess relay(tmp / "ocirelay", kUpstream, registry.url());
+  relay.set_upstream_auth(user, tmp / "password");
+  ASSERT_TRUE(relay.start());
+  auto pulled = skopeo_copy("docker://" + relay.host() + "/team/app:1.0", "dir:" + (tmp / "out").string());
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.err << relay.log();
+  EXPECT_EQ(sha256_digest(read_file(tmp / "out" / "manifest.json")), img.digest);
+
+  // Wrong credentials: the error a client and the log see must not echo them either.
+  const std::string wrong = password + "-wrong";
+  write_file(tmp / "wrong-password", wrong + "\n");
+  OcirelayProcess refused(tmp / "refused", kUpstream, registry.url());
+  refused.set_upstream_auth(user, tmp / "wrong-password");
+  ASSERT_TRUE(refused.start());
+  auto denied = http_request(refused.port(), "GET", "/v2/team/app/manifests/1.0");
+  EXPECT_GE(denied.status, 400);
+
+  std::vector<std::pair<std::string, std::string>> outputs = {
+      {"serve log", relay.log()},
+      {"metrics", http_request(relay.port(), "GET", "/metrics").body},
+      {"refused serve log", refused.log()},
+      {"refused error body", denied.body},
+      {"refused metrics", http_request(refused.port(), "GET", "/metrics").body}};
+  relay.stop();
+  refused.stop();
+  for (const auto& dir : {relay.store_dir(), refused.store_dir()})
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+      if (e.is_regular_file()) outputs.emplace_back(e.path().string(), read_file(e.path()));
+  ASSERT_GT(outputs.size(), 8u) << "the store should hold files to check";
+  for (const auto& secret : {password, wrong, base64(user + ":" + password), base64(user + ":" + wrong)})
+    for (const auto& [where, text] : outputs)
+      EXPECT_EQ(text.find(secret), std::string::npos) << "a secret leaked into " << where;
+}
+
+}  // namespace
+}  // namespace ocirelay::testing

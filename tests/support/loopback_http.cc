@@ -1,0 +1,106 @@
+// free_port and http_request (see loopback_http.h).
+#include "tests/support/loopback_http.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+namespace ocirelay::testing {
+
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ADD_FAILURE() << "free_port: socket: " << std::strerror(errno);
+    return 0;
+  }
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    ADD_FAILURE() << "free_port: " << std::strerror(errno);
+    return 0;
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+HttpResponse http_request(std::uint16_t port, const std::string& method, const std::string& target,
+                          const std::map<std::string, std::string>& headers,
+                          std::chrono::milliseconds timeout) {
+  HttpResponse resp;
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return resp;
+  }
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                    "\r\nConnection: close\r\nUser-Agent: ocirelay-integration-test\r\n";
+  for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
+  req += "\r\n";
+  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string raw;
+  char buf[65536];
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) break;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    raw.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  auto hdr_end = raw.find("\r\n\r\n");
+  if (hdr_end == std::string::npos || raw.compare(0, 5, "HTTP/") != 0) return resp;
+  std::istringstream head(raw.substr(0, hdr_end));
+  std::string line;
+  std::getline(head, line);
+  auto sp = line.find(' ');
+  resp.status = std::atoi(line.c_str() + sp + 1);
+  while (std::getline(head, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string k = line.substr(0, colon), v = line.substr(colon + 1);
+    for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    while (!v.empty() && v.front() == ' ') v.erase(0, 1);
+    resp.headers[k] = v;
+  }
+  std::string body = raw.substr(hdr_end + 4);
+  auto te = resp.headers.find("transfer-encoding");
+  if (te != resp.headers.end() && te->second.find("chunked") != std::string::npos) {
+    std::string decoded;
+    std::size_t pos = 0;
+    while (pos < body.size()) {
+      auto eol = body.find("\r\n", pos);
+      if (eol == std::string::npos) break;
+      std::size_t n = std::strtoul(body.c_str() + pos, nullptr, 16);
+      if (n == 0) break;
+      decoded += body.substr(eol + 2, n);
+      pos = eol + 2 + n + 2;
+    }
+    body = decoded;
+  }
+  resp.body = std::move(body);
+  return resp;
+}
+
+}  // namespace ocirelay::testing

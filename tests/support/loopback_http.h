@@ -1,0 +1,27 @@
+// Loopback networking for tests: a port chosen at run time and a minimal HTTP/1.1 client
+// over a plain socket. Helpers fail the current test (gtest ADD_FAILURE) rather than throwing.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace ocirelay::testing {
+
+using namespace std::chrono_literals;
+
+// A TCP port that was free on 127.0.0.1 a moment ago (bind to port 0, read, close); 0 on error.
+std::uint16_t free_port();
+
+// `target` is sent verbatim (no normalisation), so tests can send "/v2/../x" or "%2e%2e".
+struct HttpResponse {
+  int status = 0;  // 0: no response
+  std::map<std::string, std::string> headers;  // lowercase names
+  std::string body;
+};
+HttpResponse http_request(std::uint16_t port, const std::string& method, const std::string& target,
+                          const std::map<std::string, std::string>& headers = {},
+                          std::chrono::milliseconds timeout = 30s);
+
+}  // namespace ocirelay::testing
