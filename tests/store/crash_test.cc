@@ -74,18 +74,22 @@ INSTANTIATE_TEST_SUITE_P(
                       CrashCase{"AfterRenameBeforeLmdbCommit", Op::sync_dir, true}),
     [](const auto& info) { return std::string(info.param.name); });
 
+// A crash after the rename into blobs/ and before the LMDB commit: the blob's file exists
+// with no row behind it.
+void leave_orphan_file(const fs::path& root, const std::string& bytes) {
+  auto ffs = std::make_shared<FaultyFileSystem>();
+  auto s = open_store(root, ffs);
+  ffs->crash_before(Op::sync_dir);
+  auto w = s->begin_blob(oci::Digest::of(bytes), std::nullopt);
+  ASSERT_TRUE((*w)->append(bytes.data(), bytes.size()).ok());
+  EXPECT_FALSE((*w)->commit(kRepo).ok());
+}
+
 TEST(CrashTest, RetryOverAnOrphanFileDedupsAndBecomesVisible) {
   TempDir dir;
   std::string bytes = "orphaned then fetched again";
   auto d = oci::Digest::of(bytes);
-  {
-    auto ffs = std::make_shared<FaultyFileSystem>();
-    auto s = open_store(dir.path(), ffs);
-    ffs->crash_before(Op::sync_dir);
-    auto w = s->begin_blob(d, std::nullopt);
-    ASSERT_TRUE((*w)->append(bytes.data(), bytes.size()).ok());
-    EXPECT_FALSE((*w)->commit(kRepo).ok());
-  }
+  leave_orphan_file(dir.path(), bytes);
   auto s = open_store(dir.path());
   ASSERT_TRUE(fs::exists(s->blob_path(d)));
   EXPECT_FALSE(s->blob(d));
@@ -98,14 +102,7 @@ TEST(CrashTest, GcRemovesOrphanFilesAndStaleTemps) {
   TempDir dir;
   std::string bytes = "orphan";
   auto d = oci::Digest::of(bytes);
-  {
-    auto ffs = std::make_shared<FaultyFileSystem>();
-    auto s = open_store(dir.path(), ffs);
-    ffs->crash_before(Op::sync_dir);
-    auto w = s->begin_blob(d, std::nullopt);
-    ASSERT_TRUE((*w)->append(bytes.data(), bytes.size()).ok());
-    EXPECT_FALSE((*w)->commit(kRepo).ok());
-  }
+  leave_orphan_file(dir.path(), bytes);
   auto s = open_store(dir.path());
   auto live = s->begin_blob(std::nullopt, std::nullopt);  // a download in progress
   ASSERT_TRUE((*live)->append("in flight", 9).ok());
