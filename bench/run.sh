@@ -30,6 +30,7 @@ done
 [[ -x "$bin" ]] || { echo "bench: $bin not built" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/ocirelay-bench.XXXXXX)
+chmod 755 "$work"  # nginx workers run unprivileged and must read the static copy
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -50,7 +51,11 @@ free_port() {  # a port nobody listens on, chosen at run time
 wait_http() {  # wait_http URL: poll until it answers, 30 s at most
   local deadline=$((SECONDS + 30))
   until curl -fso /dev/null "$1"; do
-    ((SECONDS < deadline)) || { echo "bench: $1 did not come up" >&2; exit 1; }
+    ((SECONDS < deadline)) || {
+      echo "bench: $1 did not come up; last log lines:" >&2
+      tail -n 5 "$work"/*/log >&2 2>/dev/null || true
+      exit 1
+    }
     sleep 0.1
   done
 }
