@@ -226,6 +226,31 @@ ManifestReply PullThrough::stale_reply(const UpstreamRoute& route, std::string_v
 Result<ManifestReply> PullThrough::manifest_with_upstream(const UpstreamRoute& route,
                                                           const oci::ManifestRef& ref,
                                                           std::string_view accept) {
+  std::string key = route.store_repo + '\n' + ref.str() + '\n' + std::string(accept);
+  std::promise<Result<ManifestReply>> promise;
+  std::shared_future<Result<ManifestReply>> joined;
+  {
+    std::lock_guard lock(inflight_mu_);
+    auto [it, inserted] = inflight_manifests_.try_emplace(key);
+    if (inserted)
+      it->second = promise.get_future().share();
+    else
+      joined = it->second;
+  }
+  if (joined.valid()) {
+    metrics_.inc("ocirelay_coalesced_waiters_total");
+    return joined.get();
+  }
+  Result<ManifestReply> r = fetch_manifest(route, ref, accept);
+  promise.set_value(r);  // before the erase: a request arriving now joins the finished result
+  std::lock_guard lock(inflight_mu_);
+  inflight_manifests_.erase(key);
+  return r;
+}
+
+Result<ManifestReply> PullThrough::fetch_manifest(const UpstreamRoute& route,
+                                                  const oci::ManifestRef& ref,
+                                                  std::string_view accept) {
   auto& up = client(route);
   const std::int64_t now = unix_now();
   std::string up_accept = upstream_accept(accept);

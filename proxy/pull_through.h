@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -63,7 +64,9 @@ class PullThrough {
                                                    const oci::ManifestRef& ref,
                                                    std::string_view accept);
   // Fetch thread. Revalidates or fetches a manifest; serves the stale copy when the
-  // upstream is in trouble (invariant 6).
+  // upstream is in trouble (invariant 6). Concurrent calls for the same repository,
+  // reference and Accept share one upstream exchange (invariant 5): the first does it, the
+  // others block on its result.
   Result<ManifestReply> manifest_with_upstream(const UpstreamRoute& route,
                                                const oci::ManifestRef& ref,
                                                std::string_view accept);
@@ -94,6 +97,8 @@ class PullThrough {
   adapters::RegistryClient& client(const UpstreamRoute& route);
   std::shared_ptr<const std::string> cached_bytes(const oci::Digest& d);
   void remember(const oci::Digest& d, std::shared_ptr<const std::string> bytes);
+  Result<ManifestReply> fetch_manifest(const UpstreamRoute& route, const oci::ManifestRef& ref,
+                                       std::string_view accept);
   ManifestReply stale_reply(const UpstreamRoute& route, std::string_view ref_str,
                             const std::shared_ptr<const std::string>& bytes, const oci::Digest& d,
                             const std::string& media_type, const Error& why);
@@ -103,6 +108,9 @@ class PullThrough {
   std::map<std::string, std::unique_ptr<adapters::RegistryClient>, std::less<>> clients_;
   FetchCoalescer coalescer_;
   std::atomic<bool> quota_running_{false};
+
+  std::mutex inflight_mu_;  // manifest exchanges in flight, by repo + reference + Accept
+  std::map<std::string, std::shared_future<Result<ManifestReply>>> inflight_manifests_;
 
   std::mutex cache_mu_;  // manifest bytes by digest: small, immutable, hot
   std::unordered_map<oci::Digest, std::shared_ptr<const std::string>> manifest_cache_;

@@ -45,6 +45,24 @@ TEST_F(ResilienceTest, ConcurrentColdRequestsFetchTheBlobOnce) {
       << "the blob was fetched upstream more than once:\n" << registry.access_log();
 }
 
+TEST_F(ResilienceTest, ConcurrentColdRequestsFetchTheManifestOnce) {
+  auto img = push_image("team/app", "1.0", 1, 1024);
+  ASSERT_TRUE(start_relay());
+  constexpr int kClients = 20;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i)
+    clients.emplace_back([&] {
+      auto resp = http_request(relay->port(), "GET", "/v2/team/app/manifests/1.0",
+                               {{"Accept", img.media_type}}, 60s);
+      if (resp.status == 200 && sha256_digest(resp.body) == img.digest) ++ok;
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok.load(), kClients) << relay->log();
+  EXPECT_EQ(registry.count_requests("\"GET /v2/team/app/manifests/1.0"), 1)
+      << "the manifest was fetched upstream more than once:\n" << registry.access_log();
+}
+
 TEST_F(ResilienceTest, KillDuringDownloadLeavesACleanStore) {
   auto img = push_image("team/app", "1.0", 1, 96 * 1024 * 1024);
   ASSERT_TRUE(start_relay());
