@@ -37,8 +37,11 @@ std::uint16_t free_port() {
   return ntohs(a.sin_port);
 }
 
-HttpResponse http_request(std::uint16_t port, const std::string& method, const std::string& target,
-                          const std::map<std::string, std::string>& headers,
+namespace {
+
+// `request_body` null: no body and no Content-Length (what http_request has always sent).
+HttpResponse send_request(std::uint16_t port, const std::string& method, const std::string& target,
+                          const std::map<std::string, std::string>& headers, const std::string* request_body,
                           std::chrono::milliseconds timeout) {
   HttpResponse resp;
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -53,8 +56,14 @@ HttpResponse http_request(std::uint16_t port, const std::string& method, const s
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
                     "\r\nConnection: close\r\nUser-Agent: ocirelay-integration-test\r\n";
   for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
+  if (request_body) req += "Content-Length: " + std::to_string(request_body->size()) + "\r\n";
   req += "\r\n";
-  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  if (request_body) req += *request_body;
+  for (std::size_t sent = 0; sent < req.size();) {
+    ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<std::size_t>(n);
+  }
   std::string raw;
   char buf[65536];
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -101,6 +110,21 @@ HttpResponse http_request(std::uint16_t port, const std::string& method, const s
   }
   resp.body = std::move(body);
   return resp;
+}
+
+}  // namespace
+
+HttpResponse http_request(std::uint16_t port, const std::string& method, const std::string& target,
+                          const std::map<std::string, std::string>& headers,
+                          std::chrono::milliseconds timeout) {
+  return send_request(port, method, target, headers, nullptr, timeout);
+}
+
+HttpResponse http_request_with_body(std::uint16_t port, const std::string& method,
+                                    const std::string& target,
+                                    const std::map<std::string, std::string>& headers,
+                                    const std::string& body, std::chrono::milliseconds timeout) {
+  return send_request(port, method, target, headers, &body, timeout);
 }
 
 }  // namespace ocirelay::testing

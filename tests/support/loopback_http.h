@@ -23,5 +23,10 @@ struct HttpResponse {
 HttpResponse http_request(std::uint16_t port, const std::string& method, const std::string& target,
                           const std::map<std::string, std::string>& headers = {},
                           std::chrono::milliseconds timeout = 30s);
+// The same with a request body (sent with Content-Length), e.g. to push to a registry.
+HttpResponse http_request_with_body(std::uint16_t port, const std::string& method,
+                                    const std::string& target,
+                                    const std::map<std::string, std::string>& headers,
+                                    const std::string& body, std::chrono::milliseconds timeout = 30s);
 
 }  // namespace ocirelay::testing
