@@ -20,7 +20,7 @@ build_packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libssl-dev
   libcurl4-openssl-dev liblmdb-dev libzstd-dev libspdlog-dev nlohmann-json3-dev
   libyaml-cpp-dev libcli11-dev libgtest-dev libgmock-dev ca-certificates)
 # The integration tests drive real registries and clients.
-test_packages=(docker-registry skopeo containerd apache2-utils nginx-light wrk)
+test_packages=(docker-registry skopeo containerd apache2-utils nginx-light wrk curl openssl)
 
 packages=("${build_packages[@]}")
 if [[ "$mode" == test ]]; then

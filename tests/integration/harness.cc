@@ -174,6 +174,8 @@ bool OcirelayProcess::start(std::uint16_t port) {
                     "    tag_ttl: 5m\n";
   if (!auth_user_.empty())
     cfg += "    auth: {username: " + auth_user_ + ", password_file: " + auth_password_file_.string() + "}\n";
+  if (!tls_cert_.empty())
+    cfg += "tls: {cert: " + tls_cert_.string() + ", key: " + tls_key_.string() + "}\n";
   cfg += "log:\n  level: debug\n  format: text\n";
   write_file(config_file(), cfg);
   ++generation_;
@@ -184,6 +186,10 @@ bool OcirelayProcess::start(std::uint16_t port) {
   bool ready = wait_until(
       [&] {
         if (!proc_.running()) return true;  // exited: report below
+        if (!tls_cert_.empty())
+          return run_command({"curl", "-ksf", "-o", "/dev/null",
+                              "https://127.0.0.1:" + std::to_string(p) + "/readyz"},
+                             5s).exit_code == 0;
         return http_request(p, "GET", "/readyz", {}, 2s).status == 200;
       },
       30s);

@@ -74,6 +74,11 @@ class OcirelayProcess {
     auth_user_ = std::move(username);
     auth_password_file_ = std::move(password_file);
   }
+  // Serve HTTPS with this certificate and key from the next start().
+  void set_tls(fs::path cert, fs::path key) {
+    tls_cert_ = std::move(cert);
+    tls_key_ = std::move(key);
+  }
   // Writes the config, starts `ocirelay serve`, waits for /readyz.
   bool start(std::uint16_t port = 0);
   bool restart() { return start(port_); }
@@ -93,6 +98,7 @@ class OcirelayProcess {
   std::string upstream_name_, upstream_url_;
   std::string auth_user_;
   fs::path auth_password_file_;
+  fs::path tls_cert_, tls_key_;
   std::uint16_t port_ = 0;
   Process proc_;
   int generation_ = 0;
