@@ -24,7 +24,9 @@ Error BlobFill::error() const {
 bool BlobFill::wait_for_progress(std::uint64_t seen_written, State seen_state,
                                  std::function<void()> wake) {
   std::lock_guard lock(mu_);
-  if (written_.load() != seen_written || state_.load() != seen_state) return false;
+  // verified_ counts as progress too: a reader that saw it false may now send its last byte.
+  if (written_.load() != seen_written || state_.load() != seen_state || verified_.load())
+    return false;
   waiters_.push_back(std::move(wake));
   return true;
 }
@@ -53,6 +55,14 @@ void BlobFill::publish_bytes(std::uint64_t total_written) {
     std::lock_guard lock(mu_);
     written_.store(total_written, std::memory_order_release);
     if (waiters_.empty()) return;
+  }
+  notify();
+}
+
+void BlobFill::publish_verified() {
+  {
+    std::lock_guard lock(mu_);  // orders the flag with wait_for_progress's check
+    verified_.store(true, std::memory_order_release);
   }
   notify();
 }

@@ -35,6 +35,9 @@ class BlobFill {
   State state() const { return state_.load(std::memory_order_acquire); }
   // Bytes appended to the temp file so far (readable through fd()).
   std::uint64_t written() const { return written_.load(std::memory_order_acquire); }
+  // True once every byte is written and hashed to the digest (before the store commit):
+  // from then on readers may send the last byte.
+  bool verified() const { return verified_.load(std::memory_order_acquire); }
   // Content-Length from the upstream head, once state() != starting.
   std::optional<std::uint64_t> length() const;
   // A read-only descriptor of the temp file, valid once state() != starting and for the
@@ -43,7 +46,7 @@ class BlobFill {
   // The error once state() == failed.
   Error error() const;
 
-  // Registers `wake` to run once, at the next progress (head, bytes, done, failed). When
+  // Registers `wake` to run once, at the next progress (head, bytes, verified, done, failed). When
   // progress already happened since `seen_written`/`seen_state`, `wake` is not stored and
   // false is returned: the caller re-checks instead of waiting.
   bool wait_for_progress(std::uint64_t seen_written, State seen_state, std::function<void()> wake);
@@ -51,6 +54,7 @@ class BlobFill {
   // --- fetch thread only ----------------------------------------------------------
   void publish_head(int fd, std::optional<std::uint64_t> length);
   void publish_bytes(std::uint64_t total_written);
+  void publish_verified();
   void publish_done();
   void publish_failed(Error e);
 
@@ -61,6 +65,7 @@ class BlobFill {
   const std::string store_repo_;
   std::atomic<State> state_{State::starting};
   std::atomic<std::uint64_t> written_{0};
+  std::atomic<bool> verified_{false};
   int fd_ = -1;
   mutable std::mutex mu_;
   std::optional<std::uint64_t> length_;

@@ -554,12 +554,13 @@ class ServerImpl final : public Server {
       std::uint64_t avail = end;
       if (fill) {
         auto state = fill->state();
+        bool verified = fill->verified();  // read before written(): then written is final
         std::uint64_t written = fill->written();
         // The blob's last byte goes out only once the whole blob hashed to its digest: on a
         // mismatch the connection closes one byte short, so no client ever receives a
         // complete body of wrong bytes.
         std::uint64_t releasable =
-            state == BlobFill::State::done ? written : std::min(written, total - 1);
+            state == BlobFill::State::done || verified ? written : std::min(written, total - 1);
         avail = std::min(releasable, end);
         if (offset >= avail) {
           if (state == BlobFill::State::failed || state == BlobFill::State::done) {

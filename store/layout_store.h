@@ -53,7 +53,8 @@ class IngestWriter final : public BlobWriter {
   ~IngestWriter() override;
 
   Status append(const void* data, std::size_t n) override {
-    if (done_) return Error{Errc::internal, "append after commit to " + file_->path().string()};
+    if (done_ || verified_)
+      return Error{Errc::internal, "append after verify/commit to " + file_->path().string()};
     if (failed_) return *failed_;
     if (expected_size_ && size_ + n > *expected_size_) {
       failed_ = Error{Errc::size_mismatch,
@@ -72,6 +73,7 @@ class IngestWriter final : public BlobWriter {
   }
   std::uint64_t size() const override { return size_; }
   const fs::path& temp_path() const override { return file_->path(); }
+  Result<oci::Digest> verify() override;
   Result<BlobInfo> commit(std::string_view repo) override;
 
  private:
@@ -81,6 +83,7 @@ class IngestWriter final : public BlobWriter {
   std::optional<oci::Digest> expected_;
   std::optional<std::uint64_t> expected_size_;
   oci::Sha256 hasher_;
+  std::optional<oci::Digest> verified_;  // set by a successful verify()
   std::uint64_t size_ = 0;
   std::optional<Error> failed_;
   bool done_ = false;  // committed or abandoned: the temp file is no longer ours

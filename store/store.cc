@@ -23,6 +23,28 @@ IngestWriter::~IngestWriter() {
   if (!done_) store_->abandon(*this);
 }
 
+Result<oci::Digest> IngestWriter::verify() {
+  if (verified_) return *verified_;
+  if (!failed_ && done_) return Error{Errc::internal, "verify after commit of " + file_->path().string()};
+  if (!failed_) {
+    oci::Digest d = hasher_.finish();
+    if (expected_ && d != *expected_)
+      failed_ = Error{Errc::digest_mismatch,
+                      "expected " + expected_->str() + ", content hashes to " + d.str()};
+    else if (expected_size_ && size_ != *expected_size_)
+      failed_ = Error{Errc::size_mismatch, "blob " + d.str() + ": expected " +
+                                               std::to_string(*expected_size_) + " bytes, got " +
+                                               std::to_string(size_)};
+    else
+      verified_ = d;
+  }
+  if (failed_) {
+    if (!done_) store_->abandon(*this);  // nothing unverified stays in ingest/
+    return *failed_;
+  }
+  return *verified_;
+}
+
 Result<BlobInfo> IngestWriter::commit(std::string_view repo) {
   return store_->publish(*this, repo, nullptr);
 }
@@ -196,20 +218,14 @@ void LayoutStore::abandon(IngestWriter& w) {
 
 Result<BlobInfo> LayoutStore::publish(IngestWriter& w, std::string_view repo,
                                       const ExtraWrites& extra) {
+  auto verified = w.verify();  // on failure it already removed the temp file
+  if (!verified) return verified.error();
   if (w.done_) return Error{Errc::internal, "blob writer committed twice"};
   auto fail = [&](Error e) -> Result<BlobInfo> {
     abandon(w);
     return e;
   };
-  if (w.failed_) return fail(*w.failed_);
-  oci::Digest d = w.hasher_.finish();
-  if (w.expected_ && d != *w.expected_)
-    return fail(Error{Errc::digest_mismatch,
-                      "expected " + w.expected_->str() + ", content hashes to " + d.str()});
-  if (w.expected_size_ && w.size_ != *w.expected_size_)
-    return fail(Error{Errc::size_mismatch, "blob " + d.str() + ": expected " +
-                                               std::to_string(*w.expected_size_) + " bytes, got " +
-                                               std::to_string(w.size_)});
+  const oci::Digest& d = *verified;
   if (auto st = w.file_->sync(); !st.ok()) return fail(st.error());
   if (auto st = w.file_->close(); !st.ok()) return fail(st.error());
 

@@ -66,6 +66,12 @@ class BlobWriter {
   virtual Status append(const void* data, std::size_t n) = 0;
   virtual std::uint64_t size() const = 0;
   virtual const std::filesystem::path& temp_path() const = 0;
+  // Checks that the bytes appended so far hash to the expected digest (and have the
+  // expected size) and returns the digest; nothing is published. Lets a streaming reader
+  // release the last byte as soon as the content is known good, before the fsyncs of
+  // commit(). After verify() no more bytes may be appended; commit() does not hash again.
+  // Errors: digest_mismatch, size_mismatch (the temp file is then removed).
+  virtual Result<oci::Digest> verify() = 0;
   // Verifies digest (and size, when one was expected), fsyncs the file, renames it into
   // blobs/sha256/<hex>, fsyncs the directory, then commits the LMDB row and links the blob
   // to `repo` (when not empty). Errors: digest_mismatch, size_mismatch (temp file removed),

@@ -67,6 +67,22 @@ TEST(BlobFill, ProgressAlreadySeenIsNotAWait) {
   EXPECT_EQ(fill.length(), 7u);  // unknown length becomes the written size
 }
 
+TEST(BlobFill, VerificationWakesReadersHoldingTheLastByte) {
+  BlobFill fill(digest_of("x"), "r");
+  fill.publish_head(-1, 10);
+  fill.publish_bytes(10);
+  int woken = 0;
+  // A reader at byte 9 of 10 waits for verification, not only for the commit.
+  ASSERT_TRUE(fill.wait_for_progress(10, BlobFill::State::streaming, [&] { ++woken; }));
+  EXPECT_FALSE(fill.verified());
+  fill.publish_verified();
+  EXPECT_EQ(woken, 1);
+  EXPECT_TRUE(fill.verified());
+  EXPECT_EQ(fill.state(), BlobFill::State::streaming);  // the commit is still to come
+  // Once verified, a reader that saw the old state does not wait at all.
+  EXPECT_FALSE(fill.wait_for_progress(10, BlobFill::State::streaming, [] {}));
+}
+
 TEST(BlobFill, FailureWakesWaitersWithTheError) {
   BlobFill fill(digest_of("x"), "r");
   bool woken = false;

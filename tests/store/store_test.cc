@@ -73,6 +73,43 @@ TEST(StoreTest, UploadWithoutExpectedDigestComputesIt) {
   EXPECT_TRUE(s->blob(info->digest));
 }
 
+TEST(StoreTest, VerifyChecksContentBeforeAnythingIsPublished) {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  std::string bytes = "verified before commit";
+  auto d = oci::Digest::of(bytes);
+  auto w = s->begin_blob(d, bytes.size());
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->append(bytes.data(), bytes.size()).ok());
+  auto v = (*w)->verify();
+  ASSERT_TRUE(v.ok()) << v.error().to_string();
+  EXPECT_EQ(*v, d);
+  EXPECT_FALSE(s->blob(d)) << "verify() must not publish";
+  EXPECT_FALSE((*w)->append("x", 1).ok()) << "no bytes after verification";
+  auto info = (*w)->commit(kRepo);
+  ASSERT_TRUE(info.ok()) << info.error().to_string();
+  EXPECT_EQ(info->digest, d);
+  EXPECT_TRUE(s->repo_references(kRepo, d));
+}
+
+TEST(StoreTest, FailedVerifyRemovesTheTempAndCommitFailsTheSameWay) {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  auto claimed = oci::Digest::of("promised");
+  auto w = s->begin_blob(claimed, std::nullopt);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->append("delivered", 9).ok());
+  fs::path temp = (*w)->temp_path();
+  auto v = (*w)->verify();
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.error().code, Errc::digest_mismatch);
+  EXPECT_FALSE(fs::exists(temp));
+  auto info = (*w)->commit(kRepo);
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error().code, Errc::digest_mismatch);
+  EXPECT_FALSE(s->blob(claimed));
+}
+
 TEST(StoreTest, DigestMismatchLeavesNothingVisibleAndRemovesTemp) {
   TempDir dir;
   auto s = open_store(dir.path());
