@@ -151,7 +151,15 @@ class CurlRegistryClient final : public RegistryClient {
     c->max_body = max_bytes;
     auto r = execute(*c);
     if (!r) return std::move(r).error();
-    return Response{std::move(r->head), std::move(r->body)};
+    oci::Digest actual = oci::Digest::of(r->body);
+    // manifest_call validated `ref`: a digest reference parses.
+    std::string expected = ref.find(':') != std::string_view::npos
+                               ? std::string(ref)
+                               : r->head.docker_content_digest;
+    if (!expected.empty() && expected != actual.str())
+      return fail(*c, Errc::digest_mismatch,
+                  "content hashes to " + actual.str() + ", expected " + expected);
+    return Response{std::move(r->head), std::move(r->body), std::move(actual)};
   }
 
   Result<ResponseHead> head_blob(std::string_view repo, const oci::Digest& d) override {

@@ -53,6 +53,7 @@ struct ResponseHead {
 struct Response {
   ResponseHead head;
   std::string body;
+  oci::Digest digest;  // get_manifest only: sha256 of body, verified (see get_manifest)
 };
 
 // Receives a blob body as it arrives. on_head is called once before any data, with a 2xx
@@ -91,7 +92,10 @@ class RegistryClient {
   virtual Status ping() = 0;
   virtual Result<ResponseHead> head_manifest(std::string_view repo, std::string_view ref,
                                              std::string_view accept) = 0;
-  // Body capped at max_bytes (too_large beyond).
+  // Body capped at max_bytes (too_large beyond). The bytes are verified before they are
+  // returned: for a digest `ref` they must hash to it, for a tag to the Docker-Content-Digest
+  // header when the upstream sent one; otherwise digest_mismatch. Response::digest holds
+  // their sha256, so callers need not hash them again.
   virtual Result<Response> get_manifest(std::string_view repo, std::string_view ref,
                                         std::string_view accept,
                                         std::size_t max_bytes = 4 << 20) = 0;

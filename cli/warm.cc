@@ -100,20 +100,11 @@ class ImageWarmer {
         options_(options), report_(report), progress_(progress) {}
 
   // Fetches `ref` (tag or digest); `tag` is set for the top-level tagged manifest only.
-  Status fetch_manifest(std::string_view ref, std::optional<oci::Digest> expected,
-                        std::optional<std::string> tag, bool top_level) {
+  Status fetch_manifest(std::string_view ref, std::optional<std::string> tag, bool top_level) {
     auto resp = client_.get_manifest(repo_, ref, oci::kDefaultManifestAccept);
     if (!resp) return resp.error();
     const std::string& bytes = resp->body;
-    auto actual = oci::Digest::of(bytes);
-    if (expected && actual != *expected)
-      return Error{Errc::digest_mismatch, "manifest " + std::string(ref) + " hashed to " +
-                                              actual.str() + ", expected " + expected->str()};
-    if (!expected && !resp->head.docker_content_digest.empty() &&
-        resp->head.docker_content_digest != actual.str())
-      return Error{Errc::digest_mismatch, "manifest " + std::string(ref) + " hashed to " +
-                                              actual.str() + ", upstream announced " +
-                                              resp->head.docker_content_digest};
+    const oci::Digest& actual = resp->digest;  // verified against `ref` by get_manifest
     auto m = oci::parse_manifest(bytes, resp->head.content_type);
     if (!m) return m.error();
 
@@ -128,7 +119,7 @@ class ImageWarmer {
           if (auto st = store_.link(store_repo_, child.digest); !st) return st;
           continue;
         }
-        auto st = fetch_manifest(child.digest.str(), child.digest, std::nullopt, false);
+        auto st = fetch_manifest(child.digest.str(), std::nullopt, false);
         if (!st) return st;
       }
       if (options_.platform && picked == 0)
@@ -234,7 +225,7 @@ WarmReport warm(store::Store& store, const std::vector<proxy::UpstreamConfig>& u
                        options, report, progress);
     std::optional<std::string> tag;
     if (!ref->ref.is_digest()) tag = ref->ref.tag;
-    auto st = warmer.fetch_manifest(ref->ref.str(), ref->ref.digest, tag, true);
+    auto st = warmer.fetch_manifest(ref->ref.str(), tag, true);
     if (!st) {
       report.failures.push_back({text, st.error()});
       continue;

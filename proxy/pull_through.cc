@@ -297,15 +297,7 @@ Result<ManifestReply> PullThrough::fetch_manifest(const UpstreamRoute& route,
     return got.error();
   }
   auto& resp = *got;
-  oci::Digest computed = oci::Digest::of(resp.body);
-  if (ref.is_digest() && computed != *ref.digest)
-    return Error{Errc::digest_mismatch,
-                 "upstream manifest for " + ref.digest->str() + " hashed to " + computed.str()};
-  if (!resp.head.docker_content_digest.empty() &&
-      resp.head.docker_content_digest != computed.str())
-    return Error{Errc::digest_mismatch, "upstream Docker-Content-Digest " +
-                                            resp.head.docker_content_digest +
-                                            " differs from the bytes' " + computed.str()};
+  const oci::Digest computed = resp.digest;  // verified by get_manifest
   std::string media_type = bare_media_type(resp.head.content_type);
   if (media_type.empty() || !oci::is_manifest_type(media_type)) {
     auto parsed = oci::parse_manifest(resp.body, media_type);

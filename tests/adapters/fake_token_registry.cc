@@ -234,6 +234,12 @@ FakeTokenRegistry::Reply FakeTokenRegistry::handle(const std::string& method,
                    R"({"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]})"};
     }
     if (rest == "/manifests/broken") return Reply{503, {}, "upstream exploded"};
+    if (rest == "/manifests/lying") {  // announces a digest the bytes do not have
+      return Reply{200,
+                   {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"},
+                    {"Docker-Content-Digest", oci::Digest::of("other bytes").str()}},
+                   manifest_body()};
+    }
     if (rest == "/manifests/forbidden") return Reply{403, {}, ""};
     if (rest == "/manifests/missing") {
       return Reply{404, {{"Content-Type", "application/json"}},

@@ -27,7 +27,8 @@ class FakeTokenRegistry {
   };
 
   // Routes: /v2/ (any valid token), /v2/<repo>/manifests/<ref> (ref "missing" -> 404,
-  // "limited" -> 429, "broken" -> 503, "forbidden" -> 403, "hang" -> never answers), /v2/<repo>/blobs/<digest> (307 to
+  // "limited" -> 429, "broken" -> 503, "forbidden" -> 403, "hang" -> never answers, "lying" -> a wrong
+  // Docker-Content-Digest; any other ref, a digest included, -> manifest_body()), /v2/<repo>/blobs/<digest> (307 to
   // http://localhost:<port>/storage/<digest>), /storage/<digest> (no auth; records the
   // Authorization it received; the digest of "stall" sends 2 KiB of a 1 MiB body and
   // stops), /token.

@@ -326,5 +326,30 @@ TEST(TokenFlow, SecretsNeverAppearInErrorsOrLogs) {
   }
 }
 
+// Every consumer (pull-through, warm, later the relay) gets manifest bytes that were checked
+// against what was asked for or what the upstream announced.
+TEST(ManifestVerification, BytesMustMatchTheDigestAskedForOrAnnounced) {
+  FakeTokenRegistry fake(options());
+  auto c = client_for(fake);
+  const auto good = oci::Digest::of(FakeTokenRegistry::manifest_body());
+
+  auto by_tag = c->get_manifest("team/a", "v1", kOciManifest);
+  ASSERT_TRUE(by_tag.ok()) << by_tag.error().to_string();
+  EXPECT_EQ(by_tag->digest, good);
+  auto by_digest = c->get_manifest("team/a", good.str(), kOciManifest);
+  ASSERT_TRUE(by_digest.ok()) << by_digest.error().to_string();
+  EXPECT_EQ(by_digest->digest, good);
+
+  const auto other = oci::Digest::of("not what the registry holds");
+  auto wrong = c->get_manifest("team/a", other.str(), kOciManifest);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().code, Errc::digest_mismatch);
+  EXPECT_NE(wrong.error().message.find(other.str()), std::string::npos) << wrong.error().message;
+
+  auto lying = c->get_manifest("team/a", "lying", kOciManifest);
+  ASSERT_FALSE(lying.ok());
+  EXPECT_EQ(lying.error().code, Errc::digest_mismatch);
+}
+
 }  // namespace
 }  // namespace ocirelay::adapters
