@@ -283,12 +283,15 @@ Result<ManifestInfo> LayoutStore::put_manifest(std::string_view repo, std::strin
                                                std::optional<oci::Digest> expected,
                                                std::optional<std::string> tag,
                                                std::int64_t fetched_at, std::string etag) {
-  oci::Digest d = oci::Digest::of(bytes);
-  if (expected && *expected != d)
-    return Error{Errc::digest_mismatch,
-                 "manifest expected " + expected->str() + ", content hashes to " + d.str()};
   auto parsed = oci::parse_manifest(bytes, content_type);
   if (!parsed.ok()) return parsed.error();
+  // Hashed once, by the writer: verify() checks `expected` and names the digest.
+  auto w = begin_blob(expected, bytes.size());
+  if (!w.ok()) return w.error();
+  if (auto st = (*w)->append(bytes.data(), bytes.size()); !st.ok()) return st.error();
+  auto verified = (*w)->verify();
+  if (!verified.ok()) return verified.error();
+  const oci::Digest d = *verified;
 
   ManifestInfo info;
   info.digest = d;
@@ -300,9 +303,6 @@ Result<ManifestInfo> LayoutStore::put_manifest(std::string_view repo, std::strin
   for (const auto& m : parsed->manifests) info.children.push_back(m.digest);
   info.annotations_json = parsed->annotations_json;
 
-  auto w = begin_blob(d, bytes.size());
-  if (!w.ok()) return w.error();
-  if (auto st = (*w)->append(bytes.data(), bytes.size()); !st.ok()) return st.error();
   auto extra = [&](lmdb::WriteTxn& t) -> Status {
     if (auto s = t.put(dbi(db::kManifests), d.str(), records::encode(info)); !s.ok()) return s;
     for (const auto& list : {&info.blobs, &info.children})
