@@ -10,6 +10,7 @@
 
 #include "adapters/registry_client.h"
 #include "oci/reference.h"
+#include "proxy/router.h"
 #include "store/store.h"
 
 namespace ocirelay::cli {
@@ -206,10 +207,10 @@ WarmReport warm(store::Store& store, const std::vector<proxy::UpstreamConfig>& u
       report.failures.push_back({text, ref.error()});
       continue;
     }
-    const proxy::UpstreamConfig* up = nullptr;
-    for (const auto& u : upstreams)
-      if (u.name == ref->registry) up = &u;
-    if (up == nullptr) {
+    // The same routing as the mirror's ?ns=, so warmed content lands under the store key
+    // the mirror will look up.
+    auto route = proxy::select_upstream(upstreams, ref->repository, ref->registry);
+    if (!route && route.error().code == Errc::not_found) {
       std::string names;
       for (const auto& u : upstreams) names += (names.empty() ? "" : ", ") + u.name;
       report.failures.push_back(
@@ -217,12 +218,17 @@ WarmReport warm(store::Store& store, const std::vector<proxy::UpstreamConfig>& u
                                                    "' in the config (upstreams: " + names + ")"}});
       continue;
     }
+    if (!route) {
+      report.failures.push_back({text, route.error()});
+      continue;
+    }
+    const proxy::UpstreamConfig* up = route->upstream;
     auto& client = clients[up->name];
     if (!client) client = adapters::RegistryClient::create(up->endpoint);
 
     progress.line(ref->str());
-    ImageWarmer warmer(store, *client, ref->repository, up->name + "/" + ref->repository,
-                       options, report, progress);
+    ImageWarmer warmer(store, *client, route->repository, route->store_repo, options, report,
+                       progress);
     std::optional<std::string> tag;
     if (!ref->ref.is_digest()) tag = ref->ref.tag;
     auto st = warmer.fetch_manifest(ref->ref.str(), tag, true);
