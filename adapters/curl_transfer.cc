@@ -223,7 +223,17 @@ Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& li
   curl_easy_setopt(h, CURLOPT_URL, req.url.c_str());
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  if (req.method == "HEAD") curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+  if (req.method == "HEAD") {
+    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+  } else if (req.method == "POST" || req.method == "PUT") {
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, req.body.data());
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    if (req.method == "PUT") curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PUT");
+    // No "Expect: 100-continue" round trip for small API bodies.
+    release.headers = curl_slist_append(release.headers, "Expect:");
+  } else if (req.method != "GET") {
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, std::string(req.method).c_str());
+  }
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, release.headers);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &on_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &st);

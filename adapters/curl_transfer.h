@@ -25,10 +25,13 @@ struct TransferLimits {
 };
 
 struct HttpRequest {
-  std::string_view method = "GET";  // "GET" or "HEAD"
+  std::string_view method = "GET";  // "GET", "HEAD", "POST", "PUT", "DELETE"
   std::string url;
   std::vector<std::string> headers;  // "Name: value" lines; may hold secrets
   bool follow_redirects = false;     // Authorization is never sent to another host
+  // Request body for POST/PUT (sent as is; set Content-Type in `headers`). May hold
+  // secrets (a client secret, a refresh token): never logged.
+  std::string body;
 };
 
 // An HTTP response that arrived, whatever its status.

@@ -14,56 +14,13 @@
 #include <vector>
 
 #include "adapters/curl_transfer.h"
+#include "adapters/encoding.h"
 #include "adapters/token_cache.h"
 #include "adapters/www_authenticate.h"
 #include "oci/reference.h"
 
 namespace ocirelay::adapters {
 namespace {
-
-std::string base64(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
-                 (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
-  }
-  if (i + 1 == in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
-
-std::string percent_encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 // The registry's own error code ("MANIFEST_UNKNOWN") from a distribution error body,
 // for messages. Only the code is kept: bodies are upstream-controlled text.
@@ -101,7 +58,7 @@ struct Call {
   Call(std::string_view m, std::string_view k, std::string w, std::string u, std::string s)
       : method(m), kind(k), what(std::move(w)), url(std::move(u)), scope(std::move(s)) {}
 
-  std::string_view method;  // "GET" / "HEAD"
+  std::string_view method;  // "GET" / "HEAD" / "POST" (token grant)
   std::string_view kind;    // RequestEvent::kind
   std::string what;         // "GET manifest library/alpine:3.20"
   std::string url;
@@ -111,6 +68,7 @@ struct Call {
   bool bounded = true;      // request_timeout applies
   BodySink* sink = nullptr;
   std::size_t max_body = 4 << 20;
+  std::string body;         // POST only; may hold a secret
 };
 
 class CurlRegistryClient final : public RegistryClient {
@@ -203,7 +161,7 @@ class CurlRegistryClient final : public RegistryClient {
     c.max_body = max_bytes;
     auto r = execute(c);
     if (!r) return std::move(r).error();
-    return Response{std::move(r->head), std::move(r->body)};
+    return Response{std::move(r->head), std::move(r->body), {}};
   }
 
  private:
@@ -235,14 +193,37 @@ class CurlRegistryClient final : public RegistryClient {
                 "repository:" + std::string(repo) + ":pull"};
   }
 
-  std::string basic_header() const {
-    return "Authorization: Basic " +
-           base64(ep_.credentials.username + ":" + ep_.credentials.password);
+  bool anonymous() const { return !ep_.credentials || ep_.credentials->anonymous(); }
+
+  // What the credential source says now (it may refresh an expired exchange); anonymous:
+  // empty credentials.
+  Result<Credentials> current_credentials(const Call& c) {
+    if (anonymous()) return Credentials{};
+    auto r = ep_.credentials->get();
+    if (!r) return fail(c, r.error().code, "credentials: " + r.error().message);
+    return std::move(r->credentials);
+  }
+
+  static std::string basic_line(const Credentials& cr) {
+    return "Authorization: Basic " + base64_encode(cr.username + ":" + cr.password);
+  }
+
+  // After the registry or its token endpoint refused `used`: drop the source's cache and
+  // return fresh credentials when they differ (an expiring exchange renewed), else nothing.
+  std::optional<Credentials> renewed_credentials(const Call& c, const Credentials& used) {
+    if (anonymous()) return std::nullopt;
+    ep_.credentials->invalidate();
+    auto fresh = current_credentials(c);
+    if (!fresh || (fresh->username == used.username && fresh->password == used.password &&
+                   fresh->identity_token == used.identity_token)) {
+      return std::nullopt;
+    }
+    return std::move(*fresh);
   }
 
   // One HTTP exchange plus its observer event. `auth` is a full header line or empty.
   Result<HttpExchange> send(const Call& c, const std::string& auth) {
-    HttpRequest req{c.method, c.url, c.headers, c.follow_redirects};
+    HttpRequest req{c.method, c.url, c.headers, c.follow_redirects, c.body};
     if (!auth.empty()) req.headers.push_back(auth);
     TransferLimits limits = limits_;
     if (!c.bounded) limits.request_timeout = std::chrono::milliseconds(0);
@@ -271,7 +252,11 @@ class CurlRegistryClient final : public RegistryClient {
   // use the token flow (saves the 401 round trip per new scope or expired token), else
   // nothing (anonymous first).
   Result<std::string> initial_auth(const Call& c) {
-    if (basic_scheme_.load() && !ep_.credentials.empty()) return basic_header();
+    if (basic_scheme_.load() && !anonymous()) {
+      auto cr = current_credentials(c);
+      if (!cr) return std::move(cr).error();
+      return basic_line(*cr);
+    }
     if (auto t = tokens_.get(c.scope)) return "Authorization: Bearer " + *t;
     std::optional<AuthChallenge> known;
     {
@@ -307,15 +292,20 @@ class CurlRegistryClient final : public RegistryClient {
         }
         auth = "Authorization: Bearer " + *token;
       } else {
-        if (ep_.credentials.empty()) {
+        if (anonymous()) {
           return fail(c, Errc::unauthorized,
                       "HTTP 401: the registry requires credentials and none are configured");
         }
+        auto cr = current_credentials(c);
+        if (!cr) return std::move(cr).error();
         if (auth.starts_with("Authorization: Basic")) {
-          return fail(c, Errc::unauthorized, "HTTP 401: credentials rejected");
+          // Refused: an expiring exchange (ECR, cloud tokens) may have lapsed early.
+          auto renewed = renewed_credentials(c, *cr);
+          if (!renewed) return fail(c, Errc::unauthorized, "HTTP 401: credentials rejected");
+          cr = std::move(*renewed);
         }
         basic_scheme_.store(true);
-        auth = basic_header();
+        auth = basic_line(*cr);
       }
       r = send(c, auth);
       if (!r) return fail(c, r.error().code, r.error().message);
@@ -325,6 +315,29 @@ class CurlRegistryClient final : public RegistryClient {
     }
     if (r->head.status < 200 || r->head.status >= 300) return status_error(c, *r);
     return r;
+  }
+
+  // One token request: GET `url` (realm + service + scope) with Basic, or, given an
+  // identity token, the OAuth2 refresh-token grant POSTed to the realm.
+  Result<HttpExchange> request_token(const std::string& realm, const std::string& url,
+                                     const std::string& service, const std::string& scope,
+                                     const Credentials& cr) {
+    if (cr.identity_token.empty()) {
+      Call call{"GET", "token", "GET token", url, scope};
+      call.headers.push_back("Accept: application/json");
+      call.follow_redirects = true;
+      call.max_body = 1 << 20;
+      return send(call, cr.username.empty() && cr.password.empty() ? std::string()
+                                                                   : basic_line(cr));
+    }
+    Call call{"POST", "token", "POST token", realm, scope};
+    call.headers.push_back("Accept: application/json");
+    call.headers.push_back("Content-Type: application/x-www-form-urlencoded");
+    call.max_body = 1 << 20;
+    call.body = "grant_type=refresh_token&client_id=ocirelay&service=" +
+                percent_encode(service) + "&scope=" + percent_encode(scope) +
+                "&refresh_token=" + percent_encode(cr.identity_token);
+    return send(call, std::string());
   }
 
   // Runs the Bearer token flow for the call's scope; caches and returns the token.
@@ -358,11 +371,14 @@ class CurlRegistryClient final : public RegistryClient {
     }
     if (!scope.empty()) url += sep + std::string("scope=") + percent_encode(scope);
 
-    Call token_call{"GET", "token", "GET token", url, scope};
-    token_call.headers.push_back("Accept: application/json");
-    token_call.follow_redirects = true;
-    token_call.max_body = 1 << 20;
-    auto r = send(token_call, ep_.credentials.empty() ? std::string() : basic_header());
+    auto cr = current_credentials(c);
+    if (!cr) return std::move(cr).error();
+    auto r = request_token(realm, url, challenge.param("service"), scope, *cr);
+    if (r && (r->head.status == 401 || r->head.status == 403)) {
+      if (auto renewed = renewed_credentials(c, *cr)) {
+        r = request_token(realm, url, challenge.param("service"), scope, *renewed);
+      }
+    }
     // Errors name the token request, not the realm URL, and never the credentials.
     if (!r) return fail(c, r.error().code, "token request: " + r.error().message);
     if (r->head.status != 200) {

@@ -16,21 +16,17 @@
 #include <string>
 #include <string_view>
 
+#include "adapters/credentials.h"
 #include "oci/digest.h"
 #include "oci/result.h"
 
 namespace ocirelay::adapters {
 
-struct Credentials {
-  std::string username;
-  std::string password;  // secret: never logged, never in an error message
-  bool empty() const { return username.empty() && password.empty(); }
-};
-
 struct RegistryEndpoint {
   std::string name;          // "docker.io": used in logs and metrics labels
   std::string url;           // "https://registry-1.docker.io" (scheme + host[:port])
-  Credentials credentials;   // empty: anonymous (token flow still runs anonymously)
+  // Null or anonymous: the token flow still runs, anonymously.
+  std::shared_ptr<CredentialSource> credentials;
   std::chrono::milliseconds connect_timeout{5000};
   // A transfer slower than 1 KiB/s for this long is aborted (upstream stalled).
   std::chrono::milliseconds stall_timeout{30000};

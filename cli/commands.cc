@@ -72,7 +72,7 @@ int run_serve(const Config& config) {
   }
   for (const auto& up : config.server.upstreams)
     spdlog::info("upstream {} -> {}{}{}", up.name, up.endpoint.url, up.is_default ? " (default)" : "",
-                 up.endpoint.credentials.empty() ? "" : " (authenticated)");
+                 up.endpoint.credentials ? " (auth: " + up.endpoint.credentials->describe() + ")" : std::string());
 
   auto server = proxy::Server::create(config.server, **store);
   if (!server) {

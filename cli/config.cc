@@ -174,8 +174,9 @@ std::string read_secret_file(const Ctx& ctx, const YAML::Node& n, const std::str
   return s;
 }
 
-void parse_auth(const Ctx& ctx, const YAML::Node& n, const std::string& path,
-                adapters::Credentials& creds) {
+std::shared_ptr<adapters::CredentialSource> parse_auth(const Ctx& ctx, const YAML::Node& n,
+                                                      const std::string& path) {
+  adapters::Credentials creds;
   check_keys(ctx, n, path, {"username", "password_file", "password_env"});
   if (n["username"]) creds.username = scalar(ctx, n["username"], path + ".username");
   if (n["password_file"] && n["password_env"])
@@ -194,6 +195,7 @@ void parse_auth(const Ctx& ctx, const YAML::Node& n, const std::string& path,
     ctx.fail(n, path + ".username", "required when a password is given");
   if (!creds.username.empty() && creds.password.empty())
     ctx.fail(n, path, "username given without password_file or password_env");
+  return adapters::fixed_credentials(std::move(creds));
 }
 
 proxy::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
@@ -220,7 +222,7 @@ proxy::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const 
     if (!d) ctx.fail(t, path + ".tag_ttl", "invalid duration '" + v + "' (use e.g. 30s, 5m, 1h)");
     up.tag_ttl = *d;
   }
-  if (auto a = n["auth"]) parse_auth(ctx, a, path + ".auth", up.endpoint.credentials);
+  if (auto a = n["auth"]) up.endpoint.credentials = parse_auth(ctx, a, path + ".auth");
   if (auto c = n["ca_file"]) {
     up.endpoint.ca_file = scalar(ctx, c, path + ".ca_file");
     if (!std::ifstream(up.endpoint.ca_file))

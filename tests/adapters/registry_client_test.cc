@@ -60,7 +60,7 @@ RegistryEndpoint endpoint(std::string name, std::string url, Credentials creds =
   RegistryEndpoint ep;
   ep.name = std::move(name);
   ep.url = std::move(url);
-  ep.credentials = std::move(creds);
+  ep.credentials = fixed_credentials(std::move(creds));
   return ep;
 }
 
@@ -300,7 +300,7 @@ RegistryProcess* BasicAuthRegistryTest::registry_ = nullptr;
 Image* BasicAuthRegistryTest::image_ = nullptr;
 
 TEST_F(BasicAuthRegistryTest, GetsManifestAndBlobWithBasicCredentials) {
-  auto c = client({kUser, kPassword});
+  auto c = client(Credentials{kUser, kPassword, {}});
   ASSERT_TRUE(c->ping().ok());
   auto m = c->get_manifest(kRepo, "v1", kOciManifest);
   ASSERT_TRUE(m.ok()) << m.error().to_string();
@@ -318,7 +318,7 @@ TEST_F(BasicAuthRegistryTest, MissingOrWrongCredentialsAreUnauthorizedWithoutThe
   EXPECT_EQ(r.error().code, Errc::unauthorized);
 
   const std::string wrong = "Wr0ng-Pa55word-XYZ";
-  auto bad = client({kUser, wrong});
+  auto bad = client(Credentials{kUser, wrong, {}});
   auto r2 = bad->get_manifest(kRepo, "v1", kOciManifest);
   ASSERT_FALSE(r2.ok());
   EXPECT_EQ(r2.error().code, Errc::unauthorized);

@@ -33,7 +33,7 @@ std::unique_ptr<RegistryClient> client_for(const FakeTokenRegistry& fake, Creden
   RegistryEndpoint ep;
   ep.name = "fake";
   ep.url = fake.url();
-  ep.credentials = std::move(creds);
+  ep.credentials = fixed_credentials(std::move(creds));
   return RegistryClient::create(std::move(ep), std::move(observer));
 }
 
@@ -83,7 +83,7 @@ TEST(TokenFlow, AcceptsAccessTokenFieldAndSendsBasicCredentialsToTheRealm) {
   auto o = options("robot", "Pa55-for-token");
   o.access_token_field = true;
   FakeTokenRegistry fake(o);
-  auto c = client_for(fake, {"robot", "Pa55-for-token"});
+  auto c = client_for(fake, Credentials{"robot", "Pa55-for-token", {}});
   auto r = c->get_manifest("team/a", "v1", kOciManifest);
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_EQ(fake.token_requests(), 1);
@@ -132,7 +132,7 @@ TEST(TokenFlow, RealmOnAForeignDomainIsRefused) {
   auto o = options();
   o.realm = "http://auth.evil.example/token";
   FakeTokenRegistry fake(o);
-  auto c = client_for(fake, {"user", "Never-Send-Me"});
+  auto c = client_for(fake, Credentials{"user", "Never-Send-Me", {}});
   auto r = c->get_manifest("team/a", "v1", kOciManifest);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Errc::unauthorized);
@@ -144,7 +144,7 @@ TEST(TokenFlow, RealmOnAForeignDomainIsRefused) {
 
 TEST(TokenFlow, RejectedTokenCredentialsAreUnauthorized) {
   FakeTokenRegistry fake(options("robot", "right-password"));
-  auto c = client_for(fake, {"robot", "wrong-password"});
+  auto c = client_for(fake, Credentials{"robot", "wrong-password", {}});
   auto r = c->get_manifest("team/a", "v1", kOciManifest);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Errc::unauthorized);
@@ -293,7 +293,7 @@ TEST(TokenFlow, SecretsNeverAppearInErrorsOrLogs) {
   std::vector<std::string> errors;
 
   FakeTokenRegistry fake(options("robot", password));
-  auto good = client_for(fake, {"robot", password});
+  auto good = client_for(fake, Credentials{"robot", password, {}});
   ASSERT_TRUE(good->get_manifest("team/a", "v1", kOciManifest).ok());
   fake.revoke_all_tokens();
   ASSERT_TRUE(good->get_manifest("team/a", "v1", kOciManifest).ok());
@@ -301,7 +301,7 @@ TEST(TokenFlow, SecretsNeverAppearInErrorsOrLogs) {
     errors.push_back(r.error().to_string());
   }
 
-  auto wrong = client_for(fake, {"robot", password + "-wrong"});
+  auto wrong = client_for(fake, Credentials{"robot", password + "-wrong", {}});
   if (auto r = wrong->get_manifest("team/a", "v1", kOciManifest); !r) {
     errors.push_back(r.error().to_string());
   }
@@ -309,7 +309,7 @@ TEST(TokenFlow, SecretsNeverAppearInErrorsOrLogs) {
   auto o = options("robot", password);
   o.realm = "http://auth.evil.example/token";
   FakeTokenRegistry foreign(o);
-  auto refused = client_for(foreign, {"robot", password});
+  auto refused = client_for(foreign, Credentials{"robot", password, {}});
   if (auto r = refused->get_manifest("team/a", "v1", kOciManifest); !r) {
     errors.push_back(r.error().to_string());
   }

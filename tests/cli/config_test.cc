@@ -61,8 +61,11 @@ TEST(ConfigTest, FullConfigParses) {
   EXPECT_TRUE(hub.is_default);
   EXPECT_TRUE(hub.library_prefix);
   EXPECT_EQ(hub.tag_ttl, std::chrono::minutes(5));
-  EXPECT_EQ(hub.endpoint.credentials.username, "u");
-  EXPECT_EQ(hub.endpoint.credentials.password, "s3cret");  // trailing newline stripped
+  ASSERT_TRUE(hub.endpoint.credentials);
+  auto creds = hub.endpoint.credentials->get();
+  ASSERT_TRUE(creds);
+  EXPECT_EQ(creds->credentials.username, "u");
+  EXPECT_EQ(creds->credentials.password, "s3cret");  // trailing newline stripped
   EXPECT_FALSE(c.server.upstreams[1].is_default);
   EXPECT_FALSE(c.server.upstreams[1].library_prefix);
   EXPECT_EQ(c.server.upstreams[2].endpoint.url, "http://10.0.0.1:5000");
@@ -149,7 +152,7 @@ TEST(ConfigTest, PasswordEnv) {
   Config c = parse_config("upstreams:\n  - name: a.io\n    url: https://a.io\n"
                           "    auth: {username: u, password_env: OCIRELAY_TEST_PW}\n",
                           "c");
-  EXPECT_EQ(c.server.upstreams[0].endpoint.credentials.password, "from-env");
+  EXPECT_EQ(c.server.upstreams[0].endpoint.credentials->get()->credentials.password, "from-env");
   ::unsetenv("OCIRELAY_TEST_PW");
   EXPECT_THAT(error_of("upstreams:\n  - name: a.io\n    url: https://a.io\n"
                        "    auth: {username: u, password_env: OCIRELAY_TEST_PW}\n"),
