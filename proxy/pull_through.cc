@@ -141,7 +141,7 @@ void describe_proxy_metrics(Metrics& m) {
 
 PullThrough::PullThrough(const std::vector<UpstreamConfig>& upstreams, store::Store& store,
                          Metrics& metrics)
-    : store_(store), metrics_(metrics) {
+    : store_(store), metrics_(metrics), writer_([this] { run_manifest_writer(); }) {
   for (const auto& u : upstreams) {
     Metrics* m = &metrics_;
     adapters::RequestObserver observer = [m](const adapters::RequestEvent& ev) {
@@ -158,6 +158,15 @@ PullThrough::PullThrough(const std::vector<UpstreamConfig>& upstreams, store::St
     if (endpoint.name.empty()) endpoint.name = u.name;
     clients_.emplace(u.name, adapters::RegistryClient::create(std::move(endpoint), observer));
   }
+}
+
+PullThrough::~PullThrough() {
+  {
+    std::lock_guard lock(writer_mu_);
+    writer_stop_ = true;
+  }
+  writer_cv_.notify_one();
+  writer_.join();
 }
 
 adapters::RegistryClient& PullThrough::client(const UpstreamRoute& route) {
@@ -190,6 +199,10 @@ void PullThrough::remember(const oci::Digest& d, std::shared_ptr<const std::stri
 std::optional<ManifestReply> PullThrough::manifest_from_cache(const UpstreamRoute& route,
                                                               const oci::ManifestRef& ref,
                                                               std::string_view accept) {
+  if (auto pending = pending_manifest(route, ref, accept)) {
+    metrics_.inc("ocirelay_cache_hits_total", {{"kind", "manifest"}});
+    return pending;
+  }
   ManifestReply reply;
   if (ref.is_digest()) {
     auto m = store_.manifest(*ref.digest);
@@ -303,19 +316,68 @@ Result<ManifestReply> PullThrough::fetch_manifest(const UpstreamRoute& route,
     auto parsed = oci::parse_manifest(resp.body, media_type);
     if (parsed && !parsed->media_type.empty()) media_type = parsed->media_type;
   }
-  auto stored = store_.put_manifest(route.store_repo, resp.body, media_type, computed, tag_to_set,
-                                    now, resp.head.etag);
-  if (!stored) {
-    // Still serve the verified bytes; only caching failed.
-    spdlog::warn("caching manifest {}@{} failed: {}", route.store_repo, computed.str(),
-                 stored.error().to_string());
-  } else if (!stored->media_type.empty()) {
-    media_type = stored->media_type;
-  }
   auto bytes = std::make_shared<const std::string>(std::move(resp.body));
-  remember(computed, bytes);
-  store_.record_access(computed);
-  return ManifestReply{std::move(bytes), std::move(media_type), computed, "miss"};
+  ManifestReply reply{bytes, std::move(media_type), computed, "miss"};
+  enqueue_store(PendingManifest{route.store_repo, std::move(tag_to_set), reply, now,
+                                std::move(resp.head.etag)});
+  return reply;
+}
+
+void PullThrough::enqueue_store(PendingManifest pending) {
+  {
+    std::lock_guard lock(writer_mu_);
+    writer_queue_.push_back(std::move(pending));
+  }
+  writer_cv_.notify_one();
+}
+
+std::optional<ManifestReply> PullThrough::pending_manifest(const UpstreamRoute& route,
+                                                           const oci::ManifestRef& ref,
+                                                           std::string_view accept) {
+  std::lock_guard lock(writer_mu_);
+  // Newest first: a tag fetched twice answers with the later digest.
+  for (auto it = writer_queue_.rbegin(); it != writer_queue_.rend(); ++it) {
+    if (it->store_repo != route.store_repo) continue;
+    if (ref.is_digest() ? it->reply.digest == *ref.digest
+                        : (it->tag == ref.tag && oci::accept_allows(accept, it->reply.media_type))) {
+      ManifestReply r = it->reply;
+      r.cache = "hit";
+      return r;
+    }
+  }
+  return std::nullopt;
+}
+
+void PullThrough::run_manifest_writer() {
+  std::unique_lock lock(writer_mu_);
+  for (;;) {
+    writer_cv_.wait(lock, [this] { return writer_stop_ || !writer_queue_.empty(); });
+    if (writer_queue_.empty()) return;  // stopping, and nothing left to store
+    // The entry stays queued (and visible to pending_manifest) until it is stored.
+    const PendingManifest& p = writer_queue_.front();
+    lock.unlock();
+    auto stored = store_.put_manifest(p.store_repo, *p.reply.bytes, p.reply.media_type,
+                                      p.reply.digest, p.tag, p.fetched_at, p.etag);
+    if (!stored) {
+      // The client already has the verified bytes; only caching failed.
+      spdlog::warn("caching manifest {}@{} failed: {}", p.store_repo, p.reply.digest.str(),
+                   stored.error().to_string());
+    } else {
+      remember(p.reply.digest, p.reply.bytes);
+      store_.record_access(p.reply.digest);
+    }
+    lock.lock();
+    writer_queue_.pop_front();
+    stored_cv_.notify_all();
+  }
+}
+
+void PullThrough::settle_pending(const std::string& store_repo) {
+  std::unique_lock lock(writer_mu_);
+  stored_cv_.wait(lock, [&] {
+    return std::none_of(writer_queue_.begin(), writer_queue_.end(),
+                        [&](const PendingManifest& p) { return p.store_repo == store_repo; });
+  });
 }
 
 Status PullThrough::confirm_blob_upstream(const UpstreamRoute& route, const oci::Digest& d) {
@@ -409,6 +471,7 @@ Result<ListingReply> PullThrough::tags_list(const UpstreamRoute& route,
       resp.error().code == Errc::denied) {
     return resp.error();
   }
+  settle_pending(route.store_repo);
   auto tags = store_.tags(route.store_repo);
   if (tags.empty()) return resp.error();
   spdlog::warn("tags list {} from the store: upstream {}: {}", route.store_repo,
@@ -450,6 +513,7 @@ Result<ListingReply> PullThrough::referrers(const UpstreamRoute& route, const oc
     r.source = "cache";
     index = {{"schemaVersion", 2}, {"mediaType", oci::media::kOciIndex},
              {"manifests", nlohmann::json::array()}};
+    settle_pending(route.store_repo);
     for (const auto& m : store_.referrers(route.store_repo, subject)) {
       nlohmann::json desc = {{"mediaType", m.media_type}, {"digest", m.digest.str()},
                              {"size", m.size}};

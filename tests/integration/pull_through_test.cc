@@ -28,6 +28,29 @@ TEST_F(PullThroughTest, SecondPullSendsNoBlobRequestUpstream) {
       << "cached blobs were fetched upstream again:\n" << registry.access_log();
 }
 
+// containerd resolves a tag, then fetches the manifest by digest at once: the second
+// request must be answered from what the first fetched (even while it is being stored),
+// and a restart must find both tag and manifest in the store.
+TEST_F(PullThroughTest, ManifestByDigestRightAfterTheTagIsNotFetchedTwice) {
+  auto img = push_image("team/app", "1.0", 1, 1000);
+  ASSERT_TRUE(start_relay());
+  const std::map<std::string, std::string> accept = {
+      {"Accept", "application/vnd.oci.image.manifest.v1+json"}};
+  auto by_tag = http_request(relay->port(), "GET", "/v2/team/app/manifests/1.0", accept);
+  ASSERT_EQ(by_tag.status, 200) << by_tag.body;
+  auto by_digest = http_request(relay->port(), "GET", "/v2/team/app/manifests/" + img.digest, accept);
+  ASSERT_EQ(by_digest.status, 200) << by_digest.body;
+  EXPECT_EQ(sha256_digest(by_digest.body), img.digest);
+  EXPECT_EQ(registry.count_requests("\"GET /v2/team/app/manifests/"), 1) << registry.access_log();
+
+  relay->stop();
+  registry.stop();
+  ASSERT_TRUE(relay->start());
+  auto after = http_request(relay->port(), "GET", "/v2/team/app/manifests/1.0", accept);
+  ASSERT_EQ(after.status, 200) << after.body << relay->log();
+  EXPECT_EQ(sha256_digest(after.body), img.digest);
+}
+
 TEST_F(PullThroughTest, StoreIsAnOciLayoutSkopeoCanRead) {
   auto img = push_image("team/app", "1.0", 2, 64 * 1024);
   ASSERT_TRUE(start_relay());
