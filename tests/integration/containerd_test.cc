@@ -30,5 +30,40 @@ TEST_F(ContainerdTest, CtrFetchesThroughTheMirror) {
     EXPECT_TRUE(fs::exists(relay->store_dir() / "blobs/sha256" / b.substr(7))) << b;
 }
 
+// The full `ctr images pull`: resolve, fetch and unpack real tar layers, then a second
+// pull by a fresh containerd with the upstream gone is served from the mirror's disk.
+TEST_F(ContainerdTest, CtrImagesPullUnpacksLayersThroughTheMirror) {
+  if (!have_program("containerd") || !have_program("ctr")) GTEST_SKIP() << "needs containerd and ctr";
+  const std::string greeting = "served by the mirror\n";
+  std::string base = tar_layer({{"etc/os-release", "ID=ocirelay-test\n"}});
+  std::string app = tar_layer({{"app/hello.txt", greeting}, {"app/data.bin", random_bytes(200000, 42)}});
+  images.add_image("1.0", {base, app});
+  ASSERT_TRUE(images.push(registry.host(), "team/unpack", "1.0"));
+  ASSERT_TRUE(start_relay());
+
+  ContainerdProcess first(tmp / "containerd1");
+  ASSERT_TRUE(first.start());
+  auto hosts = first.write_hosts(kUpstream, relay->host());
+  auto r = first.pull(std::string(kUpstream) + "/team/unpack:1.0", hosts);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << "\n" << relay->log();
+  auto unpacked = [](const fs::path& snapshots, const std::string& rel) {
+    std::string found;
+    if (!fs::exists(snapshots)) return found;
+    for (const auto& e : fs::directory_iterator(snapshots))
+      if (fs::exists(e.path() / rel)) found = read_file(e.path() / rel);
+    return found;
+  };
+  EXPECT_EQ(unpacked(first.snapshots_dir(), "app/hello.txt"), greeting);
+  EXPECT_EQ(unpacked(first.snapshots_dir(), "etc/os-release"), "ID=ocirelay-test\n");
+  first.stop();
+
+  registry.stop();
+  ContainerdProcess second(tmp / "containerd2");
+  ASSERT_TRUE(second.start());
+  auto again = second.pull(std::string(kUpstream) + "/team/unpack:1.0", second.write_hosts(kUpstream, relay->host()));
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err << "\n" << relay->log();
+  EXPECT_EQ(unpacked(second.snapshots_dir(), "app/hello.txt"), greeting);
+}
+
 }  // namespace
 }  // namespace ocirelay::testing

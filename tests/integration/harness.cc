@@ -1,6 +1,8 @@
 // Integration-test harness implementation (see harness.h).
 #include "tests/integration/harness.h"
 
+#include <cstdio>
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -20,6 +22,36 @@ namespace ocirelay::testing {
 using json = nlohmann::json;
 
 // ---- bytes, programs ---------------------------------------------------------------
+
+std::string tar_layer(const std::map<std::string, std::string>& files) {
+  auto octal = [](char* field, std::size_t width, std::uint64_t v) {
+    // width - 1 digits, zero padded, then NUL.
+    for (std::size_t i = width - 1; i-- > 0; v >>= 3) field[i] = static_cast<char>('0' + (v & 7));
+    field[width - 1] = '\0';
+  };
+  std::string out;
+  for (const auto& [path, contents] : files) {
+    char h[512] = {};
+    std::snprintf(h, 100, "%s", path.c_str());
+    octal(h + 100, 8, 0644);         // mode
+    octal(h + 108, 8, 0);            // uid
+    octal(h + 116, 8, 0);            // gid
+    octal(h + 124, 12, contents.size());
+    octal(h + 136, 12, 1700000000);  // mtime
+    h[156] = '0';                    // regular file
+    std::memcpy(h + 257, "ustar", 6);
+    std::memcpy(h + 263, "00", 2);
+    std::memset(h + 148, ' ', 8);    // checksum counts its own field as spaces
+    unsigned sum = 0;
+    for (unsigned char c : h) sum += c;
+    std::snprintf(h + 148, 8, "%06o", sum);
+    out.append(h, sizeof h);
+    out += contents;
+    out.append((512 - contents.size() % 512) % 512, '\0');
+  }
+  out.append(1024, '\0');  // end of archive: two zero blocks
+  return out;
+}
 
 std::string sha256_digest(std::string_view bytes) { return oci::Digest::of(bytes).str(); }
 std::string sha256_hex(std::string_view bytes) { return sha256_digest(bytes).substr(7); }
@@ -249,6 +281,16 @@ fs::path ContainerdProcess::write_hosts(const std::string& upstream, const std::
              "[host.\"http://" + mirror_host + "\"]\n"
              "  capabilities = [\"pull\", \"resolve\"]\n");
   return hosts_dir;
+}
+
+CommandResult ContainerdProcess::pull(const std::string& ref, const fs::path& hosts_dir,
+                                      const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"ctr", "--address", address(), "images", "pull",
+                                   "--snapshotter", "native", "--hosts-dir", hosts_dir.string(),
+                                   "--plain-http"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(ref);
+  return run_command(args, 180s);
 }
 
 CommandResult ContainerdProcess::fetch(const std::string& ref, const fs::path& hosts_dir,

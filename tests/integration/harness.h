@@ -27,6 +27,9 @@ std::string sha256_hex(std::string_view bytes);
 std::string sha256_digest(std::string_view bytes);  // "sha256:<hex>"
 // Deterministic pseudo-random bytes (so failures reproduce).
 std::string random_bytes(std::size_t n, std::uint64_t seed);
+// A ustar archive of regular files (path -> contents, mode 0644): a layer containerd can
+// unpack.
+std::string tar_layer(const std::map<std::string, std::string>& files);
 
 // Builds an OCI image layout directory and pushes tags from it with skopeo.
 struct Platform {
@@ -112,9 +115,14 @@ class ContainerdProcess {
   void stop();
   // Writes <hosts_dir>/<upstream>/hosts.toml sending `upstream` pulls to the mirror.
   fs::path write_hosts(const std::string& upstream, const std::string& mirror_host);
-  // ctr content fetch (no unpack: test layers are not real filesystems).
+  // ctr content fetch: content only, no unpack (works for layers that are not tar files).
   CommandResult fetch(const std::string& ref, const fs::path& hosts_dir,
                       const std::vector<std::string>& extra = {});
+  // ctr images pull with the native snapshotter: fetch, then unpack every layer.
+  CommandResult pull(const std::string& ref, const fs::path& hosts_dir,
+                     const std::vector<std::string>& extra = {});
+  // Where the native snapshotter unpacked its snapshots (one directory per layer).
+  fs::path snapshots_dir() const { return dir_ / "root/io.containerd.snapshotter.v1.native/snapshots"; }
   std::string address() const { return (dir_ / "containerd.sock").string(); }
 
  private:
