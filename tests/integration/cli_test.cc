@@ -30,6 +30,24 @@ TEST(CliTest, HelpAndVersion) {
 
 using CommandTest = MirrorTest;
 
+// On a terminal warm draws a bar per blob that it redraws in place; the plain-line mode is
+// what the test above sees through a pipe. `script` gives the command a pseudo-terminal.
+TEST_F(CommandTest, WarmDrawsProgressBarsOnATerminal) {
+  if (!have_program("script")) GTEST_SKIP() << "needs script (util-linux)";
+  push_image("team/app", "1.0", 1, 512 * 1024);
+  OcirelayProcess relay(tmp / "ocirelay", kUpstream, registry.url());
+  ASSERT_TRUE(relay.start());  // writes the config
+  relay.stop();
+  std::string cmd = std::string(OCIRELAY_BINARY) + " warm " + kUpstream + "/team/app:1.0 --config " +
+                    relay.config_file().string();
+  auto r = run_command({"script", "-qec", cmd, "/dev/null"}, 120s);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  // A finished bar, drawn over the line it started on (carriage return + erase line).
+  EXPECT_NE(r.out.find("\r\033[K"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[" + std::string(30, '#') + "] 512.0 KiB / 512.0 KiB"), std::string::npos)
+      << r.out;
+}
+
 TEST_F(CommandTest, WarmFillsTheStoreWithoutServing) {
   auto img = push_image("team/app", "1.0", 2, 64 * 1024);
   OcirelayProcess relay(tmp / "ocirelay", kUpstream, registry.url());
