@@ -6,8 +6,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
 #include <thread>
 
+#include "adapters/encoding.h"
 #include "tests/integration/fixture.h"
 
 namespace ocirelay::testing {
@@ -33,6 +37,7 @@ class DyingUpstream {
   }
   ~DyingUpstream() {
     stop_ = true;
+    release();
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
     thread_.join();
@@ -40,6 +45,15 @@ class DyingUpstream {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   void heal() { healthy_ = true; }
   int blob_gets() const { return blob_gets_; }
+  // From now on a healthy blob answer stops after the first half until release().
+  void hold_second_half() { hold_ = true; }
+  void release() {
+    {
+      std::lock_guard lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+  }
 
  private:
   void serve() {
@@ -62,12 +76,21 @@ class DyingUpstream {
       } else {
         head = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
       }
-      std::string out = head + body;
-      for (std::size_t off = 0; off < out.size();) {
-        ssize_t n = ::write(c, out.data() + off, out.size() - off);
-        if (n <= 0) break;
-        off += static_cast<std::size_t>(n);
+      auto send = [c](const std::string& out) {
+        for (std::size_t off = 0; off < out.size();) {
+          ssize_t n = ::write(c, out.data() + off, out.size() - off);
+          if (n <= 0) return;
+          off += static_cast<std::size_t>(n);
+        }
+      };
+      if (hold_ && body.size() == blob_.size()) {
+        send(head + body.substr(0, body.size() / 2));
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return released_ || stop_; });
+        body.erase(0, body.size() / 2);
+        head.clear();
       }
+      send(head + body);
       ::close(c);  // mid-body when unhealthy: the client sees a short read
     }
   }
@@ -75,7 +98,10 @@ class DyingUpstream {
   std::string blob_;
   int fd_ = -1;
   std::uint16_t port_ = 0;
-  std::atomic<bool> stop_{false}, healthy_{false};
+  std::atomic<bool> stop_{false}, healthy_{false}, hold_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;  // guarded by mu_
   std::atomic<int> blob_gets_{0};
   std::thread thread_;
 };
@@ -107,27 +133,38 @@ TEST(UpstreamTroubleTest, UpstreamDyingMidBlobCachesNothingAndTheNextPullWorks) 
   EXPECT_EQ(upstream.blob_gets(), 2);
 }
 
+// Range on a blob still being fetched: a resuming client gets its 206 from the bytes
+// already on disk while the upstream holds back the rest, and both share one upstream GET.
+TEST(UpstreamTroubleTest, RangeRequestIsServedFromABlobStillBeingFetched) {
+  const std::string blob = random_bytes(4 << 20, 78);
+  const std::string digest = sha256_digest(blob);
+  DyingUpstream upstream(blob);
+  upstream.heal();
+  upstream.hold_second_half();
+  TempDir tmp;
+  OcirelayProcess relay(tmp / "ocirelay", kUpstream, upstream.url());
+  ASSERT_TRUE(relay.start());
 
-std::string base64(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                 static_cast<unsigned char>(in[i + 2]);
-    for (int s : {18, 12, 6, 0}) out.push_back(kAlphabet[(v >> s) & 63]);
-  }
-  if (i < in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
+  auto whole = std::async(std::launch::async, [&] {
+    return http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
+  });
+  // Answered while the second half is still held upstream (bounded: a server that waits
+  // for the whole blob times out here).
+  auto part = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest,
+                           {{"Range", "bytes=1000-1999"}}, 20s);
+  ASSERT_EQ(part.status, 206) << relay.log();
+  EXPECT_EQ(part.headers["content-range"], "bytes 1000-1999/" + std::to_string(blob.size()));
+  EXPECT_EQ(part.body, blob.substr(1000, 1000));
+  EXPECT_EQ(whole.wait_for(0s), std::future_status::timeout) << "the fill finished early";
+
+  upstream.release();
+  auto full = whole.get();
+  ASSERT_EQ(full.status, 200) << relay.log();
+  EXPECT_EQ(sha256_digest(full.body), digest);
+  EXPECT_EQ(upstream.blob_gets(), 1);
 }
+
+
 
 // Invariant 7: an upstream password reaches no log line (at debug level), no metric, no
 // error and no file in the store, whether the credentials are right or wrong.
@@ -175,7 +212,7 @@ TEST(SecretsTest, UpstreamPasswordReachesNoLogMetricOrStoreFile) {
     for (const auto& e : fs::recursive_directory_iterator(dir))
       if (e.is_regular_file()) outputs.emplace_back(e.path().string(), read_file(e.path()));
   ASSERT_GT(outputs.size(), 8u) << "the store should hold files to check";
-  for (const auto& secret : {password, wrong, base64(user + ":" + password), base64(user + ":" + wrong)})
+  for (const auto& secret : {password, wrong, adapters::base64_encode(user + ":" + password), adapters::base64_encode(user + ":" + wrong)})
     for (const auto& [where, text] : outputs)
       EXPECT_EQ(text.find(secret), std::string::npos) << "a secret leaked into " << where;
 }
