@@ -86,6 +86,11 @@ class CurlRegistryClient final : public RegistryClient {
 
   const RegistryEndpoint& endpoint() const override { return ep_; }
 
+  std::optional<WallClock::time_point> token_expiry() const override {
+    std::lock_guard lock(mu_);
+    return token_expiry_;
+  }
+
   Status ping() override {
     Call c{"GET", "ping", "GET /v2/", base_url_ + "/v2/", ""};
     auto r = execute(c);
@@ -309,6 +314,17 @@ class CurlRegistryClient final : public RegistryClient {
       }
       r = send(c, auth);
       if (!r) return fail(c, r.error().code, r.error().message);
+      if (r->head.status == 401 && auth.starts_with("Authorization: Basic") && !anonymous()) {
+        // First contact refused the credentials: an exchanged password may have been
+        // revoked or rotated since the source cached it; renew once.
+        auto used = current_credentials(c);
+        if (!used) return std::move(used).error();
+        if (auto renewed = renewed_credentials(c, *used)) {
+          auth = basic_line(*renewed);
+          r = send(c, auth);
+          if (!r) return fail(c, r.error().code, r.error().message);
+        }
+      }
       if (r->head.status == 401) {
         return fail(c, Errc::unauthorized, "HTTP 401 after authenticating: access refused");
       }
@@ -403,6 +419,10 @@ class CurlRegistryClient final : public RegistryClient {
       expires_in = j["expires_in"].get<std::int64_t>();
     }
     tokens_.put(c.scope, token, std::chrono::seconds(expires_in));
+    {
+      std::lock_guard lock(mu_);
+      token_expiry_ = WallClock::now() + std::chrono::seconds(expires_in);
+    }
     spdlog::debug("{}: obtained token for scope '{}' (expires in {} s)", ep_.name, scope,
                   expires_in);
     return token;
@@ -416,8 +436,9 @@ class CurlRegistryClient final : public RegistryClient {
   CurlHandlePool pool_;
   TokenCache tokens_;
   std::atomic<bool> basic_scheme_{false};
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::optional<AuthChallenge> bearer_challenge_;  // realm + service, once seen; guarded by mu_
+  std::optional<WallClock::time_point> token_expiry_;  // guarded by mu_
 };
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "adapters/credentials.h"
+#include "adapters/registry_kind.h"
 #include "oci/digest.h"
 #include "oci/result.h"
 
@@ -32,6 +33,7 @@ struct RegistryEndpoint {
   std::chrono::milliseconds stall_timeout{30000};
   std::chrono::milliseconds request_timeout{30000};  // whole request, except blob bodies
   std::string ca_file;       // extra CA bundle; empty: system store
+  RegistryKind kind = RegistryKind::generic;
 };
 
 // What an upstream answered, minus the body.
@@ -86,6 +88,9 @@ class RegistryClient {
 
   // GET /v2/ with credentials (also obtains a token when challenged).
   virtual Status ping() = 0;
+  // When the newest registry token obtained (by ping() or any call) expires; nullopt when
+  // none was needed (anonymous or Basic registries).
+  virtual std::optional<WallClock::time_point> token_expiry() const = 0;
   virtual Result<ResponseHead> head_manifest(std::string_view repo, std::string_view ref,
                                              std::string_view accept) = 0;
   // Body capped at max_bytes (too_large beyond). The bytes are verified before they are

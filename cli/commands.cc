@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cli/check.h"
 #include "cli/warm.h"
 #include "proxy/server.h"
 #include "store/store.h"
@@ -181,6 +183,15 @@ int run_gc(const store::StoreOptions& options) {
               static_cast<unsigned long long>(s.tags),
               options.max_size ? (" (max " + human_bytes(options.max_size) + ")").c_str() : "");
   return 0;
+}
+
+int run_check(const Config& config) {
+  std::vector<adapters::RegistryEndpoint> endpoints;
+  for (const auto& up : config.server.upstreams) endpoints.push_back(up.endpoint);
+  auto rows = check_registries(endpoints);
+  print_check_table(stdout, rows);
+  bool all_ok = std::all_of(rows.begin(), rows.end(), [](const CheckRow& r) { return r.ok; });
+  return all_ok ? 0 : 1;
 }
 
 int run_warm(const Config& config, const std::vector<std::string>& refs,

@@ -14,6 +14,8 @@
 #include <set>
 #include <sstream>
 
+#include "adapters/registry_kind.h"
+
 namespace ocirelay::cli {
 namespace {
 
@@ -199,7 +201,7 @@ std::shared_ptr<adapters::CredentialSource> parse_auth(const Ctx& ctx, const YAM
 }
 
 proxy::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
-  check_keys(ctx, n, path, {"name", "url", "default", "tag_ttl", "auth", "ca_file"});
+  check_keys(ctx, n, path, {"name", "url", "type", "default", "tag_ttl", "auth", "ca_file"});
   proxy::UpstreamConfig up;
   if (!n["name"]) ctx.fail(n, path + ".name", "required");
   if (!n["url"]) ctx.fail(n, path + ".url", "required");
@@ -215,6 +217,16 @@ proxy::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const 
              "invalid URL '" + url + "' (use http:// or https:// followed by host[:port])");
   up.endpoint.name = up.name;
   up.endpoint.url = parsed->normalized;
+  up.endpoint.kind = adapters::infer_registry_kind(parsed->host);
+  if (auto t = n["type"]) {
+    std::string v = scalar(ctx, t, path + ".type");
+    auto kind = adapters::parse_registry_kind(v);
+    if (!kind)
+      ctx.fail(t, path + ".type",
+               "unknown registry type '" + v + "' (one of " +
+                   std::string(adapters::registry_kind_names()) + ")");
+    up.endpoint.kind = *kind;
+  }
   if (n["default"]) up.is_default = boolean(ctx, n["default"], path + ".default");
   if (auto t = n["tag_ttl"]) {
     std::string v = scalar(ctx, t, path + ".tag_ttl");

@@ -114,6 +114,14 @@ int main(int argc, char** argv) {
   warm->add_option("--platform", platform_text,
                    "fetch only this platform of multi-arch images, e.g. linux/arm64");
 
+  Flags check_flags;
+  auto* check = app.add_subcommand(
+      "check", "Check every configured upstream: obtain its credentials, get a token and\n"
+               "GET /v2/ with them. Prints NAME, TYPE, AUTH (how credentials are obtained),\n"
+               "EXPIRES (credentials or token) and RESULT per registry; exits 1 when any\n"
+               "fails. Secrets are never printed.");
+  add_config_flags(check, check_flags, false);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -135,6 +143,11 @@ int main(int argc, char** argv) {
       Config c = load(gc_flags);
       ocirelay::cli::setup_logging(c.log);
       return ocirelay::cli::run_gc(c.store);
+    }
+    if (check->parsed()) {
+      Config c = load(check_flags);
+      ocirelay::cli::setup_logging(c.log);
+      return ocirelay::cli::run_check(c);
     }
     if (warm->parsed()) {
       Config c = load(warm_flags);

@@ -254,7 +254,11 @@ Result<ManifestReply> PullThrough::manifest_with_upstream(const UpstreamRoute& r
     metrics_.inc("ocirelay_coalesced_waiters_total");
     return joined.get();
   }
-  Result<ManifestReply> r = fetch_manifest(route, ref, accept);
+  // A fetch that finished between the caller's cache lookup and our insert left its
+  // answer in the pending queue or the store (before leaving the in-flight map): use it.
+  std::optional<ManifestReply> cached = manifest_from_cache(route, ref, accept);
+  Result<ManifestReply> r = cached ? Result<ManifestReply>(std::move(*cached))
+                                   : fetch_manifest(route, ref, accept);
   promise.set_value(r);  // before the erase: a request arriving now joins the finished result
   std::lock_guard lock(inflight_mu_);
   inflight_manifests_.erase(key);

@@ -242,3 +242,28 @@ TEST(ConfigTest, MissingFileIsAClearError) {
 
 }  // namespace
 }  // namespace ocirelay::cli
+
+namespace ocirelay::cli {
+namespace {
+
+TEST(ConfigTest, RegistryTypeIsInferredFromTheHostOrGiven) {
+  Config c = parse_config("upstreams:\n"
+                          "  - {name: ecr, url: 'https://123456789012.dkr.ecr.eu-west-1.amazonaws.com'}\n"
+                          "  - {name: harbor.corp, url: 'https://harbor.corp', type: harbor}\n"
+                          "  - {name: reg.local, url: 'http://reg.local:5000'}\n",
+                          "c");
+  EXPECT_EQ(c.server.upstreams[0].endpoint.kind, adapters::RegistryKind::ecr);
+  EXPECT_EQ(c.server.upstreams[1].endpoint.kind, adapters::RegistryKind::harbor);
+  EXPECT_EQ(c.server.upstreams[2].endpoint.kind, adapters::RegistryKind::generic);
+  try {
+    parse_config("upstreams:\n  - {name: a.io, url: 'https://a.io', type: dockerhub}\n", "c.yaml");
+    FAIL() << "an unknown type was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("c.yaml:2: upstreams[0].type: unknown registry type 'dockerhub'"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ocirelay::cli

@@ -164,8 +164,6 @@ TEST(UpstreamTroubleTest, RangeRequestIsServedFromABlobStillBeingFetched) {
   EXPECT_EQ(upstream.blob_gets(), 1);
 }
 
-
-
 // Invariant 7: an upstream password reaches no log line (at debug level), no metric, no
 // error and no file in the store, whether the credentials are right or wrong.
 TEST(SecretsTest, UpstreamPasswordReachesNoLogMetricOrStoreFile) {
@@ -200,7 +198,18 @@ TEST(SecretsTest, UpstreamPasswordReachesNoLogMetricOrStoreFile) {
   auto denied = http_request(refused.port(), "GET", "/v2/team/app/manifests/1.0");
   EXPECT_GE(denied.status, 400);
 
+  // `ocirelay check` reports both registries by how they authenticate, and fails for the
+  // refused one, naming the cause.
+  auto checked = relay.run({"check"});
+  EXPECT_EQ(checked.exit_code, 0) << checked.out << checked.err;
+  EXPECT_NE(checked.out.find(std::string(kUpstream) + "  generic  basic"), std::string::npos) << checked.out;
+  auto check_refused = refused.run({"check"});
+  EXPECT_EQ(check_refused.exit_code, 1) << check_refused.out << check_refused.err;
+  EXPECT_NE(check_refused.out.find("unauthorized"), std::string::npos) << check_refused.out;
+
   std::vector<std::pair<std::string, std::string>> outputs = {
+      {"check output", checked.out + checked.err},
+      {"refused check output", check_refused.out + check_refused.err},
       {"serve log", relay.log()},
       {"metrics", http_request(relay.port(), "GET", "/metrics").body},
       {"refused serve log", refused.log()},

@@ -1,0 +1,32 @@
+// Which registry product an endpoint is: decides how credentials are obtained, which quirks
+// apply and what the prepare step creates. Inferred from the host when not configured.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+namespace ocirelay::adapters {
+
+enum class RegistryKind {
+  generic,            // any OCI distribution registry (anonymous, Basic, Bearer token flow)
+  docker_hub,         // registry-1.docker.io: token flow, ratelimit-* headers, library/
+  ecr,                // <account>.dkr.ecr.<region>.amazonaws.com[.cn]
+  artifact_registry,  // <location>-docker.pkg.dev
+  gcr,                // gcr.io, <region>.gcr.io
+  acr,                // <name>.azurecr.io (and sovereign clouds)
+  ocir,               // <region-key>.ocir.io
+  harbor,             // never inferred: any host
+  ghcr,               // ghcr.io
+  quay,               // quay.io
+};
+
+// "ecr" -> ecr; nullopt for an unknown name. Names are those of kind_name().
+std::optional<RegistryKind> parse_registry_kind(std::string_view name);
+std::string_view kind_name(RegistryKind kind);
+// From a registry host ("123456789012.dkr.ecr.us-east-1.amazonaws.com", "ghcr.io",
+// "registry.local:5000"); generic when nothing matches.
+RegistryKind infer_registry_kind(std::string_view host);
+// "docker.io, ecr, artifact_registry, ..." for error messages.
+std::string_view registry_kind_names();
+
+}  // namespace ocirelay::adapters
