@@ -1,0 +1,108 @@
+// ECR GetAuthorizationToken and CreateRepository (AWS JSON 1.1, SigV4 service "ecr").
+#include "adapters/aws/ecr.h"
+
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "adapters/encoding.h"
+
+namespace ocirelay::adapters::aws {
+namespace {
+
+constexpr const char* kTargetPrefix = "AmazonEC2ContainerRegistry_V20150921.";
+
+Error prefixed(Error e) { return Error{e.code, "aws: " + e.message}; }
+
+}  // namespace
+
+EcrCredentials::EcrCredentials(AwsContext ctx, std::string registry_host, Now now)
+    : ExpiringCredentialSource(now),
+      ctx_(std::move(ctx)),
+      host_(std::move(registry_host)),
+      now_(now ? std::move(now) : Now([] { return WallClock::now(); })) {
+  if (auto h = parse_ecr_host(host_)) account_ = h->account;
+}
+
+std::string EcrCredentials::describe() const {
+  return "aws ecr (" + ctx_.chain->describe() + ", region " +
+         (ctx_.region.empty() ? "unknown" : ctx_.region) + ")";
+}
+
+Result<IssuedCredentials> EcrCredentials::fetch() {
+  const std::string step = "ECR GetAuthorizationToken";
+  if (ctx_.region.empty()) {
+    return Error{Errc::invalid_argument,
+                 "aws: " + step + " for " + host_ +
+                     ": no region (set auth.aws.region, AWS_REGION or the profile's region)"};
+  }
+  auto creds = ctx_.chain->get();
+  if (!creds) return prefixed(creds.error());
+  nlohmann::json req = nlohmann::json::object();
+  if (!account_.empty()) req["registryIds"] = {account_};
+  auto body = ctx_.client->call_json(resolve_endpoint(AwsService::ecr, ctx_.region),
+                                     std::string(kTargetPrefix) + "GetAuthorizationToken",
+                                     req.dump(), *creds, step);
+  if (!body) return prefixed(body.error());
+
+  auto j = nlohmann::json::parse(*body, nullptr, false);
+  const nlohmann::json* data = nullptr;
+  if (j.is_object() && j.contains("authorizationData") && j["authorizationData"].is_array() &&
+      !j["authorizationData"].empty() && j["authorizationData"][0].is_object()) {
+    data = &j["authorizationData"][0];
+  }
+  if (data == nullptr || !data->contains("authorizationToken") ||
+      !(*data)["authorizationToken"].is_string()) {
+    return Error{Errc::upstream_protocol, "aws: " + step + ": answer lacks authorizationToken"};
+  }
+  auto decoded = base64_decode((*data)["authorizationToken"].get<std::string>());
+  const auto colon = decoded ? decoded->find(':') : std::string::npos;
+  if (colon == std::string::npos) {
+    return Error{Errc::upstream_protocol,
+                 "aws: " + step + ": authorizationToken is not base64 of user:password"};
+  }
+  IssuedCredentials out;
+  out.credentials.username = decoded->substr(0, colon);
+  out.credentials.password = decoded->substr(colon + 1);
+  // expiresAt: epoch seconds, fractional in the JSON protocol's timestamp format.
+  if (data->contains("expiresAt") && (*data)["expiresAt"].is_number()) {
+    const double secs = (*data)["expiresAt"].get<double>();
+    out.expires = WallClock::time_point(std::chrono::duration_cast<WallClock::duration>(
+        std::chrono::duration<double>(std::floor(secs * 1000) / 1000)));
+  } else {
+    out.expires = now_() + std::chrono::hours(1);  // ECR always sends it; be conservative
+  }
+  return out;
+}
+
+Status create_ecr_repository(AwsContext& ctx, std::string_view registry_host,
+                             std::string_view repository, const EcrRepositoryOptions& options) {
+  const std::string step =
+      "ECR CreateRepository " + std::string(repository) + " in " + std::string(registry_host);
+  if (ctx.region.empty()) {
+    return Error{Errc::invalid_argument, "aws: " + step + ": no region (set auth.aws.region)"};
+  }
+  auto creds = ctx.chain->get();
+  if (!creds) return Error{creds.error().code, "aws: " + step + ": " + creds.error().message};
+  nlohmann::json req = {{"repositoryName", repository}};
+  if (auto h = parse_ecr_host(registry_host)) req["registryId"] = h->account;
+  if (!options.tag_mutability.empty()) req["imageTagMutability"] = options.tag_mutability;
+  if (options.scan_on_push) {
+    req["imageScanningConfiguration"] = {{"scanOnPush", *options.scan_on_push}};
+  }
+  if (!options.kms_key.empty()) {
+    req["encryptionConfiguration"] = {{"encryptionType", "KMS"}, {"kmsKey", options.kms_key}};
+  }
+  auto body = ctx.client->call_json(resolve_endpoint(AwsService::ecr, ctx.region),
+                                    std::string(kTargetPrefix) + "CreateRepository", req.dump(),
+                                    *creds, step);
+  if (!body) {
+    if (body.error().message.find("(RepositoryAlreadyExistsException") != std::string::npos) {
+      return {};
+    }
+    return prefixed(body.error());
+  }
+  return {};
+}
+
+}  // namespace ocirelay::adapters::aws

@@ -1,0 +1,108 @@
+// An in-process fake of the AWS endpoints the relay calls (Boost.Beast on a background
+// thread, port 0), reached through AWS_ENDPOINT_URL_ECR / _STS / _SECRETS_MANAGER,
+// AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_EC2_METADATA_SERVICE_ENDPOINT. It checks what
+// the real services check: SigV4 signatures recomputed with the caller's secret key (only
+// keys it knows or issued, session tokens matching), the signing scope (region, service),
+// date skew, X-Amz-Target and Content-Type; the web identity token; the ECS authorization
+// token; the IMDSv2 session token on every metadata GET.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace ocirelay::testing {
+
+class FakeAws {
+ public:
+  struct Options {
+    std::string region = "us-east-1";
+    // The long-term key pair the fake accepts (as IAM would).
+    std::string access_key_id = "AKIDFAKELONGTERM";
+    std::string secret_access_key = "fake-LONGTERM-secret-key-0001";
+    std::string ecr_password = "ecr-password-0001";
+    int ecr_token_seconds = 43200;      // expiresAt = now + this
+    int sts_credentials_seconds = 3600;  // Expiration of issued temporary credentials
+    std::string web_identity_token = "web-identity-jwt-0001";
+    std::string ecs_authorization = "ecs-auth-token-0001";
+    std::string imds_role = "relay-instance-role";
+  };
+
+  explicit FakeAws(Options options);
+  ~FakeAws();
+  FakeAws(const FakeAws&) = delete;
+  FakeAws& operator=(const FakeAws&) = delete;
+
+  std::string url() const;  // "http://127.0.0.1:<port>"
+  const Options& options() const { return options_; }
+
+  // Knobs.
+  void set_ecr_password(const std::string& p);
+  void set_ecr_token_seconds(int s);
+  // The next GetAuthorizationToken answers `p` once (a token the registry will refuse).
+  void queue_ecr_password(const std::string& p);
+  void set_secret(const std::string& id, const std::string& secret_string);
+  void set_sts_down(bool down);  // STS answers 503
+  // The external id AssumeRole requires for `role_arn` (roles not listed need none).
+  void require_external_id(const std::string& role_arn, const std::string& external_id);
+
+  // What happened.
+  int calls(const std::string& operation) const;  // "GetAuthorizationToken", "AssumeRole",
+                                                  // "AssumeRoleWithWebIdentity", "ecs",
+                                                  // "imds-token", "imds-credentials", ...
+  int rejected() const;                           // requests refused (4xx)
+  // The access key id that signed the last call of `operation` (who the caller was).
+  std::string last_signer(const std::string& operation) const;
+  std::string last_body(const std::string& operation) const;
+  std::vector<std::string> repositories() const;  // created by CreateRepository
+  // Every secret the fake handed out (temporary secret keys, session tokens, passwords).
+  std::vector<std::string> issued_secrets() const;
+
+ // Wire types of the implementation.
+  struct Reply;
+  struct Request;
+
+ private:
+  struct TempCredentials {
+    std::string secret;
+    std::string token;
+    std::string role_arn;
+  };
+  Reply handle(const Request& req);
+  Reply verify_signature(const Request& req, const std::string& service, bool json,
+                         std::string* signer);
+  Reply sts(const Request& req);
+  Reply json_api(const Request& req);
+  std::string issue_temp(const std::string& role_arn, TempCredentials* out, std::string* id);
+  void accept_loop();
+  void serve(boost::asio::ip::tcp::socket socket);
+
+  Options options_;
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, TempCredentials> temp_;  // access key id -> issued
+  std::map<std::string, std::string> secrets_;
+  std::map<std::string, std::string> external_ids_;
+  std::map<std::string, int> calls_;
+  std::map<std::string, std::string> last_signer_;
+  std::map<std::string, std::string> last_body_;
+  std::vector<std::string> repositories_;
+  std::vector<std::string> issued_;
+  std::vector<std::string> imds_tokens_;
+  std::vector<std::string> queued_passwords_;
+  bool sts_down_ = false;
+  int rejected_ = 0;
+  int serial_ = 0;
+};
+
+}  // namespace ocirelay::testing
