@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 
 #include "adapters/encoding.h"
 #include "adapters/google/credentials.h"
@@ -327,6 +328,101 @@ TEST_F(GoogleAuthTest, UnreachableIssuersAreUpstreamUnavailable) {
   auto sa = adc(from_file((tmp / "down.json").string()))->get();
   ASSERT_FALSE(sa.ok());
   EXPECT_EQ(sa.error().code, Errc::upstream_unavailable);
+}
+
+// Invariant 7: with known secrets (keys, client secret, refresh token, access tokens, a
+// stored password) and every way these flows fail, no error message and no describe()
+// holds any of them.
+TEST_F(GoogleAuthTest, NoSecretReachesAnErrorMessageOrDescribe) {
+  std::vector<std::string> texts;
+  auto record = [&texts](const std::shared_ptr<CredentialSource>& source) {
+    if (!source) return;
+    texts.push_back(source->describe());
+    auto c = source->get();
+    if (!c) texts.push_back(c.error().message);
+  };
+  auto record_creation = [&](const std::string& path) {
+    auto c = google_credentials(from_file(path));
+    if (c)
+      record(*c);
+    else
+      texts.push_back(c.error().message);
+  };
+  const std::string closed = "http://127.0.0.1:" + std::to_string(testing::free_port()) + "/token";
+
+  // Service account: a key Google does not know, a damaged key, the token endpoint down.
+  record_creation(write_service_account(other_key().private_pem, "other.json"));
+  // A line cut out of the middle: no longer a parsable key.
+  std::string damaged = service_account_key().private_pem;
+  const auto cut = damaged.find('\n', damaged.size() / 2);
+  damaged.erase(cut, damaged.find('\n', cut + 1) - cut);
+  record_creation(write_service_account(damaged, "damaged.json"));
+  write_file(tmp / "sa-down.json", testing::service_account_key_file(
+                                       kEmail, kKeyId, service_account_key().private_pem, closed));
+  record_creation((tmp / "sa-down.json").string());
+
+  // Authorized user: wrong client secret, revoked refresh token, token endpoint down.
+  const std::string wrong_secret = "GOCSPX-wrong-secret-5d1e";
+  const std::string wrong_refresh = "1//wrong-refresh-9f3c";
+  write_file(tmp / "au-secret.json", authorized_user_json(wrong_secret));
+  record_creation((tmp / "au-secret.json").string());
+  write_file(tmp / "au-refresh.json", authorized_user_json(kClientSecret, wrong_refresh));
+  record_creation((tmp / "au-refresh.json").string());
+  auto au_down = json::parse(authorized_user_json());
+  au_down["token_uri"] = closed;
+  write_file(tmp / "au-down.json", au_down.dump());
+  record_creation((tmp / "au-down.json").string());
+
+  // Metadata server down.
+  env.set("GCE_METADATA_HOST", "127.0.0.1:" + std::to_string(testing::free_port()));
+  record(adc());
+  env.set("GCE_METADATA_HOST", google.host());
+
+  // Secret Manager and Artifact Registry failing after a real access token was issued.
+  auto token = adc(from_file(write_service_account(service_account_key().private_pem)));
+  ASSERT_TRUE(token->get().ok());
+  const std::string stored_password = "sm-stored-password-3a7b";
+  google.add_secret_version("p", "bad-crc", stored_password, true);
+  google.add_secret_version("p", "no-user", stored_password);
+  google.add_secret_version("p", "no-password",
+                            R"({"username":"u","pass":")" + stored_password + "\"}");
+  for (const char* name : {"bad-crc", "no-user", "no-password", "missing"}) {
+    GoogleSecretManagerOptions o;
+    o.secret_version = std::string("projects/p/secrets/") + name + "/versions/latest";
+    o.endpoint = google.url();
+    record(*google_secret_manager_credentials(o, token));
+  }
+  ArtifactRegistryCreateOptions ar;
+  ar.endpoint = google.url();
+  ar.poll_interval = std::chrono::milliseconds(1);
+  google.fail_next_operation(7, "denied");
+  auto s = artifact_registry_create_repository("us-docker.pkg.dev/p/r", *token, ar);
+  ASSERT_FALSE(s.ok());
+  texts.push_back(s.error().message);
+  google.revoke_all_tokens();
+  auto s2 = artifact_registry_create_repository("us-docker.pkg.dev/p/r2", *token, ar);
+  ASSERT_FALSE(s2.ok());
+  texts.push_back(s2.error().message);
+
+  std::vector<std::string> secrets = {kClientSecret, kRefreshToken, wrong_secret, wrong_refresh,
+                                      stored_password};
+  for (const std::string* pem : std::vector<const std::string*>{
+           &service_account_key().private_pem, &other_key().private_pem, &damaged}) {
+    std::stringstream lines(*pem);
+    for (std::string line; std::getline(lines, line);)
+      if (line.find("-----") == std::string::npos && line.size() > 16) secrets.push_back(line);
+  }
+  ASSERT_GE(google.issued_tokens().size(), 1u);
+  for (const auto& [t, kind] : google.issued_tokens()) secrets.push_back(t);
+
+  ASSERT_GE(texts.size(), 20u);
+  int errors_seen = 0;
+  for (const auto& text : texts) {
+    if (text.starts_with("google:")) ++errors_seen;
+    for (const auto& secret : secrets)
+      EXPECT_EQ(text.find(secret), std::string::npos) << "a secret leaked into: " << text;
+  }
+  EXPECT_GE(errors_seen, 12) << "every flow above should have failed with a google: error";
 }
 
 // ---- Secret Manager -----------------------------------------------------------------
