@@ -25,7 +25,12 @@ bool RegistryProcess::write_config() {
                     "storage:\n  filesystem:\n    rootdirectory: " + (dir_ / "data").string() + "\n"
                     "  delete:\n    enabled: true\n"
                     "http:\n  addr: 127.0.0.1:" + std::to_string(port_) + "\n";
-  if (!options_.username.empty()) {
+  if (options_.token_auth) {
+    const auto& t = *options_.token_auth;
+    cfg += "auth:\n  token:\n    realm: " + t.realm + "\n    service: " + t.service +
+           "\n    issuer: " + t.issuer + "\n    rootcertbundle: " + t.rootcertbundle.string() +
+           "\n";
+  } else if (!options_.username.empty()) {
     // A bcrypt entry; the password passes through argv of a short-lived local command only.
     auto r = run_command({"htpasswd", "-Bbn", options_.username, options_.password}, 30s);
     if (r.exit_code != 0) {
@@ -46,7 +51,7 @@ bool RegistryProcess::start(std::uint16_t port) {
   if (!proc_.start({"docker-registry", "serve", (dir_ / "config.yml").string()},
                    dir_ / "access.log", dir_ / "registry.log"))
     return false;
-  const int ready_status = options_.username.empty() ? 200 : 401;
+  const int ready_status = options_.username.empty() && !options_.token_auth ? 200 : 401;
   const std::uint16_t p = port_;
   bool up = wait_until(
       [&] {

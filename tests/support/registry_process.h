@@ -1,11 +1,13 @@
 // A real distribution registry (`docker-registry serve`, 2.8) for tests: filesystem storage
-// and logs in a directory, a port chosen at run time, optional Basic auth (htpasswd), the
+// and logs in a directory, a port chosen at run time, optional Basic auth (htpasswd) or
+// token auth (a TokenServer's certificate as the trusted root), the
 // access log readable for request counting; stopped by its pid.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tests/support/files.h"
@@ -13,10 +15,22 @@
 
 namespace ocirelay::testing {
 
+// The registry's `auth: token:` section: it then accepts only Bearer JWTs signed by a key
+// whose certificate chains to `rootcertbundle`, issued by `issuer` for `service`, and
+// sends clients to `realm` (see tests/support/token_server.h).
+struct TokenAuthOptions {
+  std::string realm;
+  std::string service;
+  std::string issuer;
+  fs::path rootcertbundle;
+};
+
 struct RegistryOptions {
   // Non-empty: the registry requires Basic auth with this user (htpasswd, bcrypt).
   std::string username;
   std::string password;
+  // Set: token auth instead (username/password then unused).
+  std::optional<TokenAuthOptions> token_auth = std::nullopt;
 };
 
 // Not thread-safe. Failures to start are reported with gtest ADD_FAILURE (with the
