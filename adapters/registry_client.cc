@@ -282,6 +282,8 @@ class CurlRegistryClient final : public RegistryClient {
     auto r = send(c, auth);
     if (!r) return fail(c, r.error().code, r.error().message);
     if (r->head.status == 401) {
+      std::optional<Credentials> basic_sent;  // the Basic credentials of the retry
+      bool renewed_once = false;              // at most one renewal per request
       auto challenge = pick_challenge(r->challenges);
       if (!challenge) return fail(c, Errc::unauthorized, "HTTP 401 without an auth challenge");
       if (challenge->scheme == "bearer") {
@@ -308,18 +310,18 @@ class CurlRegistryClient final : public RegistryClient {
           auto renewed = renewed_credentials(c, *cr);
           if (!renewed) return fail(c, Errc::unauthorized, "HTTP 401: credentials rejected");
           cr = std::move(*renewed);
+          renewed_once = true;
         }
         basic_scheme_.store(true);
         auth = basic_line(*cr);
+        basic_sent = std::move(*cr);
       }
       r = send(c, auth);
       if (!r) return fail(c, r.error().code, r.error().message);
-      if (r->head.status == 401 && auth.starts_with("Authorization: Basic") && !anonymous()) {
+      if (r->head.status == 401 && basic_sent && !renewed_once) {
         // First contact refused the credentials: an exchanged password may have been
         // revoked or rotated since the source cached it; renew once.
-        auto used = current_credentials(c);
-        if (!used) return std::move(used).error();
-        if (auto renewed = renewed_credentials(c, *used)) {
+        if (auto renewed = renewed_credentials(c, *basic_sent)) {
           auth = basic_line(*renewed);
           r = send(c, auth);
           if (!r) return fail(c, r.error().code, r.error().message);

@@ -131,6 +131,15 @@ TEST_F(AwsEcrAuthTest, RefusedTokenIsInvalidatedAndFetchedOnce) {
   EXPECT_EQ(r.error().message.find("refused-"), std::string::npos);
 }
 
+// The very first request of a client: anonymous -> 401 -> Basic with a token the registry
+// refuses (rotated since it was cached) -> renewed once -> the pull works.
+TEST_F(AwsEcrAuthTest, RefusedTokenOnFirstContactIsRenewedOnce) {
+  fake_->queue_ecr_password("a-token-the-registry-refuses");
+  auto c = client(aws::ecr_credentials(us_east_1(), registry_->host()));
+  expect_pull(*c);
+  EXPECT_EQ(fake_->calls("GetAuthorizationToken"), 2);
+}
+
 TEST_F(AwsEcrAuthTest, SecretsManagerHoldsTheRegistryPassword) {
   const std::string arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:registry-XyZ";
   fake_->set_secret(arn, std::string(R"({"username":"AWS","password":")") + kPassword + "\"}");
