@@ -14,6 +14,10 @@
 #include <set>
 #include <sstream>
 
+#include "adapters/aws/aws.h"
+#include "adapters/azure/azure.h"
+#include "adapters/docker_config.h"
+#include "adapters/google/google.h"
 #include "adapters/registry_kind.h"
 
 namespace ocirelay::cli {
@@ -176,10 +180,8 @@ std::string read_secret_file(const Ctx& ctx, const YAML::Node& n, const std::str
   return s;
 }
 
-std::shared_ptr<adapters::CredentialSource> parse_auth(const Ctx& ctx, const YAML::Node& n,
-                                                      const std::string& path) {
+adapters::Credentials parse_password(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
   adapters::Credentials creds;
-  check_keys(ctx, n, path, {"username", "password_file", "password_env"});
   if (n["username"]) creds.username = scalar(ctx, n["username"], path + ".username");
   if (n["password_file"] && n["password_env"])
     ctx.fail(n, path, "set only one of password_file and password_env");
@@ -197,7 +199,144 @@ std::shared_ptr<adapters::CredentialSource> parse_auth(const Ctx& ctx, const YAM
     ctx.fail(n, path + ".username", "required when a password is given");
   if (!creds.username.empty() && creds.password.empty())
     ctx.fail(n, path, "username given without password_file or password_env");
-  return adapters::fixed_credentials(std::move(creds));
+  return creds;
+}
+
+adapters::aws::AwsAuthOptions parse_aws(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
+  adapters::aws::AwsAuthOptions o;
+  if (n.IsNull()) return o;  // `aws:` alone: the default chain
+  check_keys(ctx, n, path, {"region", "profile", "role_arn", "external_id"});
+  if (n["region"]) o.region = scalar(ctx, n["region"], path + ".region");
+  if (n["profile"]) o.profile = scalar(ctx, n["profile"], path + ".profile");
+  if (n["role_arn"]) o.role_arn = scalar(ctx, n["role_arn"], path + ".role_arn");
+  if (n["external_id"]) o.external_id = scalar(ctx, n["external_id"], path + ".external_id");
+  if (!o.role_arn.empty() && !o.role_arn.starts_with("arn:"))
+    ctx.fail(n["role_arn"], path + ".role_arn", "expected an IAM role ARN (arn:aws:iam::<account>:role/<name>)");
+  if (!o.external_id.empty() && o.role_arn.empty())
+    ctx.fail(n["external_id"], path + ".external_id", "only meaningful with role_arn");
+  return o;
+}
+
+std::shared_ptr<adapters::CredentialSource> google_source(const Ctx& ctx, const YAML::Node& n,
+                                                          const std::string& path) {
+  adapters::GoogleAuthOptions o;
+  if (n && !n.IsNull()) {
+    check_keys(ctx, n, path, {"credentials_file"});
+    if (n["credentials_file"])
+      o.credentials_file = scalar(ctx, n["credentials_file"], path + ".credentials_file");
+  }
+  auto source = adapters::google_credentials(o);
+  if (!source) ctx.fail(n, path, source.error().message);
+  return *source;
+}
+
+// One credential method per registry: a password, docker's config.json or a credential
+// helper, a cloud identity (aws for ECR, google for GCR/Artifact Registry, azure for ACR),
+// or a password kept in a secret manager (with `aws:`/`google:` saying how to reach it).
+std::shared_ptr<adapters::CredentialSource> parse_auth(const Ctx& ctx, const YAML::Node& n,
+                                                      const std::string& path,
+                                                      const std::string& host_port,
+                                                      const std::string& url,
+                                                      adapters::RegistryKind kind) {
+  using adapters::RegistryKind;
+  check_keys(ctx, n, path,
+             {"username", "password_file", "password_env", "docker_config", "credential_helper",
+              "aws", "google", "azure", "secret"});
+  const bool password = n["username"] || n["password_file"] || n["password_env"];
+  const bool secret = static_cast<bool>(n["secret"]);
+  int methods = 0;
+  for (bool m : {password && !secret, static_cast<bool>(n["docker_config"]),
+                 static_cast<bool>(n["credential_helper"]), n["aws"] && !secret,
+                 n["google"] && !secret, static_cast<bool>(n["azure"]), secret})
+    methods += m ? 1 : 0;
+  if (methods > 1)
+    ctx.fail(n, path,
+             "choose one credential method: username + password_file/password_env, "
+             "docker_config, credential_helper, aws, google, azure or secret");
+
+  if (secret) {
+    const auto s = n["secret"];
+    const std::string sp = path + ".secret";
+    check_keys(ctx, s, sp, {"aws_secrets_manager", "google_secret_manager", "username"});
+    if (n["password_file"] || n["password_env"])
+      ctx.fail(n, path, "the password comes from the secret: drop password_file/password_env");
+    std::string username;
+    if (s["username"]) username = scalar(ctx, s["username"], sp + ".username");
+    else if (n["username"]) username = scalar(ctx, n["username"], path + ".username");
+    if (s["aws_secrets_manager"] && s["google_secret_manager"])
+      ctx.fail(s, sp, "set one of aws_secrets_manager and google_secret_manager");
+    if (auto a = s["aws_secrets_manager"]) {
+      if (n["google"]) ctx.fail(n["google"], path + ".google", "not used with aws_secrets_manager");
+      adapters::aws::SecretsManagerOptions o;
+      if (n["aws"]) o.aws = parse_aws(ctx, n["aws"], path + ".aws");
+      o.secret_id = scalar(ctx, a, sp + ".aws_secrets_manager");
+      o.username = username;
+      return adapters::aws::secrets_manager_credentials(o);
+    }
+    if (auto g = s["google_secret_manager"]) {
+      if (n["aws"]) ctx.fail(n["aws"], path + ".aws", "not used with google_secret_manager");
+      adapters::GoogleSecretManagerOptions o;
+      o.secret_version = scalar(ctx, g, sp + ".google_secret_manager");
+      o.username = username;
+      auto source = adapters::google_secret_manager_credentials(
+          o, google_source(ctx, n["google"], path + ".google"));
+      if (!source) ctx.fail(g, sp + ".google_secret_manager", source.error().message);
+      return *source;
+    }
+    ctx.fail(s, sp, "set aws_secrets_manager or google_secret_manager");
+  }
+  if (auto d = n["docker_config"]) {
+    adapters::DockerConfigOptions o;
+    std::string v = scalar(ctx, d, path + ".docker_config");
+    // true: docker's own lookup ($DOCKER_CONFIG, ~/.docker); a path: that file.
+    if (v == "false" || v == "no" || v == "off") return adapters::fixed_credentials({});
+    if (v != "true" && v != "yes" && v != "on") o.config_path = v;
+    return adapters::docker_config_credentials(host_port, o);
+  }
+  if (auto h = n["credential_helper"]) {
+    std::string helper = scalar(ctx, h, path + ".credential_helper");
+    if (helper.empty() || helper.find_first_of("/ \t") != std::string::npos)
+      ctx.fail(h, path + ".credential_helper",
+               "expected a helper name such as ecr-login (runs docker-credential-<name>)");
+    return adapters::credential_helper_credentials(helper, host_port);
+  }
+  if (auto a = n["aws"]) {
+    if (kind != RegistryKind::ecr)
+      ctx.fail(a, path + ".aws",
+               "AWS credentials log in to ECR registries only (type ecr); for a password kept "
+               "in AWS use secret: {aws_secrets_manager: ...}");
+    return adapters::aws::ecr_credentials(parse_aws(ctx, a, path + ".aws"), host_port);
+  }
+  if (auto g = n["google"]) {
+    if (kind != RegistryKind::gcr && kind != RegistryKind::artifact_registry)
+      ctx.fail(g, path + ".google",
+               "Google credentials log in to gcr.io and *-docker.pkg.dev only (type gcr or "
+               "artifact_registry); for a password kept in Google use secret: "
+               "{google_secret_manager: ...}");
+    return google_source(ctx, g, path + ".google");
+  }
+  if (auto z = n["azure"]) {
+    if (kind != RegistryKind::acr)
+      ctx.fail(z, path + ".azure", "Azure credentials log in to ACR registries only (type acr)");
+    adapters::AzureOptions o;
+    const std::string zp = path + ".azure";
+    if (!z.IsNull()) {
+      check_keys(ctx, z, zp, {"tenant_id", "client_id", "client_secret_file", "authority_host"});
+      if (z["tenant_id"]) o.tenant_id = scalar(ctx, z["tenant_id"], zp + ".tenant_id");
+      if (z["client_id"]) o.client_id = scalar(ctx, z["client_id"], zp + ".client_id");
+      if (z["client_secret_file"]) {
+        o.client_secret_file = scalar(ctx, z["client_secret_file"], zp + ".client_secret_file");
+        if (!std::ifstream(o.client_secret_file))
+          ctx.fail(z["client_secret_file"], zp + ".client_secret_file",
+                   "cannot read '" + o.client_secret_file + "'");
+        if (o.tenant_id.empty() || o.client_id.empty())
+          ctx.fail(z, zp, "a service principal needs tenant_id and client_id");
+      }
+      if (z["authority_host"]) o.authority_host = scalar(ctx, z["authority_host"], zp + ".authority_host");
+    }
+    return adapters::acr_credentials(url, o);
+  }
+  return adapters::fixed_credentials(parse_password(ctx, n, path));
 }
 
 proxy::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
@@ -234,7 +373,10 @@ proxy::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const 
     if (!d) ctx.fail(t, path + ".tag_ttl", "invalid duration '" + v + "' (use e.g. 30s, 5m, 1h)");
     up.tag_ttl = *d;
   }
-  if (auto a = n["auth"]) up.endpoint.credentials = parse_auth(ctx, a, path + ".auth");
+  if (auto a = n["auth"])
+    up.endpoint.credentials = parse_auth(ctx, a, path + ".auth",
+                                         parsed->normalized.substr(parsed->scheme.size() + 3),
+                                         parsed->normalized, up.endpoint.kind);
   if (auto c = n["ca_file"]) {
     up.endpoint.ca_file = scalar(ctx, c, path + ".ca_file");
     if (!std::ifstream(up.endpoint.ca_file))

@@ -267,3 +267,66 @@ TEST(ConfigTest, RegistryTypeIsInferredFromTheHostOrGiven) {
 
 }  // namespace
 }  // namespace ocirelay::cli
+
+namespace ocirelay::cli {
+namespace {
+
+std::string auth_error(const std::string& yaml) {
+  try {
+    parse_config(yaml, "c.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ConfigAuthTest, EachMethodBuildsItsCredentialSource) {
+  Config c = parse_config(
+      "upstreams:\n"
+      "  - {name: ecr, url: 'https://123456789012.dkr.ecr.eu-west-1.amazonaws.com',\n"
+      "     auth: {aws: {profile: prod, role_arn: 'arn:aws:iam::123456789012:role/pull'}}}\n"
+      "  - {name: gcr.io, url: 'https://gcr.io', auth: {google: {}}}\n"
+      "  - {name: acr, url: 'https://reg.azurecr.io', auth: {azure: {}}}\n"
+      "  - {name: hub, url: 'https://registry-1.docker.io', auth: {docker_config: true}}\n"
+      "  - {name: quay.io, url: 'https://quay.io', auth: {credential_helper: pass}}\n"
+      "  - {name: harbor, url: 'https://harbor.corp', type: harbor,\n"
+      "     auth: {aws: {region: eu-west-1}, secret: {aws_secrets_manager: 'arn:aws:secretsmanager:eu-west-1:1:secret:robot', username: 'robot$relay'}}}\n",
+      "c");
+  const auto& ups = c.server.upstreams;
+  ASSERT_EQ(ups.size(), 6u);
+  EXPECT_NE(ups[0].endpoint.credentials->describe().find("aws ecr"), std::string::npos)
+      << ups[0].endpoint.credentials->describe();
+  EXPECT_NE(ups[1].endpoint.credentials->describe().find("google"), std::string::npos);
+  EXPECT_NE(ups[2].endpoint.credentials->describe().find("azure (managed identity)"), std::string::npos)
+      << ups[2].endpoint.credentials->describe();
+  EXPECT_NE(ups[3].endpoint.credentials->describe().find("docker config.json"), std::string::npos);
+  EXPECT_EQ(ups[4].endpoint.credentials->describe(), "credential helper pass");
+  EXPECT_NE(ups[5].endpoint.credentials->describe().find("aws secrets manager"), std::string::npos)
+      << ups[5].endpoint.credentials->describe();
+}
+
+TEST(ConfigAuthTest, MisusedMethodsAreRefusedNamingTheKey) {
+  EXPECT_NE(auth_error("upstreams:\n  - name: a.io\n    url: https://a.io\n"
+                       "    auth: {username: u, password_env: HOME, docker_config: true}\n")
+                .find("c.yaml:4: upstreams[0].auth: choose one credential method"),
+            std::string::npos);
+  EXPECT_NE(auth_error("upstreams:\n  - name: a.io\n    url: https://a.io\n    auth:\n      aws: {}\n")
+                .find("upstreams[0].auth.aws: AWS credentials log in to ECR registries only"),
+            std::string::npos);
+  EXPECT_NE(auth_error("upstreams:\n  - name: a.io\n    url: https://a.io\n    auth:\n      azure: {tenant_id: t}\n")
+                .find("upstreams[0].auth.azure: Azure credentials log in to ACR registries only"),
+            std::string::npos);
+  EXPECT_NE(auth_error("upstreams:\n  - name: r\n    url: https://r.azurecr.io\n    auth:\n"
+                       "      azure: {client_id: c, client_secret_file: /nonexistent/secret}\n")
+                .find("auth.azure.client_secret_file: cannot read '/nonexistent/secret'"),
+            std::string::npos);
+  EXPECT_NE(auth_error("upstreams:\n  - name: a.io\n    url: https://a.io\n    auth:\n      credential_helper: '../evil'\n")
+                .find("auth.credential_helper: expected a helper name"),
+            std::string::npos);
+  EXPECT_NE(auth_error("upstreams:\n  - name: a.io\n    url: https://a.io\n    auth:\n      secret: {username: u}\n")
+                .find("auth.secret: set aws_secrets_manager or google_secret_manager"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace ocirelay::cli
