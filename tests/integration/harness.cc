@@ -206,6 +206,8 @@ bool OcirelayProcess::start(std::uint16_t port) {
                     "    tag_ttl: 5m\n";
   if (!auth_user_.empty())
     cfg += "    auth: {username: " + auth_user_ + ", password_file: " + auth_password_file_.string() + "}\n";
+  if (!auth_yaml_.empty()) cfg += "    auth: " + auth_yaml_ + "\n";
+  if (!upstream_type_.empty()) cfg += "    type: " + upstream_type_ + "\n";
   if (!tls_cert_.empty())
     cfg += "tls: {cert: " + tls_cert_.string() + ", key: " + tls_key_.string() + "}\n";
   cfg += "log:\n  level: debug\n  format: text\n";

@@ -77,6 +77,12 @@ class OcirelayProcess {
     auth_user_ = std::move(username);
     auth_password_file_ = std::move(password_file);
   }
+  // Any other credential method: the YAML flow mapping of the upstream's `auth:` key, e.g.
+  // "{aws: {region: us-east-1}}", and its `type:` (empty: inferred), from the next start().
+  void set_upstream_auth_yaml(std::string auth_flow, std::string type = {}) {
+    auth_yaml_ = std::move(auth_flow);
+    upstream_type_ = std::move(type);
+  }
   // Serve HTTPS with this certificate and key from the next start().
   void set_tls(fs::path cert, fs::path key) {
     tls_cert_ = std::move(cert);
@@ -101,6 +107,7 @@ class OcirelayProcess {
   std::string upstream_name_, upstream_url_;
   std::string auth_user_;
   fs::path auth_password_file_;
+  std::string auth_yaml_, upstream_type_;
   fs::path tls_cert_, tls_key_;
   std::uint16_t port_ = 0;
   Process proc_;

@@ -1,0 +1,155 @@
+// `ocirelay serve` and `ocirelay check` with each cloud credential method configured in
+// YAML, against a real docker-registry (htpasswd, with the password the cloud exchange
+// hands out) and local fakes of the cloud endpoints, reached through the overrides the
+// cloud SDKs honor. Every secret of the flow must stay out of the log (debug level), the
+// metrics, `check`'s output and the store.
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <optional>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "adapters/encoding.h"
+#include "tests/integration/harness.h"
+#include "tests/support/aws_env.h"
+#include "tests/support/fake_aws.h"
+#include "tests/support/fake_google.h"
+
+namespace ocirelay::testing {
+namespace {
+
+// Sets environment variables for this test (ocirelay children inherit them) and restores
+// the previous values.
+class ScopedEnv {
+ public:
+  ~ScopedEnv() {
+    for (const auto& [name, old] : saved_) {
+      if (old) ::setenv(name.c_str(), old->c_str(), 1);
+      else ::unsetenv(name.c_str());
+    }
+  }
+  void set(const std::string& name, const std::string& value) {
+    if (!saved_.count(name)) {
+      const char* old = std::getenv(name.c_str());
+      saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
+    }
+    ::setenv(name.c_str(), value.c_str(), 1);
+  }
+
+ private:
+  std::map<std::string, std::optional<std::string>> saved_;
+};
+
+class CloudAuthServeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have_program("docker-registry") || !have_program("skopeo") || !have_program("htpasswd"))
+      GTEST_SKIP() << "needs root, docker-registry, skopeo and htpasswd";
+  }
+
+  // A registry whose only user is `user`/`password`, holding team/app:1.0.
+  void start_registry(const std::string& user, const std::string& password) {
+    registry.emplace(tmp / "registry", RegistryOptions{user, password});
+    ASSERT_TRUE(registry->start()) << registry->log();
+    ImageBuilder images(tmp / "layout");
+    image = images.add_image("1.0", {random_bytes(48 << 10, 91)});
+    auto push = skopeo_copy("oci:" + images.dir().string() + ":1.0",
+                            "docker://" + registry->host() + "/team/app:1.0",
+                            {"--all", "--dest-creds", user + ":" + password});
+    ASSERT_EQ(push.exit_code, 0) << push.err;
+  }
+
+  // Serves with `auth`, pulls through, runs check; then looks for every secret in
+  // everything ocirelay wrote or answered.
+  void pull_check_and_scan(const std::string& auth, const std::string& type,
+                           const std::string& auth_description,
+                           const std::vector<std::string>& secrets) {
+    OcirelayProcess relay(tmp / "ocirelay", "upstream.test", registry->url());
+    relay.set_upstream_auth_yaml(auth, type);
+    ASSERT_TRUE(relay.start());
+    auto pulled = skopeo_copy("docker://" + relay.host() + "/team/app:1.0", "dir:" + (tmp / "out").string());
+    ASSERT_EQ(pulled.exit_code, 0) << pulled.err << relay.log();
+    EXPECT_EQ(sha256_digest(read_file(tmp / "out/manifest.json")), image.digest);
+
+    auto check = relay.run({"check"});
+    EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+    EXPECT_NE(check.out.find(auth_description), std::string::npos) << check.out;
+    EXPECT_NE(check.out.find(" ok"), std::string::npos) << check.out;
+
+    std::vector<std::pair<std::string, std::string>> outputs = {
+        {"check output", check.out + check.err},
+        {"metrics", http_request(relay.port(), "GET", "/metrics").body}};
+    relay.stop();
+    outputs.emplace_back("serve log", relay.log());
+    for (const auto& e : fs::recursive_directory_iterator(relay.store_dir()))
+      if (e.is_regular_file()) outputs.emplace_back(e.path().string(), read_file(e.path()));
+    for (const auto& secret : secrets) {
+      ASSERT_GE(secret.size(), 8u) << "a short secret would match by chance";
+      for (const auto& [where, text] : outputs)
+        EXPECT_EQ(text.find(secret), std::string::npos) << "a secret leaked into " << where;
+    }
+  }
+
+  TempDir tmp;
+  std::optional<RegistryProcess> registry;
+  BuiltImage image;
+};
+
+TEST_F(CloudAuthServeTest, EcrThroughAwsKeysAndGetAuthorizationToken) {
+  const std::string ecr_password = "ecr-Serve-Password-" + sha256_hex(random_bytes(16, 1)).substr(0, 16);
+  start_registry("AWS", ecr_password);
+  FakeAws::Options o;
+  o.ecr_password = ecr_password;
+  FakeAws fake(o);
+  ScopedAwsEnv env;
+  env.set("AWS_ENDPOINT_URL_ECR", fake.url());
+  env.set("AWS_ACCESS_KEY_ID", o.access_key_id);
+  env.set("AWS_SECRET_ACCESS_KEY", o.secret_access_key);
+  pull_check_and_scan("{aws: {region: us-east-1}}", "ecr", "aws ecr",
+                      {ecr_password, o.secret_access_key,
+                       adapters::base64_encode("AWS:" + ecr_password)});
+  EXPECT_GE(fake.calls("GetAuthorizationToken"), 1);
+  EXPECT_EQ(fake.rejected(), 0) << "a request was refused: a bad signature or target";
+}
+
+TEST_F(CloudAuthServeTest, ArtifactRegistryThroughAServiceAccountKey) {
+  const std::string access_token = "ya29.serve-" + sha256_hex(random_bytes(16, 2)).substr(0, 24);
+  start_registry("oauth2accesstoken", access_token);
+  const TestRsaKey key = TestRsaKey::generate();
+  FakeGoogle::Options o;
+  o.public_key_pem = key.public_pem;
+  o.access_token = access_token;
+  FakeGoogle google(o);
+  write_file(tmp / "sa.json", service_account_key_file(o.service_account_email, o.service_account_key_id,
+                                                        key.private_pem, google.token_uri()));
+  ScopedEnv env;
+  env.set("GOOGLE_APPLICATION_CREDENTIALS", (tmp / "sa.json").string());
+  // Every line of the private key's base64 is a secret.
+  std::vector<std::string> secrets = {access_token};
+  std::istringstream pem(key.private_pem);
+  for (std::string line; std::getline(pem, line);)
+    if (line.size() >= 40 && !line.starts_with("-----")) secrets.push_back(line);
+  pull_check_and_scan("{google: {}}", "artifact_registry", "google adc (service account", secrets);
+  EXPECT_TRUE(google.refusals().empty());
+}
+
+TEST_F(CloudAuthServeTest, CredentialHelperFromPath) {
+  const std::string password = "helper-Pw-" + sha256_hex(random_bytes(16, 3)).substr(0, 20);
+  start_registry("robot", password);
+  // docker-credential-<name> protocol: the server URL on stdin, JSON on stdout.
+  fs::path bin = tmp / "bin";
+  fs::create_directories(bin);
+  write_file(bin / "docker-credential-testhelper",
+             "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread url\n"
+             "printf '{\"ServerURL\":\"%s\",\"Username\":\"robot\",\"Secret\":\"" + password + "\"}' \"$url\"\n");
+  ::chmod((bin / "docker-credential-testhelper").c_str(), 0755);
+  ScopedEnv env;
+  env.set("PATH", bin.string() + ":" + std::getenv("PATH"));
+  pull_check_and_scan("{credential_helper: testhelper}", "", "credential helper testhelper",
+                      {password, adapters::base64_encode("robot:" + password)});
+}
+
+}  // namespace
+}  // namespace ocirelay::testing
