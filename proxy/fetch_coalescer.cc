@@ -51,10 +51,15 @@ void BlobFill::publish_head(int fd, std::optional<std::uint64_t> length) {
 }
 
 void BlobFill::publish_bytes(std::uint64_t total_written) {
+  // Waking a reader costs a context switch or two (expensive on VMs), and each wake-up
+  // sends what arrived: batch them per kWakeStep bytes. The head, verification, the end
+  // and failures always wake readers, so nobody waits for bytes that never come.
+  constexpr std::uint64_t kWakeStep = 256 << 10;
   {
     std::lock_guard lock(mu_);
     written_.store(total_written, std::memory_order_release);
-    if (waiters_.empty()) return;
+    if (waiters_.empty() || total_written - woken_at_ < kWakeStep) return;
+    woken_at_ = total_written;
   }
   notify();
 }

@@ -65,6 +65,7 @@ class BlobFill {
   const std::string store_repo_;
   std::atomic<State> state_{State::starting};
   std::atomic<std::uint64_t> written_{0};
+  std::uint64_t woken_at_ = 0;  // written_ when readers were last woken; guarded by mu_
   std::atomic<bool> verified_{false};
   int fd_ = -1;
   mutable std::mutex mu_;

@@ -52,8 +52,27 @@ TEST(BlobFill, WaiterIsWokenOnceOnProgress) {
   EXPECT_EQ(woken, 1);  // not registered again
   ASSERT_TRUE(fill.wait_for_progress(4, BlobFill::State::streaming, [&] { ++woken; }));
   fill.publish_bytes(10);
-  EXPECT_EQ(woken, 2);
+  fill.publish_done();
+  EXPECT_EQ(woken, 2);  // once, although two things happened
   EXPECT_EQ(fill.written(), 10u);
+}
+
+// Wake-ups are batched per 256 KiB of progress, but verification and the end always wake:
+// a reader never waits for bytes that already arrived once the fill is complete.
+TEST(BlobFill, SmallProgressIsBatchedButTheEndAlwaysWakes) {
+  BlobFill fill(digest_of("x"), "r");
+  fill.publish_head(-1, 1 << 20);
+  int woken = 0;
+  ASSERT_TRUE(fill.wait_for_progress(0, BlobFill::State::streaming, [&] { ++woken; }));
+  fill.publish_bytes(16 << 10);
+  EXPECT_EQ(woken, 0);
+  fill.publish_bytes(300 << 10);
+  EXPECT_EQ(woken, 1);
+  ASSERT_TRUE(fill.wait_for_progress(300 << 10, BlobFill::State::streaming, [&] { ++woken; }));
+  fill.publish_bytes((300 << 10) + 5);
+  EXPECT_EQ(woken, 1);
+  fill.publish_verified();
+  EXPECT_EQ(woken, 2);
 }
 
 TEST(BlobFill, ProgressAlreadySeenIsNotAWait) {
