@@ -85,6 +85,8 @@ void parse_header_line(TransferState& st, std::string_view line) {
     h.ratelimit_remaining = parse_ratelimit(value);
   } else if (iequals(name, "ratelimit-limit")) {
     h.ratelimit_limit = parse_ratelimit(value);
+  } else if (iequals(name, "retry-after")) {
+    h.retry_after = parse_ratelimit(value);  // seconds; the HTTP-date form is ignored
   } else if (iequals(name, "www-authenticate")) {
     st.exchange.challenges.emplace_back(value);
   }

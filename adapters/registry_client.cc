@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -275,7 +276,48 @@ class CurlRegistryClient final : public RegistryClient {
     return "Authorization: Bearer " + *token;
   }
 
+  // GETs of manifests and blobs count against registry pull quotas (Docker Hub).
+  static bool counted(const Call& c) {
+    return c.method == "GET" && (c.kind == "manifest" || c.kind == "blob");
+  }
+
+  // Seconds until the upstream's rate limit lets counted requests through; 0 when it does.
+  std::int64_t paused_for() const {
+    auto until = paused_until_.load();
+    auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    if (until <= now) return 0;
+    return std::chrono::ceil<std::chrono::seconds>(std::chrono::steady_clock::duration(until - now))
+        .count();
+  }
+
+  void note_rate_limit(const Call& c, const ResponseHead& head) {
+    std::int64_t pause = 0;
+    if (head.status == 429) {
+      pause = std::clamp<std::int64_t>(head.retry_after.value_or(60), 1, 3600);
+    } else if (c.kind == "manifest" && c.method == "GET" && head.ratelimit_remaining &&
+               *head.ratelimit_remaining <= 0) {
+      pause = 60;
+    }
+    if (pause == 0) return;
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(pause);
+    paused_until_.store(until.time_since_epoch().count());
+    spdlog::warn("{}: upstream rate limit ({}): pausing manifest and blob GETs for {} s; cached "
+                 "content keeps serving",
+                 ep_.name, head.status == 429 ? "HTTP 429" : "ratelimit-remaining 0", pause);
+  }
+
   Result<HttpExchange> execute(const Call& c) {
+    if (counted(c)) {
+      if (auto wait = paused_for(); wait > 0)
+        return fail(c, Errc::too_many_requests,
+                    "upstream rate limit: not asking again for " + std::to_string(wait) + " s");
+    }
+    auto r = execute_unpaced(c);
+    if (r) note_rate_limit(c, r->head);
+    return r;
+  }
+
+  Result<HttpExchange> execute_unpaced(const Call& c) {
     auto initial = initial_auth(c);
     if (!initial) return std::move(initial).error();
     std::string auth = std::move(*initial);
@@ -331,6 +373,7 @@ class CurlRegistryClient final : public RegistryClient {
         return fail(c, Errc::unauthorized, "HTTP 401 after authenticating: access refused");
       }
     }
+    if (r->head.status == 429) note_rate_limit(c, r->head);
     if (r->head.status < 200 || r->head.status >= 300) return status_error(c, *r);
     return r;
   }
@@ -371,12 +414,13 @@ class CurlRegistryClient final : public RegistryClient {
                   "token realm on " + realm_host +
                       " is plain http for an https registry; refusing to send credentials");
     }
-    if (!realm_host_allowed(host_, realm_host)) {
+    if (!realm_host_allowed(host_, realm_host, ep_.token_realm_hosts)) {
       spdlog::warn("{}: refusing token realm on host {}: not on the registry's domain ({})",
                    ep_.name, realm_host, host_);
       return fail(c, Errc::unauthorized,
                   "token realm host " + realm_host + " is not on the registry's domain (" +
-                      host_ + "); refusing to send credentials there");
+                      host_ + "); refusing to send credentials there (list it in the "
+                      "upstream's token_realm_hosts to trust it)");
     }
     // The registry's scope wins (it may ask for more than pull); ours otherwise.
     std::string scope = challenge.param("scope");
@@ -438,6 +482,8 @@ class CurlRegistryClient final : public RegistryClient {
   CurlHandlePool pool_;
   TokenCache tokens_;
   std::atomic<bool> basic_scheme_{false};
+  // steady_clock ticks until which counted GETs are refused (rate limited); 0: never.
+  std::atomic<std::chrono::steady_clock::rep> paused_until_{0};
   mutable std::mutex mu_;
   std::optional<AuthChallenge> bearer_challenge_;  // realm + service, once seen; guarded by mu_
   std::optional<WallClock::time_point> token_expiry_;  // guarded by mu_

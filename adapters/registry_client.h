@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "adapters/credentials.h"
 #include "adapters/registry_kind.h"
@@ -34,6 +35,8 @@ struct RegistryEndpoint {
   std::chrono::milliseconds request_timeout{30000};  // whole request, except blob bodies
   std::string ca_file;       // extra CA bundle; empty: system store
   RegistryKind kind = RegistryKind::generic;
+  // Token realm hosts trusted with the credentials besides the registry's own domain.
+  std::vector<std::string> token_realm_hosts;
 };
 
 // What an upstream answered, minus the body.
@@ -46,6 +49,7 @@ struct ResponseHead {
   std::string link;                   // Link (pagination)
   std::optional<std::int64_t> ratelimit_remaining;  // Docker Hub ratelimit-remaining
   std::optional<std::int64_t> ratelimit_limit;
+  std::optional<std::int64_t> retry_after;  // Retry-After, in seconds
 };
 
 struct Response {
@@ -85,6 +89,11 @@ class RegistryClient {
   // Error mapping for every call: 404 -> not_found, 401 (after one token refresh) ->
   // unauthorized, 403 -> denied, 429 -> too_many_requests, 5xx / connect / timeout ->
   // upstream_unavailable, anything else unexpected -> upstream_protocol.
+  //
+  // Rate limits pace requests: after a 429 (for its Retry-After, else a minute, at most an
+  // hour) or a manifest GET answered with ratelimit-remaining 0 (a minute), manifest and
+  // blob GETs fail at once with too_many_requests instead of spending what is left of the
+  // quota; HEADs, which Docker Hub does not count, still go out.
 
   // GET /v2/ with credentials (also obtains a token when challenged).
   virtual Status ping() = 0;

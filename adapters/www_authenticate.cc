@@ -121,8 +121,11 @@ std::string url_host(std::string_view url) {
   return lower(rest.substr(0, rest.find(':')));
 }
 
-bool realm_host_allowed(std::string_view registry_host, std::string_view realm_host) {
+bool realm_host_allowed(std::string_view registry_host, std::string_view realm_host,
+                        const std::vector<std::string>& also_allowed) {
   if (realm_host.empty()) return false;
+  for (const auto& h : also_allowed)
+    if (h == realm_host) return true;
   if (registry_host == realm_host) return true;
   if (is_loopback(registry_host) && is_loopback(realm_host)) return true;
   if (is_ip_literal(registry_host) || is_ip_literal(realm_host)) return false;

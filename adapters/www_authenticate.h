@@ -31,6 +31,8 @@ std::string url_host(std::string_view url);
 // True when a token realm on `realm_host` may receive the registry's credentials: the
 // same host, both loopback, or the same registrable domain (last two DNS labels, e.g.
 // registry-1.docker.io and auth.docker.io). IP literals must match exactly.
-bool realm_host_allowed(std::string_view registry_host, std::string_view realm_host);
+// `also_allowed` lists realm hosts the configuration trusts beyond that (exact matches).
+bool realm_host_allowed(std::string_view registry_host, std::string_view realm_host,
+                        const std::vector<std::string>& also_allowed = {});
 
 }  // namespace ocirelay::adapters

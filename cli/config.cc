@@ -336,11 +336,19 @@ std::shared_ptr<adapters::CredentialSource> parse_auth(const Ctx& ctx, const YAM
     }
     return adapters::acr_credentials(url, o);
   }
-  return adapters::fixed_credentials(parse_password(ctx, n, path));
+  adapters::Credentials creds = parse_password(ctx, n, path);
+  if (kind == RegistryKind::ocir && !creds.username.empty() &&
+      creds.username.find('/') == std::string::npos)
+    ctx.fail(n["username"], path + ".username",
+             "OCIR usernames are <tenancy-namespace>/<username> (federated: "
+             "<tenancy-namespace>/oracleidentitycloudservice/<username>), with an auth token "
+             "as the password");
+  return adapters::fixed_credentials(std::move(creds));
 }
 
 proxy::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
-  check_keys(ctx, n, path, {"name", "url", "type", "default", "tag_ttl", "auth", "ca_file"});
+  check_keys(ctx, n, path,
+             {"name", "url", "type", "default", "tag_ttl", "auth", "ca_file", "token_realm_hosts"});
   proxy::UpstreamConfig up;
   if (!n["name"]) ctx.fail(n, path + ".name", "required");
   if (!n["url"]) ctx.fail(n, path + ".url", "required");
@@ -372,6 +380,18 @@ proxy::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const 
     auto d = parse_duration(v);
     if (!d) ctx.fail(t, path + ".tag_ttl", "invalid duration '" + v + "' (use e.g. 30s, 5m, 1h)");
     up.tag_ttl = *d;
+  }
+  if (auto t = n["token_realm_hosts"]) {
+    const std::string key = path + ".token_realm_hosts";
+    if (!t.IsSequence()) ctx.fail(t, key, "expected a list of host names");
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      std::string h = scalar(ctx, t[i], key + "[" + std::to_string(i) + "]");
+      if (h.empty() || h.find_first_of("/:@ ") != std::string::npos)
+        ctx.fail(t[i], key + "[" + std::to_string(i) + "]",
+                 "expected a bare host name such as auth.example.com");
+      for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      up.endpoint.token_realm_hosts.push_back(std::move(h));
+    }
   }
   if (auto a = n["auth"])
     up.endpoint.credentials = parse_auth(ctx, a, path + ".auth",

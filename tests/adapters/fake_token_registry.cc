@@ -230,7 +230,7 @@ FakeTokenRegistry::Reply FakeTokenRegistry::handle(const std::string& method,
   if (rest.starts_with("/manifests/")) {
     if (rest == "/manifests/hang") return Reply{200, {}, "", Behaviour::hang};
     if (rest == "/manifests/limited") {
-      return Reply{429, {{"ratelimit-remaining", "0;w=21600"}},
+      return Reply{429, {{"ratelimit-remaining", "0;w=21600"}, {"Retry-After", "30"}},
                    R"({"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]})"};
     }
     if (rest == "/manifests/broken") return Reply{503, {}, "upstream exploded"};

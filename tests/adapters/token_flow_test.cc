@@ -169,6 +169,7 @@ TEST(TokenFlow, MapsUpstreamStatusesToErrorCodes) {
   EXPECT_TRUE(limited.error().retryable());
   EXPECT_NE(limited.error().message.find("429"), std::string::npos) << limited.error().message;
 
+  c = client_for(fake);  // a fresh client: the 429 paused this one's GETs
   auto broken = c->get_manifest("team/a", "broken", kOciManifest);
   ASSERT_FALSE(broken.ok());
   EXPECT_EQ(broken.error().code, Errc::upstream_unavailable);
@@ -178,6 +179,23 @@ TEST(TokenFlow, MapsUpstreamStatusesToErrorCodes) {
   ASSERT_FALSE(forbidden.ok());
   EXPECT_EQ(forbidden.error().code, Errc::denied);
   EXPECT_FALSE(forbidden.error().retryable());
+}
+
+// After a 429 the client stops spending quota on GETs for Retry-After seconds (the mirror
+// serves its cache meanwhile), while HEADs, which Docker Hub does not count, still go out.
+TEST(TokenFlow, RateLimitPausesGetsButNotHeads) {
+  FakeTokenRegistry fake(options());
+  auto c = client_for(fake);
+  ASSERT_FALSE(c->get_manifest("team/a", "limited", kOciManifest).ok());
+  const int connections = fake.connections_accepted();
+  auto paused = c->get_manifest("team/a", "v1", kOciManifest);
+  ASSERT_FALSE(paused.ok());
+  EXPECT_EQ(paused.error().code, Errc::too_many_requests);
+  EXPECT_NE(paused.error().message.find("not asking again for 30 s"), std::string::npos)
+      << paused.error().message;
+  EXPECT_EQ(fake.connections_accepted(), connections) << "a paused GET reached the registry";
+  auto head = c->head_manifest("team/a", "v1", kOciManifest);
+  EXPECT_TRUE(head.ok()) << head.error().to_string();
 }
 
 TEST(TokenFlow, ParsesRateLimitAndDigestHeaders) {

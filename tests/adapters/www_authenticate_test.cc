@@ -58,3 +58,15 @@ TEST(WwwAuthenticate, RealmHostMustShareTheRegistrysDomain) {
 
 }  // namespace
 }  // namespace ocirelay::adapters
+
+namespace ocirelay::adapters {
+namespace {
+
+TEST(RealmHostAllowed, ConfiguredHostsAreTrustedExactly) {
+  EXPECT_FALSE(realm_host_allowed("registry.corp.example", "auth.other.example"));
+  EXPECT_TRUE(realm_host_allowed("registry.corp.example", "auth.other.example", {"auth.other.example"}));
+  EXPECT_FALSE(realm_host_allowed("registry.corp.example", "evil.auth.other.example", {"auth.other.example"}));
+}
+
+}  // namespace
+}  // namespace ocirelay::adapters

@@ -330,3 +330,30 @@ TEST(ConfigAuthTest, MisusedMethodsAreRefusedNamingTheKey) {
 
 }  // namespace
 }  // namespace ocirelay::cli
+
+namespace ocirelay::cli {
+namespace {
+
+TEST(ConfigAuthTest, TokenRealmHostsAndOcirUsernames) {
+  ::setenv("OCIRELAY_TEST_OCIR", "auth-token", 1);
+  Config c = parse_config("upstreams:\n"
+                          "  - name: reg.corp\n    url: https://reg.corp\n"
+                          "    token_realm_hosts: [Auth.Other-Corp.com]\n"
+                          "  - name: fra.ocir.io\n    url: https://fra.ocir.io\n"
+                          "    auth: {username: mytenancy/jane, password_env: OCIRELAY_TEST_OCIR}\n",
+                          "c");
+  EXPECT_EQ(c.server.upstreams[0].endpoint.token_realm_hosts, std::vector<std::string>{"auth.other-corp.com"});
+  EXPECT_EQ(c.server.upstreams[1].endpoint.kind, adapters::RegistryKind::ocir);
+  EXPECT_NE(auth_error("upstreams:\n  - name: fra.ocir.io\n    url: https://fra.ocir.io\n"
+                       "    auth: {username: jane, password_env: OCIRELAY_TEST_OCIR}\n")
+                .find("upstreams[0].auth.username: OCIR usernames are <tenancy-namespace>/<username>"),
+            std::string::npos);
+  EXPECT_NE(auth_error("upstreams:\n  - name: a.io\n    url: https://a.io\n"
+                       "    token_realm_hosts: ['https://auth.a.io/token']\n")
+                .find("token_realm_hosts[0]: expected a bare host name"),
+            std::string::npos);
+  ::unsetenv("OCIRELAY_TEST_OCIR");
+}
+
+}  // namespace
+}  // namespace ocirelay::cli
