@@ -20,6 +20,7 @@
 #include "adapters/credentials.h"
 #include "adapters/registry_client.h"
 #include "oci/digest.h"
+#include "tests/integration/harness.h"
 #include "tests/support/files.h"
 #include "tests/support/loopback_http.h"
 #include "tests/support/registry_process.h"
@@ -509,6 +510,49 @@ TEST(AcrAuth, FailuresNameTheStepAndLeakNoSecret) {
       EXPECT_EQ(text.find(s), std::string::npos) << "secret in: " << text;
     }
   }
+}
+
+// `ocirelay serve` with `auth: azure:` in its config: skopeo pulls through the mirror from
+// the token-auth registry, `check` reports the source, and no secret of the flow (client
+// secret, Entra tokens, ACR refresh and access tokens) reaches the log (debug level), the
+// metrics, check's output or the store.
+TEST(AcrAuth, ServeWithAzureConfigPullsAndLeaksNothing) {
+  if (!have_program("skopeo")) GTEST_SKIP() << "needs skopeo";
+  AcrEnv acr;
+  ASSERT_TRUE(acr.env.registry.start());
+  const std::string digest = acr.env.push_image("team/app", "v1");
+  ScopedEnv authority("AZURE_AUTHORITY_HOST", acr.env.tokens.url());
+
+  OcirelayProcess relay(acr.env.dir / "ocirelay", "myreg.azurecr.io", acr.env.registry.url());
+  relay.set_upstream_auth_yaml(std::string("{azure: {tenant_id: ") + kTenant + ", client_id: " +
+                                   kClientId + ", client_secret_file: " +
+                                   acr.service_principal().client_secret_file + "}}",
+                               "acr");
+  ASSERT_TRUE(relay.start());
+  auto pulled = skopeo_copy("docker://" + relay.host() + "/team/app:v1",
+                            "dir:" + (acr.env.dir / "out").string());
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.err << relay.log();
+  EXPECT_EQ(oci::Digest::of(read_file(acr.env.dir / "out/manifest.json")).str(), digest);
+  auto check = relay.run({"check"});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  EXPECT_NE(check.out.find(std::string("azure (service principal ") + kClientId + ")"),
+            std::string::npos)
+      << check.out;
+
+  std::vector<std::pair<std::string, std::string>> outputs = {
+      {"check output", check.out + check.err},
+      {"metrics", http_request(relay.port(), "GET", "/metrics").body}};
+  relay.stop();
+  outputs.emplace_back("serve log", relay.log());
+  for (const auto& e : fs::recursive_directory_iterator(relay.store_dir()))
+    if (e.is_regular_file()) outputs.emplace_back(e.path().string(), read_file(e.path()));
+  std::vector<std::string> secrets = {kClientSecret};
+  for (const auto& t : acr.azure.aad_tokens()) secrets.push_back(t);
+  for (const auto& t : acr.env.tokens.issued_tokens()) secrets.push_back(t);
+  ASSERT_GE(secrets.size(), 3u) << "the flow should have issued tokens";
+  for (const auto& secret : secrets)
+    for (const auto& [where, text] : outputs)
+      EXPECT_EQ(text.find(secret), std::string::npos) << "a secret leaked into " << where;
 }
 
 }  // namespace

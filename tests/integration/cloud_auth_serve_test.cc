@@ -151,5 +151,33 @@ TEST_F(CloudAuthServeTest, CredentialHelperFromPath) {
                       {password, adapters::base64_encode("robot:" + password)});
 }
 
+TEST_F(CloudAuthServeTest, PasswordKeptInAwsSecretsManager) {
+  const std::string password = "sm-Robot-Pw-" + sha256_hex(random_bytes(16, 4)).substr(0, 20);
+  start_registry("robot$relay", password);
+  FakeAws::Options o;
+  FakeAws fake(o);
+  const std::string arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:registry-robot";
+  fake.set_secret(arn, R"({"username":"robot$relay","password":")" + password + "\"}");
+  ScopedAwsEnv env;
+  env.set("AWS_ENDPOINT_URL_SECRETS_MANAGER", fake.url());
+  env.set("AWS_ACCESS_KEY_ID", o.access_key_id);
+  env.set("AWS_SECRET_ACCESS_KEY", o.secret_access_key);
+  pull_check_and_scan("{aws: {region: us-east-1}, secret: {aws_secrets_manager: '" + arn + "'}}",
+                      "harbor", "aws secrets manager",
+                      {password, o.secret_access_key,
+                       adapters::base64_encode("robot$relay:" + password)});
+  EXPECT_GE(fake.calls("GetSecretValue"), 1);
+}
+
+TEST_F(CloudAuthServeTest, DockerConfigJsonAuths) {
+  const std::string password = "cfg-Pw-" + sha256_hex(random_bytes(16, 5)).substr(0, 20);
+  start_registry("ci", password);
+  const std::string auth = adapters::base64_encode("ci:" + password);
+  write_file(tmp / "docker/config.json",
+             R"({"auths":{")" + registry->host() + R"(":{"auth":")" + auth + R"("}}})");
+  pull_check_and_scan("{docker_config: " + (tmp / "docker/config.json").string() + "}", "",
+                      "docker config.json (auths)", {password, auth});
+}
+
 }  // namespace
 }  // namespace ocirelay::testing
