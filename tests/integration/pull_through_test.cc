@@ -126,6 +126,30 @@ TEST_F(PullThroughTest, PathPrefixSelectsTheUpstreamLikePodmanMirrors) {
   expect_dir_matches(tmp / "out", img);
 }
 
+// What podman users write: a registries.conf mirror with a path prefix. skopeo reads the
+// same file through the same library (containers/image); upstream.test does not resolve,
+// so the pull succeeds only through the mirror.
+TEST_F(PullThroughTest, RegistriesConfMirrorWithPathPrefix) {
+  auto img = push_image("team/app", "1.0", 1, 1000);
+  ASSERT_TRUE(start_relay());
+  write_file(tmp / "registries.conf",
+             std::string("[[registry]]\nprefix = \"") + kUpstream + "\"\nlocation = \"" + kUpstream +
+                 "\"\n\n[[registry.mirror]]\nlocation = \"" + relay->host() + "/" + kUpstream +
+                 "\"\ninsecure = true\n");
+  write_file(tmp / "auth.json", "{}");
+  auto r = run_command({"skopeo", "--registries-conf", (tmp / "registries.conf").string(),
+                        "--insecure-policy", "copy", "--retry-times=0", "--preserve-digests",
+                        "--src-authfile", (tmp / "auth.json").string(),
+                        std::string("docker://") + kUpstream + "/team/app:1.0",
+                        "dir:" + (tmp / "out").string()},
+                       120s);
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << relay->log();
+  expect_dir_matches(tmp / "out", img);
+  EXPECT_NE(relay->log().find(std::string("path=/v2/") + kUpstream + "/team/app/manifests/1.0"),
+            std::string::npos)
+      << relay->log();
+}
+
 TEST_F(PullThroughTest, TagsListAndRangeRequests) {
   auto img = push_image("team/app", "1.0", 1, 100000);
   images.add_image("2.0", {random_bytes(10, 5)});
