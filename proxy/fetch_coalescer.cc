@@ -100,6 +100,13 @@ FetchCoalescer::Joined FetchCoalescer::join(const std::string& store_repo, const
   return {std::move(fill), true};
 }
 
+std::shared_ptr<BlobFill> FetchCoalescer::find(const std::string& store_repo,
+                                               const oci::Digest& d) const {
+  std::lock_guard lock(mu_);
+  auto it = fills_.find(store_repo + "@" + d.str());
+  return it == fills_.end() ? nullptr : it->second;
+}
+
 void FetchCoalescer::finish(const BlobFill& fill) {
   std::string key = fill.store_repo() + "@" + fill.digest().str();
   std::lock_guard lock(mu_);

@@ -85,6 +85,8 @@ class FetchCoalescer {
   // includes the repository: a client may only ride on a transfer made for its own
   // repository (invariant 2).
   Joined join(const std::string& store_repo, const oci::Digest& d);
+  // The fill in flight for `d` under `store_repo`, if any; does not create one.
+  std::shared_ptr<BlobFill> find(const std::string& store_repo, const oci::Digest& d) const;
   // Removes a finished fill. REQUIRES: called after the blob is committed (or failed), so a
   // request that misses here finds the blob in the store.
   void finish(const BlobFill& fill);

@@ -384,6 +384,11 @@ void PullThrough::settle_pending(const std::string& store_repo) {
   });
 }
 
+Result<adapters::ResponseHead> PullThrough::head_blob_upstream(const UpstreamRoute& route,
+                                                               const oci::Digest& d) {
+  return client(route).head_blob(route.repository, d);
+}
+
 Status PullThrough::confirm_blob_upstream(const UpstreamRoute& route, const oci::Digest& d) {
   auto head = client(route).head_blob(route.repository, d);
   if (!head) return head.error();

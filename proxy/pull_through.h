@@ -82,6 +82,9 @@ class PullThrough {
   // asks the upstream whether the repository has it and links it when it does.
   Status confirm_blob_upstream(const UpstreamRoute& route, const oci::Digest& d);
 
+  // Fetch thread. A HEAD of a blob the store lacks, answered by the upstream's HEAD.
+  Result<adapters::ResponseHead> head_blob_upstream(const UpstreamRoute& route, const oci::Digest& d);
+
   // Fetch thread. Runs a fill started by FetchCoalescer::join (started == true): streams
   // the blob into the store, publishes progress, commits, then finishes the fill.
   void run_fill(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill);

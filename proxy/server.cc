@@ -492,6 +492,21 @@ class ServerImpl final : public Server {
       }
       // Evicted between the lookup and the open: fetch it again.
     }
+    if (req.method() == http::verb::head && !pull_->coalescer().find(route.store_repo, d)) {
+      // Answered by the upstream's HEAD: fetching the whole blob to learn its size would
+      // spend bandwidth (and pull quota) on a question.
+      auto head = co_await on_pool<Result<adapters::ResponseHead>>(
+          [this, &route, &d] { return pull_->head_blob_upstream(route, d); });
+      if (!head) co_return co_await send_error(stream, req, head.error(), oci::ObjectKind::blob);
+      if (head->content_length) {
+        metrics_.inc("ocirelay_cache_misses_total", {{"kind", "blob"}});
+        auto out = co_await send_blob(stream, req, d, -1, *head->content_length, nullptr);
+        out.cache = "miss";
+        out.source = "upstream";
+        co_return out;
+      }
+      // No length upstream: only a fill can tell.
+    }
     auto joined = pull_->coalescer().join(route.store_repo, d);
     auto fill = joined.fill;
     if (joined.started) {

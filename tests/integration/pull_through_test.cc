@@ -150,6 +150,23 @@ TEST_F(PullThroughTest, RegistriesConfMirrorWithPathPrefix) {
       << relay->log();
 }
 
+// A HEAD for a blob the mirror lacks asks the upstream's HEAD: it answers size and digest
+// without downloading (and storing) the blob.
+TEST_F(PullThroughTest, HeadOfAnUncachedBlobDoesNotDownloadIt) {
+  auto img = push_image("team/app", "1.0", 1, 300000);
+  ASSERT_TRUE(start_relay());
+  const std::string layer = img.blobs[1];
+  auto head = http_request(relay->port(), "HEAD", "/v2/team/app/blobs/" + layer);
+  ASSERT_EQ(head.status, 200) << relay->log();
+  EXPECT_EQ(head.headers["content-length"], "300000");
+  EXPECT_EQ(head.headers["docker-content-digest"], layer);
+  EXPECT_EQ(registry.count_requests("\"GET /v2/team/app/blobs/" + layer), 0) << registry.access_log();
+  EXPECT_FALSE(fs::exists(relay->store_dir() / "blobs/sha256" / layer.substr(7)));
+
+  auto missing = http_request(relay->port(), "HEAD", "/v2/team/app/blobs/sha256:" + std::string(64, 'a'));
+  EXPECT_EQ(missing.status, 404);
+}
+
 TEST_F(PullThroughTest, TagsListAndRangeRequests) {
   auto img = push_image("team/app", "1.0", 1, 100000);
   images.add_image("2.0", {random_bytes(10, 5)});
