@@ -1,4 +1,4 @@
-// FakeGoogle: Beast coroutine server for the Google token, metadata, Secret Manager and
+// FakeGoogle: handlers for the Google token, metadata, Secret Manager and
 // Artifact Registry endpoints.
 #include "tests/support/fake_google.h"
 
@@ -7,12 +7,6 @@
 #include <openssl/rsa.h>
 
 #include <array>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -23,11 +17,7 @@
 namespace ocirelay::testing {
 namespace {
 
-namespace asio = boost::asio;
-namespace http = boost::beast::http;
-using tcp = asio::ip::tcp;
 using json = nlohmann::json;
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 std::string percent_decode(std::string_view s) {
   std::string out;
@@ -136,62 +126,22 @@ struct FakeGoogle::Request {
 };
 
 FakeGoogle::FakeGoogle(Options options)
-    : options_(std::move(options)),
-      acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-  port_ = acceptor_.local_endpoint().port();
-  accept_loop();
-  thread_ = std::thread([this] { io_.run(); });
-}
+    : options_(std::move(options)), server_([this](const HttpCall& call) {
+        auto q = call.target.find('?');
+        Request r{call.method,
+                  call.path,
+                  q == std::string::npos ? "" : call.target.substr(q + 1),
+                  call.header("authorization"),
+                  call.header("metadata-flavor"),
+                  call.header("content-type"),
+                  call.body};
+        Reply reply = handle(r);
+        HttpReply out{reply.status, {{"Content-Type", reply.content_type}}, std::move(reply.body)};
+        if (r.path.starts_with("/computeMetadata/")) out.headers.emplace_back("Metadata-Flavor", "Google");
+        return out;
+      }) {}
 
-FakeGoogle::~FakeGoogle() {
-  io_.stop();
-  thread_.join();
-}
-
-void FakeGoogle::accept_loop() {
-  asio::co_spawn(
-      io_,
-      [this]() -> asio::awaitable<void> {
-        for (;;) {
-          auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
-          if (ec) co_return;
-          serve(std::move(socket));
-        }
-      },
-      asio::detached);
-}
-
-void FakeGoogle::serve(tcp::socket socket) {
-  asio::co_spawn(
-      io_,
-      [this, s = std::move(socket)]() mutable -> asio::awaitable<void> {
-        boost::beast::flat_buffer buffer;
-        for (;;) {
-          http::request<http::string_body> req;
-          auto [rec, rn] = co_await http::async_read(s, buffer, req, kTuple);
-          if (rec) co_return;
-          std::string target(req.target());
-          auto q = target.find('?');
-          Request r{std::string(req.method_string()),
-                    target.substr(0, q),
-                    q == std::string::npos ? "" : target.substr(q + 1),
-                    std::string(req[http::field::authorization]),
-                    std::string(req["Metadata-Flavor"]),
-                    std::string(req[http::field::content_type]),
-                    req.body()};
-          Reply reply = handle(r);
-          http::response<http::string_body> res{static_cast<http::status>(reply.status), 11};
-          res.set(http::field::content_type, reply.content_type);
-          if (r.path.starts_with("/computeMetadata/")) res.set("Metadata-Flavor", "Google");
-          res.body() = std::move(reply.body);
-          res.prepare_payload();
-          res.keep_alive(req.keep_alive());
-          auto [wec, wn] = co_await http::async_write(s, res, kTuple);
-          if (wec || !req.keep_alive()) co_return;
-        }
-      },
-      asio::detached);
-}
+FakeGoogle::~FakeGoogle() = default;
 
 FakeGoogle::Reply FakeGoogle::issue(const std::string& kind) {
   std::string token = options_.access_token.empty()
