@@ -19,30 +19,10 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(s[i] == '+' ? ' ' : s[i]);
-    }
-  }
-  return out;
-}
-
-// "a=1&b=2" (a query string or an x-www-form-urlencoded body).
-std::map<std::string, std::string> parse_form(std::string_view rest) {
+// Decoded parameters as a map where the last of repeated names wins.
+std::map<std::string, std::string> last_wins(const std::multimap<std::string, std::string>& m) {
   std::map<std::string, std::string> out;
-  while (!rest.empty()) {
-    auto amp = rest.find('&');
-    std::string_view kv = rest.substr(0, amp);
-    auto eq = kv.find('=');
-    out[percent_decode(kv.substr(0, eq))] =
-        eq == std::string_view::npos ? "" : percent_decode(kv.substr(eq + 1));
-    rest = amp == std::string_view::npos ? "" : rest.substr(amp + 1);
-  }
+  for (const auto& [k, v] : m) out[k] = v;
   return out;
 }
 
@@ -118,7 +98,8 @@ std::string service_account_key_file(const std::string& client_email,
 struct FakeGoogle::Request {
   std::string method;
   std::string path;
-  std::string query;
+  std::map<std::string, std::string> query;  // decoded
+  std::map<std::string, std::string> form;   // decoded x-www-form-urlencoded body
   std::string authorization;
   std::string metadata_flavor;
   std::string content_type;
@@ -127,10 +108,10 @@ struct FakeGoogle::Request {
 
 FakeGoogle::FakeGoogle(Options options)
     : options_(std::move(options)), server_([this](const HttpCall& call) {
-        auto q = call.target.find('?');
         Request r{call.method,
                   call.path,
-                  q == std::string::npos ? "" : call.target.substr(q + 1),
+                  last_wins(call.query),
+                  last_wins(call.form),
                   call.header("authorization"),
                   call.header("metadata-flavor"),
                   call.header("content-type"),
@@ -207,7 +188,7 @@ FakeGoogle::Reply FakeGoogle::token(const Request& req) {
     refusals_.push_back("token content type " + req.content_type);
     return Reply{400, "application/json", oauth_error("invalid_request", "Bad Request")};
   }
-  auto form = parse_form(req.body);
+  auto form = req.form;
   const std::string grant = form["grant_type"];
   if (grant == "urn:ietf:params:oauth:grant-type:jwt-bearer")
     return verify_jwt_grant(form["assertion"]);
@@ -300,7 +281,7 @@ FakeGoogle::Reply FakeGoogle::handle(const Request& req) {
       return unauthenticated;
     }
     const std::string parent = req.path.substr(4, req.path.size() - 4 - 13);
-    auto query = parse_form(req.query);
+    auto query = req.query;
     auto body = json::parse(req.body, nullptr, false);
     if (query["repositoryId"].empty() || !body.is_object())
       return Reply{
