@@ -19,37 +19,10 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(s[i] == '+' ? ' ' : s[i]);
-    }
-  }
-  return out;
-}
-
-std::vector<std::pair<std::string, std::string>> form(std::string_view s) {
-  std::vector<std::pair<std::string, std::string>> out;
-  while (!s.empty()) {
-    auto amp = s.find('&');
-    std::string_view kv = s.substr(0, amp);
-    auto eq = kv.find('=');
-    out.emplace_back(percent_decode(kv.substr(0, eq)),
-                     eq == std::string_view::npos ? "" : percent_decode(kv.substr(eq + 1)));
-    s = amp == std::string_view::npos ? "" : s.substr(amp + 1);
-  }
-  return out;
-}
-
-std::string param(const std::vector<std::pair<std::string, std::string>>& f, const std::string& k) {
-  for (auto& [a, b] : f) {
-    if (a == k) return b;
-  }
-  return {};
+// First value of `k` (repeated names: the first one sent), empty when absent.
+std::string param(const std::multimap<std::string, std::string>& f, const std::string& k) {
+  auto it = f.lower_bound(k);
+  return it != f.end() && it->first == k ? it->second : std::string();
 }
 
 std::string iso8601(Clock::time_point t) {
@@ -74,6 +47,7 @@ struct FakeAws::Request {
   std::string target;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  std::multimap<std::string, std::string> form;  // decoded x-www-form-urlencoded body
   std::string header(const std::string& name) const {
     for (auto& [k, v] : headers) {
       if (lower(k) == lower(name)) return v;
@@ -100,7 +74,8 @@ FakeAws::FakeAws(Options options)
     : options_(std::move(options)), server_([this](const HttpCall& call) {
         // SigV4 canonicalizes header names to lowercase, so HttpCall's lowercase map
         // verifies the same signatures as the headers on the wire.
-        Request r{call.method, call.target, {call.headers.begin(), call.headers.end()}, call.body};
+        Request r{call.method, call.target, {call.headers.begin(), call.headers.end()}, call.body,
+                  call.form};
         Reply reply;
         {
           std::lock_guard lock(mu_);
@@ -340,7 +315,7 @@ FakeAws::Reply FakeAws::sts(const Request& req) {
   if (req.header("Content-Type").find("application/x-www-form-urlencoded") != 0) {
     return xml_error(400, "InvalidAction", "expected a form body");
   }
-  auto f = form(req.body);
+  const auto& f = req.form;
   const std::string action = param(f, "Action");
   const std::string role = param(f, "RoleArn");
   if (param(f, "Version") != "2011-06-15" || role.empty() || param(f, "RoleSessionName").empty()) {
