@@ -14,40 +14,16 @@
 
 #include "adapters/encoding.h"
 #include "tests/support/files.h"
+#include "tests/support/scoped_env.h"
 
 namespace ocirelay::adapters {
 namespace {
 
 using namespace std::chrono_literals;
 using ocirelay::testing::read_file;
+using ocirelay::testing::ScopedEnv;
 using ocirelay::testing::TempDir;
 using ocirelay::testing::write_file;
-
-// Sets (or unsets, given nullopt) an environment variable for one test's scope.
-class ScopedEnv {
- public:
-  ScopedEnv(std::string name, std::optional<std::string> value) : name_(std::move(name)) {
-    if (const char* old = std::getenv(name_.c_str())) old_ = old;
-    if (value) {
-      ::setenv(name_.c_str(), value->c_str(), 1);
-    } else {
-      ::unsetenv(name_.c_str());
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_.c_str(), old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_.c_str());
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
 
 // A temp dir holding config.json and fake helpers; the dir is first on PATH and is
 // DOCKER_CONFIG while the fixture lives.

@@ -1,25 +1,12 @@
-// FakeTokenRegistry: Beast coroutine server answering the Bearer flow.
+// FakeTokenRegistry: handlers answering the Bearer flow, on a FakeHttpServer.
 #include "tests/adapters/fake_token_registry.h"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include "oci/digest.h"
 
 namespace ocirelay::testing {
 namespace {
-
-namespace asio = boost::asio;
-namespace http = boost::beast::http;
-using tcp = asio::ip::tcp;
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 std::string base64(std::string_view in) {
   static constexpr char k[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -39,35 +26,6 @@ std::string base64(std::string_view in) {
   return out;
 }
 
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(s[i] == '+' ? ' ' : s[i]);
-    }
-  }
-  return out;
-}
-
-std::map<std::string, std::string> query_params(std::string_view target) {
-  std::map<std::string, std::string> out;
-  auto q = target.find('?');
-  if (q == std::string_view::npos) return out;
-  std::string_view rest = target.substr(q + 1);
-  while (!rest.empty()) {
-    auto amp = rest.find('&');
-    std::string_view kv = rest.substr(0, amp);
-    auto eq = kv.find('=');
-    out[percent_decode(kv.substr(0, eq))] =
-        eq == std::string_view::npos ? "" : percent_decode(kv.substr(eq + 1));
-    rest = amp == std::string_view::npos ? "" : rest.substr(amp + 1);
-  }
-  return out;
-}
-
 }  // namespace
 
 struct FakeTokenRegistry::Reply {
@@ -78,19 +36,19 @@ struct FakeTokenRegistry::Reply {
 };
 
 FakeTokenRegistry::FakeTokenRegistry(Options options)
-    : options_(std::move(options)),
-      acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-  port_ = acceptor_.local_endpoint().port();
-  accept_loop();
-  thread_ = std::thread([this] { io_.run(); });
-}
+    : options_(std::move(options)), server_([this](const HttpCall& call) {
+        Reply r = handle(call);
+        HttpReply out{r.status, std::move(r.headers), std::move(r.body)};
+        if (r.behaviour == Behaviour::hang) out.raw_then_hold = "";
+        if (r.behaviour == Behaviour::stall) {
+          out.raw_then_hold =
+              "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+              "Content-Length: 1048576\r\n\r\n" + std::string(2048, 'x');
+        }
+        return out;
+      }) {}
 
-FakeTokenRegistry::~FakeTokenRegistry() {
-  io_.stop();
-  thread_.join();
-}
-
-std::string FakeTokenRegistry::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+FakeTokenRegistry::~FakeTokenRegistry() = default;
 
 std::string FakeTokenRegistry::manifest_body() {
   return R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"})";
@@ -102,69 +60,6 @@ std::string FakeTokenRegistry::blob_body() {
   return b;
 }
 
-void FakeTokenRegistry::accept_loop() {
-  asio::co_spawn(
-      io_,
-      [this]() -> asio::awaitable<void> {
-        for (;;) {
-          auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
-          if (ec) co_return;
-          {
-            std::lock_guard lock(mu_);
-            ++connections_;
-          }
-          serve(std::move(socket));
-        }
-      },
-      asio::detached);
-}
-
-void FakeTokenRegistry::serve(tcp::socket socket) {
-  asio::co_spawn(
-      io_,
-      [this, s = std::move(socket)]() mutable -> asio::awaitable<void> {
-        boost::beast::flat_buffer buffer;
-        for (;;) {
-          http::request<http::string_body> req;
-          auto [rec, rn] = co_await http::async_read(s, buffer, req, kTuple);
-          if (rec) co_return;
-          Reply r = handle(std::string(req.method_string()), std::string(req.target()),
-                           std::string(req[http::field::authorization]));
-          if (r.behaviour != Behaviour::answer) {
-            if (r.behaviour == Behaviour::stall) {
-              std::string partial =
-                  "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                  "Content-Length: 1048576\r\n\r\n" + std::string(2048, 'x');
-              auto [wec, wn] = co_await asio::async_write(s, asio::buffer(partial), kTuple);
-              if (wec) co_return;
-            }
-            // Hold the connection open, silent, until the client gives up or we stop.
-            asio::steady_timer timer(io_, std::chrono::seconds(60));
-            co_await timer.async_wait(kTuple);
-            co_return;
-          }
-          if (req.method() == http::verb::head) {
-            http::response<http::empty_body> res{static_cast<http::status>(r.status), 11};
-            for (auto& [k, v] : r.headers) res.set(k, v);
-            res.content_length(r.body.size());
-            res.keep_alive(req.keep_alive());
-            auto [wec, wn] = co_await http::async_write(s, res, kTuple);
-            if (wec) co_return;
-          } else {
-            http::response<http::string_body> res{static_cast<http::status>(r.status), 11};
-            for (auto& [k, v] : r.headers) res.set(k, v);
-            res.body() = std::move(r.body);
-            res.prepare_payload();
-            res.keep_alive(req.keep_alive());
-            auto [wec, wn] = co_await http::async_write(s, res, kTuple);
-            if (wec) co_return;
-          }
-          if (!req.keep_alive()) co_return;
-        }
-      },
-      asio::detached);
-}
-
 bool FakeTokenRegistry::token_valid(const std::string& authorization, const std::string& scope) {
   if (!authorization.starts_with("Bearer ")) return false;
   auto it = tokens_.find(authorization.substr(7));
@@ -173,15 +68,13 @@ bool FakeTokenRegistry::token_valid(const std::string& authorization, const std:
   return scope.empty() || it->second.scope == scope;
 }
 
-FakeTokenRegistry::Reply FakeTokenRegistry::handle(const std::string& method,
-                                                   const std::string& target,
-                                                   const std::string& authorization) {
+FakeTokenRegistry::Reply FakeTokenRegistry::handle(const HttpCall& call) {
   std::lock_guard lock(mu_);
-  const std::string path = target.substr(0, target.find('?'));
+  const std::string& path = call.path;
+  const std::string authorization = call.header("authorization");
 
   if (path == "/token") {
-    auto q = query_params(target);
-    const std::string scope = q.count("scope") ? q["scope"] : "";
+    const std::string scope = call.query.count("scope") ? call.query.find("scope")->second : "";
     ++token_requests_[scope];
     if (!options_.username.empty() &&
         authorization != "Basic " + base64(options_.username + ":" + options_.password)) {
@@ -255,7 +148,7 @@ FakeTokenRegistry::Reply FakeTokenRegistry::handle(const std::string& method,
   }
   if (rest.starts_with("/blobs/")) {
     return Reply{307,
-                 {{"Location", "http://localhost:" + std::to_string(port_) + "/storage/" +
+                 {{"Location", "http://localhost:" + std::to_string(server_.port()) + "/storage/" +
                                    rest.substr(7)}},
                  ""};
   }
@@ -275,10 +168,7 @@ int FakeTokenRegistry::token_requests(const std::string& scope) const {
   return it == token_requests_.end() ? 0 : it->second;
 }
 
-int FakeTokenRegistry::connections_accepted() const {
-  std::lock_guard lock(mu_);
-  return connections_;
-}
+int FakeTokenRegistry::connections_accepted() const { return server_.connections_accepted(); }
 
 int FakeTokenRegistry::unauthorized_responses() const {
   std::lock_guard lock(mu_);

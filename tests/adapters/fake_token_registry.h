@@ -1,18 +1,17 @@
-// A tiny in-process registry + token endpoint (Boost.Beast on a background thread, port 0)
+// A tiny in-process registry + token endpoint (on a FakeHttpServer, port 0)
 // that speaks the Bearer token flow, for tests the real registry cannot cover without an
 // x509 token server: per-scope caching, expiry, revoked tokens, foreign realms, redirects.
 #pragma once
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "tests/support/fake_http_server.h"
 
 namespace ocirelay::testing {
 
@@ -37,8 +36,8 @@ class FakeTokenRegistry {
   FakeTokenRegistry(const FakeTokenRegistry&) = delete;
   FakeTokenRegistry& operator=(const FakeTokenRegistry&) = delete;
 
-  std::string url() const;  // "http://127.0.0.1:<port>"
-  std::uint16_t port() const { return port_; }
+  std::string url() const { return server_.url(); }  // "http://127.0.0.1:<port>"
+  std::uint16_t port() const { return server_.port(); }
 
   static std::string manifest_body();  // what manifests answer
   static std::string blob_body();      // what /storage answers
@@ -60,25 +59,17 @@ class FakeTokenRegistry {
   };
   struct Reply;
   enum class Behaviour { answer, hang, stall };
-  Reply handle(const std::string& method, const std::string& target,
-               const std::string& authorization);
+  Reply handle(const HttpCall& call);
   bool token_valid(const std::string& authorization, const std::string& scope);
-  void accept_loop();
-  void serve(boost::asio::ip::tcp::socket socket);
 
   Options options_;
-  boost::asio::io_context io_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
-
   mutable std::mutex mu_;
   std::map<std::string, Token> tokens_;
   std::vector<std::string> issued_;
   std::map<std::string, int> token_requests_;
   int unauthorized_ = 0;
-  int connections_ = 0;
   std::vector<std::string> storage_authorizations_;
+  FakeHttpServer server_;  // last: stops before the state its handler reads
 };
 
 }  // namespace ocirelay::testing

@@ -24,6 +24,7 @@
 #include "tests/support/files.h"
 #include "tests/support/loopback_http.h"
 #include "tests/support/registry_process.h"
+#include "tests/support/scoped_env.h"
 #include "tests/support/token_server.h"
 
 namespace ocirelay::testing {
@@ -170,32 +171,6 @@ TEST(TokenAuthRegistry, IdentityTokenRefreshGrant) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, Errc::unauthorized);
 }
-
-// Sets (or unsets, given nullopt) an environment variable for one test's scope.
-class ScopedEnv {
- public:
-  ScopedEnv(std::string name, std::optional<std::string> value) : name_(std::move(name)) {
-    if (const char* old = std::getenv(name_.c_str())) old_ = old;
-    if (value) {
-      ::setenv(name_.c_str(), value->c_str(), 1);
-    } else {
-      ::unsetenv(name_.c_str());
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_.c_str(), old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_.c_str());
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
 
 // Everything spdlog writes while it lives.
 class LogCapture {

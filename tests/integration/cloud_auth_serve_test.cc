@@ -16,31 +16,10 @@
 #include "tests/support/aws_env.h"
 #include "tests/support/fake_aws.h"
 #include "tests/support/fake_google.h"
+#include "tests/support/scoped_env.h"
 
 namespace ocirelay::testing {
 namespace {
-
-// Sets environment variables for this test (ocirelay children inherit them) and restores
-// the previous values.
-class ScopedEnv {
- public:
-  ~ScopedEnv() {
-    for (const auto& [name, old] : saved_) {
-      if (old) ::setenv(name.c_str(), old->c_str(), 1);
-      else ::unsetenv(name.c_str());
-    }
-  }
-  void set(const std::string& name, const std::string& value) {
-    if (!saved_.count(name)) {
-      const char* old = std::getenv(name.c_str());
-      saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
-    }
-    ::setenv(name.c_str(), value.c_str(), 1);
-  }
-
- private:
-  std::map<std::string, std::optional<std::string>> saved_;
-};
 
 class CloudAuthServeTest : public ::testing::Test {
  protected:

@@ -12,6 +12,7 @@
 #include "adapters/registry_client.h"
 #include "tests/integration/harness.h"
 #include "tests/support/fake_google.h"
+#include "tests/support/scoped_env.h"
 
 namespace ocirelay::testing {
 namespace {
@@ -22,37 +23,6 @@ using adapters::RegistryEndpoint;
 
 constexpr const char* kAccessToken = "ya29.c.e2e-access-token-4f9a0d";
 constexpr const char* kEmail = "pusher@test-project.iam.gserviceaccount.com";
-
-// Sets environment variables for one test and restores what was there before.
-class ScopedEnv {
- public:
-  ScopedEnv() = default;
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-  ~ScopedEnv() {
-    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
-      if (it->second)
-        ::setenv(it->first.c_str(), it->second->c_str(), 1);
-      else
-        ::unsetenv(it->first.c_str());
-    }
-  }
-  void set(const std::string& name, const std::string& value) {
-    save(name);
-    ::setenv(name.c_str(), value.c_str(), 1);
-  }
-  void unset(const std::string& name) {
-    save(name);
-    ::unsetenv(name.c_str());
-  }
-
- private:
-  void save(const std::string& name) {
-    const char* v = std::getenv(name.c_str());
-    saved_.emplace_back(name, v ? std::optional<std::string>(v) : std::nullopt);
-  }
-  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
-};
 
 class GoogleRegistryTest : public ::testing::Test {
  protected:

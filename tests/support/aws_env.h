@@ -4,12 +4,10 @@
 // restores everything on destruction.
 #pragma once
 
-#include <cstdlib>
-#include <map>
-#include <optional>
 #include <string>
 
 #include "tests/support/files.h"
+#include "tests/support/scoped_env.h"
 
 namespace ocirelay::testing {
 
@@ -32,36 +30,16 @@ class ScopedAwsEnv {
     // No test may reach a real instance metadata service by accident.
     set("AWS_EC2_METADATA_DISABLED", "true");
   }
-  ~ScopedAwsEnv() {
-    for (auto& [name, old] : saved_) {
-      if (old) {
-        ::setenv(name.c_str(), old->c_str(), 1);
-      } else {
-        ::unsetenv(name.c_str());
-      }
-    }
-  }
   ScopedAwsEnv(const ScopedAwsEnv&) = delete;
   ScopedAwsEnv& operator=(const ScopedAwsEnv&) = delete;
 
-  void set(const std::string& name, const std::string& value) {
-    save(name);
-    ::setenv(name.c_str(), value.c_str(), 1);
-  }
-  void unset(const std::string& name) {
-    save(name);
-    ::unsetenv(name.c_str());
-  }
+  void set(const std::string& name, const std::string& value) { env_.set(name, value); }
+  void unset(const std::string& name) { env_.unset(name); }
   const TempDir& home() const { return home_; }
 
  private:
-  void save(const std::string& name) {
-    if (saved_.count(name)) return;
-    const char* v = std::getenv(name.c_str());
-    saved_[name] = v ? std::optional<std::string>(v) : std::nullopt;
-  }
   TempDir home_;
-  std::map<std::string, std::optional<std::string>> saved_;
+  ScopedEnv env_;  // declared after home_: restores HOME before the dir goes away
 };
 
 }  // namespace ocirelay::testing

@@ -2,12 +2,6 @@
 // endpoint and EC2 IMDSv2, with the checks the real services make.
 #include "tests/support/fake_aws.h"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include <ctime>
@@ -18,48 +12,17 @@
 namespace ocirelay::testing {
 namespace {
 
-namespace asio = boost::asio;
-namespace http = boost::beast::http;
-using tcp = asio::ip::tcp;
 using Clock = std::chrono::system_clock;
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(s[i] == '+' ? ' ' : s[i]);
-    }
-  }
-  return out;
-}
-
-std::vector<std::pair<std::string, std::string>> form(std::string_view s) {
-  std::vector<std::pair<std::string, std::string>> out;
-  while (!s.empty()) {
-    auto amp = s.find('&');
-    std::string_view kv = s.substr(0, amp);
-    auto eq = kv.find('=');
-    out.emplace_back(percent_decode(kv.substr(0, eq)),
-                     eq == std::string_view::npos ? "" : percent_decode(kv.substr(eq + 1)));
-    s = amp == std::string_view::npos ? "" : s.substr(amp + 1);
-  }
-  return out;
-}
-
-std::string param(const std::vector<std::pair<std::string, std::string>>& f, const std::string& k) {
-  for (auto& [a, b] : f) {
-    if (a == k) return b;
-  }
-  return {};
+// First value of `k` (repeated names: the first one sent), empty when absent.
+std::string param(const std::multimap<std::string, std::string>& f, const std::string& k) {
+  auto it = f.lower_bound(k);
+  return it != f.end() && it->first == k ? it->second : std::string();
 }
 
 std::string iso8601(Clock::time_point t) {
@@ -84,6 +47,7 @@ struct FakeAws::Request {
   std::string target;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  std::multimap<std::string, std::string> form;  // decoded x-www-form-urlencoded body
   std::string header(const std::string& name) const {
     for (auto& [k, v] : headers) {
       if (lower(k) == lower(name)) return v;
@@ -107,19 +71,24 @@ FakeAws::Reply xml_error(int status, const std::string& code, const std::string&
 }  // namespace
 
 FakeAws::FakeAws(Options options)
-    : options_(std::move(options)),
-      acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-  port_ = acceptor_.local_endpoint().port();
-  accept_loop();
-  thread_ = std::thread([this] { io_.run(); });
-}
+    : options_(std::move(options)), server_([this](const HttpCall& call) {
+        // SigV4 canonicalizes header names to lowercase, so HttpCall's lowercase map
+        // verifies the same signatures as the headers on the wire.
+        Request r{call.method, call.target, {call.headers.begin(), call.headers.end()}, call.body,
+                  call.form};
+        Reply reply;
+        {
+          std::lock_guard lock(mu_);
+          reply = handle(r);
+          if (reply.status >= 400 && reply.status < 500) ++rejected_;
+        }
+        HttpReply out{reply.status, {}, std::move(reply.body)};
+        if (!reply.content_type.empty()) out.headers.emplace_back("Content-Type", reply.content_type);
+        for (auto& h : reply.headers) out.headers.push_back(std::move(h));
+        return out;
+      }) {}
 
-FakeAws::~FakeAws() {
-  io_.stop();
-  thread_.join();
-}
-
-std::string FakeAws::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+FakeAws::~FakeAws() = default;
 
 void FakeAws::set_ecr_password(const std::string& p) {
   std::lock_guard lock(mu_);
@@ -171,49 +140,6 @@ std::vector<std::string> FakeAws::repositories() const {
 std::vector<std::string> FakeAws::issued_secrets() const {
   std::lock_guard lock(mu_);
   return issued_;
-}
-
-void FakeAws::accept_loop() {
-  asio::co_spawn(
-      io_,
-      [this]() -> asio::awaitable<void> {
-        for (;;) {
-          auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
-          if (ec) co_return;
-          serve(std::move(socket));
-        }
-      },
-      asio::detached);
-}
-
-void FakeAws::serve(tcp::socket socket) {
-  asio::co_spawn(
-      io_,
-      [this, s = std::move(socket)]() mutable -> asio::awaitable<void> {
-        boost::beast::flat_buffer buffer;
-        for (;;) {
-          http::request<http::string_body> req;
-          auto [rec, rn] = co_await http::async_read(s, buffer, req, kTuple);
-          if (rec) co_return;
-          Request r{std::string(req.method_string()), std::string(req.target()), {}, req.body()};
-          for (auto& f : req) r.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-          Reply reply;
-          {
-            std::lock_guard lock(mu_);
-            reply = handle(r);
-            if (reply.status >= 400 && reply.status < 500) ++rejected_;
-          }
-          http::response<http::string_body> res{static_cast<http::status>(reply.status), 11};
-          if (!reply.content_type.empty()) res.set(http::field::content_type, reply.content_type);
-          for (auto& [k, v] : reply.headers) res.set(k, v);
-          res.body() = std::move(reply.body);
-          res.prepare_payload();
-          res.keep_alive(req.keep_alive());
-          auto [wec, wn] = co_await http::async_write(s, res, kTuple);
-          if (wec || !req.keep_alive()) co_return;
-        }
-      },
-      asio::detached);
 }
 
 namespace {
@@ -389,7 +315,7 @@ FakeAws::Reply FakeAws::sts(const Request& req) {
   if (req.header("Content-Type").find("application/x-www-form-urlencoded") != 0) {
     return xml_error(400, "InvalidAction", "expected a form body");
   }
-  auto f = form(req.body);
+  const auto& f = req.form;
   const std::string action = param(f, "Action");
   const std::string role = param(f, "RoleArn");
   if (param(f, "Version") != "2011-06-15" || role.empty() || param(f, "RoleSessionName").empty()) {

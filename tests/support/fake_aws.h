@@ -1,4 +1,4 @@
-// An in-process fake of the AWS endpoints the relay calls (Boost.Beast on a background
+// An in-process fake of the AWS endpoints the relay calls (on a FakeHttpServer: background
 // thread, port 0), reached through AWS_ENDPOINT_URL_ECR / _STS / _SECRETS_MANAGER,
 // AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_EC2_METADATA_SERVICE_ENDPOINT. It checks what
 // the real services check: SigV4 signatures recomputed with the caller's secret key (only
@@ -7,15 +7,13 @@
 // token; the IMDSv2 session token on every metadata GET.
 #pragma once
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
-#include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "tests/support/fake_http_server.h"
 
 namespace ocirelay::testing {
 
@@ -39,7 +37,7 @@ class FakeAws {
   FakeAws(const FakeAws&) = delete;
   FakeAws& operator=(const FakeAws&) = delete;
 
-  std::string url() const;  // "http://127.0.0.1:<port>"
+  std::string url() const { return server_.url(); }  // "http://127.0.0.1:<port>"
   const Options& options() const { return options_; }
 
   // Knobs.
@@ -80,15 +78,8 @@ class FakeAws {
   Reply sts(const Request& req);
   Reply json_api(const Request& req);
   std::string issue_temp(const std::string& role_arn, TempCredentials* out, std::string* id);
-  void accept_loop();
-  void serve(boost::asio::ip::tcp::socket socket);
 
   Options options_;
-  boost::asio::io_context io_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
-
   mutable std::mutex mu_;
   std::map<std::string, TempCredentials> temp_;  // access key id -> issued
   std::map<std::string, std::string> secrets_;
@@ -103,6 +94,7 @@ class FakeAws {
   bool sts_down_ = false;
   int rejected_ = 0;
   int serial_ = 0;
+  FakeHttpServer server_;  // last: stops before the state its handler reads
 };
 
 }  // namespace ocirelay::testing

@@ -1,4 +1,4 @@
-// FakeGoogle: Beast coroutine server for the Google token, metadata, Secret Manager and
+// FakeGoogle: handlers for the Google token, metadata, Secret Manager and
 // Artifact Registry endpoints.
 #include "tests/support/fake_google.h"
 
@@ -7,12 +7,6 @@
 #include <openssl/rsa.h>
 
 #include <array>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -23,36 +17,12 @@
 namespace ocirelay::testing {
 namespace {
 
-namespace asio = boost::asio;
-namespace http = boost::beast::http;
-using tcp = asio::ip::tcp;
 using json = nlohmann::json;
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(s[i] == '+' ? ' ' : s[i]);
-    }
-  }
-  return out;
-}
-
-// "a=1&b=2" (a query string or an x-www-form-urlencoded body).
-std::map<std::string, std::string> parse_form(std::string_view rest) {
+// Decoded parameters as a map where the last of repeated names wins.
+std::map<std::string, std::string> last_wins(const std::multimap<std::string, std::string>& m) {
   std::map<std::string, std::string> out;
-  while (!rest.empty()) {
-    auto amp = rest.find('&');
-    std::string_view kv = rest.substr(0, amp);
-    auto eq = kv.find('=');
-    out[percent_decode(kv.substr(0, eq))] =
-        eq == std::string_view::npos ? "" : percent_decode(kv.substr(eq + 1));
-    rest = amp == std::string_view::npos ? "" : rest.substr(amp + 1);
-  }
+  for (const auto& [k, v] : m) out[k] = v;
   return out;
 }
 
@@ -128,7 +98,8 @@ std::string service_account_key_file(const std::string& client_email,
 struct FakeGoogle::Request {
   std::string method;
   std::string path;
-  std::string query;
+  std::map<std::string, std::string> query;  // decoded
+  std::map<std::string, std::string> form;   // decoded x-www-form-urlencoded body
   std::string authorization;
   std::string metadata_flavor;
   std::string content_type;
@@ -136,62 +107,22 @@ struct FakeGoogle::Request {
 };
 
 FakeGoogle::FakeGoogle(Options options)
-    : options_(std::move(options)),
-      acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-  port_ = acceptor_.local_endpoint().port();
-  accept_loop();
-  thread_ = std::thread([this] { io_.run(); });
-}
+    : options_(std::move(options)), server_([this](const HttpCall& call) {
+        Request r{call.method,
+                  call.path,
+                  last_wins(call.query),
+                  last_wins(call.form),
+                  call.header("authorization"),
+                  call.header("metadata-flavor"),
+                  call.header("content-type"),
+                  call.body};
+        Reply reply = handle(r);
+        HttpReply out{reply.status, {{"Content-Type", reply.content_type}}, std::move(reply.body)};
+        if (r.path.starts_with("/computeMetadata/")) out.headers.emplace_back("Metadata-Flavor", "Google");
+        return out;
+      }) {}
 
-FakeGoogle::~FakeGoogle() {
-  io_.stop();
-  thread_.join();
-}
-
-void FakeGoogle::accept_loop() {
-  asio::co_spawn(
-      io_,
-      [this]() -> asio::awaitable<void> {
-        for (;;) {
-          auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
-          if (ec) co_return;
-          serve(std::move(socket));
-        }
-      },
-      asio::detached);
-}
-
-void FakeGoogle::serve(tcp::socket socket) {
-  asio::co_spawn(
-      io_,
-      [this, s = std::move(socket)]() mutable -> asio::awaitable<void> {
-        boost::beast::flat_buffer buffer;
-        for (;;) {
-          http::request<http::string_body> req;
-          auto [rec, rn] = co_await http::async_read(s, buffer, req, kTuple);
-          if (rec) co_return;
-          std::string target(req.target());
-          auto q = target.find('?');
-          Request r{std::string(req.method_string()),
-                    target.substr(0, q),
-                    q == std::string::npos ? "" : target.substr(q + 1),
-                    std::string(req[http::field::authorization]),
-                    std::string(req["Metadata-Flavor"]),
-                    std::string(req[http::field::content_type]),
-                    req.body()};
-          Reply reply = handle(r);
-          http::response<http::string_body> res{static_cast<http::status>(reply.status), 11};
-          res.set(http::field::content_type, reply.content_type);
-          if (r.path.starts_with("/computeMetadata/")) res.set("Metadata-Flavor", "Google");
-          res.body() = std::move(reply.body);
-          res.prepare_payload();
-          res.keep_alive(req.keep_alive());
-          auto [wec, wn] = co_await http::async_write(s, res, kTuple);
-          if (wec || !req.keep_alive()) co_return;
-        }
-      },
-      asio::detached);
-}
+FakeGoogle::~FakeGoogle() = default;
 
 FakeGoogle::Reply FakeGoogle::issue(const std::string& kind) {
   std::string token = options_.access_token.empty()
@@ -257,7 +188,7 @@ FakeGoogle::Reply FakeGoogle::token(const Request& req) {
     refusals_.push_back("token content type " + req.content_type);
     return Reply{400, "application/json", oauth_error("invalid_request", "Bad Request")};
   }
-  auto form = parse_form(req.body);
+  auto form = req.form;
   const std::string grant = form["grant_type"];
   if (grant == "urn:ietf:params:oauth:grant-type:jwt-bearer")
     return verify_jwt_grant(form["assertion"]);
@@ -350,7 +281,7 @@ FakeGoogle::Reply FakeGoogle::handle(const Request& req) {
       return unauthenticated;
     }
     const std::string parent = req.path.substr(4, req.path.size() - 4 - 13);
-    auto query = parse_form(req.query);
+    auto query = req.query;
     auto body = json::parse(req.body, nullptr, false);
     if (query["repositoryId"].empty() || !body.is_object())
       return Reply{

@@ -1,4 +1,4 @@
-// An in-process stand-in for the Google endpoints ocirelay talks to (Boost.Beast on a
+// An in-process stand-in for the Google endpoints ocirelay talks to (on a FakeHttpServer:
 // background thread, port 0): the OAuth2 token endpoint, the GCE metadata server, Secret
 // Manager and the Artifact Registry API. It checks what Google checks: the RS256 signature
 // and claims of a service account's JWT against the key's PUBLIC half, an authorized
@@ -6,14 +6,12 @@
 // issued, and answers in Google's wire formats (errors included).
 #pragma once
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "tests/support/fake_http_server.h"
 
 namespace ocirelay::testing {
 
@@ -54,9 +52,9 @@ class FakeGoogle {
   FakeGoogle(const FakeGoogle&) = delete;
   FakeGoogle& operator=(const FakeGoogle&) = delete;
 
-  std::uint16_t port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }  // GCE_METADATA_HOST
+  std::uint16_t port() const { return server_.port(); }
+  std::string url() const { return server_.url(); }
+  std::string host() const { return "127.0.0.1:" + std::to_string(server_.port()); }  // GCE_METADATA_HOST
   std::string token_uri() const { return url() + "/token"; }
 
   // Adds a version (numbered 1, 2, ...) to projects/<project>/secrets/<secret>; "latest"
@@ -97,15 +95,8 @@ class FakeGoogle {
   Reply verify_jwt_grant(const std::string& jwt);
   Reply issue(const std::string& kind);
   bool bearer_ok(const Request& req);
-  void accept_loop();
-  void serve(boost::asio::ip::tcp::socket socket);
 
   Options options_;
-  boost::asio::io_context io_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
-
   mutable std::mutex mu_;
   struct Token {
     std::string kind;
@@ -132,6 +123,7 @@ class FakeGoogle {
   int token_requests_ = 0, metadata_requests_ = 0, secret_requests_ = 0;
   int create_requests_ = 0, operation_polls_ = 0;
   std::vector<std::string> refusals_;
+  FakeHttpServer server_;  // last: stops before the state its handler reads
 };
 
 }  // namespace ocirelay::testing

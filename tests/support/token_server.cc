@@ -1,4 +1,4 @@
-// TokenServer: OpenSSL key + certificate, RS256 JWTs, and a Beast coroutine HTTP server.
+// TokenServer: OpenSSL key + certificate, RS256 JWTs and the token endpoint.
 #include "tests/support/token_server.h"
 
 #include <gtest/gtest.h>
@@ -9,13 +9,6 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 
@@ -24,40 +17,6 @@
 
 namespace ocirelay::testing {
 namespace {
-
-namespace asio = boost::asio;
-namespace http = boost::beast::http;
-using tcp = asio::ip::tcp;
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(s[i] == '+' ? ' ' : s[i]);
-    }
-  }
-  return out;
-}
-
-std::multimap<std::string, std::string> parse_urlencoded(std::string_view s) {
-  std::multimap<std::string, std::string> out;
-  while (!s.empty()) {
-    auto amp = s.find('&');
-    std::string_view kv = s.substr(0, amp);
-    auto eq = kv.find('=');
-    if (!kv.empty()) {
-      out.emplace(percent_decode(kv.substr(0, eq)),
-                  eq == std::string_view::npos ? "" : percent_decode(kv.substr(eq + 1)));
-    }
-    s = amp == std::string_view::npos ? "" : s.substr(amp + 1);
-  }
-  return out;
-}
 
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -92,21 +51,6 @@ nlohmann::json access_entry(const std::string& scope) {
 
 }  // namespace
 
-std::string HttpCall::param(const std::string& name) const {
-  if (auto it = query.find(name); it != query.end()) return it->second;
-  if (auto it = form.find(name); it != form.end()) return it->second;
-  return {};
-}
-
-std::string HttpCall::header(const std::string& name) const {
-  auto it = headers.find(name);
-  return it == headers.end() ? std::string() : it->second;
-}
-
-HttpReply HttpReply::json(int status, const nlohmann::json& body) {
-  return HttpReply{status, {{"Content-Type", "application/json"}}, body.dump()};
-}
-
 struct TokenServer::Key {
   EVP_PKEY* pkey = nullptr;
   X509* cert = nullptr;
@@ -121,7 +65,7 @@ TokenServer::TokenServer(const fs::path& dir, Options options)
     : options_(std::move(options)),
       key_(std::make_unique<Key>()),
       cert_path_(dir / "token-signer.pem"),
-      acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+      server_([this](const HttpCall& call) { return handle(call); }) {
   // A self-signed CA certificate over a fresh RSA key: the registry's only trusted root.
   key_->pkey = EVP_RSA_gen(2048);
   key_->cert = X509_new();
@@ -161,17 +105,9 @@ TokenServer::TokenServer(const fs::path& dir, Options options)
     ADD_FAILURE() << "TokenServer: cannot write " << cert_path_;
   }
 
-  port_ = acceptor_.local_endpoint().port();
-  accept_loop();
-  thread_ = std::thread([this] { io_.run(); });
 }
 
-TokenServer::~TokenServer() {
-  io_.stop();
-  thread_.join();
-}
-
-std::string TokenServer::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+TokenServer::~TokenServer() = default;
 
 std::string TokenServer::sign(const nlohmann::json& claims) const {
   nlohmann::json header = {{"typ", "JWT"}, {"alg", "RS256"}, {"x5c", {key_->cert_der_b64}}};
@@ -336,56 +272,6 @@ HttpReply TokenServer::token_endpoint(const HttpCall& call) {
     body["scope"] = scopes.empty() ? "" : scopes.front();
   }
   return HttpReply::json(200, body);
-}
-
-void TokenServer::accept_loop() {
-  asio::co_spawn(
-      io_,
-      [this]() -> asio::awaitable<void> {
-        for (;;) {
-          auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
-          if (ec) co_return;
-          serve(std::move(socket));
-        }
-      },
-      asio::detached);
-}
-
-void TokenServer::serve(tcp::socket socket) {
-  asio::co_spawn(
-      io_,
-      [this, s = std::move(socket)]() mutable -> asio::awaitable<void> {
-        boost::beast::flat_buffer buffer;
-        for (;;) {
-          http::request<http::string_body> req;
-          auto [rec, rn] = co_await http::async_read(s, buffer, req, kTuple);
-          if (rec) co_return;
-          HttpCall call;
-          call.method = std::string(req.method_string());
-          call.target = std::string(req.target());
-          auto q = call.target.find('?');
-          call.path = call.target.substr(0, q);
-          if (q != std::string::npos) call.query = parse_urlencoded(call.target.substr(q + 1));
-          for (const auto& f : req) {
-            std::string n(f.name_string());
-            for (auto& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-            call.headers[n] = std::string(f.value());
-          }
-          call.body = req.body();
-          if (call.header("content-type").starts_with("application/x-www-form-urlencoded")) {
-            call.form = parse_urlencoded(call.body);
-          }
-          HttpReply r = handle(call);
-          http::response<http::string_body> res{static_cast<http::status>(r.status), 11};
-          for (auto& [k, v] : r.headers) res.set(k, v);
-          res.body() = std::move(r.body);
-          res.prepare_payload();
-          res.keep_alive(req.keep_alive());
-          auto [wec, wn] = co_await http::async_write(s, res, kTuple);
-          if (wec || !req.keep_alive()) co_return;
-        }
-      },
-      asio::detached);
 }
 
 }  // namespace ocirelay::testing

@@ -8,47 +8,23 @@
 //   POST grant_type=password        OAuth2 (username, password, service, scope)
 //   POST grant_type=refresh_token   OAuth2 (refresh_token, service, scope)
 // Other paths go to routes added with add_route (fake cloud endpoints), else 404.
-// Runs on a background thread on 127.0.0.1, port 0.
+// Runs on a FakeHttpServer (background thread, 127.0.0.1, port 0).
 #pragma once
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <optional>
-#include <set>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "tests/support/fake_http_server.h"
 
 namespace ocirelay::testing {
 
 namespace fs = std::filesystem;
-
-struct HttpCall {
-  std::string method;
-  std::string target;  // path and query as received
-  std::string path;
-  std::multimap<std::string, std::string> query;  // decoded
-  std::multimap<std::string, std::string> form;   // decoded urlencoded body (POST)
-  std::map<std::string, std::string> headers;     // lowercase names
-  std::string body;
-  // First value of a query (or, failing that, form) parameter; empty when absent.
-  std::string param(const std::string& name) const;
-  std::string header(const std::string& name) const;  // lowercase name
-};
-
-struct HttpReply {
-  int status = 200;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  static HttpReply json(int status, const nlohmann::json& body);
-};
 
 class TokenServer {
  public:
@@ -69,7 +45,7 @@ class TokenServer {
   TokenServer(const TokenServer&) = delete;
   TokenServer& operator=(const TokenServer&) = delete;
 
-  std::string url() const;  // "http://127.0.0.1:<port>"
+  std::string url() const { return server_.url(); }  // "http://127.0.0.1:<port>"
   std::string realm() const { return url() + options_.token_path; }
   const Options& options() const { return options_; }
   const fs::path& cert_path() const { return cert_path_; }
@@ -94,24 +70,18 @@ class TokenServer {
  private:
   HttpReply handle(const HttpCall& call);
   HttpReply token_endpoint(const HttpCall& call);
-  void accept_loop();
-  void serve(boost::asio::ip::tcp::socket socket);
 
   struct Key;
   Options options_;
   std::unique_ptr<Key> key_;
   fs::path cert_path_;
-  boost::asio::io_context io_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
-
   mutable std::mutex mu_;
   std::map<std::string, std::function<HttpReply(const HttpCall&)>> routes_;
   std::map<std::string, std::pair<std::string, std::int64_t>> refresh_tokens_;  // -> subject, exp
   std::vector<std::string> grants_;
   std::vector<std::string> issued_;
   int token_requests_ = 0;
+  FakeHttpServer server_;  // last: stops before the state its handler reads
 };
 
 }  // namespace ocirelay::testing
