@@ -5,32 +5,12 @@
 #include "adapters/curl_transfer.h"
 #include "adapters/encoding.h"
 #include "adapters/google/google.h"
+#include "adapters/http_status.h"
 #include "adapters/www_authenticate.h"
 #include "oci/reference.h"
 
 namespace ocirelay::adapters {
 namespace {
-
-// The part of a Harbor API error body worth quoting: its first error code.
-std::string harbor_code(std::string_view body) {
-  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("errors") || !j["errors"].is_array() || j["errors"].empty())
-    return {};
-  const auto& e = j["errors"][0];
-  if (!e.is_object() || !e.contains("code") || !e["code"].is_string()) return {};
-  std::string code = e["code"].get<std::string>();
-  if (code.size() > 64) code.resize(64);
-  return code;
-}
-
-Errc errc_for(int status) {
-  if (status == 401) return Errc::unauthorized;
-  if (status == 403) return Errc::denied;
-  if (status == 404) return Errc::not_found;
-  if (status == 429) return Errc::too_many_requests;
-  if (status >= 500) return Errc::upstream_unavailable;
-  return Errc::upstream_protocol;
-}
 
 // Harbor keeps repositories in projects: `team/app` needs project `team`. A HEAD first,
 // since robot accounts may push to a project they may not create.
@@ -74,8 +54,8 @@ Status create_harbor_project(const RegistryEndpoint& ep, std::string_view reposi
   const int status = r->head.status;
   if (status == 201 || status == 409) return {};  // 409: created meanwhile
   std::string cause = "HTTP " + std::to_string(status);
-  if (auto code = harbor_code(r->body); !code.empty()) cause += " (" + code + ")";
-  return Error{errc_for(status), step + ": " + cause};
+  if (auto code = distribution_error_code(r->body); !code.empty()) cause += " (" + code + ")";
+  return Error{errc_for_status(status), step + ": " + cause};
 }
 
 }  // namespace

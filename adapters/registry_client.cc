@@ -16,35 +16,13 @@
 
 #include "adapters/curl_transfer.h"
 #include "adapters/encoding.h"
+#include "adapters/http_status.h"
 #include "adapters/token_cache.h"
 #include "adapters/www_authenticate.h"
 #include "oci/reference.h"
 
 namespace ocirelay::adapters {
 namespace {
-
-// The registry's own error code ("MANIFEST_UNKNOWN") from a distribution error body,
-// for messages. Only the code is kept: bodies are upstream-controlled text.
-std::string distribution_code(std::string_view body) {
-  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("errors") || !j["errors"].is_array() || j["errors"].empty()) {
-    return {};
-  }
-  const auto& first = j["errors"][0];
-  if (!first.is_object() || !first.contains("code") || !first["code"].is_string()) return {};
-  std::string code = first["code"].get<std::string>();
-  if (code.size() > 64) code.resize(64);
-  return code;
-}
-
-Errc errc_for_status(int status) {
-  if (status == 404) return Errc::not_found;
-  if (status == 401) return Errc::unauthorized;
-  if (status == 403) return Errc::denied;
-  if (status == 429) return Errc::too_many_requests;
-  if (status >= 500 && status < 600) return Errc::upstream_unavailable;
-  return Errc::upstream_protocol;
-}
 
 bool safe_path(std::string_view p) {
   if (p.find("..") != std::string_view::npos) return false;
@@ -249,7 +227,7 @@ class CurlRegistryClient final : public RegistryClient {
 
   Error status_error(const Call& c, const HttpExchange& x) const {
     std::string cause = "HTTP " + std::to_string(x.head.status);
-    if (auto code = distribution_code(x.body); !code.empty()) cause += " (" + code + ")";
+    if (auto code = distribution_error_code(x.body); !code.empty()) cause += " (" + code + ")";
     return fail(c, errc_for_status(x.head.status), cause);
   }
 

@@ -514,13 +514,8 @@ TEST(AcrAuth, ServeWithAzureConfigPullsAndLeaksNothing) {
             std::string::npos)
       << check.out;
 
-  std::vector<std::pair<std::string, std::string>> outputs = {
-      {"check output", check.out + check.err},
-      {"metrics", http_request(relay.port(), "GET", "/metrics").body}};
-  relay.stop();
-  outputs.emplace_back("serve log", relay.log());
-  for (const auto& e : fs::recursive_directory_iterator(relay.store_dir()))
-    if (e.is_regular_file()) outputs.emplace_back(e.path().string(), read_file(e.path()));
+  auto outputs = stop_and_collect_outputs(relay);
+  outputs.emplace_back("check output", check.out + check.err);
   std::vector<std::string> secrets = {kClientSecret};
   for (const auto& t : acr.azure.aad_tokens()) secrets.push_back(t);
   for (const auto& t : acr.env.tokens.issued_tokens()) secrets.push_back(t);

@@ -57,13 +57,8 @@ class CloudAuthServeTest : public ::testing::Test {
     EXPECT_NE(check.out.find(auth_description), std::string::npos) << check.out;
     EXPECT_NE(check.out.find(" ok"), std::string::npos) << check.out;
 
-    std::vector<std::pair<std::string, std::string>> outputs = {
-        {"check output", check.out + check.err},
-        {"metrics", http_request(relay.port(), "GET", "/metrics").body}};
-    relay.stop();
-    outputs.emplace_back("serve log", relay.log());
-    for (const auto& e : fs::recursive_directory_iterator(relay.store_dir()))
-      if (e.is_regular_file()) outputs.emplace_back(e.path().string(), read_file(e.path()));
+    auto outputs = stop_and_collect_outputs(relay);
+    outputs.emplace_back("check output", check.out + check.err);
     for (const auto& secret : secrets) {
       ASSERT_GE(secret.size(), 8u) << "a short secret would match by chance";
       for (const auto& [where, text] : outputs)

@@ -248,6 +248,16 @@ CommandResult OcirelayProcess::run(const std::vector<std::string>& subcommand_ar
   return run_command(args, 300s);
 }
 
+std::vector<std::pair<std::string, std::string>> stop_and_collect_outputs(OcirelayProcess& relay) {
+  std::vector<std::pair<std::string, std::string>> outputs = {
+      {"metrics", http_request(relay.port(), "GET", "/metrics").body}};
+  relay.stop();
+  outputs.emplace_back("serve log", relay.log());
+  for (const auto& e : fs::recursive_directory_iterator(relay.store_dir()))
+    if (e.is_regular_file()) outputs.emplace_back(e.path().string(), read_file(e.path()));
+  return outputs;
+}
+
 // ---- containerd ------------------------------------------------------------------------
 
 ContainerdProcess::ContainerdProcess(const fs::path& dir) : dir_(dir) { fs::create_directories(dir_); }

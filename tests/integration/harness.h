@@ -114,6 +114,10 @@ class OcirelayProcess {
   int generation_ = 0;
 };
 
+// For secret scans: what a running relay exposes and wrote, as (where, text) pairs: its
+// /metrics, then, after stopping it, its log and every file of its store.
+std::vector<std::pair<std::string, std::string>> stop_and_collect_outputs(OcirelayProcess& relay);
+
 // containerd with its own root/state/socket under a temp dir (needs root).
 class ContainerdProcess {
  public:
