@@ -412,7 +412,9 @@ class ServerImpl final : public Server {
         co_return co_await send_body(stream, req, std::move(res), "ok\n");
       }
       case RouteKind::metrics: {
-        auto stats = store_.stats();
+        // The store's totals come from a scan of its blob rows: on the fetch pool, never
+        // on an I/O thread.
+        auto stats = co_await on_pool<store::StoreStats>([this] { return store_.stats(); });
         metrics_.set("ocirelay_store_bytes", {}, static_cast<double>(stats.bytes));
         metrics_.set("ocirelay_store_blobs", {}, static_cast<double>(stats.blobs));
         metrics_.set("ocirelay_store_evictions_total", {}, static_cast<double>(stats.evicted_blobs));

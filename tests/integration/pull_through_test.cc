@@ -51,6 +51,32 @@ TEST_F(PullThroughTest, ManifestByDigestRightAfterTheTagIsNotFetchedTwice) {
   EXPECT_EQ(sha256_digest(after.body), img.digest);
 }
 
+// /metrics tells an operator what the cache holds and how it was used.
+TEST_F(PullThroughTest, MetricsCountHitsMissesAndStoreContents) {
+  auto img = push_image("team/app", "1.0", 2, 100000);
+  ASSERT_TRUE(start_relay());
+  ASSERT_EQ(pull(relay->host(), "team/app", "1.0", tmp / "first").exit_code, 0) << relay->log();
+  ASSERT_EQ(pull(relay->host(), "team/app", "1.0", tmp / "second").exit_code, 0) << relay->log();
+  HttpResponse metrics;
+  auto value = [&](const std::string& series) -> double {
+    auto at = metrics.body.find("\n" + series + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(metrics.body.substr(at + series.size() + 2));
+  };
+  // config + 2 layers + the manifest (stored just after its reply), each stored once.
+  wait_until(
+      [&] {
+        metrics = http_request(relay->port(), "GET", "/metrics");
+        return value("ocirelay_store_blobs") >= 4;
+      },
+      10s);
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_EQ(value("ocirelay_store_blobs"), 4) << metrics.body;
+  EXPECT_GE(value("ocirelay_store_bytes"), 200000) << metrics.body;
+  EXPECT_EQ(value("ocirelay_cache_misses_total{kind=\"blob\"}"), 3) << metrics.body;
+  EXPECT_EQ(value("ocirelay_cache_hits_total{kind=\"blob\"}"), 3) << metrics.body;
+}
+
 TEST_F(PullThroughTest, StoreIsAnOciLayoutSkopeoCanRead) {
   auto img = push_image("team/app", "1.0", 2, 64 * 1024);
   ASSERT_TRUE(start_relay());
