@@ -88,13 +88,26 @@ class FillSink final : public adapters::BodySink {
     return {};
   }
 
+  // libcurl hands over at most 16 KiB per call. Writing, hashing and waking readers per
+  // call cost more than the transfer itself on a fast upstream, so bytes are gathered up
+  // to kWriteChunk; a short piece means curl drained what the socket had, and is written
+  // at once, so readers of a slow upstream are not kept waiting.
   Status on_data(const char* data, std::size_t n) override {
     if (!writer_) return Error{Errc::upstream_protocol, "body before head"};
-    if (length_ && written_ + n > *length_)
+    if (length_ && written_ + pending_.size() + n > *length_)
       return Error{Errc::size_mismatch, "upstream sent more than its Content-Length"};
-    auto s = writer_->append(data, n);
+    pending_.append(data, n);
+    if (pending_.size() >= kWriteChunk || n < kCurlPiece) return flush();
+    return {};
+  }
+
+  // Writes what is gathered. REQUIRES: called once the body ended, before verify().
+  Status flush() {
+    if (pending_.empty()) return {};
+    auto s = writer_->append(pending_.data(), pending_.size());
     if (!s) return s;
-    written_ += n;
+    written_ += pending_.size();
+    pending_.clear();
     fill_.publish_bytes(written_);
     return {};
   }
@@ -105,8 +118,11 @@ class FillSink final : public adapters::BodySink {
   store::Store& store_;
   BlobFill& fill_;
   std::unique_ptr<store::BlobWriter> writer_;
+  static constexpr std::size_t kWriteChunk = 256 << 10;
+  static constexpr std::size_t kCurlPiece = 16 << 10;  // CURL_MAX_WRITE_SIZE
   std::optional<std::uint64_t> length_;
   std::uint64_t written_ = 0;
+  std::string pending_;  // received, not yet written
 };
 
 }  // namespace
@@ -419,6 +435,8 @@ void PullThrough::run_fill(const UpstreamRoute& route, const std::shared_ptr<Blo
       failure = head.error();
     } else if (!sink.writer()) {
       failure = Error{Errc::upstream_protocol, "upstream sent no body"};
+    } else if (Status flushed = sink.flush(); !flushed) {
+      failure = flushed.error();
     } else {
       // Readers hold back the last byte until the content verified; the commit's fsyncs
       // need not delay them (a client holding verified bytes loses nothing if caching fails).
