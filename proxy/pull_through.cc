@@ -147,6 +147,8 @@ void describe_proxy_metrics(Metrics& m) {
              "Upstream requests, by registry and status code (0: no response).");
   m.describe("ocirelay_upstream_ratelimit_remaining", MetricType::gauge,
              "Last rate-limit remaining count reported by the upstream.");
+  m.describe("ocirelay_upstream_ratelimit_limit", MetricType::gauge,
+             "Last rate-limit quota (ratelimit-limit) reported by the upstream.");
   m.describe("ocirelay_store_bytes", MetricType::gauge, "Bytes of blobs in the store.");
   m.describe("ocirelay_store_blobs", MetricType::gauge, "Blobs in the store.");
   m.describe("ocirelay_store_evictions_total", MetricType::counter,
@@ -169,6 +171,9 @@ PullThrough::PullThrough(const std::vector<UpstreamConfig>& upstreams, store::St
       if (ev.head && ev.head->ratelimit_remaining)
         m->set("ocirelay_upstream_ratelimit_remaining", {{"registry", registry}},
                static_cast<double>(*ev.head->ratelimit_remaining));
+      if (ev.head && ev.head->ratelimit_limit)
+        m->set("ocirelay_upstream_ratelimit_limit", {{"registry", registry}},
+               static_cast<double>(*ev.head->ratelimit_limit));
     };
     auto endpoint = u.endpoint;
     if (endpoint.name.empty()) endpoint.name = u.name;
