@@ -2,23 +2,22 @@
 // refreshed on expiry and after a 401, realms on foreign domains refused, credentials
 // kept off redirect hosts, rate-limit headers, and no secret in errors or logs.
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "adapters/registry_client.h"
 #include "tests/adapters/fake_token_registry.h"
+#include "tests/support/log_capture.h"
 
 namespace ocirelay::adapters {
 namespace {
 
 using ocirelay::testing::FakeTokenRegistry;
+using ocirelay::testing::LogCapture;
 constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
 
 FakeTokenRegistry::Options options(std::string user = {}, std::string password = {}) {
@@ -288,22 +287,6 @@ TEST(TokenFlow, StalledBlobBodyIsAbortedAsUnavailable) {
   EXPECT_LT(elapsed, std::chrono::seconds(10));
 }
 
-// Captures spdlog output of everything the client logs, at the most verbose level.
-class LogCapture {
- public:
-  LogCapture() : previous_(spdlog::default_logger()) {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
-    auto logger = std::make_shared<spdlog::logger>("capture", sink);
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous_); }
-  std::string text() const { return out_.str(); }
-
- private:
-  std::shared_ptr<spdlog::logger> previous_;
-  std::ostringstream out_;
-};
 
 TEST(TokenFlow, SecretsNeverAppearInErrorsOrLogs) {
   const std::string password = "Hunter2-Very-Secret";

@@ -4,15 +4,12 @@
 // and acr_credentials must get there through a fake Entra ID (client credentials, IMDS,
 // App Service) and fake ACR /oauth2/exchange + /oauth2/token served by that token server.
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <map>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -22,6 +19,7 @@
 #include "oci/digest.h"
 #include "tests/integration/harness.h"
 #include "tests/support/files.h"
+#include "tests/support/log_capture.h"
 #include "tests/support/loopback_http.h"
 #include "tests/support/registry_process.h"
 #include "tests/support/scoped_env.h"
@@ -172,22 +170,6 @@ TEST(TokenAuthRegistry, IdentityTokenRefreshGrant) {
   EXPECT_EQ(refused.error().code, Errc::unauthorized);
 }
 
-// Everything spdlog writes while it lives.
-class LogCapture {
- public:
-  LogCapture() : previous_(spdlog::default_logger()) {
-    auto logger = std::make_shared<spdlog::logger>(
-        "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out_));
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous_); }
-  std::string text() const { return out_.str(); }
-
- private:
-  std::shared_ptr<spdlog::logger> previous_;
-  std::ostringstream out_;
-};
 
 constexpr char kTenant[] = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 constexpr char kOtherTenant[] = "00000000-1111-2222-3333-444444444444";
