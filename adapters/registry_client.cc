@@ -218,6 +218,7 @@ class CurlRegistryClient final : public RegistryClient {
       const ResponseHead* head = r ? &r->head : nullptr;
       observer_(RequestEvent{ep_.name, c.method, c.kind, head ? head->status : 0, secs, head});
     }
+    if (r) note_rate_limit(c, r->head);
     return r;
   }
 
@@ -268,6 +269,7 @@ class CurlRegistryClient final : public RegistryClient {
         .count();
   }
 
+  // Called for every response (token requests included: a 429 there is the same quota).
   void note_rate_limit(const Call& c, const ResponseHead& head) {
     std::int64_t pause = 0;
     if (head.status == 429) {
@@ -290,12 +292,6 @@ class CurlRegistryClient final : public RegistryClient {
         return fail(c, Errc::too_many_requests,
                     "upstream rate limit: not asking again for " + std::to_string(wait) + " s");
     }
-    auto r = execute_unpaced(c);
-    if (r) note_rate_limit(c, r->head);
-    return r;
-  }
-
-  Result<HttpExchange> execute_unpaced(const Call& c) {
     auto initial = initial_auth(c);
     if (!initial) return std::move(initial).error();
     std::string auth = std::move(*initial);
@@ -351,7 +347,6 @@ class CurlRegistryClient final : public RegistryClient {
         return fail(c, Errc::unauthorized, "HTTP 401 after authenticating: access refused");
       }
     }
-    if (r->head.status == 429) note_rate_limit(c, r->head);
     if (r->head.status < 200 || r->head.status >= 300) return status_error(c, *r);
     return r;
   }
