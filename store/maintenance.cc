@@ -11,14 +11,35 @@
 
 namespace ocirelay::store::detail {
 
+std::uint64_t LayoutStore::blob_bytes(const lmdb::Txn& t) const {
+  auto v = t.get(dbi(db::kMeta), records::kBlobBytesKey);
+  return v.ok() && *v ? std::strtoull((*v)->c_str(), nullptr, 10) : 0;
+}
+
+Status LayoutStore::add_blob_bytes(lmdb::WriteTxn& t, std::int64_t delta) {
+  if (delta == 0) return {};
+  auto now = static_cast<std::int64_t>(blob_bytes(t));
+  // Never below zero, even if a row's size was unreadable when it was counted.
+  auto next = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now + delta));
+  return t.put(dbi(db::kMeta), records::kBlobBytesKey, std::to_string(next));
+}
+
+Result<std::uint64_t> LayoutStore::sum_blob_rows(const lmdb::Txn& t) const {
+  std::uint64_t sum = 0;
+  auto st = t.scan(dbi(db::kBlobs), "", [&](std::string_view, std::string_view v) {
+    if (auto row = records::decode_blob(v)) sum += row->size;
+    return true;
+  });
+  if (!st.ok()) return st.error();
+  return sum;
+}
+
+// O(1): a /metrics scrape must not walk every blob row of a large store.
 StoreStats LayoutStore::stats() const {
   return read_or(StoreStats{}, [&](const lmdb::ReadTxn& t) {
     StoreStats s;
-    (void)t.scan(dbi(db::kBlobs), "", [&](std::string_view, std::string_view v) {
-      if (auto row = records::decode_blob(v)) s.bytes += row->size;
-      ++s.blobs;
-      return true;
-    });
+    s.bytes = blob_bytes(t);
+    if (auto n = t.count(dbi(db::kBlobs)); n.ok()) s.blobs = *n;
     if (auto n = t.count(dbi(db::kManifests)); n.ok()) s.manifests = *n;
     if (auto n = t.count(dbi(db::kTags)); n.ok()) s.tags = *n;
     if (auto v = t.get(dbi(db::kMeta), "evicted_blobs"); v.ok() && *v)
@@ -52,6 +73,11 @@ Status LayoutStore::delete_rows(lmdb::WriteTxn& t, const oci::Digest& d) {
           !s.ok())
         return s;
   }
+  auto row = t.get(dbi(db::kBlobs), d.str());
+  if (!row.ok()) return row.error();
+  if (!*row) return {};
+  if (auto decoded = records::decode_blob(**row))
+    if (auto s = add_blob_bytes(t, -static_cast<std::int64_t>(decoded->size)); !s.ok()) return s;
   return t.del(dbi(db::kBlobs), d.str());
 }
 
@@ -73,7 +99,13 @@ Status LayoutStore::remove_blob(const oci::Digest& d, bool evicted) {
 Result<EvictReport> LayoutStore::enforce_quota() {
   EvictReport report;
   if (opt_.max_size == 0) return report;
+  const auto high = static_cast<std::uint64_t>(static_cast<double>(opt_.max_size) * opt_.high_watermark);
+  const auto low = static_cast<std::uint64_t>(static_cast<double>(opt_.max_size) * opt_.low_watermark);
   std::lock_guard ml(maint_mu_);
+  // The common case, checked after every fill: under quota. Answered from the counter
+  // without loading every row.
+  if (read_or(std::uint64_t{0}, [&](const lmdb::ReadTxn& t) { return blob_bytes(t); }) <= high)
+    return report;
   if (auto st = flush_access(); !st.ok()) return st.error();
 
   struct Snapshot {
@@ -106,8 +138,6 @@ Result<EvictReport> LayoutStore::enforce_quota() {
 
   std::uint64_t total = 0;
   for (const auto& [d, row] : snap.blobs) total += row.size;
-  const auto high = static_cast<std::uint64_t>(static_cast<double>(opt_.max_size) * opt_.high_watermark);
-  const auto low = static_cast<std::uint64_t>(static_cast<double>(opt_.max_size) * opt_.low_watermark);
   if (total <= high) return report;
 
   // Everything reachable from the tags that `include` accepts.
@@ -266,17 +296,34 @@ Result<FsckReport> LayoutStore::fsck(bool repair) {
   FsckReport report;
 
   std::vector<std::pair<oci::Digest, std::uint64_t>> rows;
+  bool counter_wrong = false;
   {
     auto txn = env_->read();
     if (!txn.ok()) return txn.error();
+    std::uint64_t sum = 0;
     auto st = (*txn)->scan(dbi(db::kBlobs), "", [&](std::string_view k, std::string_view v) {
       auto d = oci::Digest::parse(k);
       auto row = records::decode_blob(v);
+      if (row) sum += row->size;
       if (d.ok()) rows.emplace_back(*d, row ? row->size : 0);
       else report.problems.push_back(std::string(k) + ": row key is not a digest");
       return true;
     });
     if (!st.ok()) return st.error();
+    if (std::uint64_t counted = blob_bytes(**txn); counted != sum) {
+      counter_wrong = true;
+      report.problems.push_back("store size counter says " + std::to_string(counted) +
+                                " bytes; the blob rows add up to " + std::to_string(sum));
+    }
+  }
+  if (repair && counter_wrong) {
+    auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {
+      auto sum = sum_blob_rows(t);
+      if (!sum.ok()) return sum.error();
+      return t.put(dbi(db::kMeta), records::kBlobBytesKey, std::to_string(*sum));
+    });
+    if (!st.ok()) return st.error();
+    report.repaired++;
   }
 
   // Rehash outside every lock: published files never change, so this races with nothing.

@@ -79,9 +79,20 @@ Status LayoutStore::init() {
   auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {
     auto v = t.get(dbi(db::kMeta), "schema_version");
     if (!v.ok()) return v.error();
-    if (!*v) return t.put(dbi(db::kMeta), "schema_version", records::kSchemaVersion);
-    found = **v;
-    return {};
+    if (!*v) {
+      if (auto s = t.put(dbi(db::kMeta), "schema_version", records::kSchemaVersion); !s.ok())
+        return s;
+    } else {
+      found = **v;
+    }
+    if (!found.empty() && found != records::kSchemaVersion) return {};  // refused below
+    // A store written before the blob_bytes counter existed: count its rows once.
+    auto counter = t.get(dbi(db::kMeta), records::kBlobBytesKey);
+    if (!counter.ok()) return counter.error();
+    if (*counter) return {};
+    auto sum = sum_blob_rows(t);
+    if (!sum.ok()) return sum.error();
+    return t.put(dbi(db::kMeta), records::kBlobBytesKey, std::to_string(*sum));
   });
   if (!st.ok()) return st;
   if (!found.empty() && found != records::kSchemaVersion)
@@ -250,12 +261,15 @@ Result<BlobInfo> LayoutStore::publish(IngestWriter& w, std::string_view repo,
     BlobRow row;
     row.size = size;
     row.created = row.last_access = fs_->now_seconds();
+    std::int64_t counted = 0;  // what blob_bytes already holds for this digest
     if (*old)
       if (auto prev = records::decode_blob(**old)) {
         row.created = prev->created;
         row.last_access = std::max(prev->last_access, row.last_access);
+        counted = static_cast<std::int64_t>(prev->size);
       }
     if (auto s = t.put(dbi(db::kBlobs), d.str(), records::encode(row)); !s.ok()) return s;
+    if (auto s = add_blob_bytes(t, static_cast<std::int64_t>(size) - counted); !s.ok()) return s;
     if (!repo.empty())
       if (auto s = link_in(t, repo, d); !s.ok()) return s;
     return extra ? extra(t) : Status{};

@@ -1,6 +1,9 @@
 // Quota enforcement (LRU, tags-needed content last, pinned never) and gc.
 #include <gtest/gtest.h>
 
+#include "store/layout_store.h"
+#include "store/lmdb.h"
+#include "store/records.h"
 #include "store/store.h"
 #include "store_test_support.h"
 
@@ -157,6 +160,86 @@ TEST(GcTest, RemovesBlobsNoRepositoryReferences) {
   EXPECT_TRUE(s->blob(kept.digest));
   EXPECT_TRUE(s->blob(img.digest()));
   EXPECT_TRUE(s->fsck(false)->clean());
+}
+
+// The store's size comes from a counter kept with the blob rows, so /metrics and the quota
+// check after every fill do not walk the whole store. These check it stays the rows' sum.
+void set_size_counter(const std::filesystem::path& root, std::optional<std::string> value) {
+  auto env = lmdb::Env::open(root / "meta", {detail::db::kMeta}, 1 << 20);
+  ASSERT_TRUE(env.ok()) << env.error().to_string();
+  auto meta = (*env)->dbi(detail::db::kMeta);
+  auto st = (*env)->write([&](lmdb::WriteTxn& t) {
+    return value ? t.put(meta, records::kBlobBytesKey, *value) : t.del(meta, records::kBlobBytesKey);
+  });
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+}
+
+TEST(StoreSizeTest, FollowsPublishRepublishGcEvictionAndFsckRepair) {
+  Fixture f;
+  f.open(1 << 20);
+  auto a = put_blob(*f.store, kRepo, std::string(100, 'a'));
+  put_blob(*f.store, kRepo, std::string(200, 'b'));
+  EXPECT_EQ(f.store->stats().bytes, 300u);
+  EXPECT_EQ(f.store->stats().blobs, 2u);
+  put_blob(*f.store, "docker.io/library/other", std::string(100, 'a'));  // same digest again
+  EXPECT_EQ(f.store->stats().bytes, 300u) << "a blob published twice is counted once";
+
+  auto w = f.store->begin_blob(std::nullopt, std::nullopt);
+  ASSERT_TRUE((*w)->append(std::string(50, 'u').data(), 50).ok());
+  ASSERT_TRUE((*w)->commit("").ok());
+  EXPECT_EQ(f.store->stats().bytes, 350u);
+  ASSERT_TRUE(f.store->gc().ok());  // removes the unlinked one
+  EXPECT_EQ(f.store->stats().bytes, 300u);
+
+  {
+    std::fstream rot(f.store->blob_path(a.digest), std::ios::in | std::ios::out | std::ios::binary);
+    rot.put('X');
+  }
+  ASSERT_TRUE(f.store->fsck(true).ok());  // drops the corrupt blob
+  EXPECT_EQ(f.store->stats().bytes, 200u);
+  EXPECT_EQ(f.store->stats().blobs, 1u);
+
+  f.open(150);  // quota below what is held: the untagged 200-byte blob goes
+  ASSERT_TRUE(f.store->enforce_quota().ok());
+  EXPECT_EQ(f.store->stats().bytes, 0u);
+  EXPECT_EQ(f.store->stats().blobs, 0u);
+  EXPECT_TRUE(f.store->fsck(false)->clean());
+}
+
+TEST(StoreSizeTest, OpeningAStoreWrittenBeforeTheCounterCountsItsRows) {
+  Fixture f;
+  f.open(0);
+  put_blob(*f.store, kRepo, std::string(123, 'x'));
+  put_blob(*f.store, kRepo, std::string(77, 'y'));
+  f.store.reset();
+  set_size_counter(f.dir.path(), std::nullopt);
+  f.open(0);
+  EXPECT_EQ(f.store->stats().bytes, 200u);
+  EXPECT_TRUE(f.store->fsck(false)->clean());
+}
+
+TEST(StoreSizeTest, FsckReportsAndRepairsAWrongCounterThatWouldHideAQuotaBreach) {
+  Fixture f;
+  f.open(0);
+  put_blob(*f.store, kRepo, std::string(400, 'x'));
+  f.store.reset();
+  set_size_counter(f.dir.path(), "5");
+  f.open(100);
+  // Trusting the counter, the quota check sees 5 bytes and evicts nothing: fsck catches it.
+  auto report = f.store->fsck(false);
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->problems.size(), 1u);
+  EXPECT_EQ(report->problems[0], "store size counter says 5 bytes; the blob rows add up to 400");
+  EXPECT_EQ(f.store->stats().bytes, 5u) << "fsck without repair changes nothing";
+
+  auto repaired = f.store->fsck(true);
+  ASSERT_TRUE(repaired.ok());
+  EXPECT_EQ(repaired->repaired, 1u);
+  EXPECT_EQ(f.store->stats().bytes, 400u);
+  EXPECT_TRUE(f.store->fsck(false)->clean());
+  auto evicted = f.store->enforce_quota();
+  ASSERT_TRUE(evicted.ok());
+  EXPECT_EQ(evicted->blobs, 1u);
 }
 
 }  // namespace
