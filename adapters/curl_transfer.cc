@@ -41,6 +41,7 @@ struct TransferState {
   std::size_t max_body = 0;
   HttpExchange exchange;
   bool head_delivered = false;
+  curl_off_t last_received = -1;  // bytes received at the previous progress call
   std::optional<Error> abort_error;
 
   void start_response(int status) {
@@ -130,6 +131,19 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
     return 0;
   }
   return len;
+}
+
+// libcurl calls this at least once a second, and more often while bytes flow.
+int on_progress(void* user, curl_off_t, curl_off_t received, curl_off_t, curl_off_t) {
+  auto* st = static_cast<TransferState*>(user);
+  const bool idle = received == st->last_received;
+  st->last_received = received;
+  if (!idle || !st->head_delivered || st->sink == nullptr) return 0;
+  if (Status s = st->sink->on_idle(); !s) {
+    st->abort_error = s.error();
+    return 1;  // aborts the transfer
+  }
+  return 0;
 }
 
 Error curl_error(CURLcode rc, const char* errbuf) {
@@ -263,7 +277,12 @@ Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& li
   // Streamed bodies (blobs) arrive in large pieces: with curl's default 16 KiB, a layer
   // costs a write(2), a hash update and a reader wake-up per 16 KiB, which halved the
   // cold-pull throughput here. libcurl caps the value itself (512 KiB before 7.88).
-  if (sink != nullptr) curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 1L << 20);
+  if (sink != nullptr) {
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 1L << 20);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &st);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  }
   // No Accept-Encoding and no decoding: blob bytes must reach the sink as digested.
   curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "ocirelay/0.1");

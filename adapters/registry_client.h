@@ -59,12 +59,15 @@ struct Response {
 };
 
 // Receives a blob body as it arrives. on_head is called once before any data, with a 2xx
-// head; returning an error from either aborts the transfer with that error.
+// head; returning an error from any of these aborts the transfer with that error.
 class BodySink {
  public:
   virtual ~BodySink() = default;
   virtual Status on_head(const ResponseHead& head) = 0;
   virtual Status on_data(const char* data, std::size_t n) = 0;
+  // The body started and no byte arrived since the last call (called at least once a
+  // second while the upstream is silent): a sink that gathers pieces passes them on now.
+  virtual Status on_idle() { return {}; }
 };
 
 // One request's outcome, for metrics: upstream latency, status, 429s.

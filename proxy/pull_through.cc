@@ -91,7 +91,8 @@ class FillSink final : public adapters::BodySink {
   // libcurl hands over at most 16 KiB per call. Writing, hashing and waking readers per
   // call cost more than the transfer itself on a fast upstream, so bytes are gathered up
   // to kWriteChunk; a short piece means curl drained what the socket had, and is written
-  // at once, so readers of a slow upstream are not kept waiting.
+  // at once, so readers of a slow upstream are not kept waiting. When the socket drained
+  // on a full piece, on_idle() writes what is gathered once the upstream goes quiet.
   Status on_data(const char* data, std::size_t n) override {
     if (!writer_) return Error{Errc::upstream_protocol, "body before head"};
     if (length_ && written_ + pending_.size() + n > *length_)
@@ -100,6 +101,8 @@ class FillSink final : public adapters::BodySink {
     if (pending_.size() >= kWriteChunk || n < kCurlPiece) return flush();
     return {};
   }
+
+  Status on_idle() override { return flush(); }
 
   // Writes what is gathered. REQUIRES: called once the body ended, before verify().
   Status flush() {

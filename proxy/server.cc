@@ -521,7 +521,16 @@ class ServerImpl final : public Server {
       co_await wait_fill(*fill, fill->written(), BlobFill::State::starting);
     if (fill->state() == BlobFill::State::failed)
       co_return co_await send_error(stream, req, fill->error(), oci::ObjectKind::blob);
-    // Without a Content-Length from upstream the size is known only at the end.
+    // Without a Content-Length from upstream the size is known only at the end. A plain GET
+    // streams meanwhile with chunked encoding; HEAD, Range and HTTP/1.0 need the size first.
+    if (!fill->length() && fill->state() == BlobFill::State::streaming &&
+        req.method() == http::verb::get && req.version() >= 11 &&
+        join_header(req, http::field::range).empty()) {
+      auto out = co_await send_blob_chunked(stream, req, d, *fill);
+      out.cache = "miss";
+      out.source = "upstream";
+      co_return out;
+    }
     while (!fill->length() && fill->state() == BlobFill::State::streaming)
       co_await wait_fill(*fill, fill->written(), BlobFill::State::streaming);
     if (fill->state() == BlobFill::State::failed)
@@ -608,6 +617,62 @@ class ServerImpl final : public Server {
       }
     }
     co_return out;
+  }
+
+  // A blob whose upstream sent no Content-Length, streamed as it is written with chunked
+  // encoding. The terminating chunk goes out only once the whole blob verified: after a
+  // failed transfer or a digest mismatch the connection closes without it, and every HTTP
+  // client then reports the body incomplete instead of accepting it.
+  template <class Stream>
+  awaitable<Outcome> send_blob_chunked(Stream& stream, const Request& req, const oci::Digest& d,
+                                       BlobFill& fill) {
+    auto res = make_header(req, 200);
+    res.set(http::field::content_type, "application/octet-stream");
+    res.set("Docker-Content-Digest", d.str());
+    res.set(http::field::etag, "\"" + d.str() + "\"");
+    res.chunked(true);
+    Outcome out;
+    out.status = 200;
+    out.close = true;  // until the last chunk is out
+    if (!co_await write_header(stream, res)) co_return out;
+    std::uint64_t offset = 0;
+    for (;;) {
+      auto state = fill.state();
+      bool verified = fill.verified();  // read before written(): then written is final
+      std::uint64_t written = fill.written();
+      if (offset < written) {
+        std::uint64_t n = written - offset;
+        char line[24];
+        auto end = std::to_chars(line, line + sizeof line - 2, n, 16).ptr;
+        *end++ = '\r';
+        *end++ = '\n';
+        if (!co_await write_raw(stream, std::string_view(line, static_cast<std::size_t>(end - line))))
+          co_return out;
+        auto sent = co_await send_file_bytes(stream, fill.fd(), offset, n);
+        out.bytes += sent;
+        offset += sent;
+        if (sent < n || !co_await write_raw(stream, "\r\n")) co_return out;
+        continue;
+      }
+      if (verified || state == BlobFill::State::done) {
+        if (co_await write_raw(stream, "0\r\n\r\n")) out.close = false;
+        co_return out;
+      }
+      if (state == BlobFill::State::failed) {
+        spdlog::warn("blob {} transfer ended at {} bytes: closing the connection without the last chunk",
+                     d.str(), written);
+        co_return out;
+      }
+      co_await wait_fill(fill, written, state);
+    }
+  }
+
+  template <class Stream>
+  awaitable<bool> write_raw(Stream& stream, std::string_view bytes) {
+    beast::get_lowest_layer(stream).expires_after(opt_.idle_timeout);
+    auto [ec, n] = co_await asio::async_write(stream, asio::buffer(bytes.data(), bytes.size()),
+                                              tuple_awaitable);
+    co_return !ec;
   }
 
   // Writes [offset, offset+n) of fd; returns the bytes written (fewer on error).

@@ -1,5 +1,6 @@
 // Upstream trouble the mirror must survive without caching anything wrong: an upstream that
-// dies in the middle of a blob, and credentials that must never leak.
+// dies in the middle of a blob, one that sends no Content-Length or wrong bytes, and
+// credentials that must never leak.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -47,6 +48,11 @@ class DyingUpstream {
   int blob_gets() const { return blob_gets_; }
   // From now on a healthy blob answer stops after the first half until release().
   void hold_second_half() { hold_ = true; }
+  // Blob bodies go out chunked, without Content-Length (as some registries and proxies
+  // send them); a dying transfer then also lacks the last chunk.
+  void send_chunked() { chunked_ = true; }
+  // Healthy answers carry the blob with its last byte flipped.
+  void corrupt() { corrupt_ = true; }
   void release() {
     {
       std::lock_guard lock(mu_);
@@ -70,9 +76,12 @@ class DyingUpstream {
       std::string head, body;
       if (req.rfind("GET /v2/", 0) == 0 && req.find("/blobs/") != std::string::npos) {
         ++blob_gets_;
-        head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
-               std::to_string(blob_.size()) + "\r\nConnection: close\r\n\r\n";
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n" +
+               (chunked_ ? std::string("Transfer-Encoding: chunked")
+                         : "Content-Length: " + std::to_string(blob_.size())) +
+               "\r\nConnection: close\r\n\r\n";
         body = healthy_ ? blob_ : blob_.substr(0, blob_.size() / 2);
+        if (healthy_ && corrupt_) body.back() ^= 1;
       } else {
         head = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
       }
@@ -83,14 +92,26 @@ class DyingUpstream {
           off += static_cast<std::size_t>(n);
         }
       };
-      if (hold_ && body.size() == blob_.size()) {
-        send(head + body.substr(0, body.size() / 2));
+      const bool whole = body.size() == blob_.size();
+      // With chunked framing a part is one chunk, and only a whole body gets the last chunk.
+      auto frame = [&](const std::string& part, bool last) {
+        if (!chunked_ || head.find("200 OK") == std::string::npos) return part;
+        std::string out;
+        if (!part.empty()) {
+          char hex[20];
+          std::snprintf(hex, sizeof hex, "%zx\r\n", part.size());
+          out = hex + part + "\r\n";
+        }
+        return last ? out + "0\r\n\r\n" : out;
+      };
+      if (hold_ && whole) {
+        send(head + frame(body.substr(0, body.size() / 2), false));
         std::unique_lock lock(mu_);
         cv_.wait(lock, [this] { return released_ || stop_; });
-        body.erase(0, body.size() / 2);
-        head.clear();
+        send(frame(body.substr(body.size() / 2), true));
+      } else {
+        send(head + frame(body, whole));
       }
-      send(head + body);
       ::close(c);  // mid-body when unhealthy: the client sees a short read
     }
   }
@@ -98,7 +119,7 @@ class DyingUpstream {
   std::string blob_;
   int fd_ = -1;
   std::uint16_t port_ = 0;
-  std::atomic<bool> stop_{false}, healthy_{false}, hold_{false};
+  std::atomic<bool> stop_{false}, healthy_{false}, hold_{false}, chunked_{false}, corrupt_{false};
   std::mutex mu_;
   std::condition_variable cv_;
   bool released_ = false;  // guarded by mu_
@@ -162,6 +183,62 @@ TEST(UpstreamTroubleTest, RangeRequestIsServedFromABlobStillBeingFetched) {
   ASSERT_EQ(full.status, 200) << relay.log();
   EXPECT_EQ(sha256_digest(full.body), digest);
   EXPECT_EQ(upstream.blob_gets(), 1);
+}
+
+// An upstream that sends no Content-Length: the mirror cannot announce a size, so it streams
+// the blob chunked while it arrives instead of holding the client until the end, and sends
+// the last chunk only once the digest checked out.
+TEST(UpstreamTroubleTest, BlobWithoutContentLengthStreamsChunkedWhileItArrives) {
+  const std::string blob = random_bytes(4 << 20, 79);
+  const std::string digest = sha256_digest(blob);
+  DyingUpstream upstream(blob);
+  upstream.heal();
+  upstream.send_chunked();
+  upstream.hold_second_half();
+  TempDir tmp;
+  OcirelayProcess relay(tmp / "ocirelay", kUpstream, upstream.url());
+  ASSERT_TRUE(relay.start());
+
+  auto whole = std::async(std::launch::async, [&] {
+    return http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
+  });
+  // While the upstream holds the second half, a client reading for 3 s gets the first half.
+  auto early = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest, {}, 3s);
+  ASSERT_EQ(early.status, 200) << relay.log();
+  EXPECT_EQ(early.headers["transfer-encoding"], "chunked");
+  EXPECT_FALSE(early.complete);
+  EXPECT_EQ(early.body.size(), blob.size() / 2);
+  EXPECT_TRUE(early.body == blob.substr(0, blob.size() / 2));
+
+  upstream.release();
+  auto full = whole.get();
+  ASSERT_EQ(full.status, 200) << relay.log();
+  EXPECT_TRUE(full.complete);
+  EXPECT_EQ(sha256_digest(full.body), digest);
+  // Stored: now answered from disk with its size, without asking the upstream again.
+  auto hit = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
+  EXPECT_EQ(hit.headers["content-length"], std::to_string(blob.size()));
+  EXPECT_EQ(sha256_digest(hit.body), digest);
+  EXPECT_EQ(upstream.blob_gets(), 1);
+}
+
+TEST(UpstreamTroubleTest, ChunkedBlobWithWrongBytesNeverEndsCleanlyAndIsNotCached) {
+  const std::string blob = random_bytes(1 << 20, 80);
+  const std::string digest = sha256_digest(blob);
+  DyingUpstream upstream(blob);
+  upstream.heal();
+  upstream.send_chunked();
+  upstream.corrupt();
+  TempDir tmp;
+  OcirelayProcess relay(tmp / "ocirelay", kUpstream, upstream.url());
+  ASSERT_TRUE(relay.start());
+
+  auto got = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
+  EXPECT_FALSE(got.status == 200 && got.complete)
+      << "a client received a cleanly ended body of bytes that do not match " << digest;
+  EXPECT_FALSE(fs::exists(relay.store_dir() / "blobs/sha256" / digest.substr(7)));
+  auto fsck = relay.run({"fsck"});
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
 }
 
 // Invariant 7: an upstream password reaches no log line (at debug level), no metric, no

@@ -65,6 +65,7 @@ HttpResponse send_request(std::uint16_t port, const std::string& method, const s
     sent += static_cast<std::size_t>(n);
   }
   std::string raw;
+  bool closed = false;  // by the server, rather than our timeout
   char buf[65536];
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
@@ -73,6 +74,7 @@ HttpResponse send_request(std::uint16_t port, const std::string& method, const s
     pollfd pfd{fd, POLLIN, 0};
     if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) break;
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n == 0) closed = true;
     if (n <= 0) break;
     raw.append(buf, static_cast<std::size_t>(n));
   }
@@ -102,11 +104,18 @@ HttpResponse send_request(std::uint16_t port, const std::string& method, const s
       auto eol = body.find("\r\n", pos);
       if (eol == std::string::npos) break;
       std::size_t n = std::strtoul(body.c_str() + pos, nullptr, 16);
-      if (n == 0) break;
+      if (n == 0) {
+        resp.complete = true;
+        break;
+      }
       decoded += body.substr(eol + 2, n);
       pos = eol + 2 + n + 2;
     }
     body = decoded;
+  } else if (auto cl = resp.headers.find("content-length"); cl != resp.headers.end()) {
+    resp.complete = method == "HEAD" || body.size() == std::strtoull(cl->second.c_str(), nullptr, 10);
+  } else {
+    resp.complete = closed;
   }
   resp.body = std::move(body);
   return resp;

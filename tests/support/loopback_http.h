@@ -18,7 +18,9 @@ std::uint16_t free_port();
 struct HttpResponse {
   int status = 0;  // 0: no response
   std::map<std::string, std::string> headers;  // lowercase names
-  std::string body;
+  std::string body;     // de-chunked
+  bool complete = false;  // the whole body arrived: Content-Length met, last chunk seen, or
+                          // (neither framing) the server closed the connection
 };
 HttpResponse http_request(std::uint16_t port, const std::string& method, const std::string& target,
                           const std::map<std::string, std::string>& headers = {},
