@@ -127,118 +127,116 @@ class DyingUpstream {
   std::thread thread_;
 };
 
-TEST(UpstreamTroubleTest, UpstreamDyingMidBlobCachesNothingAndTheNextPullWorks) {
-  const std::string blob = random_bytes(4 << 20, 77);
-  const std::string digest = sha256_digest(blob);
-  DyingUpstream upstream(blob);
+// One random blob on a DyingUpstream with an ocirelay in front; set the upstream's
+// behaviour, then start().
+struct BlobScenario {
+  BlobScenario(std::size_t size, std::uint64_t seed)
+      : blob(random_bytes(size, seed)), digest(sha256_digest(blob)), upstream(blob) {}
+  bool start() { return relay.start(); }
+  HttpResponse get(const std::map<std::string, std::string>& headers = {},
+                   std::chrono::milliseconds timeout = 30s) {
+    return http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest, headers, timeout);
+  }
+  bool cached() const { return fs::exists(relay.store_dir() / "blobs/sha256" / digest.substr(7)); }
+  void expect_fsck_clean() const {
+    auto fsck = relay.run({"fsck"});
+    EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
+  }
+
+  const std::string blob, digest;
+  DyingUpstream upstream;
   TempDir tmp;
-  OcirelayProcess relay(tmp / "ocirelay", kUpstream, upstream.url());
-  ASSERT_TRUE(relay.start());
+  OcirelayProcess relay{tmp / "ocirelay", kUpstream, upstream.url()};
+};
 
-  auto first = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
-  EXPECT_FALSE(first.status == 200 && first.body.size() == blob.size())
+TEST(UpstreamTroubleTest, UpstreamDyingMidBlobCachesNothingAndTheNextPullWorks) {
+  BlobScenario t(4 << 20, 77);
+  ASSERT_TRUE(t.start());
+
+  auto first = t.get();
+  EXPECT_FALSE(first.status == 200 && first.body.size() == t.blob.size())
       << "the client received a complete body from a transfer that died half-way";
-  EXPECT_FALSE(fs::exists(relay.store_dir() / "blobs/sha256" / digest.substr(7)))
-      << "a half-fetched blob was cached";
-  auto fsck = relay.run({"fsck"});
-  EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
+  EXPECT_FALSE(t.cached()) << "a half-fetched blob was cached";
+  t.expect_fsck_clean();
 
-  upstream.heal();
-  auto second = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
-  ASSERT_EQ(second.status, 200) << relay.log();
-  EXPECT_EQ(sha256_digest(second.body), digest);
-  EXPECT_EQ(upstream.blob_gets(), 2) << "the failed fill should not be remembered as done";
+  t.upstream.heal();
+  auto second = t.get();
+  ASSERT_EQ(second.status, 200) << t.relay.log();
+  EXPECT_EQ(sha256_digest(second.body), t.digest);
+  EXPECT_EQ(t.upstream.blob_gets(), 2) << "the failed fill should not be remembered as done";
   // Now a hit: served from disk, no further upstream request.
-  auto third = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
-  EXPECT_EQ(sha256_digest(third.body), digest);
-  EXPECT_EQ(upstream.blob_gets(), 2);
+  auto third = t.get();
+  EXPECT_EQ(sha256_digest(third.body), t.digest);
+  EXPECT_EQ(t.upstream.blob_gets(), 2);
 }
 
 // Range on a blob still being fetched: a resuming client gets its 206 from the bytes
 // already on disk while the upstream holds back the rest, and both share one upstream GET.
 TEST(UpstreamTroubleTest, RangeRequestIsServedFromABlobStillBeingFetched) {
-  const std::string blob = random_bytes(4 << 20, 78);
-  const std::string digest = sha256_digest(blob);
-  DyingUpstream upstream(blob);
-  upstream.heal();
-  upstream.hold_second_half();
-  TempDir tmp;
-  OcirelayProcess relay(tmp / "ocirelay", kUpstream, upstream.url());
-  ASSERT_TRUE(relay.start());
+  BlobScenario t(4 << 20, 78);
+  t.upstream.heal();
+  t.upstream.hold_second_half();
+  ASSERT_TRUE(t.start());
 
-  auto whole = std::async(std::launch::async, [&] {
-    return http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
-  });
+  auto whole = std::async(std::launch::async, [&] { return t.get(); });
   // Answered while the second half is still held upstream (bounded: a server that waits
   // for the whole blob times out here).
-  auto part = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest,
-                           {{"Range", "bytes=1000-1999"}}, 20s);
-  ASSERT_EQ(part.status, 206) << relay.log();
-  EXPECT_EQ(part.headers["content-range"], "bytes 1000-1999/" + std::to_string(blob.size()));
-  EXPECT_EQ(part.body, blob.substr(1000, 1000));
+  auto part = t.get({{"Range", "bytes=1000-1999"}}, 20s);
+  ASSERT_EQ(part.status, 206) << t.relay.log();
+  EXPECT_EQ(part.headers["content-range"], "bytes 1000-1999/" + std::to_string(t.blob.size()));
+  EXPECT_EQ(part.body, t.blob.substr(1000, 1000));
   EXPECT_EQ(whole.wait_for(0s), std::future_status::timeout) << "the fill finished early";
 
-  upstream.release();
+  t.upstream.release();
   auto full = whole.get();
-  ASSERT_EQ(full.status, 200) << relay.log();
-  EXPECT_EQ(sha256_digest(full.body), digest);
-  EXPECT_EQ(upstream.blob_gets(), 1);
+  ASSERT_EQ(full.status, 200) << t.relay.log();
+  EXPECT_EQ(sha256_digest(full.body), t.digest);
+  EXPECT_EQ(t.upstream.blob_gets(), 1);
 }
 
 // An upstream that sends no Content-Length: the mirror cannot announce a size, so it streams
 // the blob chunked while it arrives instead of holding the client until the end, and sends
 // the last chunk only once the digest checked out.
 TEST(UpstreamTroubleTest, BlobWithoutContentLengthStreamsChunkedWhileItArrives) {
-  const std::string blob = random_bytes(4 << 20, 79);
-  const std::string digest = sha256_digest(blob);
-  DyingUpstream upstream(blob);
-  upstream.heal();
-  upstream.send_chunked();
-  upstream.hold_second_half();
-  TempDir tmp;
-  OcirelayProcess relay(tmp / "ocirelay", kUpstream, upstream.url());
-  ASSERT_TRUE(relay.start());
+  BlobScenario t(4 << 20, 79);
+  t.upstream.heal();
+  t.upstream.send_chunked();
+  t.upstream.hold_second_half();
+  ASSERT_TRUE(t.start());
 
-  auto whole = std::async(std::launch::async, [&] {
-    return http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
-  });
+  auto whole = std::async(std::launch::async, [&] { return t.get(); });
   // While the upstream holds the second half, a client reading for 3 s gets the first half.
-  auto early = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest, {}, 3s);
-  ASSERT_EQ(early.status, 200) << relay.log();
+  auto early = t.get({}, 3s);
+  ASSERT_EQ(early.status, 200) << t.relay.log();
   EXPECT_EQ(early.headers["transfer-encoding"], "chunked");
   EXPECT_FALSE(early.complete);
-  EXPECT_EQ(early.body.size(), blob.size() / 2);
-  EXPECT_TRUE(early.body == blob.substr(0, blob.size() / 2));
+  EXPECT_EQ(early.body.size(), t.blob.size() / 2);
+  EXPECT_TRUE(early.body == t.blob.substr(0, t.blob.size() / 2));
 
-  upstream.release();
+  t.upstream.release();
   auto full = whole.get();
-  ASSERT_EQ(full.status, 200) << relay.log();
+  ASSERT_EQ(full.status, 200) << t.relay.log();
   EXPECT_TRUE(full.complete);
-  EXPECT_EQ(sha256_digest(full.body), digest);
+  EXPECT_EQ(sha256_digest(full.body), t.digest);
   // Stored: now answered from disk with its size, without asking the upstream again.
-  auto hit = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
-  EXPECT_EQ(hit.headers["content-length"], std::to_string(blob.size()));
-  EXPECT_EQ(sha256_digest(hit.body), digest);
-  EXPECT_EQ(upstream.blob_gets(), 1);
+  auto hit = t.get();
+  EXPECT_EQ(hit.headers["content-length"], std::to_string(t.blob.size()));
+  EXPECT_EQ(sha256_digest(hit.body), t.digest);
+  EXPECT_EQ(t.upstream.blob_gets(), 1);
 }
 
 TEST(UpstreamTroubleTest, ChunkedBlobWithWrongBytesNeverEndsCleanlyAndIsNotCached) {
-  const std::string blob = random_bytes(1 << 20, 80);
-  const std::string digest = sha256_digest(blob);
-  DyingUpstream upstream(blob);
-  upstream.heal();
-  upstream.send_chunked();
-  upstream.corrupt();
-  TempDir tmp;
-  OcirelayProcess relay(tmp / "ocirelay", kUpstream, upstream.url());
-  ASSERT_TRUE(relay.start());
+  BlobScenario t(1 << 20, 80);
+  t.upstream.heal();
+  t.upstream.send_chunked();
+  t.upstream.corrupt();
+  ASSERT_TRUE(t.start());
 
-  auto got = http_request(relay.port(), "GET", "/v2/team/app/blobs/" + digest);
+  auto got = t.get();
   EXPECT_FALSE(got.status == 200 && got.complete)
-      << "a client received a cleanly ended body of bytes that do not match " << digest;
-  EXPECT_FALSE(fs::exists(relay.store_dir() / "blobs/sha256" / digest.substr(7)));
-  auto fsck = relay.run({"fsck"});
-  EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
+      << "a client received a cleanly ended body of bytes that do not match " << t.digest;
+  EXPECT_FALSE(t.cached());
+  t.expect_fsck_clean();
 }
 
 // Invariant 7: an upstream password reaches no log line (at debug level), no metric, no
