@@ -21,11 +21,12 @@ Error BlobFill::error() const {
   return error_;
 }
 
-bool BlobFill::wait_for_progress(std::uint64_t seen_written, State seen_state,
-                                 std::function<void()> wake) {
+bool BlobFill::wait_for_progress(const Progress& seen, std::function<void()> wake) {
   std::lock_guard lock(mu_);
-  // verified_ counts as progress too: a reader that saw it false may now send its last byte.
-  if (written_.load() != seen_written || state_.load() != seen_state || verified_.load())
+  // verified_ counts as progress too (a reader that saw it false may now send its last
+  // byte), but only when it changed: a reader that saw it true must wait, not spin.
+  if (written_.load() != seen.written || state_.load() != seen.state ||
+      verified_.load() != seen.verified)
     return false;
   waiters_.push_back(std::move(wake));
   return true;
@@ -50,7 +51,7 @@ void BlobFill::publish_head(int fd, std::optional<std::uint64_t> length) {
   notify();
 }
 
-void BlobFill::publish_bytes(std::uint64_t total_written) {
+void BlobFill::publish_bytes(std::uint64_t total_written, bool wake_now) {
   // Waking a reader costs a context switch or two (expensive on VMs), and each wake-up
   // sends what arrived: batch them per kWakeStep bytes. The head, verification, the end
   // and failures always wake readers, so nobody waits for bytes that never come.
@@ -58,7 +59,7 @@ void BlobFill::publish_bytes(std::uint64_t total_written) {
   {
     std::lock_guard lock(mu_);
     written_.store(total_written, std::memory_order_release);
-    if (waiters_.empty() || total_written - woken_at_ < kWakeStep) return;
+    if (waiters_.empty() || (!wake_now && total_written - woken_at_ < kWakeStep)) return;
     woken_at_ = total_written;
   }
   notify();

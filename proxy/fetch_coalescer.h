@@ -46,14 +46,25 @@ class BlobFill {
   // The error once state() == failed.
   Error error() const;
 
+  // What a reader saw of the fill. progress() reads state and verified before written, so
+  // `written` is final whenever `verified` is true or `state` is done.
+  struct Progress {
+    State state = State::starting;
+    bool verified = false;
+    std::uint64_t written = 0;
+  };
+  Progress progress() const { return {state(), verified(), written()}; }
+
   // Registers `wake` to run once, at the next progress (head, bytes, verified, done, failed). When
-  // progress already happened since `seen_written`/`seen_state`, `wake` is not stored and
-  // false is returned: the caller re-checks instead of waiting.
-  bool wait_for_progress(std::uint64_t seen_written, State seen_state, std::function<void()> wake);
+  // the fill moved on since `seen`, `wake` is not stored and false is returned: the caller
+  // re-checks instead of waiting.
+  bool wait_for_progress(const Progress& seen, std::function<void()> wake);
 
   // --- fetch thread only ----------------------------------------------------------
   void publish_head(int fd, std::optional<std::uint64_t> length);
-  void publish_bytes(std::uint64_t total_written);
+  // Readers are woken per 256 KiB of progress, or at once with `wake_now` (a slow upstream's
+  // small piece: nobody should wait for the next 256 KiB to see it).
+  void publish_bytes(std::uint64_t total_written, bool wake_now = false);
   void publish_verified();
   void publish_done();
   void publish_failed(Error e);

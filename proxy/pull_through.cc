@@ -110,8 +110,10 @@ class FillSink final : public adapters::BodySink {
     auto s = writer_->append(pending_.data(), pending_.size());
     if (!s) return s;
     written_ += pending_.size();
+    // Less than a full piece: the upstream is slow or paused, so readers hear of it now.
+    const bool partial = pending_.size() < kWriteChunk;
     pending_.clear();
-    fill_.publish_bytes(written_);
+    fill_.publish_bytes(written_, partial);
     return {};
   }
 

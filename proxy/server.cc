@@ -517,8 +517,8 @@ class ServerImpl final : public Server {
     } else {
       metrics_.inc("ocirelay_coalesced_waiters_total");
     }
-    while (fill->state() == BlobFill::State::starting)
-      co_await wait_fill(*fill, fill->written(), BlobFill::State::starting);
+    for (auto p = fill->progress(); p.state == BlobFill::State::starting; p = fill->progress())
+      co_await wait_fill(*fill, p);
     if (fill->state() == BlobFill::State::failed)
       co_return co_await send_error(stream, req, fill->error(), oci::ObjectKind::blob);
     // Without a Content-Length from upstream the size is known only at the end. A plain GET
@@ -531,8 +531,15 @@ class ServerImpl final : public Server {
       out.source = "upstream";
       co_return out;
     }
-    while (!fill->length() && fill->state() == BlobFill::State::streaming)
-      co_await wait_fill(*fill, fill->written(), BlobFill::State::streaming);
+    // The header needs the size. An empty body also waits for verification: sending it is
+    // sending all of it.
+    auto size_known = [&](const BlobFill::Progress& p) {
+      auto length = fill->length();
+      return length && (*length > 0 || p.verified);
+    };
+    for (auto p = fill->progress(); p.state == BlobFill::State::streaming && !size_known(p);
+         p = fill->progress())
+      co_await wait_fill(*fill, p);
     if (fill->state() == BlobFill::State::failed)
       co_return co_await send_error(stream, req, fill->error(), oci::ObjectKind::blob);
     auto out = co_await send_blob(stream, req, d, fill->fd(), *fill->length(), fill.get());
@@ -541,11 +548,11 @@ class ServerImpl final : public Server {
     co_return out;
   }
 
-  // Waits until the fill reports progress past (seen_written, seen_state).
-  awaitable<void> wait_fill(BlobFill& fill, std::uint64_t seen_written, BlobFill::State seen_state) {
+  // Waits until the fill moved on from `seen` (or 5 s passed: the caller re-checks).
+  awaitable<void> wait_fill(BlobFill& fill, const BlobFill::Progress& seen) {
     auto ex = co_await asio::this_coro::executor;
     auto timer = std::make_shared<asio::steady_timer>(ex, std::chrono::seconds(5));
-    bool waiting = fill.wait_for_progress(seen_written, seen_state, [timer, ex] {
+    bool waiting = fill.wait_for_progress(seen, [timer, ex] {
       asio::post(ex, [timer] { timer->cancel(); });
     });
     if (!waiting) co_return;
@@ -587,24 +594,27 @@ class ServerImpl final : public Server {
     while (offset < end) {
       std::uint64_t avail = end;
       if (fill) {
-        auto state = fill->state();
-        bool verified = fill->verified();  // read before written(): then written is final
-        std::uint64_t written = fill->written();
+        const auto p = fill->progress();
         // The blob's last byte goes out only once the whole blob hashed to its digest: on a
         // mismatch the connection closes one byte short, so no client ever receives a
-        // complete body of wrong bytes.
-        std::uint64_t releasable =
-            state == BlobFill::State::done || verified ? written : std::min(written, total - 1);
+        // complete body of wrong bytes. A range that stops short of the last byte is sent
+        // as it arrives: no digest covers a range, and a client resuming a download checks
+        // the whole blob it assembles.
+        std::uint64_t releasable = p.state == BlobFill::State::done || p.verified
+                                       ? p.written
+                                       : std::min(p.written, total - 1);
         avail = std::min(releasable, end);
         if (offset >= avail) {
-          if (state == BlobFill::State::failed || state == BlobFill::State::done) {
-            // Failed mid-way (or shorter than announced): truncate so the client notices.
+          if (p.state == BlobFill::State::failed || p.state == BlobFill::State::done ||
+              p.verified) {
+            // Failed mid-way (or complete but shorter than announced): truncate so the
+            // client notices.
             spdlog::warn("blob {} transfer ended at {} of {} bytes: closing the connection", d.str(),
-                         written, total);
+                         p.written, total);
             out.close = true;
             co_return out;
           }
-          co_await wait_fill(*fill, written, state);
+          co_await wait_fill(*fill, p);
           continue;
         }
       }
@@ -637,11 +647,9 @@ class ServerImpl final : public Server {
     if (!co_await write_header(stream, res)) co_return out;
     std::uint64_t offset = 0;
     for (;;) {
-      auto state = fill.state();
-      bool verified = fill.verified();  // read before written(): then written is final
-      std::uint64_t written = fill.written();
-      if (offset < written) {
-        std::uint64_t n = written - offset;
+      const auto p = fill.progress();
+      if (offset < p.written) {
+        std::uint64_t n = p.written - offset;
         char line[24];
         auto end = std::to_chars(line, line + sizeof line - 2, n, 16).ptr;
         *end++ = '\r';
@@ -654,16 +662,16 @@ class ServerImpl final : public Server {
         if (sent < n || !co_await write_raw(stream, "\r\n")) co_return out;
         continue;
       }
-      if (verified || state == BlobFill::State::done) {
+      if (p.verified || p.state == BlobFill::State::done) {
         if (co_await write_raw(stream, "0\r\n\r\n")) out.close = false;
         co_return out;
       }
-      if (state == BlobFill::State::failed) {
+      if (p.state == BlobFill::State::failed) {
         spdlog::warn("blob {} transfer ended at {} bytes: closing the connection without the last chunk",
-                     d.str(), written);
+                     d.str(), p.written);
         co_return out;
       }
-      co_await wait_fill(fill, written, state);
+      co_await wait_fill(fill, p);
     }
   }
 

@@ -1,9 +1,9 @@
 // The LMDB record formats of the store: key layout (byte strings joined by NUL, which no
 // repository name, tag or digest can contain) and small JSON values.
 //
-//   meta        "schema_version" -> "1", "evicted_blobs" -> decimal count,
-//               "blob_bytes" -> decimal sum of every blobs row's size (kept in the same
-//               transaction as the rows; stores from before it get it on open)
+//   meta        "schema_version" -> "2", "evicted_blobs" -> decimal count,
+//               "blob_bytes" -> decimal sum of every blobs row's size, moved in the same
+//               transaction as the rows (new in 2; opening a version 1 store counts them)
 //   blobs       <digest> -> {"size","created","last_access"}
 //   repo_blobs  <repo>\0<digest> -> ""        blob_repos <digest>\0<repo> -> ""
 //   tags        <repo>\0<tag> -> {"digest","media_type","fetched_at","etag","pinned"}
@@ -22,7 +22,7 @@
 
 namespace ocirelay::store::records {
 
-inline constexpr std::string_view kSchemaVersion = "1";
+inline constexpr std::string_view kSchemaVersion = "2";
 inline constexpr std::string_view kBlobBytesKey = "blob_bytes";
 
 struct BlobRow {

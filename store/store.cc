@@ -75,30 +75,35 @@ Status LayoutStore::init() {
   if (!env.ok()) return env.error();
   env_ = std::move(*env);
 
+  // Schema 1 had no blob_bytes counter. Version 2 counts the rows once and from then on
+  // moves the counter with them; a binary that reads only version 1 refuses the upgraded
+  // store instead of changing rows without keeping the counter.
   std::string found;
+  bool upgraded = false;
   auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {
     auto v = t.get(dbi(db::kMeta), "schema_version");
     if (!v.ok()) return v.error();
-    if (!*v) {
-      if (auto s = t.put(dbi(db::kMeta), "schema_version", records::kSchemaVersion); !s.ok())
+    found = *v ? **v : std::string(records::kSchemaVersion);
+    if (found != "1" && found != records::kSchemaVersion) return {};  // refused below
+    if (found == "1" || !*v) {
+      auto sum = sum_blob_rows(t);
+      if (!sum.ok()) return sum.error();
+      if (auto s = t.put(dbi(db::kMeta), records::kBlobBytesKey, std::to_string(*sum)); !s.ok())
         return s;
-    } else {
-      found = **v;
+      upgraded = found == "1";
+      found = records::kSchemaVersion;
+      return t.put(dbi(db::kMeta), "schema_version", records::kSchemaVersion);
     }
-    if (!found.empty() && found != records::kSchemaVersion) return {};  // refused below
-    // A store written before the blob_bytes counter existed: count its rows once.
-    auto counter = t.get(dbi(db::kMeta), records::kBlobBytesKey);
-    if (!counter.ok()) return counter.error();
-    if (*counter) return {};
-    auto sum = sum_blob_rows(t);
-    if (!sum.ok()) return sum.error();
-    return t.put(dbi(db::kMeta), records::kBlobBytesKey, std::to_string(*sum));
+    return {};
   });
   if (!st.ok()) return st;
-  if (!found.empty() && found != records::kSchemaVersion)
+  if (found != records::kSchemaVersion)
     return Error{Errc::unsupported, "store " + opt_.root.string() + ": schema version " + found +
-                                        " is not supported (this build reads version " +
+                                        " is not supported (this build reads versions 1 and " +
                                         std::string(records::kSchemaVersion) + ")"};
+  if (upgraded)
+    spdlog::info("store {}: metadata upgraded to schema {} (blob byte counter)", opt_.root.string(),
+                 records::kSchemaVersion);
   // A crash between a tag commit and the index.json rewrite leaves the file stale.
   return rewrite_index();
 }

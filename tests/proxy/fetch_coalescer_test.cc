@@ -10,6 +10,10 @@ namespace {
 
 oci::Digest digest_of(std::string_view s) { return oci::Digest::of(s); }
 
+BlobFill::Progress seen(std::uint64_t written, BlobFill::State state, bool verified = false) {
+  return {state, verified, written};
+}
+
 TEST(FetchCoalescer, OneFillPerRepositoryAndDigest) {
   FetchCoalescer c;
   auto d = digest_of("layer");
@@ -43,14 +47,14 @@ TEST(FetchCoalescer, FinishedFillIsReplacedByANewOne) {
 TEST(BlobFill, WaiterIsWokenOnceOnProgress) {
   BlobFill fill(digest_of("x"), "r");
   int woken = 0;
-  ASSERT_TRUE(fill.wait_for_progress(0, BlobFill::State::starting, [&] { ++woken; }));
+  ASSERT_TRUE(fill.wait_for_progress(seen(0, BlobFill::State::starting), [&] { ++woken; }));
   fill.publish_head(-1, 10);
   EXPECT_EQ(woken, 1);
   EXPECT_EQ(fill.state(), BlobFill::State::streaming);
   EXPECT_EQ(fill.length(), 10u);
   fill.publish_bytes(4);
   EXPECT_EQ(woken, 1);  // not registered again
-  ASSERT_TRUE(fill.wait_for_progress(4, BlobFill::State::streaming, [&] { ++woken; }));
+  ASSERT_TRUE(fill.wait_for_progress(seen(4, BlobFill::State::streaming), [&] { ++woken; }));
   fill.publish_bytes(10);
   fill.publish_done();
   EXPECT_EQ(woken, 2);  // once, although two things happened
@@ -63,12 +67,12 @@ TEST(BlobFill, SmallProgressIsBatchedButTheEndAlwaysWakes) {
   BlobFill fill(digest_of("x"), "r");
   fill.publish_head(-1, 1 << 20);
   int woken = 0;
-  ASSERT_TRUE(fill.wait_for_progress(0, BlobFill::State::streaming, [&] { ++woken; }));
+  ASSERT_TRUE(fill.wait_for_progress(seen(0, BlobFill::State::streaming), [&] { ++woken; }));
   fill.publish_bytes(16 << 10);
   EXPECT_EQ(woken, 0);
   fill.publish_bytes(300 << 10);
   EXPECT_EQ(woken, 1);
-  ASSERT_TRUE(fill.wait_for_progress(300 << 10, BlobFill::State::streaming, [&] { ++woken; }));
+  ASSERT_TRUE(fill.wait_for_progress(seen(300 << 10, BlobFill::State::streaming), [&] { ++woken; }));
   fill.publish_bytes((300 << 10) + 5);
   EXPECT_EQ(woken, 1);
   fill.publish_verified();
@@ -79,8 +83,8 @@ TEST(BlobFill, ProgressAlreadySeenIsNotAWait) {
   BlobFill fill(digest_of("x"), "r");
   fill.publish_head(-1, std::nullopt);
   fill.publish_bytes(7);
-  EXPECT_FALSE(fill.wait_for_progress(0, BlobFill::State::streaming, [] {}));
-  EXPECT_FALSE(fill.wait_for_progress(7, BlobFill::State::starting, [] {}));
+  EXPECT_FALSE(fill.wait_for_progress(seen(0, BlobFill::State::streaming), [] {}));
+  EXPECT_FALSE(fill.wait_for_progress(seen(7, BlobFill::State::starting), [] {}));
   fill.publish_done();
   EXPECT_EQ(fill.state(), BlobFill::State::done);
   EXPECT_EQ(fill.length(), 7u);  // unknown length becomes the written size
@@ -92,20 +96,34 @@ TEST(BlobFill, VerificationWakesReadersHoldingTheLastByte) {
   fill.publish_bytes(10);
   int woken = 0;
   // A reader at byte 9 of 10 waits for verification, not only for the commit.
-  ASSERT_TRUE(fill.wait_for_progress(10, BlobFill::State::streaming, [&] { ++woken; }));
+  ASSERT_TRUE(fill.wait_for_progress(seen(10, BlobFill::State::streaming), [&] { ++woken; }));
   EXPECT_FALSE(fill.verified());
   fill.publish_verified();
   EXPECT_EQ(woken, 1);
   EXPECT_TRUE(fill.verified());
   EXPECT_EQ(fill.state(), BlobFill::State::streaming);  // the commit is still to come
   // Once verified, a reader that saw the old state does not wait at all.
-  EXPECT_FALSE(fill.wait_for_progress(10, BlobFill::State::streaming, [] {}));
+  EXPECT_FALSE(fill.wait_for_progress(seen(10, BlobFill::State::streaming), [] {}));
+  // One that saw it verified waits for the commit (it used to be told to re-check at once,
+  // and spun on its I/O thread until the fsyncs were done).
+  ASSERT_TRUE(fill.wait_for_progress(seen(10, BlobFill::State::streaming, true), [&] { ++woken; }));
+  fill.publish_done();
+  EXPECT_EQ(woken, 2);
+}
+
+TEST(BlobFill, ASmallPieceFromASlowUpstreamWakesReadersAtOnce) {
+  BlobFill fill(digest_of("x"), "r");
+  fill.publish_head(-1, 1 << 20);
+  int woken = 0;
+  ASSERT_TRUE(fill.wait_for_progress(seen(0, BlobFill::State::streaming), [&] { ++woken; }));
+  fill.publish_bytes(10 << 10, /*wake_now=*/true);
+  EXPECT_EQ(woken, 1);
 }
 
 TEST(BlobFill, FailureWakesWaitersWithTheError) {
   BlobFill fill(digest_of("x"), "r");
   bool woken = false;
-  ASSERT_TRUE(fill.wait_for_progress(0, BlobFill::State::starting, [&] { woken = true; }));
+  ASSERT_TRUE(fill.wait_for_progress(seen(0, BlobFill::State::starting), [&] { woken = true; }));
   fill.publish_failed(Error{Errc::not_found, "no such blob upstream"});
   EXPECT_TRUE(woken);
   EXPECT_EQ(fill.state(), BlobFill::State::failed);

@@ -206,16 +206,35 @@ TEST(StoreSizeTest, FollowsPublishRepublishGcEvictionAndFsckRepair) {
   EXPECT_TRUE(f.store->fsck(false)->clean());
 }
 
-TEST(StoreSizeTest, OpeningAStoreWrittenBeforeTheCounterCountsItsRows) {
+std::string schema_version(const std::filesystem::path& root) {
+  auto env = lmdb::Env::open(root / "meta", {detail::db::kMeta}, 1 << 20);
+  if (!env.ok()) return env.error().to_string();
+  auto t = (*env)->read();
+  auto v = (*t)->get((*env)->dbi(detail::db::kMeta), "schema_version");
+  return v.ok() && *v ? **v : "";
+}
+
+TEST(StoreSizeTest, OpeningAVersion1StoreCountsItsRowsAndUpgradesIt) {
   Fixture f;
   f.open(0);
   put_blob(*f.store, kRepo, std::string(123, 'x'));
   put_blob(*f.store, kRepo, std::string(77, 'y'));
   f.store.reset();
+  // What a version 1 binary left: no counter.
   set_size_counter(f.dir.path(), std::nullopt);
+  {
+    auto env = lmdb::Env::open(f.dir.path() / "meta", {detail::db::kMeta}, 1 << 20);
+    ASSERT_TRUE(env.ok());
+    ASSERT_TRUE((*env)->write([&](lmdb::WriteTxn& t) {
+      return t.put((*env)->dbi(detail::db::kMeta), "schema_version", "1");
+    }).ok());
+  }
   f.open(0);
   EXPECT_EQ(f.store->stats().bytes, 200u);
   EXPECT_TRUE(f.store->fsck(false)->clean());
+  f.store.reset();
+  // Upgraded, so a binary that keeps no counter refuses the store rather than drift it.
+  EXPECT_EQ(schema_version(f.dir.path()), "2");
 }
 
 TEST(StoreSizeTest, FsckReportsAndRepairsAWrongCounterThatWouldHideAQuotaBreach) {
