@@ -169,10 +169,11 @@ class LayoutStore final : public Store {
   // Deletes a blob's row, its repository links and, for a manifest, its manifest row and
   // referrer entries. REQUIRES: publish_mu_ held; the caller removes the file afterwards.
   Status delete_rows(lmdb::WriteTxn& t, const oci::Digest& d);
-  // The blob_bytes meta counter: read it, move it by `delta` (same transaction as the
-  // blobs row it accounts for), or recompute it from the rows.
-  std::uint64_t blob_bytes(const lmdb::Txn& t) const;
-  Status add_blob_bytes(lmdb::WriteTxn& t, std::int64_t delta);
+  // Decimal counters in the meta DB (blob_bytes, evicted_blobs): read one (0 when absent),
+  // or move it by `delta` in the transaction that changes what it counts.
+  std::uint64_t meta_count(const lmdb::Txn& t, std::string_view key) const;
+  Status add_meta_count(lmdb::WriteTxn& t, std::string_view key, std::int64_t delta);
+  // What blob_bytes should hold: the sum of every blobs row's size.
   Result<std::uint64_t> sum_blob_rows(const lmdb::Txn& t) const;
   // Deletes rows then file of `d`; counts it as evicted when `evicted`.
   Status remove_blob(const oci::Digest& d, bool evicted);

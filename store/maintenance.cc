@@ -11,17 +11,17 @@
 
 namespace ocirelay::store::detail {
 
-std::uint64_t LayoutStore::blob_bytes(const lmdb::Txn& t) const {
-  auto v = t.get(dbi(db::kMeta), records::kBlobBytesKey);
+std::uint64_t LayoutStore::meta_count(const lmdb::Txn& t, std::string_view key) const {
+  auto v = t.get(dbi(db::kMeta), key);
   return v.ok() && *v ? std::strtoull((*v)->c_str(), nullptr, 10) : 0;
 }
 
-Status LayoutStore::add_blob_bytes(lmdb::WriteTxn& t, std::int64_t delta) {
+Status LayoutStore::add_meta_count(lmdb::WriteTxn& t, std::string_view key, std::int64_t delta) {
   if (delta == 0) return {};
-  auto now = static_cast<std::int64_t>(blob_bytes(t));
+  auto now = static_cast<std::int64_t>(meta_count(t, key));
   // Never below zero, even if a row's size was unreadable when it was counted.
   auto next = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now + delta));
-  return t.put(dbi(db::kMeta), records::kBlobBytesKey, std::to_string(next));
+  return t.put(dbi(db::kMeta), key, std::to_string(next));
 }
 
 Result<std::uint64_t> LayoutStore::sum_blob_rows(const lmdb::Txn& t) const {
@@ -38,12 +38,11 @@ Result<std::uint64_t> LayoutStore::sum_blob_rows(const lmdb::Txn& t) const {
 StoreStats LayoutStore::stats() const {
   return read_or(StoreStats{}, [&](const lmdb::ReadTxn& t) {
     StoreStats s;
-    s.bytes = blob_bytes(t);
+    s.bytes = meta_count(t, records::kBlobBytesKey);
     if (auto n = t.count(dbi(db::kBlobs)); n.ok()) s.blobs = *n;
     if (auto n = t.count(dbi(db::kManifests)); n.ok()) s.manifests = *n;
     if (auto n = t.count(dbi(db::kTags)); n.ok()) s.tags = *n;
-    if (auto v = t.get(dbi(db::kMeta), "evicted_blobs"); v.ok() && *v)
-      s.evicted_blobs = std::strtoull((*v)->c_str(), nullptr, 10);
+    s.evicted_blobs = meta_count(t, records::kEvictedBlobsKey);
     return s;
   });
 }
@@ -77,7 +76,7 @@ Status LayoutStore::delete_rows(lmdb::WriteTxn& t, const oci::Digest& d) {
   if (!row.ok()) return row.error();
   if (!*row) return {};
   if (auto decoded = records::decode_blob(**row))
-    if (auto s = add_blob_bytes(t, -static_cast<std::int64_t>(decoded->size)); !s.ok()) return s;
+    if (auto s = add_meta_count(t, records::kBlobBytesKey, -static_cast<std::int64_t>(decoded->size)); !s.ok()) return s;
   return t.del(dbi(db::kBlobs), d.str());
 }
 
@@ -86,10 +85,7 @@ Status LayoutStore::remove_blob(const oci::Digest& d, bool evicted) {
   auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {
     if (auto s = delete_rows(t, d); !s.ok()) return s;
     if (!evicted) return {};
-    auto v = t.get(dbi(db::kMeta), "evicted_blobs");
-    if (!v.ok()) return v.error();
-    std::uint64_t n = *v ? std::strtoull((*v)->c_str(), nullptr, 10) : 0;
-    return t.put(dbi(db::kMeta), "evicted_blobs", std::to_string(n + 1));
+    return add_meta_count(t, records::kEvictedBlobsKey, 1);
   });
   if (!st.ok()) return st;
   // Row first, then file: a crash in between leaves an orphan file, never a dangling row.
@@ -104,7 +100,7 @@ Result<EvictReport> LayoutStore::enforce_quota() {
   std::lock_guard ml(maint_mu_);
   // The common case, checked after every fill: under quota. Answered from the counter
   // without loading every row.
-  if (read_or(std::uint64_t{0}, [&](const lmdb::ReadTxn& t) { return blob_bytes(t); }) <= high)
+  if (read_or(std::uint64_t{0}, [&](const lmdb::ReadTxn& t) { return meta_count(t, records::kBlobBytesKey); }) <= high)
     return report;
   if (auto st = flush_access(); !st.ok()) return st.error();
 
@@ -310,7 +306,7 @@ Result<FsckReport> LayoutStore::fsck(bool repair) {
       return true;
     });
     if (!st.ok()) return st.error();
-    if (std::uint64_t counted = blob_bytes(**txn); counted != sum) {
+    if (std::uint64_t counted = meta_count(**txn, records::kBlobBytesKey); counted != sum) {
       counter_wrong = true;
       report.problems.push_back("store size counter says " + std::to_string(counted) +
                                 " bytes; the blob rows add up to " + std::to_string(sum));

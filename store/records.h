@@ -24,6 +24,7 @@ namespace ocirelay::store::records {
 
 inline constexpr std::string_view kSchemaVersion = "2";
 inline constexpr std::string_view kBlobBytesKey = "blob_bytes";
+inline constexpr std::string_view kEvictedBlobsKey = "evicted_blobs";
 
 struct BlobRow {
   std::uint64_t size = 0;

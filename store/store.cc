@@ -274,7 +274,7 @@ Result<BlobInfo> LayoutStore::publish(IngestWriter& w, std::string_view repo,
         counted = static_cast<std::int64_t>(prev->size);
       }
     if (auto s = t.put(dbi(db::kBlobs), d.str(), records::encode(row)); !s.ok()) return s;
-    if (auto s = add_blob_bytes(t, static_cast<std::int64_t>(size) - counted); !s.ok()) return s;
+    if (auto s = add_meta_count(t, records::kBlobBytesKey, static_cast<std::int64_t>(size) - counted); !s.ok()) return s;
     if (!repo.empty())
       if (auto s = link_in(t, repo, d); !s.ok()) return s;
     return extra ? extra(t) : Status{};
