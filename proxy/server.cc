@@ -343,6 +343,15 @@ class ServerImpl final : public Server {
     return res;
   }
 
+  // The headers every blob body carries, however it is framed.
+  Header make_blob_header(const Request& req, unsigned status, const oci::Digest& d) {
+    auto res = make_header(req, status);
+    res.set(http::field::content_type, "application/octet-stream");
+    res.set("Docker-Content-Digest", d.str());
+    res.set(http::field::etag, "\"" + d.str() + "\"");
+    return res;
+  }
+
   template <class Stream>
   awaitable<bool> write_header(Stream& stream, Header& res) {
     beast::get_lowest_layer(stream).expires_after(opt_.idle_timeout);
@@ -575,10 +584,7 @@ class ServerImpl final : public Server {
     ByteRange r = range.kind == RangeKind::partial ? range.range
                                                    : ByteRange{0, total == 0 ? 0 : total - 1};
     std::uint64_t length = total == 0 ? 0 : r.length();
-    auto res = make_header(req, range.kind == RangeKind::partial ? 206 : 200);
-    res.set(http::field::content_type, "application/octet-stream");
-    res.set("Docker-Content-Digest", d.str());
-    res.set(http::field::etag, "\"" + d.str() + "\"");
+    auto res = make_blob_header(req, range.kind == RangeKind::partial ? 206 : 200, d);
     res.set(http::field::accept_ranges, "bytes");
     if (range.kind == RangeKind::partial) res.set(http::field::content_range, content_range(r, total));
     res.content_length(length);
@@ -636,10 +642,7 @@ class ServerImpl final : public Server {
   template <class Stream>
   awaitable<Outcome> send_blob_chunked(Stream& stream, const Request& req, const oci::Digest& d,
                                        BlobFill& fill) {
-    auto res = make_header(req, 200);
-    res.set(http::field::content_type, "application/octet-stream");
-    res.set("Docker-Content-Digest", d.str());
-    res.set(http::field::etag, "\"" + d.str() + "\"");
+    auto res = make_blob_header(req, 200, d);
     res.chunked(true);
     Outcome out;
     out.status = 200;
