@@ -7,6 +7,8 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <exception>
+#include <utility>
 
 namespace ocirelay::adapters {
 namespace {
@@ -52,6 +54,16 @@ struct TransferState {
   }
 };
 
+// Header values ocirelay keeps (stores, compares, forwards to clients) must be visible
+// ASCII: a byte outside it (0xFF in an ETag, say) would reach the store's JSON rows and
+// the clients' responses. RFC 9110 allows obs-text there, but no registry needs it.
+bool visible_ascii(std::string_view v) {
+  return std::all_of(v.begin(), v.end(), [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c == '\t' || (c >= 0x20 && c < 0x7f);
+  });
+}
+
 void parse_header_line(TransferState& st, std::string_view line) {
   line = trim(line);
   if (line.starts_with("HTTP/")) {
@@ -69,6 +81,7 @@ void parse_header_line(TransferState& st, std::string_view line) {
   if (colon == std::string_view::npos) return;
   auto name = trim(line.substr(0, colon));
   auto value = trim(line.substr(colon + 1));
+  if (!visible_ascii(value)) return;  // as if absent
   ResponseHead& h = st.exchange.head;
   if (iequals(name, "content-type")) {
     h.content_type = value;
@@ -93,14 +106,29 @@ void parse_header_line(TransferState& st, std::string_view line) {
   }
 }
 
-std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
-  auto* st = static_cast<TransferState*>(user);
-  parse_header_line(*st, std::string_view(data, size * n));
-  return size * n;
+// libcurl's callbacks are C: nothing may unwind through them. A throw from a sink (a bug)
+// aborts the transfer with an internal error instead.
+template <class F>
+auto callback_guard(TransferState* st, decltype(std::declval<F>()()) abort_value, F&& fn) noexcept {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    st->abort_error = Error{Errc::internal, std::string("transfer callback: ") + e.what()};
+  } catch (...) {
+    st->abort_error = Error{Errc::internal, "transfer callback: unexpected exception"};
+  }
+  return abort_value;
 }
 
-std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
+std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
   auto* st = static_cast<TransferState*>(user);
+  return callback_guard(st, std::size_t{0}, [&] {
+    parse_header_line(*st, std::string_view(data, size * n));
+    return size * n;
+  });
+}
+
+std::size_t deliver_body(TransferState* st, char* data, std::size_t size, std::size_t n) {
   const std::size_t len = size * n;
   const int status = st->exchange.head.status;
   // With redirects followed, curl hands over only the final response's body, so the
@@ -133,17 +161,24 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
   return len;
 }
 
+std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
+  auto* st = static_cast<TransferState*>(user);
+  return callback_guard(st, std::size_t{0}, [&] { return deliver_body(st, data, size, n); });
+}
+
 // libcurl calls this at least once a second, and more often while bytes flow.
 int on_progress(void* user, curl_off_t, curl_off_t received, curl_off_t, curl_off_t) {
   auto* st = static_cast<TransferState*>(user);
-  const bool idle = received == st->last_received;
-  st->last_received = received;
-  if (!idle || !st->head_delivered || st->sink == nullptr) return 0;
-  if (Status s = st->sink->on_idle(); !s) {
-    st->abort_error = s.error();
-    return 1;  // aborts the transfer
-  }
-  return 0;
+  return callback_guard(st, 1, [&] {
+    const bool idle = received == st->last_received;
+    st->last_received = received;
+    if (!idle || !st->head_delivered || st->sink == nullptr) return 0;
+    if (Status s = st->sink->on_idle(); !s) {
+      st->abort_error = s.error();
+      return 1;  // aborts the transfer
+    }
+    return 0;
+  });
 }
 
 Error curl_error(CURLcode rc, const char* errbuf) {

@@ -112,7 +112,7 @@ int run_serve(const Config& config) {
     while (!stopping) {
       if (cv.wait_for(lock, std::chrono::seconds(60), [&] { return stopping; })) break;
       lock.unlock();
-      auto r = (*store)->enforce_quota();
+      auto r = guarded("quota enforcement", [&] { return (*store)->enforce_quota(); });
       if (!r)
         spdlog::warn("quota enforcement: {}", r.error().to_string());
       else if (r->blobs > 0)

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <ctime>
 
+#include "oci/json.h"
+
 namespace ocirelay::cli {
 namespace {
 
@@ -28,7 +30,8 @@ class JsonFormatter final : public spdlog::formatter {
     auto level = spdlog::level::to_string_view(msg.level);
     std::string line = std::string("{\"ts\":\"") + ts + "\",\"level\":\"" +
                        std::string(level.data(), level.size()) + "\",\"msg\":\"" +
-                       json_escape(std::string_view(msg.payload.data(), msg.payload.size())) +
+                       json_escape(oci::json::valid_utf8(
+                           std::string_view(msg.payload.data(), msg.payload.size()))) +
                        "\"}\n";
     dest.append(line.data(), line.data() + line.size());
   }

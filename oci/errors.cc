@@ -1,7 +1,7 @@
 #include "oci/errors.h"
 
 #include <cstring>
-#include <nlohmann/json.hpp>
+#include "oci/json.h"
 
 namespace ocirelay {
 
@@ -78,8 +78,9 @@ DistributionError to_distribution_error(const Error& e, ObjectKind what) {
 }
 
 std::string error_body(std::string_view code, std::string_view message) {
-  nlohmann::json j = {{"errors", nlohmann::json::array({{{"code", code}, {"message", message}}})}};
-  return j.dump();
+  // The message may quote what a client sent (a ?ns= value): dumped without throwing.
+  json::Json j = {{"errors", json::Json::array({{{"code", code}, {"message", message}}})}};
+  return json::dump(j);
 }
 
 }  // namespace oci

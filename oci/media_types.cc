@@ -1,6 +1,6 @@
 #include "oci/media_types.h"
 
-#include <nlohmann/json.hpp>
+#include "oci/json.h"
 
 namespace ocirelay::oci {
 
@@ -26,41 +26,44 @@ std::vector<Digest> Manifest::blob_digests() const {
 }
 
 namespace {
-using nlohmann::json;
+using json::Json;
+using json::string_or;
 
-Result<Descriptor> parse_descriptor(const json& j, std::string_view where) {
+// Every field is type-checked: these bytes come from upstreams and clients.
+Result<Descriptor> parse_descriptor(const Json& j, std::string_view where) {
   if (!j.is_object()) return Error{Errc::invalid_argument, std::string(where) + " is not an object"};
   Descriptor d;
-  auto dg = j.find("digest");
-  if (dg == j.end() || !dg->is_string())
-    return Error{Errc::invalid_argument, std::string(where) + " has no digest"};
-  auto parsed = Digest::parse(dg->get<std::string>());
+  auto dg = json::string_field(j, "digest");
+  if (!dg) return Error{Errc::invalid_argument, std::string(where) + " has no digest"};
+  auto parsed = Digest::parse(*dg);
   if (!parsed) return Error{Errc::invalid_argument, std::string(where) + ": " + parsed.error().message};
   d.digest = *parsed;
-  if (auto s = j.find("size"); s != j.end() && s->is_number_integer()) d.size = s->get<std::int64_t>();
+  if (j.contains("size")) {
+    auto size = json::int_field(j, "size");
+    if (!size) return Error{Errc::invalid_argument, std::string(where) + " has a size that is not an integer"};
+    d.size = *size;
+  }
   if (d.size < 0) return Error{Errc::invalid_argument, std::string(where) + " has a negative size"};
-  if (auto m = j.find("mediaType"); m != j.end() && m->is_string()) d.media_type = m->get<std::string>();
-  if (auto a = j.find("artifactType"); a != j.end() && a->is_string())
-    d.artifact_type = a->get<std::string>();
-  if (auto p = j.find("platform"); p != j.end() && p->is_object()) {
+  d.media_type = string_or(j, "mediaType");
+  d.artifact_type = string_or(j, "artifactType");
+  if (const Json* p = json::object_field(j, "platform")) {
     Platform pl;
-    pl.os = p->value("os", "");
-    pl.architecture = p->value("architecture", "");
-    pl.variant = p->value("variant", "");
+    pl.os = string_or(*p, "os");
+    pl.architecture = string_or(*p, "architecture");
+    pl.variant = string_or(*p, "variant");
     d.platform = pl;
   }
-  if (auto a = j.find("annotations"); a != j.end() && a->is_object()) d.annotations_json = a->dump();
+  if (const Json* a = json::object_field(j, "annotations")) d.annotations_json = json::dump(*a);
   return d;
 }
 }  // namespace
 
 Result<Manifest> parse_manifest(std::string_view bytes, std::string_view content_type) {
-  json j = json::parse(bytes, nullptr, /*allow_exceptions=*/false);
+  Json j = json::parse(bytes);
   if (j.is_discarded() || !j.is_object())
     return Error{Errc::invalid_argument, "manifest is not a JSON object"};
   Manifest m;
-  if (auto mt = j.find("mediaType"); mt != j.end() && mt->is_string())
-    m.media_type = mt->get<std::string>();
+  m.media_type = string_or(j, "mediaType");
   if (m.media_type.empty()) {
     auto semi = content_type.find(';');
     m.media_type = std::string(content_type.substr(0, semi));
@@ -71,8 +74,8 @@ Result<Manifest> parse_manifest(std::string_view bytes, std::string_view content
   }
   if (!is_manifest_type(m.media_type))
     return Error{Errc::invalid_argument, "unsupported manifest media type '" + m.media_type + "'"};
-  if (auto a = j.find("artifactType"); a != j.end() && a->is_string()) m.artifact_type = a->get<std::string>();
-  if (auto a = j.find("annotations"); a != j.end() && a->is_object()) m.annotations_json = a->dump();
+  m.artifact_type = string_or(j, "artifactType");
+  if (const Json* a = json::object_field(j, "annotations")) m.annotations_json = json::dump(*a);
   if (auto s = j.find("subject"); s != j.end()) {
     auto d = parse_descriptor(*s, "subject");
     if (!d) return d.error();

@@ -2,7 +2,9 @@
 // Exceptions are reserved for startup (config loading); see ../shared/STYLE.md.
 #pragma once
 
+#include <exception>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <variant>
@@ -99,6 +101,20 @@ class [[nodiscard]] Result<void> {
 };
 
 using Status = Result<void>;
+
+// Runs `fn` (returning a Result or Status) at a thread or pool entry point. Outside data
+// must never throw, so an exception here is a bug; it becomes an internal error naming
+// `where` instead of terminating the process from a worker thread.
+template <class F>
+auto guarded(std::string_view where, F&& fn) noexcept -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return Error{Errc::internal, std::string(where) + ": unexpected exception: " + e.what()};
+  } catch (...) {
+    return Error{Errc::internal, std::string(where) + ": unexpected exception"};
+  }
+}
 
 }  // namespace ocirelay
 

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "oci/json.h"
 #include "oci/media_types.h"
 #include "store/store.h"
 
@@ -386,8 +386,10 @@ void PullThrough::run_manifest_writer() {
     // The entry stays queued (and visible to pending_manifest) until it is stored.
     const PendingManifest& p = writer_queue_.front();
     lock.unlock();
-    auto stored = store_.put_manifest(p.store_repo, *p.reply.bytes, p.reply.media_type,
-                                      p.reply.digest, p.tag, p.fetched_at, p.etag);
+    auto stored = guarded("manifest writer", [&] {
+      return store_.put_manifest(p.store_repo, *p.reply.bytes, p.reply.media_type, p.reply.digest,
+                                 p.tag, p.fetched_at, p.etag);
+    });
     if (!stored) {
       // The client already has the verified bytes; only caching failed.
       spdlog::warn("caching manifest {}@{} failed: {}", p.store_repo, p.reply.digest.str(),
@@ -421,7 +423,19 @@ Status PullThrough::confirm_blob_upstream(const UpstreamRoute& route, const oci:
   return store_.link(route.store_repo, d);
 }
 
-void PullThrough::run_fill(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill) {
+void PullThrough::run_fill(const UpstreamRoute& route,
+                           const std::shared_ptr<BlobFill>& fill) noexcept {
+  Status st = guarded("blob fill", [&] { return fill_blob(route, fill); });
+  if (st) return;
+  spdlog::error("fill {} {}: {}", route.store_repo, fill->digest().str(), st.error().to_string());
+  // Whatever threw, the fill must end: its readers would otherwise wait for ever.
+  if (auto state = fill->state(); state != BlobFill::State::done && state != BlobFill::State::failed) {
+    coalescer_.finish(*fill);
+    fill->publish_failed(st.error());
+  }
+}
+
+Status PullThrough::fill_blob(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill) {
   const auto& d = fill->digest();
   metrics_.set("ocirelay_fills_in_flight", {}, static_cast<double>(coalescer_.in_flight()));
   // The blob may have landed between the caller's store lookup and its join.
@@ -432,7 +446,7 @@ void PullThrough::run_fill(const UpstreamRoute& route, const std::shared_ptr<Blo
       fill->publish_bytes(info->size);
       coalescer_.finish(*fill);
       fill->publish_done();
-      return;
+      return {};
     }
   }
   bool committed = false;
@@ -474,6 +488,7 @@ void PullThrough::run_fill(const UpstreamRoute& route, const std::shared_ptr<Blo
     enforce_quota();
   }
   metrics_.set("ocirelay_fills_in_flight", {}, static_cast<double>(coalescer_.in_flight()));
+  return {};
 }
 
 Result<ListingReply> PullThrough::tags_list(const UpstreamRoute& route,
@@ -526,7 +541,7 @@ Result<ListingReply> PullThrough::tags_list(const UpstreamRoute& route,
     }
   }
   nlohmann::json j = {{"name", route.repository}, {"tags", page}};
-  r.body = j.dump();
+  r.body = oci::json::dump(j);
   return r;
 }
 
@@ -540,7 +555,7 @@ Result<ListingReply> PullThrough::referrers(const UpstreamRoute& route, const oc
   auto resp = client(route).get(upstream_path(route.repository, suffix),
                                 std::string(oci::media::kOciIndex));
   if (resp && resp->head.status == 200) {
-    index = nlohmann::json::parse(resp->body, nullptr, false);
+    index = oci::json::parse(resp->body);
     if (index.is_discarded() || !index.is_object())
       return Error{Errc::upstream_protocol, "upstream referrers response is not a JSON object"};
   } else {
@@ -556,7 +571,7 @@ Result<ListingReply> PullThrough::referrers(const UpstreamRoute& route, const oc
                              {"size", m.size}};
       if (!m.artifact_type.empty()) desc["artifactType"] = m.artifact_type;
       if (!m.annotations_json.empty()) {
-        auto a = nlohmann::json::parse(m.annotations_json, nullptr, false);
+        auto a = oci::json::parse(m.annotations_json);
         if (!a.is_discarded() && a.is_object() && !a.empty()) desc["annotations"] = a;
       }
       index["manifests"].push_back(std::move(desc));
@@ -567,23 +582,23 @@ Result<ListingReply> PullThrough::referrers(const UpstreamRoute& route, const oc
     if (ms.is_array()) {
       nlohmann::json kept = nlohmann::json::array();
       for (auto& m : ms)
-        if (m.is_object() && m.value("artifactType", "") == artifact_type) kept.push_back(m);
+        if (oci::json::string_field(m, "artifactType") == artifact_type) kept.push_back(m);
       ms = std::move(kept);
     }
     r.filtered = true;
   }
-  r.body = index.dump();
+  r.body = oci::json::dump(index);
   return r;
 }
 
-void PullThrough::flush_access() {
-  auto s = store_.flush_access();
+void PullThrough::flush_access() noexcept {
+  auto s = guarded("flush access times", [&] { return store_.flush_access(); });
   if (!s) spdlog::warn("flush access times: {}", s.error().to_string());
 }
 
-void PullThrough::enforce_quota() {
+void PullThrough::enforce_quota() noexcept {
   if (quota_running_.exchange(true)) return;
-  auto r = store_.enforce_quota();
+  auto r = guarded("enforce quota", [&] { return store_.enforce_quota(); });
   if (!r) spdlog::warn("enforce quota: {}", r.error().to_string());
   else if (r->blobs > 0)
     spdlog::info("evicted blobs={} bytes={} tags={}", r->blobs, r->bytes, r->tags);

@@ -86,8 +86,9 @@ class PullThrough {
   Result<adapters::ResponseHead> head_blob_upstream(const UpstreamRoute& route, const oci::Digest& d);
 
   // Fetch thread. Runs a fill started by FetchCoalescer::join (started == true): streams
-  // the blob into the store, publishes progress, commits, then finishes the fill.
-  void run_fill(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill);
+  // the blob into the store, publishes progress, commits, then finishes the fill. The fill
+  // always ends (done or failed), whatever happens.
+  void run_fill(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill) noexcept;
 
   // Fetch thread. Tags listing: forwarded to upstream, or from the store when the upstream
   // is unreachable. `link_base` is "/v2/<name as the client sent it>/tags/list" and
@@ -100,12 +101,14 @@ class PullThrough {
                                  const std::string& artifact_type);
 
   // Fetch thread. Persists access times; runs eviction unless one is already running.
-  void flush_access();
-  void enforce_quota();
+  // Errors are logged.
+  void flush_access() noexcept;
+  void enforce_quota() noexcept;
 
  private:
   adapters::RegistryClient& client(const UpstreamRoute& route);
   std::shared_ptr<const std::string> cached_bytes(const oci::Digest& d);
+  Status fill_blob(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill);
   void remember(const oci::Digest& d, std::shared_ptr<const std::string> bytes);
   Result<ManifestReply> fetch_manifest(const UpstreamRoute& route, const oci::ManifestRef& ref,
                                        std::string_view accept);

@@ -169,14 +169,18 @@ class ServerImpl final : public Server {
   }
 
  private:
-  // Runs f() on the fetch pool and resumes the calling coroutine on its own executor.
+  // Runs f() (returning Result<...> or Status) on the fetch pool and resumes the calling
+  // coroutine on its own executor. A throw becomes an internal error (see guarded()).
   template <class T, class F>
   awaitable<T> on_pool(F f) {
     // co_spawn with use_awaitable resumes the caller on its own executor (its strand) when
     // f() returns; the blocking work runs on the fetch pool.
     // (std::optional because co_spawn needs a default-constructible result; Result has none.)
     auto out = co_await asio::co_spawn(
-        pool_, [fn = std::move(f)]() mutable -> awaitable<std::optional<T>> { co_return fn(); },
+        pool_,
+        [fn = std::move(f)]() mutable -> awaitable<std::optional<T>> {
+          co_return guarded("request on the fetch pool", [&]() -> T { return fn(); });
+        },
         use_awaitable);
     co_return std::move(*out);
   }
@@ -423,10 +427,13 @@ class ServerImpl final : public Server {
       case RouteKind::metrics: {
         // The store's totals come from a scan of its blob rows: on the fetch pool, never
         // on an I/O thread.
-        auto stats = co_await on_pool<store::StoreStats>([this] { return store_.stats(); });
-        metrics_.set("ocirelay_store_bytes", {}, static_cast<double>(stats.bytes));
-        metrics_.set("ocirelay_store_blobs", {}, static_cast<double>(stats.blobs));
-        metrics_.set("ocirelay_store_evictions_total", {}, static_cast<double>(stats.evicted_blobs));
+        auto stats = co_await on_pool<Result<store::StoreStats>>(
+            [this]() -> Result<store::StoreStats> { return store_.stats(); });
+        if (stats) {
+          metrics_.set("ocirelay_store_bytes", {}, static_cast<double>(stats->bytes));
+          metrics_.set("ocirelay_store_blobs", {}, static_cast<double>(stats->blobs));
+          metrics_.set("ocirelay_store_evictions_total", {}, static_cast<double>(stats->evicted_blobs));
+        }
         auto res = make_header(req, 200);
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         co_return co_await send_body(stream, req, std::move(res), metrics_.render());

@@ -60,6 +60,10 @@ ReadTxn::~ReadTxn() {
   if (txn_) mdb_txn_abort(txn_);
 }
 
+WriteTxn::~WriteTxn() {
+  if (txn_) mdb_txn_abort(txn_);
+}
+
 Status WriteTxn::put(Dbi dbi, std::string_view key, std::string_view value) {
   MDB_val k = to_val(key), v = to_val(value);
   int rc = mdb_put(txn_, dbi, &k, &v, 0);

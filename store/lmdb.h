@@ -57,9 +57,14 @@ class ReadTxn : public Txn {
   std::shared_lock<std::shared_mutex> lock_;  // blocks map resizing while open
 };
 
-// The single write transaction; only Env::write creates one.
+// The single write transaction; only Env::write creates one. Aborts itself when destroyed
+// uncommitted, also when an exception unwinds through Env::write's callback: a throw never
+// leaves LMDB's writer lock held or half a change committed.
 class WriteTxn : public Txn {
  public:
+  ~WriteTxn();
+  WriteTxn(WriteTxn&&) = delete;
+
   Status put(Dbi dbi, std::string_view key, std::string_view value);
   // Deleting a missing key is not an error.
   Status del(Dbi dbi, std::string_view key);

@@ -1,18 +1,20 @@
 // Encoding of the store's LMDB records.
 #include "store/records.h"
 
-#include <nlohmann/json.hpp>
+#include "oci/json.h"
 
 namespace ocirelay::store::records {
-using nlohmann::json;
+namespace json = oci::json;
+using json::Json;
+using json::string_or;
 
+// Rows are read back with every field type-checked: a row damaged on disk (or written by
+// another version) decodes to "absent" or a default, never to an exception.
 namespace {
-json parse(std::string_view v) { return json::parse(v, nullptr, /*allow_exceptions=*/false); }
-
-std::optional<oci::Digest> digest_field(const json& j, const char* name) {
-  auto it = j.find(name);
-  if (it == j.end() || !it->is_string()) return std::nullopt;
-  auto d = oci::Digest::parse(it->get<std::string>());
+std::optional<oci::Digest> digest_field(const Json& j, const char* name) {
+  auto s = json::string_field(j, name);
+  if (!s) return std::nullopt;
+  auto d = oci::Digest::parse(*s);
   if (!d.ok()) return std::nullopt;
   return *d;
 }
@@ -42,69 +44,68 @@ std::vector<std::string_view> split(std::string_view k) {
 }
 
 std::string encode(const BlobRow& r) {
-  return json{{"size", r.size}, {"created", r.created}, {"last_access", r.last_access}}.dump();
+  return json::dump(Json{{"size", r.size}, {"created", r.created}, {"last_access", r.last_access}});
 }
 
 std::optional<BlobRow> decode_blob(std::string_view v) {
-  json j = parse(v);
+  Json j = json::parse(v);
   if (!j.is_object()) return std::nullopt;
   BlobRow r;
-  r.size = j.value("size", std::uint64_t{0});
-  r.created = j.value("created", std::int64_t{0});
-  r.last_access = j.value("last_access", std::int64_t{0});
+  r.size = json::uint_field(j, "size").value_or(0);
+  r.created = json::int_field(j, "created").value_or(0);
+  r.last_access = json::int_field(j, "last_access").value_or(0);
   return r;
 }
 
 std::string encode(const TagRow& r) {
-  return json{{"digest", r.digest.str()}, {"media_type", r.media_type},
-              {"fetched_at", r.fetched_at}, {"etag", r.etag}, {"pinned", r.pinned}}
-      .dump();
+  return json::dump(Json{{"digest", r.digest.str()}, {"media_type", r.media_type},
+                         {"fetched_at", r.fetched_at}, {"etag", r.etag}, {"pinned", r.pinned}});
 }
 
 std::optional<TagRow> decode_tag(std::string_view v) {
-  json j = parse(v);
+  Json j = json::parse(v);
   if (!j.is_object()) return std::nullopt;
   TagRow r;
   auto d = digest_field(j, "digest");
   if (!d) return std::nullopt;
   r.digest = *d;
-  r.media_type = j.value("media_type", "");
-  r.fetched_at = j.value("fetched_at", std::int64_t{0});
-  r.etag = j.value("etag", "");
-  r.pinned = j.value("pinned", false);
+  r.media_type = string_or(j, "media_type");
+  r.fetched_at = json::int_field(j, "fetched_at").value_or(0);
+  r.etag = string_or(j, "etag");
+  r.pinned = json::bool_field(j, "pinned").value_or(false);
   return r;
 }
 
 std::string encode(const ManifestInfo& m) {
-  json j{{"digest", m.digest.str()}, {"media_type", m.media_type}, {"size", m.size},
+  Json j{{"digest", m.digest.str()}, {"media_type", m.media_type}, {"size", m.size},
          {"artifact_type", m.artifact_type}, {"annotations", m.annotations_json}};
   if (m.subject) j["subject"] = m.subject->str();
-  json blobs = json::array(), children = json::array();
+  Json blobs = Json::array(), children = Json::array();
   for (const auto& d : m.blobs) blobs.push_back(d.str());
   for (const auto& d : m.children) children.push_back(d.str());
   j["blobs"] = std::move(blobs);
   j["children"] = std::move(children);
-  return j.dump();
+  return json::dump(j);
 }
 
 std::optional<ManifestInfo> decode_manifest(std::string_view v) {
-  json j = parse(v);
+  Json j = json::parse(v);
   if (!j.is_object()) return std::nullopt;
   ManifestInfo m;
   auto d = digest_field(j, "digest");
   if (!d) return std::nullopt;
   m.digest = *d;
-  m.media_type = j.value("media_type", "");
-  m.size = j.value("size", std::uint64_t{0});
-  m.artifact_type = j.value("artifact_type", "");
-  m.annotations_json = j.value("annotations", "");
+  m.media_type = string_or(j, "media_type");
+  m.size = json::uint_field(j, "size").value_or(0);
+  m.artifact_type = string_or(j, "artifact_type");
+  m.annotations_json = string_or(j, "annotations");
   m.subject = digest_field(j, "subject");
   auto list = [&](const char* name, std::vector<oci::Digest>& out) {
-    auto it = j.find(name);
-    if (it == j.end() || !it->is_array()) return;
-    for (const auto& e : *it)
+    const Json* list = json::array_field(j, name);
+    if (list == nullptr) return;
+    for (const auto& e : *list)
       if (e.is_string())
-        if (auto p = oci::Digest::parse(e.get<std::string>()); p.ok()) out.push_back(*p);
+        if (auto p = oci::Digest::parse(e.get_ref<const std::string&>()); p.ok()) out.push_back(*p);
   };
   list("blobs", m.blobs);
   list("children", m.children);

@@ -5,9 +5,9 @@
 
 #include <algorithm>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "oci/json.h"
 #include "oci/media_types.h"
 #include "store/layout_store.h"
 
@@ -456,7 +456,7 @@ Status LayoutStore::rewrite_index() {
   txn->reset();
   if (!st.ok()) return st;
   nlohmann::json index{{"schemaVersion", 2}, {"mediaType", kIndexMediaType}, {"manifests", entries}};
-  return write_file_atomically(opt_.root / "index.json", index.dump(2) + "\n");
+  return write_file_atomically(opt_.root / "index.json", oci::json::dump(index, 2) + "\n");
 }
 
 }  // namespace detail

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "oci/json.h"
+
 namespace ocirelay::adapters::aws {
 namespace {
 
@@ -114,8 +116,8 @@ Result<AwsCredentials> json_credentials(std::string_view body, std::string_view 
   AwsCredentials c;
   c.access_key_id = j["AccessKeyId"].get<std::string>();
   c.secret_access_key = j["SecretAccessKey"].get<std::string>();
-  c.session_token = j.value("Token", std::string());
-  if (auto e = j.value("Expiration", std::string()); !e.empty()) c.expires = parse_iso8601(e);
+  c.session_token = oci::json::string_or(j, "Token");
+  if (auto e = oci::json::string_or(j, "Expiration"); !e.empty()) c.expires = parse_iso8601(e);
   return c;
 }
 

@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "oci/json.h"
+
 namespace ocirelay::adapters::aws {
 
 SecretsManagerCredentials::SecretsManagerCredentials(AwsContext ctx, std::string secret_id,
@@ -49,7 +51,7 @@ Result<IssuedCredentials> SecretsManagerCredentials::fetch() {
                    "aws: " + step + ": username and password must be strings"};
     }
     out.credentials.password = inner["password"].get<std::string>();
-    out.credentials.username = inner.value("username", username_);
+    out.credentials.username = oci::json::string_or(inner, "username", username_);
   } else {
     out.credentials.password = secret;
     out.credentials.username = username_;

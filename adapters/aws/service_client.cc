@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adapters/encoding.h"
+#include "oci/json.h"
 
 namespace ocirelay::adapters::aws {
 namespace {
@@ -156,8 +157,8 @@ Error aws_http_error(int status, std::string_view body, std::string_view step) {
   std::string code;
   std::string message;
   if (auto j = nlohmann::json::parse(body, nullptr, false); j.is_object()) {
-    code = j.value("__type", j.value("code", std::string()));
-    message = j.value("message", j.value("Message", std::string()));
+    code = oci::json::string_or(j, "__type", oci::json::string_or(j, "code"));
+    message = oci::json::string_or(j, "message", oci::json::string_or(j, "Message"));
   } else if (auto c = xml_text(body, "Code")) {
     code = *c;
     message = xml_text(body, "Message").value_or("");

@@ -8,6 +8,7 @@
 #include "adapters/encoding.h"
 #include "adapters/google/google.h"
 #include "adapters/google/google_api.h"
+#include "oci/json.h"
 
 namespace ocirelay::adapters {
 namespace {
@@ -131,7 +132,7 @@ Status artifact_registry_create_repository(std::string_view destination, Credent
   const auto deadline = std::chrono::steady_clock::now() + options.operation_timeout;
   for (;;) {
     if (!op.is_object()) return google::malformed(step, "answer is not an operation");
-    if (op.value("done", false)) return operation_outcome(step, op);
+    if (oci::json::bool_field(op, "done").value_or(false)) return operation_outcome(step, op);
     if (!op.contains("name") || !op["name"].is_string())
       return google::malformed(step, "operation has no name");
     const std::string name = op["name"].get<std::string>();

@@ -8,6 +8,7 @@ namespace ocirelay::oci {
 namespace {
 
 const char* kDigestA = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+constexpr const char* kOciIndexType = "application/vnd.oci.image.index.v1+json";
 const char* kDigestB = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 TEST(ParseManifest, ImageManifestListsConfigAndLayers) {
@@ -52,6 +53,37 @@ TEST(ParseManifest, RejectsBadDocuments) {
   EXPECT_FALSE(parse_manifest(R"({"mediaType":"application/vnd.docker.distribution.manifest.v1+json"})", "").ok());
   EXPECT_FALSE(parse_manifest(R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:x"}})", "").ok());
   EXPECT_FALSE(parse_manifest(R"({"mediaType":"application/vnd.oci.image.index.v1+json"})", "").ok());
+}
+
+// Upstream bytes with the wrong JSON types are refused or read around, never thrown on.
+TEST(ParseManifest, WrongTypesNeverThrow) {
+  const std::string d = kDigestA;
+  const std::vector<std::string> docs = {
+      R"({"schemaVersion":2,"manifests":[{"digest":")" + d + R"(","size":1,"platform":{"os":7,"architecture":[1],"variant":{}}}]})",
+      R"({"mediaType":7,"config":{"digest":")" + d + R"(","size":2}})",
+      R"({"config":{"digest":")" + d + R"(","size":"2"}})",
+      R"({"config":{"digest":")" + d + R"(","size":1.5}})",
+      R"({"config":{"digest":")" + d + R"(","size":2,"mediaType":[]},"layers":{}})",
+      R"({"config":5})",
+      R"({"config":{"digest":5}})",
+      R"({"config":{"digest":")" + d + R"("},"subject":[1]})",
+      R"({"config":{"digest":")" + d + R"("},"annotations":[1],"artifactType":{}})",
+      R"({"manifests":{"a":1}})",
+      R"({"manifests":[1,"x",null]})",
+      "\"string\"", "null", "1e999", std::string(50000, '[') + std::string(50000, ']'),
+  };
+  for (const auto& doc : docs) {
+    EXPECT_NO_THROW((void)parse_manifest(doc, "")) << doc.substr(0, 80);
+    EXPECT_NO_THROW((void)parse_manifest(doc, kOciIndexType)) << doc.substr(0, 80);
+  }
+  // Fields of the wrong type are absent, not fatal, where the document is still usable.
+  auto m = parse_manifest(docs[0], "");
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  ASSERT_EQ(m->manifests.size(), 1u);
+  EXPECT_EQ(m->manifests[0].platform->os, "");
+  // A size that is not an integer is refused: it is what the blob will be checked against.
+  EXPECT_FALSE(parse_manifest(docs[2], "").ok());
+  EXPECT_FALSE(parse_manifest(docs[3], "").ok());
 }
 
 TEST(Accept, Negotiation) {

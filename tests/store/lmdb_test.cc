@@ -68,5 +68,25 @@ TEST(LmdbTest, FailedWriteCommitsNothing) {
   EXPECT_FALSE((*(*r)->get(t, "k")).has_value());
 }
 
+// An exception unwinding through the callback (a bug) aborts the transaction: nothing is
+// committed and the writer lock is free for the next write.
+TEST(LmdbTest, ThrowingWriteAbortsAndReleasesTheWriter) {
+  store::testing::TempDir dir;
+  auto env = Env::open(dir.path(), {"t"}, 1 << 20);
+  ASSERT_TRUE(env.ok());
+  Dbi t = (*env)->dbi("t");
+  EXPECT_THROW((void)(*env)->write([&](WriteTxn& w) -> Status {
+                 if (auto s = w.put(t, "k", "v"); !s.ok()) return s;
+                 throw std::runtime_error("bug");
+               }),
+               std::runtime_error);
+  {
+    auto r = (*env)->read();
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE((*(*r)->get(t, "k")).has_value());
+  }
+  EXPECT_TRUE((*env)->write([&](WriteTxn& w) { return w.put(t, "k2", "v"); }).ok());
+}
+
 }  // namespace
 }  // namespace ocirelay::store::lmdb
