@@ -142,7 +142,10 @@ int run_serve(const Config& config) {
 }
 
 int run_fsck(const store::StoreOptions& options, bool repair) {
-  auto store = open_store_or_report(options);
+  // Checking only reads: beside a running daemon it takes no lock and changes nothing.
+  store::StoreOptions opened = options;
+  opened.read_only = !repair;
+  auto store = open_store_or_report(opened);
   if (!store) return 2;
   auto r = store->fsck(repair);
   if (!r) {

@@ -89,7 +89,8 @@ int main(int argc, char** argv) {
   bool repair = false;
   auto* fsck = app.add_subcommand(
       "fsck", "Rehash every stored blob and check the metadata against the files.\n"
-              "Prints each problem; exits 1 when the store is not clean.");
+              "Prints each problem; exits 1 when the store is not clean. Without --repair it\n"
+              "opens the store read-only and may run beside `serve`.");
   add_config_flags(fsck, fsck_flags, false);
   fsck->add_flag("--repair", repair,
                  "remove rows whose file is missing or corrupt and files without rows "

@@ -29,6 +29,7 @@ class Category final : public std::error_category {
       case Errc::corrupt: return "corrupt";
       case Errc::unsupported: return "unsupported";
       case Errc::cancelled: return "cancelled";
+      case Errc::busy: return "busy";
       case Errc::internal: return "internal";
     }
     return "unknown";

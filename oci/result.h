@@ -32,6 +32,7 @@ enum class Errc {
   corrupt,               // the store found bytes or metadata that do not verify
   unsupported,           // valid but not implemented / not allowed here
   cancelled,             // the operation was abandoned
+  busy,                  // held by someone else (a store another process has open)
   internal,              // a broken invariant
 };
 

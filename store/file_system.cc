@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,7 +76,41 @@ class PosixReadableFile : public ReadableFile {
   int fd_;
 };
 
+class PosixFileLock : public FileLock {
+ public:
+  PosixFileLock(fs::path p, int fd) : path_(std::move(p)), fd_(fd) {}
+  ~PosixFileLock() override { ::close(fd_); }  // closing the descriptor releases the flock
+
+  Status set_owner(std::string_view owner) override {
+    if (::ftruncate(fd_, 0) != 0) return error_from_errno(errno, "truncate " + path_.string());
+    std::size_t done = 0;
+    while (done < owner.size()) {
+      ssize_t w = ::pwrite(fd_, owner.data() + done, owner.size() - done, static_cast<off_t>(done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return error_from_errno(errno, "write " + path_.string());
+      done += static_cast<std::size_t>(w);
+    }
+    return {};
+  }
+
+ private:
+  fs::path path_;
+  int fd_;
+};
+
 }  // namespace
+
+Result<std::unique_ptr<FileLock>> PosixFileSystem::lock_file(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return error_from_errno(errno, "open lock file " + p.string());
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) return Error{Errc::busy, "lock file " + p.string() + " is held"};
+    return error_from_errno(err, "lock " + p.string());
+  }
+  return std::unique_ptr<FileLock>(new PosixFileLock(p, fd));
+}
 
 Result<std::unique_ptr<WritableFile>> PosixFileSystem::create_temp(const fs::path& dir,
                                                                    std::string_view prefix) {

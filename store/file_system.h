@@ -33,9 +33,22 @@ class ReadableFile {
   virtual Result<std::size_t> read(void* buf, std::size_t n) = 0;
 };
 
+// An exclusive lock on a file (flock), held until destroyed. Other processes, and other
+// opens in this one, are refused while it is held; a crashed holder releases it.
+class FileLock {
+ public:
+  virtual ~FileLock() = default;
+  // Replaces the lock file's content (the holder's pid, for "in use by pid N" messages).
+  virtual Status set_owner(std::string_view owner) = 0;
+};
+
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
+
+  // Creates `p` if needed and takes its exclusive lock without waiting (leveldb's
+  // Env::LockFile). Errors: Errc::busy when another holder has it, io_error.
+  virtual Result<std::unique_ptr<FileLock>> lock_file(const std::filesystem::path& p) = 0;
 
   // Creates a new, empty, uniquely named file in `dir` (readable by other openers while it
   // is written). Errors: no_space, io_error.
@@ -62,6 +75,7 @@ class FileSystem {
 // The real thing: POSIX calls. Thread-safe.
 class PosixFileSystem : public FileSystem {
  public:
+  Result<std::unique_ptr<FileLock>> lock_file(const std::filesystem::path& p) override;
   Result<std::unique_ptr<WritableFile>> create_temp(const std::filesystem::path& dir,
                                                     std::string_view prefix) override;
   Result<std::unique_ptr<ReadableFile>> open_read(const std::filesystem::path& p) override;

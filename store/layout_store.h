@@ -124,6 +124,11 @@ class LayoutStore final : public Store {
   }
 
   Status init();
+  Status init_read_only();
+  // Takes <root>/LOCK for this process (see Store::open).
+  Status lock_root();
+  // unsupported when the store was opened read-only.
+  Status writable() const;
 
   const fs::path& root() const override { return opt_.root; }
   fs::path blob_path(const oci::Digest& d) const override { return blobs_dir_ / std::string(d.hex()); }
@@ -173,6 +178,8 @@ class LayoutStore final : public Store {
   // or move it by `delta` in the transaction that changes what it counts.
   std::uint64_t meta_count(const lmdb::Txn& t, std::string_view key) const;
   Status add_meta_count(lmdb::WriteTxn& t, std::string_view key, std::int64_t delta);
+  // True unless the blobs DB says `digest` ("sha256:<hex>") has no row.
+  bool has_blob_row(const std::string& digest) const;
   // What blob_bytes should hold: the sum of every blobs row's size.
   Result<std::uint64_t> sum_blob_rows(const lmdb::Txn& t) const;
   // Deletes rows then file of `d`; counts it as evicted when `evicted`.
@@ -209,6 +216,7 @@ class LayoutStore final : public Store {
   std::shared_ptr<FileSystem> fs_;
   std::string claimed_;  // this store's entry in open_roots()
   fs::path blobs_dir_, ingest_dir_;
+  std::unique_ptr<FileLock> lock_;  // held for the life of a read-write store
   std::unique_ptr<lmdb::Env> env_;
 
   std::mutex maint_mu_;    // one of enforce_quota / gc / fsck at a time

@@ -82,9 +82,10 @@ Status WriteTxn::del(Dbi dbi, std::string_view key) {
 
 Result<std::unique_ptr<Env>> Env::open(const std::filesystem::path& dir,
                                        const std::vector<std::string>& db_names,
-                                       std::size_t initial_map_size) {
+                                       std::size_t initial_map_size, bool read_only) {
   std::unique_ptr<Env> env(new Env());
   env->dir_ = dir;
+  env->read_only_ = read_only;
   std::string where = "lmdb " + dir.string();
   int rc = mdb_env_create(&env->env_);
   if (rc != 0) return lmdb_error(rc, where + ": create");
@@ -95,18 +96,19 @@ Result<std::unique_ptr<Env>> Env::open(const std::filesystem::path& dir,
   // The map size only reserves address space; an existing larger env keeps its own size.
   if ((rc = mdb_env_set_mapsize(env->env_, initial_map_size)) != 0)
     return lmdb_error(rc, where + ": set mapsize");
-  if ((rc = mdb_env_open(env->env_, dir.c_str(), MDB_NOTLS, 0644)) != 0)
+  const unsigned flags = MDB_NOTLS | (read_only ? MDB_RDONLY : 0u);
+  if ((rc = mdb_env_open(env->env_, dir.c_str(), flags, 0644)) != 0)
     return lmdb_error(rc, where + ": open");
   int dead = 0;
   if ((rc = mdb_reader_check(env->env_, &dead)) != 0)
     return lmdb_error(rc, where + ": reader check");
 
   MDB_txn* txn = nullptr;
-  if ((rc = mdb_txn_begin(env->env_, nullptr, 0, &txn)) != 0)
+  if ((rc = mdb_txn_begin(env->env_, nullptr, read_only ? MDB_RDONLY : 0u, &txn)) != 0)
     return lmdb_error(rc, where + ": begin");
   for (const auto& name : db_names) {
     MDB_dbi dbi = 0;
-    if ((rc = mdb_dbi_open(txn, name.c_str(), MDB_CREATE, &dbi)) != 0) {
+    if ((rc = mdb_dbi_open(txn, name.c_str(), read_only ? 0u : MDB_CREATE, &dbi)) != 0) {
       mdb_txn_abort(txn);
       return lmdb_error(rc, where + ": open db " + name);
     }
@@ -137,6 +139,7 @@ Result<std::unique_ptr<ReadTxn>> Env::read() const {
 }
 
 Status Env::write(const std::function<Status(WriteTxn&)>& fn) {
+  if (read_only_) return Error{Errc::unsupported, "lmdb " + dir_.string() + " is open read-only"};
   std::lock_guard wl(write_mu_);
   for (int attempt = 0;; ++attempt) {
     int rc = 0;

@@ -79,9 +79,11 @@ class Env {
  public:
   // Opens (creating) the environment in `dir` with the named DBs, runs mdb_reader_check.
   // MDB_NOTLS, default durability (no NOSYNC/WRITEMAP). Errors name the path and cause.
+  // `read_only`: MDB_RDONLY, nothing is created (every DB must exist) and write() fails;
+  // safe beside a process that writes.
   static Result<std::unique_ptr<Env>> open(const std::filesystem::path& dir,
                                            const std::vector<std::string>& db_names,
-                                           std::size_t initial_map_size);
+                                           std::size_t initial_map_size, bool read_only = false);
   ~Env();
   Env(const Env&) = delete;
   Env& operator=(const Env&) = delete;
@@ -106,6 +108,7 @@ class Env {
   std::vector<std::pair<std::string, Dbi>> dbis_;
   mutable std::shared_mutex resize_mu_;  // shared: any open txn; unique: mdb_env_set_mapsize
   std::mutex write_mu_;                  // one writer at a time
+  bool read_only_ = false;
 };
 
 // Maps an LMDB return code to an Error (MDB_MAP_FULL and ENOSPC become no_space).

@@ -95,6 +95,7 @@ Status LayoutStore::remove_blob(const oci::Digest& d, bool evicted) {
 Result<EvictReport> LayoutStore::enforce_quota() {
   EvictReport report;
   if (opt_.max_size == 0) return report;
+  if (auto st = writable(); !st.ok()) return st.error();
   const auto high = static_cast<std::uint64_t>(static_cast<double>(opt_.max_size) * opt_.high_watermark);
   const auto low = static_cast<std::uint64_t>(static_cast<double>(opt_.max_size) * opt_.low_watermark);
   std::lock_guard ml(maint_mu_);
@@ -209,7 +210,16 @@ Result<EvictReport> LayoutStore::enforce_quota() {
   return report;
 }
 
+bool LayoutStore::has_blob_row(const std::string& digest) const {
+  // An unreadable row counts as present: fsck reports what it saw, not what it guessed.
+  return read_or(true, [&](const lmdb::ReadTxn& t) {
+    auto v = t.get(dbi(db::kBlobs), digest);
+    return !v.ok() || v->has_value();
+  });
+}
+
 Result<GcReport> LayoutStore::gc() {
+  if (auto st = writable(); !st.ok()) return st.error();
   std::lock_guard ml(maint_mu_);
   GcReport report;
 
@@ -288,6 +298,8 @@ Result<GcReport> LayoutStore::gc() {
 }
 
 Result<FsckReport> LayoutStore::fsck(bool repair) {
+  if (repair)
+    if (auto st = writable(); !st.ok()) return st.error();
   std::lock_guard ml(maint_mu_);
   FsckReport report;
 
@@ -322,6 +334,12 @@ Result<FsckReport> LayoutStore::fsck(bool repair) {
     report.repaired++;
   }
 
+  // Read-only beside a running daemon, files are listed before the rehash and their rows
+  // looked up after it: a file renamed into blobs/ just before the listing has had its row
+  // committed by then (publish is rename, fsync of the directory, commit: milliseconds).
+  std::optional<Result<std::vector<std::string>>> early_names;
+  if (opt_.read_only) early_names = fs_->list_dir(blobs_dir_);
+
   // Rehash outside every lock: published files never change, so this races with nothing.
   std::vector<oci::Digest> bad;
   std::vector<char> buf(1 << 20);
@@ -330,6 +348,8 @@ Result<FsckReport> LayoutStore::fsck(bool repair) {
     auto file = fs_->open_read(blob_path(d));
     if (!file.ok()) {
       if (file.error().code != Errc::not_found) return file.error();
+      // Read-only beside a running daemon: eviction removes the row, then the file.
+      if (opt_.read_only && !has_blob_row(d.str())) continue;
       report.problems.push_back(d.str() + ": file missing");
       bad.push_back(d);
       continue;
@@ -360,25 +380,19 @@ Result<FsckReport> LayoutStore::fsck(bool repair) {
     }
 
   std::lock_guard pl(publish_mu_);
-  auto names = fs_->list_dir(blobs_dir_);
+  auto names = early_names ? std::move(*early_names) : fs_->list_dir(blobs_dir_);
   if (!names.ok()) return names.error();
   std::vector<std::string> orphans;
-  {
-    auto txn = env_->read();
-    if (!txn.ok()) return txn.error();
-    for (const auto& name : *names) {
-      std::string key = "sha256:" + name;
-      if (!oci::Digest::parse(key).ok()) {
-        report.problems.push_back(name + ": unexpected file in blobs/sha256");
-        orphans.push_back(name);
-        continue;
-      }
-      auto v = (*txn)->get(dbi(db::kBlobs), key);
-      if (!v.ok()) return v.error();
-      if (!*v) {
-        report.problems.push_back(key + ": file without metadata row");
-        orphans.push_back(name);
-      }
+  for (const auto& name : *names) {
+    std::string key = "sha256:" + name;
+    if (!oci::Digest::parse(key).ok()) {
+      report.problems.push_back(name + ": unexpected file in blobs/sha256");
+      orphans.push_back(name);
+      continue;
+    }
+    if (!has_blob_row(key)) {
+      report.problems.push_back(key + ": file without metadata row");
+      orphans.push_back(name);
     }
   }
   if (repair)

@@ -3,6 +3,8 @@
 // maintenance.cc: quota, gc, fsck. Locking rules are in layout_store.h.
 #include "store/store.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
@@ -17,6 +19,9 @@ namespace {
 constexpr std::size_t kInitialMapSize = std::size_t{64} << 20;
 constexpr std::string_view kIndexMediaType = "application/vnd.oci.image.index.v1+json";
 constexpr std::string_view kRefNameAnnotation = "org.opencontainers.image.ref.name";
+const std::vector<std::string> kDatabases = {db::kMeta,      db::kBlobs,     db::kRepoBlobs,
+                                             db::kBlobRepos, db::kTags,      db::kManifests,
+                                             db::kReferrers};
 }  // namespace
 
 IngestWriter::~IngestWriter() {
@@ -52,9 +57,51 @@ Result<BlobInfo> IngestWriter::commit(std::string_view repo) {
 // ------------------------------------------------------------------------------------
 // open
 
+Status LayoutStore::lock_root() {
+  const fs::path path = opt_.root / "LOCK";
+  auto lock = fs_->lock_file(path);
+  if (!lock.ok()) {
+    if (lock.error().code != Errc::busy) return lock.error();
+    // The holder wrote its pid when it took the lock.
+    std::string owner;
+    if (auto f = fs_->open_read(path); f.ok()) {
+      char buf[32];
+      if (auto n = (*f)->read(buf, sizeof buf); n.ok()) owner.assign(buf, *n);
+    }
+    while (!owner.empty() && (owner.back() == '\n' || owner.back() == ' ')) owner.pop_back();
+    return Error{Errc::busy, "store in use by " + (owner.empty() ? std::string("another process")
+                                                                 : "pid " + owner) +
+                                 " (" + path.string() + " is locked)"};
+  }
+  if (auto st = (*lock)->set_owner(std::to_string(::getpid()) + "\n"); !st.ok()) return st;
+  lock_ = std::move(*lock);
+  return {};
+}
+
+Status LayoutStore::init_read_only() {
+  if (!fs_->exists(opt_.root / "meta"))
+    return Error{Errc::not_found, "no store here (" + (opt_.root / "meta").string() + " is missing)"};
+  auto env = lmdb::Env::open(opt_.root / "meta", kDatabases, kInitialMapSize, /*read_only=*/true);
+  if (!env.ok()) return env.error();
+  env_ = std::move(*env);
+  auto txn = env_->read();
+  if (!txn.ok()) return txn.error();
+  auto v = (*txn)->get(dbi(db::kMeta), "schema_version");
+  if (!v.ok()) return v.error();
+  std::string found = *v ? **v : "none";
+  if (found != records::kSchemaVersion)
+    return Error{Errc::unsupported, "schema version " + found + " needs an upgrade first: open the "
+                                    "store read-write once (serve, gc or fsck --repair)"};
+  return {};
+}
+
 Status LayoutStore::init() {
   if (auto st = claim_root(); !st.ok()) return st;
-  for (const auto& dir : {opt_.root, blobs_dir_, ingest_dir_, opt_.root / "meta"})
+  if (opt_.read_only) return init_read_only();
+  if (auto st = fs_->create_dirs(opt_.root); !st.ok()) return st;
+  // Before anything is touched: a second writer would delete the holder's downloads.
+  if (auto st = lock_root(); !st.ok()) return st;
+  for (const auto& dir : {blobs_dir_, ingest_dir_, opt_.root / "meta"})
     if (auto st = fs_->create_dirs(dir); !st.ok()) return st;
   if (!fs_->exists(opt_.root / "oci-layout")) {
     if (auto st = write_file_atomically(opt_.root / "oci-layout",
@@ -68,10 +115,7 @@ Status LayoutStore::init() {
   for (const auto& name : *stale)
     if (auto st = fs_->remove(ingest_dir_ / name); !st.ok()) return st;
 
-  auto env = lmdb::Env::open(opt_.root / "meta",
-                             {db::kMeta, db::kBlobs, db::kRepoBlobs, db::kBlobRepos, db::kTags,
-                              db::kManifests, db::kReferrers},
-                             kInitialMapSize);
+  auto env = lmdb::Env::open(opt_.root / "meta", kDatabases, kInitialMapSize);
   if (!env.ok()) return env.error();
   env_ = std::move(*env);
 
@@ -207,7 +251,14 @@ Result<std::string> LayoutStore::read_blob(const oci::Digest& d, std::size_t max
 // ------------------------------------------------------------------------------------
 // ingest and publication
 
+Status LayoutStore::writable() const {
+  if (opt_.read_only)
+    return Error{Errc::unsupported, "store " + opt_.root.string() + " is open read-only"};
+  return {};
+}
+
 Result<std::unique_ptr<WritableFile>> LayoutStore::new_temp(std::string_view prefix) {
+  if (auto st = writable(); !st.ok()) return st.error();
   // Created and registered under one lock: gc decides under the same lock, so it never
   // sees a live temp file that is not yet registered.
   std::lock_guard lk(temps_mu_);

@@ -30,6 +30,10 @@ struct StoreOptions {
   std::uint64_t max_size = 0;     // bytes of blobs; 0 = unlimited
   double high_watermark = 0.95;   // enforce_quota() starts evicting above max_size*high
   double low_watermark = 0.85;    // ... and stops once below max_size*low
+  // Opens without taking the store's lock and changes nothing on disk (no ingest/ cleanup,
+  // no schema upgrade, no index.json rewrite): for fsck without --repair beside a running
+  // daemon. Every write then fails with Errc::unsupported.
+  bool read_only = false;
 };
 
 struct BlobInfo {
@@ -93,8 +97,10 @@ struct StoreStats {
 
 class Store {
  public:
-  // Creates the layout if absent, opens LMDB (runs mdb_reader_check, checks the schema
-  // version) and removes stale files from ingest/. Errors name the path and the cause.
+  // Takes the store's exclusive lock (<root>/LOCK, holding this process's pid), creates the
+  // layout if absent, opens LMDB (runs mdb_reader_check, checks the schema version) and
+  // removes stale files from ingest/. A store another process holds is refused with
+  // Errc::busy, "store in use by pid N". Errors name the path and the cause.
   static Result<std::unique_ptr<Store>> open(const StoreOptions& options,
                                              std::shared_ptr<FileSystem> fs = nullptr);
   virtual ~Store() = default;

@@ -244,6 +244,38 @@ TEST(UpstreamTroubleTest, ChunkedBlobWithWrongBytesNeverEndsCleanlyAndIsNotCache
   t.expect_fsck_clean();
 }
 
+// One store, one writer: while `serve` runs, gc, warm and fsck --repair are refused naming
+// its pid, and a plain fsck (read-only) checks the store without touching the download in
+// progress, which then completes.
+TEST(StoreLockTest, SecondWriterIsRefusedAndFsckLeavesInProgressDownloadsAlone) {
+  BlobScenario t(4 << 20, 81);
+  t.upstream.heal();
+  t.upstream.hold_second_half();
+  ASSERT_TRUE(t.start());
+  auto whole = std::async(std::launch::async, [&] { return t.get(); });
+  ASSERT_TRUE(wait_until([&] { return !fs::is_empty(t.relay.store_dir() / "ingest"); }, 20s))
+      << "the fill never started: " << t.relay.log();
+
+  const std::string owner = "store in use by pid " + std::to_string(t.relay.process().pid());
+  for (const std::vector<std::string>& cmd :
+       {std::vector<std::string>{"gc"}, {"fsck", "--repair"},
+        {"warm", std::string(kUpstream) + "/team/app:1.0"}}) {
+    auto r = t.relay.run(cmd);
+    EXPECT_NE(r.exit_code, 0) << cmd[0] << ": " << r.out << r.err;
+    EXPECT_NE(r.err.find(owner), std::string::npos) << cmd[0] << ": " << r.err;
+  }
+  auto fsck = t.relay.run({"fsck"});
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
+  EXPECT_FALSE(fs::is_empty(t.relay.store_dir() / "ingest")) << "fsck removed the download in progress";
+
+  t.upstream.release();
+  auto full = whole.get();
+  ASSERT_EQ(full.status, 200) << t.relay.log();
+  EXPECT_EQ(sha256_digest(full.body), t.digest);
+  EXPECT_TRUE(wait_until([&] { return t.cached(); }, 10s)) << t.relay.log();
+  EXPECT_EQ(t.upstream.blob_gets(), 1);
+}
+
 // Invariant 7: an upstream password reaches no log line (at debug level), no metric, no
 // error and no file in the store, whether the credentials are right or wrong.
 TEST(SecretsTest, UpstreamPasswordReachesNoLogMetricOrStoreFile) {

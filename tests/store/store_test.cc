@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cerrno>
 
 #include "store/lmdb.h"
@@ -395,6 +397,71 @@ TEST(StoreTest, SecondOpenOfTheSameRootInOneProcessIsRefused) {
   EXPECT_NE(again.error().message.find("already open"), std::string::npos);
   s.reset();
   EXPECT_TRUE(Store::open(opt).ok());
+}
+
+// Another process holding <root>/LOCK (here: a lock taken the same way, with its pid
+// written) makes open fail naming that pid, before anything in the store is touched.
+TEST(StoreTest, OpenRefusesAStoreAnotherHolderHasLocked) {
+  TempDir dir;
+  { ASSERT_TRUE(open_store(dir.path())); }
+  std::ofstream(dir.path() / "ingest" / "blob-in-progress") << "partial";
+  PosixFileSystem fs;
+  auto held = fs.lock_file(dir.path() / "LOCK");
+  ASSERT_TRUE(held.ok()) << held.error().to_string();
+  ASSERT_TRUE((*held)->set_owner("4242\n").ok());
+
+  StoreOptions opt;
+  opt.root = dir.path();
+  auto s = Store::open(opt);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, Errc::busy);
+  EXPECT_NE(s.error().message.find("store in use by pid 4242"), std::string::npos) << s.error().message;
+  EXPECT_TRUE(fs::exists(dir.path() / "ingest" / "blob-in-progress")) << "the holder's download was removed";
+
+  held->reset();  // released: the next open takes it and writes its own pid
+  auto opened = Store::open(opt);
+  ASSERT_TRUE(opened.ok()) << opened.error().to_string();
+  EXPECT_EQ(read_file(dir.path() / "LOCK"), std::to_string(::getpid()) + "\n");
+}
+
+// Read-only (fsck without --repair beside a daemon): no lock, no file touched, no write.
+TEST(StoreTest, ReadOnlyOpenChangesNothingAndRefusesWrites) {
+  TempDir dir;
+  {
+    auto s = open_store(dir.path());
+    ASSERT_TRUE(s);
+    put_blob(*s, "up/repo", "some bytes");
+  }
+  std::ofstream(dir.path() / "ingest" / "blob-in-progress") << "partial";
+  const auto index_time = fs::last_write_time(dir.path() / "index.json");
+  PosixFileSystem fs;
+  auto held = fs.lock_file(dir.path() / "LOCK");  // as a running daemon holds it
+  ASSERT_TRUE(held.ok());
+
+  StoreOptions opt;
+  opt.root = dir.path();
+  opt.read_only = true;
+  auto s = open_store(opt);
+  ASSERT_TRUE(s);
+  auto f = s->fsck(false);
+  ASSERT_TRUE(f.ok()) << f.error().to_string();
+  EXPECT_TRUE(f->clean());
+  EXPECT_EQ(f->blobs_checked, 1u);
+  EXPECT_EQ(s->begin_blob(std::nullopt, std::nullopt).error().code, Errc::unsupported);
+  EXPECT_EQ(s->gc().error().code, Errc::unsupported);
+  EXPECT_EQ(s->fsck(true).error().code, Errc::unsupported);
+  EXPECT_EQ(s->link("up/other", oci::Digest::of("some bytes")).error().code, Errc::unsupported);
+  s.reset();
+  EXPECT_TRUE(fs::exists(dir.path() / "ingest" / "blob-in-progress"));
+  EXPECT_EQ(fs::last_write_time(dir.path() / "index.json"), index_time);
+
+  // Nothing to check is an error, and creates nothing.
+  TempDir empty;
+  opt.root = empty.path() / "store";
+  auto none = Store::open(opt);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().code, Errc::not_found);
+  EXPECT_FALSE(fs::exists(empty.path() / "store"));
 }
 
 TEST(StoreTest, OpenRefusesAnUnknownSchemaVersion) {
