@@ -40,6 +40,7 @@ bool iequals(std::string_view a, std::string_view b) {
 // State shared with the curl callbacks of one transfer.
 struct TransferState {
   BodySink* sink = nullptr;
+  const std::atomic<bool>* cancel = nullptr;
   std::size_t max_body = 0;
   HttpExchange exchange;
   bool head_delivered = false;
@@ -170,6 +171,10 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
 int on_progress(void* user, curl_off_t, curl_off_t received, curl_off_t, curl_off_t) {
   auto* st = static_cast<TransferState*>(user);
   return callback_guard(st, 1, [&] {
+    if (st->cancel && st->cancel->load(std::memory_order_relaxed)) {
+      st->abort_error = Error{Errc::cancelled, "transfer cancelled (shutting down)"};
+      return 1;
+    }
     const bool idle = received == st->last_received;
     st->last_received = received;
     if (!idle || !st->head_delivered || st->sink == nullptr) return 0;
@@ -266,6 +271,7 @@ Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& li
 
   TransferState st;
   st.sink = sink;
+  st.cancel = limits.cancel;
   st.max_body = max_body;
   char errbuf[CURL_ERROR_SIZE] = {0};
 
@@ -312,8 +318,10 @@ Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& li
   // Streamed bodies (blobs) arrive in large pieces: with curl's default 16 KiB, a layer
   // costs a write(2), a hash update and a reader wake-up per 16 KiB, which halved the
   // cold-pull throughput here. libcurl caps the value itself (512 KiB before 7.88).
-  if (sink != nullptr) {
-    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 1L << 20);
+  if (sink != nullptr) curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 1L << 20);
+  // The progress callback wakes a streamed body's sink when the upstream pauses, and
+  // aborts a cancelled transfer.
+  if (sink != nullptr || limits.cancel != nullptr) {
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &st);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);

@@ -2,6 +2,7 @@
 // response header parsing and body delivery (buffered or streamed to a BodySink).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +23,9 @@ struct TransferLimits {
   // Whole exchange; zero: unbounded (blob bodies, which stall detection guards).
   std::chrono::milliseconds request_timeout{30000};
   std::string ca_file;
+  // Set: checked at least once a second during the exchange (connecting included); once it
+  // reads true the transfer aborts with Errc::cancelled.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct HttpRequest {

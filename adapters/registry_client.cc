@@ -65,6 +65,8 @@ class CurlRegistryClient final : public RegistryClient {
 
   const RegistryEndpoint& endpoint() const override { return ep_; }
 
+  void cancel_transfers() override { cancelled_.store(true); }
+
   std::optional<WallClock::time_point> token_expiry() const override {
     std::lock_guard lock(mu_);
     return token_expiry_;
@@ -211,6 +213,7 @@ class CurlRegistryClient final : public RegistryClient {
     if (!auth.empty()) req.headers.push_back(auth);
     TransferLimits limits = limits_;
     if (!c.bounded) limits.request_timeout = std::chrono::milliseconds(0);
+    limits.cancel = &cancelled_;
     auto start = std::chrono::steady_clock::now();
     auto r = perform_http(pool_, limits, req, c.sink, c.max_body);
     if (observer_) {
@@ -287,6 +290,7 @@ class CurlRegistryClient final : public RegistryClient {
   }
 
   Result<HttpExchange> execute(const Call& c) {
+    if (cancelled_.load()) return fail(c, Errc::cancelled, "cancelled (shutting down)");
     if (counted(c)) {
       if (auto wait = paused_for(); wait > 0)
         return fail(c, Errc::too_many_requests,
@@ -455,6 +459,7 @@ class CurlRegistryClient final : public RegistryClient {
   CurlHandlePool pool_;
   TokenCache tokens_;
   std::atomic<bool> basic_scheme_{false};
+  std::atomic<bool> cancelled_{false};  // cancel_transfers() was called
   // steady_clock ticks until which counted GETs are refused (rate limited); 0: never.
   std::atomic<std::chrono::steady_clock::rep> paused_until_{0};
   mutable std::mutex mu_;

@@ -89,6 +89,11 @@ class RegistryClient {
 
   virtual const RegistryEndpoint& endpoint() const = 0;
 
+  // For shutdown: aborts every transfer of this client in progress (within about a second,
+  // through curl's progress callback) and fails every later call with Errc::cancelled.
+  // Irreversible. Thread-safe.
+  virtual void cancel_transfers() = 0;
+
   // Error mapping for every call: 404 -> not_found, 401 (after one token refresh) ->
   // unauthorized, 403 -> denied, 429 -> too_many_requests, 5xx / connect / timeout ->
   // upstream_unavailable, anything else unexpected -> upstream_protocol.

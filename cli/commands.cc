@@ -135,6 +135,9 @@ int run_serve(const Config& config) {
   cv.notify_all();
   signal_thread.join();
   quota_thread.join();
+  // Cancels the upstream transfers still running and joins the server's threads: "stopped"
+  // is logged once nothing is left running.
+  server->reset();
   if (auto st = (*store)->flush_access(); !st)
     spdlog::warn("flushing access times: {}", st.error().to_string());
   spdlog::info("stopped");

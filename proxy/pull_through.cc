@@ -591,6 +591,10 @@ Result<ListingReply> PullThrough::referrers(const UpstreamRoute& route, const oc
   return r;
 }
 
+void PullThrough::cancel_transfers() {
+  for (auto& [name, c] : clients_) c->cancel_transfers();
+}
+
 void PullThrough::flush_access() noexcept {
   auto s = guarded("flush access times", [&] { return store_.flush_access(); });
   if (!s) spdlog::warn("flush access times: {}", s.error().to_string());

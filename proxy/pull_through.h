@@ -100,6 +100,9 @@ class PullThrough {
   Result<ListingReply> referrers(const UpstreamRoute& route, const oci::Digest& subject,
                                  const std::string& artifact_type);
 
+  // Aborts every upstream transfer in progress and refuses new ones (shutdown).
+  void cancel_transfers();
+
   // Fetch thread. Persists access times; runs eviction unless one is already running.
   // Errors are logged.
   void flush_access() noexcept;

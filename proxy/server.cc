@@ -50,6 +50,8 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 using Request = http::request<http::empty_body>;
 
 constexpr std::string_view kApiVersionHeader = "Docker-Distribution-API-Version";
+// How long stop() lets responses in flight finish before the I/O threads stop.
+constexpr auto kStopGrace = std::chrono::seconds(5);
 constexpr std::string_view kApiVersion = "registry/2.0";
 
 // What one request produced, for the access log and metrics.
@@ -85,6 +87,7 @@ class ServerImpl final : public Server {
       : opt_(std::move(options)),
         store_(store),
         pool_(opt_.fetch_threads ? opt_.fetch_threads : 16),
+        fill_pool_(opt_.fill_threads ? opt_.fill_threads : 16),
         control_(asio::make_strand(ioc_)),
         acceptor_(control_),
         flush_timer_(control_),
@@ -93,6 +96,9 @@ class ServerImpl final : public Server {
   }
 
   ~ServerImpl() override {
+    // Transfers end within about a second once cancelled; then nothing blocks the joins.
+    if (pull_) pull_->cancel_transfers();
+    fill_pool_.join();
     pool_.stop();
     pool_.join();
   }
@@ -160,7 +166,7 @@ class ServerImpl final : public Server {
       }
       if (connections_.load() > 0) {
         // In-flight responses get a grace period, then the context stops regardless.
-        stop_timer_.expires_after(std::chrono::seconds(10));
+        stop_timer_.expires_after(kStopGrace);
         stop_timer_.async_wait([this](boost::system::error_code ec) {
           if (!ec) ioc_.stop();
         });
@@ -529,7 +535,7 @@ class ServerImpl final : public Server {
     auto fill = joined.fill;
     if (joined.started) {
       metrics_.inc("ocirelay_cache_misses_total", {{"kind", "blob"}});
-      asio::post(pool_, [p = pull_.get(), route, fill] { p->run_fill(route, fill); });
+      asio::post(fill_pool_, [p = pull_.get(), route, fill] { p->run_fill(route, fill); });
     } else {
       metrics_.inc("ocirelay_coalesced_waiters_total");
     }
@@ -797,7 +803,8 @@ class ServerImpl final : public Server {
   store::Store& store_;
   Metrics metrics_;
   asio::io_context ioc_;
-  asio::thread_pool pool_;
+  asio::thread_pool pool_;       // control work: manifests, HEADs, listings, store reads
+  asio::thread_pool fill_pool_;  // blob fills from upstream
   // Serialises the acceptor, the timers and stop(): they are touched from several threads.
   asio::strand<asio::io_context::executor_type> control_;
   std::optional<ssl::context> ssl_;

@@ -32,7 +32,11 @@ struct ServerOptions {
   std::string tls_cert_file, tls_key_file;  // both set: HTTPS
   std::vector<UpstreamConfig> upstreams;
   unsigned io_threads = 0;             // 0: one per core
-  unsigned fetch_threads = 16;         // blocking upstream transfers run here
+  // Blocking work runs on two pools, so minute-long blob transfers never starve the
+  // millisecond ones: manifests, HEADs, listings and store reads on the first, blob fills
+  // from upstream on the second (fills past its size wait their turn).
+  unsigned fetch_threads = 16;
+  unsigned fill_threads = 16;
   std::size_t max_connections = 4096;
   std::size_t max_header_bytes = 64 * 1024;
   std::chrono::seconds header_timeout{30};  // to receive a request's headers
@@ -50,7 +54,9 @@ class Server {
   // Serves until stop(); blocks the calling thread (which becomes one of the I/O threads).
   virtual void run() = 0;
   // Thread- and signal-handler-safe (posts to the I/O context). Stops accepting, lets
-  // in-flight responses end, then run() returns.
+  // in-flight responses end for a few seconds, then run() returns. Destroying the server
+  // then cancels every upstream transfer still running (their temp files are removed) and
+  // joins its threads: the whole stop takes seconds, whatever the upstreams do.
   virtual void stop() = 0;
 };
 
