@@ -474,7 +474,7 @@ TEST(AcrAuth, FailuresNameTheStepAndLeakNoSecret) {
 // secret, Entra tokens, ACR refresh and access tokens) reaches the log (debug level), the
 // metrics, check's output or the store.
 TEST(AcrAuth, ServeWithAzureConfigPullsAndLeaksNothing) {
-  if (!have_program("skopeo")) GTEST_SKIP() << "needs skopeo";
+  if (!require_programs({"skopeo"})) return;
   AcrEnv acr;
   ASSERT_TRUE(acr.env.registry.start());
   const std::string digest = acr.env.push_image("team/app", "v1");

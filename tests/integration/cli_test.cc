@@ -33,7 +33,7 @@ using CommandTest = MirrorTest;
 // On a terminal warm draws a bar per blob that it redraws in place; the plain-line mode is
 // what the test above sees through a pipe. `script` gives the command a pseudo-terminal.
 TEST_F(CommandTest, WarmDrawsProgressBarsOnATerminal) {
-  if (!have_program("script")) GTEST_SKIP() << "needs script (util-linux)";
+  if (!require_programs({"script"})) return;  // util-linux
   push_image("team/app", "1.0", 1, 512 * 1024);
   OcirelayProcess relay(tmp / "ocirelay", kUpstream, registry.url());
   ASSERT_TRUE(relay.start());  // writes the config

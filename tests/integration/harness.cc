@@ -21,7 +21,7 @@ namespace ocirelay::testing {
 
 using json = nlohmann::json;
 
-// ---- bytes, programs ---------------------------------------------------------------
+// ---- bytes -----------------------------------------------------------------------------
 
 std::string tar_layer(const std::map<std::string, std::string>& files) {
   auto octal = [](char* field, std::size_t width, std::uint64_t v) {
@@ -64,10 +64,6 @@ std::string random_bytes(std::size_t n, std::uint64_t seed) {
     std::memcpy(s.data() + i, &v, std::min<std::size_t>(8, n - i));
   }
   return s;
-}
-
-bool have_program(const std::string& program) {
-  return ::geteuid() == 0 && run_command({"sh", "-c", "command -v " + program}, 10s).exit_code == 0;
 }
 
 // ---- images ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include "tests/support/loopback_http.h"
 #include "tests/support/process.h"
 #include "tests/support/registry_process.h"
+#include "tests/support/requirements.h"
 
 namespace ocirelay::testing {
 
@@ -144,8 +145,5 @@ class ContainerdProcess {
 // skopeo copy docker://<host>/<repo>:<tag> dir:<out> (plain HTTP).
 CommandResult skopeo_copy(const std::string& src, const std::string& dst,
                           const std::vector<std::string>& extra = {});
-
-// True when running as root and `program` is on PATH.
-bool have_program(const std::string& program);
 
 }  // namespace ocirelay::testing
