@@ -442,7 +442,8 @@ TEST(AcrAuth, FailuresNameTheStepAndLeakNoSecret) {
   }
   {
     // Entra ID unreachable.
-    ScopedEnv authority("AZURE_AUTHORITY_HOST", "http://127.0.0.1:" + std::to_string(free_port()));
+    const ClosedPort down;
+    ScopedEnv authority("AZURE_AUTHORITY_HOST", down.url());
     Error e = record(adapters::acr_credentials(acr.env.registry.url(), acr.service_principal()));
     EXPECT_EQ(e.code, Errc::upstream_unavailable) << e.message;
   }

@@ -1,4 +1,4 @@
-// free_port and http_request (see loopback_http.h).
+// free_port, ClosedPort and http_request (see loopback_http.h).
 #include "tests/support/loopback_http.h"
 
 #include <arpa/inet.h>
@@ -35,6 +35,29 @@ std::uint16_t free_port() {
   }
   ::close(fd);
   return ntohs(a.sin_port);
+}
+
+ClosedPort::ClosedPort() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    ADD_FAILURE() << "ClosedPort: socket: " << std::strerror(errno);
+    return;
+  }
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ADD_FAILURE() << "ClosedPort: " << std::strerror(errno);
+    return;
+  }
+  port_ = ntohs(a.sin_port);
+}
+
+ClosedPort::~ClosedPort() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 namespace {
