@@ -192,7 +192,7 @@ OcirelayProcess::OcirelayProcess(const fs::path& dir, std::string upstream_name,
 }
 
 bool OcirelayProcess::start(std::uint16_t port) {
-  port_ = port != 0 ? port : free_port();
+  port_ = port;  // 0: serve binds a port of the kernel's choosing, read back from its log
   std::string cfg = "listen: 127.0.0.1:" + std::to_string(port_) + "\n"
                     "store:\n  path: " + store_dir().string() + "\n"
                     "upstreams:\n"
@@ -209,9 +209,17 @@ bool OcirelayProcess::start(std::uint16_t port) {
   cfg += "log:\n  level: debug\n  format: text\n";
   write_file(config_file(), cfg);
   ++generation_;
+  const auto log_from = log_size(dir_ / "ocirelay.log");
   if (!proc_.start({OCIRELAY_BINARY, "serve", "--config", config_file().string()},
                    dir_ / "ocirelay.out", dir_ / "ocirelay.log"))
     return false;
+  // run_serve logs "listening on <host>:<port>" with the port it bound.
+  auto bound = wait_for_listening_port(proc_, dir_ / "ocirelay.log", log_from, "127.0.0.1");
+  if (!bound) {
+    ADD_FAILURE() << "ocirelay did not log the port it listens on:\n" << log();
+    return false;
+  }
+  port_ = *bound;
   std::uint16_t p = port_;
   bool ready = wait_until(
       [&] {

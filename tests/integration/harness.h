@@ -89,8 +89,10 @@ class OcirelayProcess {
     tls_cert_ = std::move(cert);
     tls_key_ = std::move(key);
   }
-  // Writes the config, starts `ocirelay serve`, waits for /readyz.
+  // Writes the config, starts `ocirelay serve` on `port` (0: a port it binds itself and
+  // logs, see port()), waits for /readyz.
   bool start(std::uint16_t port = 0);
+  // Starts again on the port of the last start() (which this relay held until it stopped).
   bool restart() { return start(port_); }
   void stop();
   void kill9();

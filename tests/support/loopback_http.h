@@ -12,9 +12,6 @@ namespace ocirelay::testing {
 
 using namespace std::chrono_literals;
 
-// A TCP port that was free on 127.0.0.1 a moment ago (bind to port 0, read, close); 0 on error.
-std::uint16_t free_port();
-
 // A port on 127.0.0.1 where nothing listens for as long as this object lives: a connect
 // is refused at once (ECONNREFUSED), as for an upstream that is down. The port stays bound
 // (without SO_REUSEADDR) but never listens, so no other socket of this or another test can
