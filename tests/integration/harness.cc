@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -199,7 +200,7 @@ bool OcirelayProcess::start(std::uint16_t port) {
                     "  - name: " + upstream_name_ + "\n"
                     "    url: " + upstream_url_ + "\n"
                     "    default: true\n"
-                    "    tag_ttl: 5m\n";
+                    "    tag_ttl: " + std::to_string(tag_ttl_.count()) + "s\n";
   if (!auth_user_.empty())
     cfg += "    auth: {username: " + auth_user_ + ", password_file: " + auth_password_file_.string() + "}\n";
   if (!auth_yaml_.empty()) cfg += "    auth: " + auth_yaml_ + "\n";
@@ -250,6 +251,18 @@ CommandResult OcirelayProcess::run(const std::vector<std::string>& subcommand_ar
   args.push_back("--config");
   args.push_back(config_file().string());
   return run_command(args, 300s);
+}
+
+std::optional<double> metric_value(const std::string& exposition, const std::string& series) {
+  const std::string line_start = series + " ";
+  std::size_t at = exposition.starts_with(line_start) ? 0 : exposition.find("\n" + line_start);
+  if (at == std::string::npos) return std::nullopt;
+  if (at != 0) ++at;  // past the newline
+  const char* value = exposition.c_str() + at + line_start.size();
+  char* end = nullptr;
+  double v = std::strtod(value, &end);
+  if (end == value) return std::nullopt;
+  return v;
 }
 
 std::vector<std::pair<std::string, std::string>> stop_and_collect_outputs(OcirelayProcess& relay) {
