@@ -52,8 +52,9 @@ struct Call {
 
 class CurlRegistryClient final : public RegistryClient {
  public:
-  CurlRegistryClient(RegistryEndpoint endpoint, RequestObserver observer)
-      : ep_(std::move(endpoint)), observer_(std::move(observer)) {
+  CurlRegistryClient(RegistryEndpoint endpoint, RequestObserver observer,
+                     TokenCache::Now token_now)
+      : ep_(std::move(endpoint)), observer_(std::move(observer)), tokens_(std::move(token_now)) {
     base_url_ = ep_.url;
     while (base_url_.ends_with('/')) base_url_.pop_back();
     host_ = url_host(base_url_);
@@ -469,15 +470,17 @@ class CurlRegistryClient final : public RegistryClient {
 
 }  // namespace
 
-std::unique_ptr<RegistryClient> RegistryClient::create(RegistryEndpoint endpoint,
-                                                       RequestObserver observer) {
+std::unique_ptr<RegistryClient> RegistryClient::create(
+    RegistryEndpoint endpoint, RequestObserver observer,
+    std::function<std::chrono::steady_clock::time_point()> token_now) {
   // A configuration error, caught at startup: without a scheme libcurl would guess
   // plain http for "docker.io".
   if (!endpoint.url.starts_with("https://") && !endpoint.url.starts_with("http://")) {
     throw std::invalid_argument("registry " + endpoint.name + ": url must start with https:// "
                                 "or http://: " + endpoint.url);
   }
-  return std::make_unique<CurlRegistryClient>(std::move(endpoint), std::move(observer));
+  return std::make_unique<CurlRegistryClient>(std::move(endpoint), std::move(observer),
+                                              std::move(token_now));
 }
 
 }  // namespace ocirelay::adapters

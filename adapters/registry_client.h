@@ -83,8 +83,11 @@ using RequestObserver = std::function<void(const RequestEvent&)>;
 
 class RegistryClient {
  public:
-  static std::unique_ptr<RegistryClient> create(RegistryEndpoint endpoint,
-                                                RequestObserver observer = {});
+  // `token_now` is the clock cached tokens expire by (TokenCache::Now), injectable so
+  // tests can move time; default: steady_clock::now.
+  static std::unique_ptr<RegistryClient> create(
+      RegistryEndpoint endpoint, RequestObserver observer = {},
+      std::function<std::chrono::steady_clock::time_point()> token_now = {});
   virtual ~RegistryClient() = default;
 
   virtual const RegistryEndpoint& endpoint() const = 0;

@@ -60,11 +60,15 @@ std::string FakeTokenRegistry::blob_body() {
   return b;
 }
 
+std::chrono::steady_clock::time_point FakeTokenRegistry::now() const {
+  return options_.now ? options_.now() : std::chrono::steady_clock::now();
+}
+
 bool FakeTokenRegistry::token_valid(const std::string& authorization, const std::string& scope) {
   if (!authorization.starts_with("Bearer ")) return false;
   auto it = tokens_.find(authorization.substr(7));
   if (it == tokens_.end() || it->second.revoked) return false;
-  if (std::chrono::steady_clock::now() >= it->second.expires) return false;
+  if (now() >= it->second.expires) return false;
   return scope.empty() || it->second.scope == scope;
 }
 
@@ -83,8 +87,7 @@ FakeTokenRegistry::Reply FakeTokenRegistry::handle(const HttpCall& call) {
     }
     std::string token = "tok-" + std::to_string(issued_.size() + 1) + "-c0ffee-secret";
     issued_.push_back(token);
-    tokens_[token] = Token{scope, std::chrono::steady_clock::now() +
-                                      std::chrono::seconds(options_.expires_in)};
+    tokens_[token] = Token{scope, now() + std::chrono::seconds(options_.expires_in)};
     nlohmann::json j = {{options_.access_token_field ? "access_token" : "token", token},
                         {"expires_in", options_.expires_in},
                         {"issued_at", "2026-01-01T00:00:00Z"}};

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -21,6 +22,9 @@ class FakeTokenRegistry {
     std::string username;  // non-empty: /token requires these Basic credentials
     std::string password;
     int expires_in = 300;  // seconds, as announced and as enforced
+    // The clock expiry is enforced by (called on the server's thread); empty:
+    // steady_clock::now. A test moving a client's token clock passes the same one here.
+    std::function<std::chrono::steady_clock::time_point()> now;
     bool access_token_field = false;  // answer {"access_token":..} instead of {"token":..}
     std::string realm;     // challenge realm; empty: this server's own /token
   };
@@ -61,6 +65,7 @@ class FakeTokenRegistry {
   enum class Behaviour { answer, hang, stall };
   Reply handle(const HttpCall& call);
   bool token_valid(const std::string& authorization, const std::string& scope);
+  std::chrono::steady_clock::time_point now() const;
 
   Options options_;
   mutable std::mutex mu_;

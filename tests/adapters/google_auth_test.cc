@@ -284,8 +284,8 @@ TEST_F(GoogleAuthTest, TokenIsCachedUntilNearExpiryThenRefreshed) {
 }
 
 TEST_F(GoogleAuthTest, UnreachableIssuersAreUpstreamUnavailable) {
-  const auto closed = testing::free_port();
-  env.set("GCE_METADATA_HOST", "127.0.0.1:" + std::to_string(closed));
+  const testing::ClosedPort closed;
+  env.set("GCE_METADATA_HOST", closed.host());
   auto md = adc()->get();
   ASSERT_FALSE(md.ok());
   EXPECT_EQ(md.error().code, Errc::upstream_unavailable);
@@ -295,7 +295,7 @@ TEST_F(GoogleAuthTest, UnreachableIssuersAreUpstreamUnavailable) {
 
   write_file(tmp / "down.json", testing::service_account_key_file(
                                     kEmail, kKeyId, service_account_key().private_pem,
-                                    "http://127.0.0.1:" + std::to_string(closed) + "/token"));
+                                    closed.url() + "/token"));
   auto sa = adc(from_file((tmp / "down.json").string()))->get();
   ASSERT_FALSE(sa.ok());
   EXPECT_EQ(sa.error().code, Errc::upstream_unavailable);
@@ -319,7 +319,8 @@ TEST_F(GoogleAuthTest, NoSecretReachesAnErrorMessageOrDescribe) {
     else
       texts.push_back(c.error().message);
   };
-  const std::string closed = "http://127.0.0.1:" + std::to_string(testing::free_port()) + "/token";
+  const testing::ClosedPort down;  // every endpoint below that is "down" points here
+  const std::string closed = down.url() + "/token";
 
   // Service account: a key Google does not know, a damaged key, the token endpoint down.
   record_creation(write_service_account(other_key().private_pem, "other.json"));
@@ -345,7 +346,7 @@ TEST_F(GoogleAuthTest, NoSecretReachesAnErrorMessageOrDescribe) {
   record_creation((tmp / "au-down.json").string());
 
   // Metadata server down.
-  env.set("GCE_METADATA_HOST", "127.0.0.1:" + std::to_string(testing::free_port()));
+  env.set("GCE_METADATA_HOST", down.host());
   record(adc());
   env.set("GCE_METADATA_HOST", google.host());
 

@@ -245,11 +245,11 @@ TEST_F(RegistryClientTest, ObserverSeesEachRequestWithStatusAndLatency) {
 }
 
 TEST(RegistryClientDown, ConnectionRefusedIsUpstreamUnavailableQuickly) {
-  const auto port = ocirelay::testing::free_port();  // nothing listens there
+  const ocirelay::testing::ClosedPort down;
   int events = 0;
   int last_status = -1;
   auto c = RegistryClient::create(
-      endpoint("down", "http://127.0.0.1:" + std::to_string(port)),
+      endpoint("down", down.url()),
       [&](const RequestEvent& e) {
         ++events;
         last_status = e.status;

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,14 +28,32 @@ FakeTokenRegistry::Options options(std::string user = {}, std::string password =
   return o;
 }
 
+using SteadyNow = std::function<std::chrono::steady_clock::time_point()>;
+
+// `token_now`: the client's token clock (empty: steady_clock::now).
 std::unique_ptr<RegistryClient> client_for(const FakeTokenRegistry& fake, Credentials creds = {},
-                                           RequestObserver observer = {}) {
+                                           RequestObserver observer = {},
+                                           SteadyNow token_now = {}) {
   RegistryEndpoint ep;
   ep.name = "fake";
   ep.url = fake.url();
   ep.credentials = fixed_credentials(std::move(creds));
-  return RegistryClient::create(std::move(ep), std::move(observer));
+  return RegistryClient::create(std::move(ep), std::move(observer), std::move(token_now));
 }
+
+// A steady clock the test moves by hand, read by the client's token cache and by the fake
+// registry's server thread (hence atomic).
+class ManualClock {
+ public:
+  using Clock = std::chrono::steady_clock;
+  SteadyNow reader() {
+    return [this] { return Clock::time_point(Clock::duration(ticks_.load())); };
+  }
+  void advance(Clock::duration d) { ticks_ += d.count(); }
+
+ private:
+  std::atomic<Clock::rep> ticks_{0};
+};
 
 class StringSink : public BodySink {
  public:
@@ -107,22 +126,33 @@ TEST(TokenFlow, RevokedTokenIsRefreshedOnceAndTheRequestRetried) {
 }
 
 TEST(TokenFlow, ExpiredTokenIsReplacedBeforeTheRegistryRefusesIt) {
+  using namespace std::chrono_literals;
+  ManualClock clock;
   auto o = options();
-  o.expires_in = 1;
+  o.expires_in = 300;
+  o.now = clock.reader();  // the registry refuses a token on the clock the client reads
   FakeTokenRegistry fake(o);
-  auto c = client_for(fake);
+  auto c = client_for(fake, {}, {}, clock.reader());
   ASSERT_TRUE(c->get_manifest("team/a", "v1", kOciManifest).ok());
   ASSERT_EQ(fake.token_requests(), 1);
   const int challenges_after_first = fake.unauthorized_responses();
 
-  // Keep pulling until the client has fetched a second token; every pull must succeed
-  // and none may hit a 401, since the client drops the token a margin before expiry.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (fake.token_requests() < 2 && std::chrono::steady_clock::now() < deadline) {
-    auto r = c->get_manifest("team/a", "v1", kOciManifest);
-    ASSERT_TRUE(r.ok()) << r.error().to_string();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // poll interval
-  }
+  // The client keeps a token for its lifetime minus a margin (a tenth, at most 30 s): it
+  // is replaced from 270 s on, before the registry refuses it at 300 s. Every pull must
+  // succeed and none may hit a 401.
+  clock.advance(260s);
+  auto cached = c->get_manifest("team/a", "v1", kOciManifest);
+  ASSERT_TRUE(cached.ok()) << cached.error().to_string();
+  EXPECT_EQ(fake.token_requests(), 1) << "a token 40 s from expiry must still be used";
+
+  clock.advance(25s);  // 285 s: inside the margin, 15 s before expiry
+  auto refreshed = c->get_manifest("team/a", "v1", kOciManifest);
+  ASSERT_TRUE(refreshed.ok()) << refreshed.error().to_string();
+  EXPECT_EQ(fake.token_requests(), 2) << "the token was not replaced before it expired";
+
+  clock.advance(20s);  // 305 s: the first token expired at the registry, the second holds
+  auto after = c->get_manifest("team/a", "v1", kOciManifest);
+  ASSERT_TRUE(after.ok()) << after.error().to_string();
   EXPECT_EQ(fake.token_requests(), 2);
   EXPECT_EQ(fake.unauthorized_responses(), challenges_after_first);
 }

@@ -442,7 +442,8 @@ TEST(AcrAuth, FailuresNameTheStepAndLeakNoSecret) {
   }
   {
     // Entra ID unreachable.
-    ScopedEnv authority("AZURE_AUTHORITY_HOST", "http://127.0.0.1:" + std::to_string(free_port()));
+    const ClosedPort down;
+    ScopedEnv authority("AZURE_AUTHORITY_HOST", down.url());
     Error e = record(adapters::acr_credentials(acr.env.registry.url(), acr.service_principal()));
     EXPECT_EQ(e.code, Errc::upstream_unavailable) << e.message;
   }
@@ -474,7 +475,7 @@ TEST(AcrAuth, FailuresNameTheStepAndLeakNoSecret) {
 // secret, Entra tokens, ACR refresh and access tokens) reaches the log (debug level), the
 // metrics, check's output or the store.
 TEST(AcrAuth, ServeWithAzureConfigPullsAndLeaksNothing) {
-  if (!have_program("skopeo")) GTEST_SKIP() << "needs skopeo";
+  if (!require_programs({"skopeo"})) return;
   AcrEnv acr;
   ASSERT_TRUE(acr.env.registry.start());
   const std::string digest = acr.env.push_image("team/app", "v1");

@@ -33,7 +33,7 @@ using CommandTest = MirrorTest;
 // On a terminal warm draws a bar per blob that it redraws in place; the plain-line mode is
 // what the test above sees through a pipe. `script` gives the command a pseudo-terminal.
 TEST_F(CommandTest, WarmDrawsProgressBarsOnATerminal) {
-  if (!have_program("script")) GTEST_SKIP() << "needs script (util-linux)";
+  if (!require_programs({"script"})) return;  // util-linux
   push_image("team/app", "1.0", 1, 512 * 1024);
   OcirelayProcess relay(tmp / "ocirelay", kUpstream, registry.url());
   ASSERT_TRUE(relay.start());  // writes the config
@@ -98,10 +98,9 @@ TEST_F(CommandTest, ServeNotifiesSystemdWhenReadyAndStopsOnSigterm) {
   OcirelayProcess relay(tmp / "ocirelay", kUpstream, registry.url());
   ASSERT_TRUE(relay.start());  // writes the config
   relay.stop();
-  std::uint16_t port = free_port();
   Process serve;
   ASSERT_TRUE(serve.start({OCIRELAY_BINARY, "serve", "--config", relay.config_file().string(),
-                           "--listen", "127.0.0.1:" + std::to_string(port), "--log-format", "json"},
+                           "--listen", "127.0.0.1:0", "--log-format", "json"},
                           tmp / "serve.out", tmp / "serve.err", {{"NOTIFY_SOCKET", sock.string()}}));
   std::string got;
   wait_until(
@@ -114,13 +113,17 @@ TEST_F(CommandTest, ServeNotifiesSystemdWhenReadyAndStopsOnSigterm) {
       30s);
   ::close(fd);
   EXPECT_NE(got.find("READY=1"), std::string::npos) << read_file(tmp / "serve.err");
-  EXPECT_EQ(http_request(port, "GET", "/v2/").status, 200);
+  auto port = wait_for_listening_port(serve, tmp / "serve.err", 0, "127.0.0.1");
+  ASSERT_TRUE(port) << read_file(tmp / "serve.err");
+  EXPECT_EQ(http_request(*port, "GET", "/v2/").status, 200) << "the logged port is the bound one";
   int status = serve.stop(10s);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "SIGTERM must end serve cleanly";
   // JSON log lines: one object per line with ts, level, msg.
   std::string log = read_file(tmp / "serve.err");
   EXPECT_NE(log.find("{\"ts\":\""), std::string::npos) << log;
-  EXPECT_NE(log.find("\"msg\":\"listening on 127.0.0.1:" + std::to_string(port)), std::string::npos) << log;
+  EXPECT_NE(log.find("\"msg\":\"listening on 127.0.0.1:" + std::to_string(*port) + "\""),
+            std::string::npos)
+      << log;
 }
 
 TEST_F(CommandTest, WarmWithPlatformFetchesOnlyThatChild) {

@@ -24,8 +24,7 @@ namespace {
 class CloudAuthServeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_program("docker-registry") || !have_program("skopeo") || !have_program("htpasswd"))
-      GTEST_SKIP() << "needs root, docker-registry, skopeo and htpasswd";
+    if (!require_programs({"docker-registry", "skopeo", "htpasswd"})) return;
   }
 
   // A registry whose only user is `user`/`password`, holding team/app:1.0.

@@ -7,7 +7,7 @@ namespace {
 using ContainerdTest = MirrorTest;
 
 TEST_F(ContainerdTest, CtrFetchesThroughTheMirror) {
-  if (!have_program("containerd") || !have_program("ctr")) GTEST_SKIP() << "needs containerd and ctr";
+  if (!require_programs({"containerd", "ctr"})) return;
   auto img = push_image("team/app", "1.0", 2, 100 * 1024);
   auto amd = images.add_image("", {random_bytes(20000, 31)}, {"linux", "amd64"});
   auto arm = images.add_image("", {random_bytes(20000, 32)}, {"linux", "arm64"});
@@ -33,7 +33,7 @@ TEST_F(ContainerdTest, CtrFetchesThroughTheMirror) {
 // The full `ctr images pull`: resolve, fetch and unpack real tar layers, then a second
 // pull by a fresh containerd with the upstream gone is served from the mirror's disk.
 TEST_F(ContainerdTest, CtrImagesPullUnpacksLayersThroughTheMirror) {
-  if (!have_program("containerd") || !have_program("ctr")) GTEST_SKIP() << "needs containerd and ctr";
+  if (!require_programs({"containerd", "ctr"})) return;
   const std::string greeting = "served by the mirror\n";
   std::string base = tar_layer({{"etc/os-release", "ID=ocirelay-test\n"}});
   std::string app = tar_layer({{"app/hello.txt", greeting}, {"app/data.bin", random_bytes(200000, 42)}});

@@ -15,8 +15,7 @@ inline constexpr const char* kUpstream = "upstream.test";
 class MirrorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_program("docker-registry") || !have_program("skopeo"))
-      GTEST_SKIP() << "needs root, docker-registry and skopeo";
+    if (!require_programs({"docker-registry", "skopeo"})) return;
     ASSERT_TRUE(registry.start());
   }
 

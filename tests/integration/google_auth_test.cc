@@ -27,8 +27,7 @@ constexpr const char* kEmail = "pusher@test-project.iam.gserviceaccount.com";
 class GoogleRegistryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_program("docker-registry") || !have_program("skopeo") || !have_program("htpasswd"))
-      GTEST_SKIP() << "needs root, docker-registry, skopeo and htpasswd";
+    if (!require_programs({"docker-registry", "skopeo", "htpasswd"})) return;
     ASSERT_TRUE(registry.start()) << registry.log();
     image = images.add_image("1.0", {random_bytes(32 << 10, 77)});
     auto push = skopeo_copy(

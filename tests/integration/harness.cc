@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -21,7 +22,7 @@ namespace ocirelay::testing {
 
 using json = nlohmann::json;
 
-// ---- bytes, programs ---------------------------------------------------------------
+// ---- bytes -----------------------------------------------------------------------------
 
 std::string tar_layer(const std::map<std::string, std::string>& files) {
   auto octal = [](char* field, std::size_t width, std::uint64_t v) {
@@ -64,10 +65,6 @@ std::string random_bytes(std::size_t n, std::uint64_t seed) {
     std::memcpy(s.data() + i, &v, std::min<std::size_t>(8, n - i));
   }
   return s;
-}
-
-bool have_program(const std::string& program) {
-  return ::geteuid() == 0 && run_command({"sh", "-c", "command -v " + program}, 10s).exit_code == 0;
 }
 
 // ---- images ----------------------------------------------------------------------------
@@ -196,14 +193,14 @@ OcirelayProcess::OcirelayProcess(const fs::path& dir, std::string upstream_name,
 }
 
 bool OcirelayProcess::start(std::uint16_t port) {
-  port_ = port != 0 ? port : free_port();
+  port_ = port;  // 0: serve binds a port of the kernel's choosing, read back from its log
   std::string cfg = "listen: 127.0.0.1:" + std::to_string(port_) + "\n"
                     "store:\n  path: " + store_dir().string() + "\n"
                     "upstreams:\n"
                     "  - name: " + upstream_name_ + "\n"
                     "    url: " + upstream_url_ + "\n"
                     "    default: true\n"
-                    "    tag_ttl: 5m\n";
+                    "    tag_ttl: " + std::to_string(tag_ttl_.count()) + "s\n";
   if (!auth_user_.empty())
     cfg += "    auth: {username: " + auth_user_ + ", password_file: " + auth_password_file_.string() + "}\n";
   if (!auth_yaml_.empty()) cfg += "    auth: " + auth_yaml_ + "\n";
@@ -213,9 +210,17 @@ bool OcirelayProcess::start(std::uint16_t port) {
   cfg += "log:\n  level: debug\n  format: text\n";
   write_file(config_file(), cfg);
   ++generation_;
+  const auto log_from = log_size(dir_ / "ocirelay.log");
   if (!proc_.start({OCIRELAY_BINARY, "serve", "--config", config_file().string()},
                    dir_ / "ocirelay.out", dir_ / "ocirelay.log"))
     return false;
+  // run_serve logs "listening on <host>:<port>" with the port it bound.
+  auto bound = wait_for_listening_port(proc_, dir_ / "ocirelay.log", log_from, "127.0.0.1");
+  if (!bound) {
+    ADD_FAILURE() << "ocirelay did not log the port it listens on:\n" << log();
+    return false;
+  }
+  port_ = *bound;
   std::uint16_t p = port_;
   bool ready = wait_until(
       [&] {
@@ -246,6 +251,18 @@ CommandResult OcirelayProcess::run(const std::vector<std::string>& subcommand_ar
   args.push_back("--config");
   args.push_back(config_file().string());
   return run_command(args, 300s);
+}
+
+std::optional<double> metric_value(const std::string& exposition, const std::string& series) {
+  const std::string line_start = series + " ";
+  std::size_t at = exposition.starts_with(line_start) ? 0 : exposition.find("\n" + line_start);
+  if (at == std::string::npos) return std::nullopt;
+  if (at != 0) ++at;  // past the newline
+  const char* value = exposition.c_str() + at + line_start.size();
+  char* end = nullptr;
+  double v = std::strtod(value, &end);
+  if (end == value) return std::nullopt;
+  return v;
 }
 
 std::vector<std::pair<std::string, std::string>> stop_and_collect_outputs(OcirelayProcess& relay) {

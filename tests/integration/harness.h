@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -17,6 +18,7 @@
 #include "tests/support/loopback_http.h"
 #include "tests/support/process.h"
 #include "tests/support/registry_process.h"
+#include "tests/support/requirements.h"
 
 namespace ocirelay::testing {
 
@@ -88,8 +90,13 @@ class OcirelayProcess {
     tls_cert_ = std::move(cert);
     tls_key_ = std::move(key);
   }
-  // Writes the config, starts `ocirelay serve`, waits for /readyz.
+  // The upstream's `tag_ttl` from the next start() (default 5 minutes); 0: every tag
+  // request revalidates upstream, so the stale path runs as soon as the upstream is down.
+  void set_tag_ttl(std::chrono::seconds ttl) { tag_ttl_ = ttl; }
+  // Writes the config, starts `ocirelay serve` on `port` (0: a port it binds itself and
+  // logs, see port()), waits for /readyz.
   bool start(std::uint16_t port = 0);
+  // Starts again on the port of the last start() (which this relay held until it stopped).
   bool restart() { return start(port_); }
   void stop();
   void kill9();
@@ -109,10 +116,15 @@ class OcirelayProcess {
   fs::path auth_password_file_;
   std::string auth_yaml_, upstream_type_;
   fs::path tls_cert_, tls_key_;
+  std::chrono::seconds tag_ttl_ = std::chrono::minutes(5);
   std::uint16_t port_ = 0;
   Process proc_;
   int generation_ = 0;
 };
+
+// One sample of a Prometheus text exposition (/metrics): `series` is the metric name with
+// its labels as exposed ("ocirelay_cache_hits_total{kind=\"blob\"}"); nullopt when absent.
+std::optional<double> metric_value(const std::string& exposition, const std::string& series);
 
 // For secret scans: what a running relay exposes and wrote, as (where, text) pairs: its
 // /metrics, then, after stopping it, its log and every file of its store.
@@ -144,8 +156,5 @@ class ContainerdProcess {
 // skopeo copy docker://<host>/<repo>:<tag> dir:<out> (plain HTTP).
 CommandResult skopeo_copy(const std::string& src, const std::string& dst,
                           const std::vector<std::string>& extra = {});
-
-// True when running as root and `program` is on PATH.
-bool have_program(const std::string& program);
 
 }  // namespace ocirelay::testing

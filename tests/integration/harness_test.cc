@@ -58,7 +58,7 @@ namespace {
 // containerd pulls "upstream.test/..." through a hosts.toml mirror entry; here the mirror is
 // the registry itself (it ignores ?ns=), which checks the containerd side of the harness.
 TEST_F(HarnessTest, ContainerdFetchesThroughHostsTomlMirror) {
-  if (!have_program("containerd") || !have_program("ctr")) GTEST_SKIP() << "needs containerd and ctr";
+  if (!require_programs({"containerd", "ctr"})) return;
   auto img = push_image("team/app", "1.0", 1, 4096);
   ContainerdProcess containerd(tmp / "containerd");
   ASSERT_TRUE(containerd.start());

@@ -102,8 +102,7 @@ TEST(PrepareTest, HarborProjectIsCreatedOnceAndRefusalsNameTheStep) {
 }
 
 TEST(PrepareTest, EcrRepositoryIsCreatedWithItsSettingsIdempotently) {
-  if (!have_program("docker-registry") || !have_program("htpasswd"))
-    GTEST_SKIP() << "needs root, docker-registry and htpasswd";
+  if (!require_programs({"docker-registry", "htpasswd"})) return;
   const std::string password = "ecr-Prepare-Password-1";
   TempDir tmp;
   RegistryProcess registry(tmp / "registry", RegistryOptions{"AWS", password});

@@ -58,21 +58,17 @@ TEST_F(PullThroughTest, MetricsCountHitsMissesAndStoreContents) {
   ASSERT_EQ(pull(relay->host(), "team/app", "1.0", tmp / "first").exit_code, 0) << relay->log();
   ASSERT_EQ(pull(relay->host(), "team/app", "1.0", tmp / "second").exit_code, 0) << relay->log();
   HttpResponse metrics;
-  auto value = [&](const std::string& series) -> double {
-    auto at = metrics.body.find("\n" + series + " ");
-    if (at == std::string::npos) return -1;
-    return std::stod(metrics.body.substr(at + series.size() + 2));
-  };
+  auto value = [&](const std::string& series) { return metric_value(metrics.body, series); };
   // config + 2 layers + the manifest (stored just after its reply), each stored once.
   wait_until(
       [&] {
         metrics = http_request(relay->port(), "GET", "/metrics");
-        return value("ocirelay_store_blobs") >= 4;
+        return value("ocirelay_store_blobs").value_or(0) >= 4;
       },
       10s);
   ASSERT_EQ(metrics.status, 200);
   EXPECT_EQ(value("ocirelay_store_blobs"), 4) << metrics.body;
-  EXPECT_GE(value("ocirelay_store_bytes"), 200000) << metrics.body;
+  EXPECT_GE(value("ocirelay_store_bytes").value_or(0), 200000) << metrics.body;
   EXPECT_EQ(value("ocirelay_cache_misses_total{kind=\"blob\"}"), 3) << metrics.body;
   EXPECT_EQ(value("ocirelay_cache_hits_total{kind=\"blob\"}"), 3) << metrics.body;
 }

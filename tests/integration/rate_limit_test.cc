@@ -58,12 +58,6 @@ class RateLimitedUpstream {
   FakeHttpServer server_;  // last: stops before the state its handler uses
 };
 
-double metric(const std::string& body, const std::string& series) {
-  auto at = body.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(body.substr(at + series.size() + 2));
-}
-
 TEST(RateLimitTest, QuotaIsReportedAndA429PausesGetsWhileTheCacheServes) {
   RateLimitedUpstream upstream;
   TempDir tmp;
@@ -74,9 +68,11 @@ TEST(RateLimitTest, QuotaIsReportedAndA429PausesGetsWhileTheCacheServes) {
   auto v1 = http_request(relay.port(), "GET", "/v2/library/app/manifests/v1", accept);
   ASSERT_EQ(v1.status, 200) << v1.body << relay.log();
   EXPECT_EQ(v1.body, RateLimitedUpstream::manifest("v1"));
+  const std::string limit = "ocirelay_upstream_ratelimit_limit{registry=\"docker.io\"}";
+  const std::string remaining = "ocirelay_upstream_ratelimit_remaining{registry=\"docker.io\"}";
   auto m = http_request(relay.port(), "GET", "/metrics").body;
-  EXPECT_EQ(metric(m, "ocirelay_upstream_ratelimit_limit{registry=\"docker.io\"}"), 100) << m;
-  EXPECT_EQ(metric(m, "ocirelay_upstream_ratelimit_remaining{registry=\"docker.io\"}"), 76) << m;
+  EXPECT_EQ(metric_value(m, limit), 100) << m;
+  EXPECT_EQ(metric_value(m, remaining), 76) << m;
 
   upstream.exhaust();
   auto v2 = http_request(relay.port(), "GET", "/v2/library/app/manifests/v2", accept);
@@ -93,7 +89,7 @@ TEST(RateLimitTest, QuotaIsReportedAndA429PausesGetsWhileTheCacheServes) {
   EXPECT_EQ(again.status, 200);
   EXPECT_EQ(again.body, v1.body);
   m = http_request(relay.port(), "GET", "/metrics").body;
-  EXPECT_EQ(metric(m, "ocirelay_upstream_ratelimit_remaining{registry=\"docker.io\"}"), 0) << m;
+  EXPECT_EQ(metric_value(m, remaining), 0) << m;
 }
 
 }  // namespace

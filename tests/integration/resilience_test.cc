@@ -1,6 +1,8 @@
 // Upstream trouble and crashes: cached content keeps serving, one fetch per blob however
 // many clients ask, and a crash leaves a store fsck calls clean.
 #include <atomic>
+#include <map>
+#include <string>
 #include <thread>
 
 #include "tests/integration/fixture.h"
@@ -25,6 +27,52 @@ TEST_F(ResilienceTest, StartsWithUpstreamDownAndServesCacheAfterUpstreamStops) {
   auto r = pull(relay->host(), "team/app", "1.0", tmp / "cached");
   ASSERT_EQ(r.exit_code, 0) << "cached image must serve with the upstream down:\n" << r.err;
   expect_dir_matches(tmp / "cached", img);
+}
+
+// Invariant 6 once the tag's TTL has passed: with the upstream down, the cached tag is
+// served stale (the digest it had), logged, and counted in ocirelay_stale_serves_total.
+TEST_F(ResilienceTest, ExpiredTagIsServedStaleWhileTheUpstreamIsDown) {
+  auto img = push_image("team/app", "1.0", 2, 64 * 1024);
+  relay = std::make_unique<OcirelayProcess>(tmp / "ocirelay", kUpstream, registry.url());
+  relay->set_tag_ttl(0s);  // a cached tag is never fresh: every request revalidates it
+  ASSERT_TRUE(relay->start());
+  auto first = pull(relay->host(), "team/app", "1.0", tmp / "first");
+  ASSERT_EQ(first.exit_code, 0) << first.err << "\n" << relay->log();
+  expect_dir_matches(tmp / "first", img);
+
+  // With the upstream up, a request for the cached tag is revalidated with a HEAD upstream.
+  // That HEAD also shows the tag reached the store (a manifest is stored just after its
+  // reply; until then requests are answered from the writer's queue, without a HEAD).
+  const std::string head = "\"HEAD /v2/team/app/manifests/1.0 ";
+  const std::map<std::string, std::string> accept = {{"Accept", img.media_type}};
+  bool revalidated = wait_until(
+      [&] {
+        auto r = http_request(relay->port(), "GET", "/v2/team/app/manifests/1.0", accept);
+        return r.status == 200 && registry.count_requests(head) > 0;
+      },
+      10s);
+  ASSERT_TRUE(revalidated) << "tag_ttl 0 did not revalidate the tag:\n"
+                           << registry.access_log() << relay->log();
+  auto before = http_request(relay->port(), "GET", "/metrics");
+  ASSERT_EQ(before.status, 200);
+  EXPECT_EQ(metric_value(before.body, "ocirelay_stale_serves_total").value_or(0), 0)
+      << "stale serves counted while the upstream was up:\n" << before.body;
+
+  registry.stop();
+  auto stale = pull(relay->host(), "team/app", "1.0", tmp / "stale");
+  ASSERT_EQ(stale.exit_code, 0) << "an expired tag must serve stale with the upstream down:\n"
+                                << stale.err << "\n" << relay->log();
+  expect_dir_matches(tmp / "stale", img);  // the same manifest digest and blobs
+  const std::string log = relay->log();
+  EXPECT_NE(log.find("serving stale manifest " + std::string(kUpstream) + "/team/app:1.0 (" +
+                     img.digest + ")"),
+            std::string::npos)
+      << log;
+  auto after = http_request(relay->port(), "GET", "/metrics");
+  ASSERT_EQ(after.status, 200);
+  auto stale_serves = metric_value(after.body, "ocirelay_stale_serves_total");
+  ASSERT_TRUE(stale_serves) << after.body;
+  EXPECT_GE(*stale_serves, 1) << after.body;
 }
 
 TEST_F(ResilienceTest, ConcurrentColdRequestsFetchTheBlobOnce) {

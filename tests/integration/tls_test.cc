@@ -8,7 +8,7 @@ namespace {
 class TlsTest : public MirrorTest {};
 
 TEST_F(TlsTest, PullsOverHttpsWithAVerifiedCertificate) {
-  if (!have_program("openssl") || !have_program("curl")) GTEST_SKIP() << "needs openssl and curl";
+  if (!require_programs({"openssl", "curl"})) return;
   auto img = push_image("team/app", "1.0", 2, 64 * 1024);
   fs::path cert = tmp / "cert.pem", key = tmp / "key.pem";
   auto made = run_command({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",

@@ -279,8 +279,7 @@ TEST(StoreLockTest, SecondWriterIsRefusedAndFsckLeavesInProgressDownloadsAlone) 
 // Invariant 7: an upstream password reaches no log line (at debug level), no metric, no
 // error and no file in the store, whether the credentials are right or wrong.
 TEST(SecretsTest, UpstreamPasswordReachesNoLogMetricOrStoreFile) {
-  if (!have_program("docker-registry") || !have_program("skopeo") || !have_program("htpasswd"))
-    GTEST_SKIP() << "needs root, docker-registry, skopeo and htpasswd";
+  if (!require_programs({"docker-registry", "skopeo", "htpasswd"})) return;
   const std::string user = "mirror";
   const std::string password = "pw-" + sha256_hex(random_bytes(32, 4242)).substr(0, 24);
   TempDir tmp;

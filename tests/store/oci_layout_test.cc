@@ -2,17 +2,16 @@
 // transport using "<upstream>/<repository>:<tag>" as the reference name.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
+#include <cstdio>
 
 #include "store/store.h"
 #include "store_test_support.h"
+#include "tests/support/requirements.h"
 
 namespace ocirelay::store {
 namespace {
 using namespace testing;
 namespace fs = std::filesystem;
-
-bool have_skopeo() { return std::system("skopeo --version >/dev/null 2>&1") == 0; }
 
 // Runs a shell command to completion, capturing stdout.
 int run(const std::string& cmd, std::string* out) {
@@ -25,7 +24,7 @@ int run(const std::string& cmd, std::string* out) {
 }
 
 TEST(OciLayoutTest, SkopeoReadsAnImageWrittenThroughTheStore) {
-  if (!have_skopeo()) GTEST_SKIP() << "skopeo not installed";
+  if (!ocirelay::testing::require_programs({"skopeo"}, ocirelay::testing::NeedsRoot::no)) return;
   TempDir dir;
   auto s = open_store(dir.path());
   ASSERT_TRUE(s);

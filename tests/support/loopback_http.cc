@@ -1,4 +1,4 @@
-// free_port and http_request (see loopback_http.h).
+// ClosedPort and http_request (see loopback_http.h).
 #include "tests/support/loopback_http.h"
 
 #include <arpa/inet.h>
@@ -16,25 +16,27 @@
 
 namespace ocirelay::testing {
 
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    ADD_FAILURE() << "free_port: socket: " << std::strerror(errno);
-    return 0;
+ClosedPort::ClosedPort() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    ADD_FAILURE() << "ClosedPort: socket: " << std::strerror(errno);
+    return;
   }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = 0;
   socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    ADD_FAILURE() << "free_port: " << std::strerror(errno);
-    return 0;
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ADD_FAILURE() << "ClosedPort: " << std::strerror(errno);
+    return;
   }
-  ::close(fd);
-  return ntohs(a.sin_port);
+  port_ = ntohs(a.sin_port);
+}
+
+ClosedPort::~ClosedPort() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 namespace {

@@ -1,5 +1,6 @@
-// Loopback networking for tests: a port chosen at run time and a minimal HTTP/1.1 client
-// over a plain socket. Helpers fail the current test (gtest ADD_FAILURE) rather than throwing.
+// Loopback networking for tests: a port where nothing listens and a minimal HTTP/1.1
+// client over a plain socket. Helpers fail the current test (gtest ADD_FAILURE) rather than
+// throwing.
 #pragma once
 
 #include <chrono>
@@ -11,8 +12,24 @@ namespace ocirelay::testing {
 
 using namespace std::chrono_literals;
 
-// A TCP port that was free on 127.0.0.1 a moment ago (bind to port 0, read, close); 0 on error.
-std::uint16_t free_port();
+// A port on 127.0.0.1 where nothing listens for as long as this object lives: a connect
+// is refused at once (ECONNREFUSED), as for an upstream that is down. The port stays bound
+// (without SO_REUSEADDR) but never listens, so no other socket of this or another test can
+// take it meanwhile, which a port closed again after reading its number would allow.
+class ClosedPort {
+ public:
+  ClosedPort();  // port() is 0 (and the test failed) when no socket could be bound
+  ~ClosedPort();
+  ClosedPort(const ClosedPort&) = delete;
+  ClosedPort& operator=(const ClosedPort&) = delete;
+  std::uint16_t port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
 
 // `target` is sent verbatim (no normalisation), so tests can send "/v2/../x" or "%2e%2e".
 struct HttpResponse {

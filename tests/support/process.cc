@@ -1,4 +1,4 @@
-// Process, run_command and wait_until (see process.h).
+// Process, run_command, wait_until and wait_for_listening_port (see process.h).
 #include "tests/support/process.h"
 
 #include <fcntl.h>
@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <thread>
 
@@ -145,6 +147,40 @@ CommandResult run_command(const std::vector<std::string>& args, std::chrono::mil
   fs::remove(base.string() + ".out", ec);
   fs::remove(base.string() + ".err", ec);
   return r;
+}
+
+std::uintmax_t log_size(const fs::path& log) {
+  std::error_code ec;
+  auto n = fs::file_size(log, ec);
+  return ec ? 0 : n;
+}
+
+std::optional<std::uint16_t> wait_for_listening_port(Process& child, const fs::path& log,
+                                                     std::uintmax_t from, const std::string& host,
+                                                     std::chrono::milliseconds timeout) {
+  const std::string needle = "listening on " + host + ":";
+  std::optional<std::uint16_t> port;
+  wait_until(
+      [&] {
+        const std::string text = read_file(log);
+        for (auto at = text.find(needle, from); at != std::string::npos;
+             at = text.find(needle, at + 1)) {
+          const char* digits = text.data() + at + needle.size();
+          const char* end = text.data() + text.size();
+          std::uint16_t p = 0;
+          auto [next, ec] = std::from_chars(digits, end, p);
+          // The number counts once something else follows it ("1234\n", "1234 (TLS)",
+          // "1234\""): until then the line may still be arriving.
+          if (ec == std::errc() && p != 0 && next != end &&
+              !std::isdigit(static_cast<unsigned char>(*next))) {
+            port = p;
+            return true;
+          }
+        }
+        return !child.running();
+      },
+      timeout, 20ms);
+  return port;
 }
 
 }  // namespace ocirelay::testing

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -62,5 +63,17 @@ struct CommandResult {
 CommandResult run_command(const std::vector<std::string>& args,
                           std::chrono::milliseconds timeout = 120s,
                           const std::map<std::string, std::string>& env = {});
+
+// The port a child server bound, read from the "listening on <host>:<port>" line it logs
+// (ocirelay serve and docker-registry both log the address of their bound socket). The
+// child is started on port 0, so no port is chosen here and handed over later, which
+// another test could take in between under `ctest -j`. `from` is the log's size before
+// the child started (logs are appended across restarts, older lines name older ports).
+// Waits up to `timeout`; nullopt when the child exits first or logs no such line in time.
+std::optional<std::uint16_t> wait_for_listening_port(Process& child, const fs::path& log,
+                                                     std::uintmax_t from, const std::string& host,
+                                                     std::chrono::milliseconds timeout = 30s);
+// The size of `log` now (0 when it does not exist yet): `from` for the call above.
+std::uintmax_t log_size(const fs::path& log);
 
 }  // namespace ocirelay::testing

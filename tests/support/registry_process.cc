@@ -46,11 +46,22 @@ bool RegistryProcess::write_config() {
 }
 
 bool RegistryProcess::start(std::uint16_t port) {
-  port_ = port != 0 ? port : free_port();
-  if (port_ == 0 || !write_config()) return false;
+  port_ = port;  // 0: the registry binds a port of the kernel's choosing
+  if (!write_config()) return false;
+  const auto log_from = log_size(dir_ / "registry.log");
   if (!proc_.start({"docker-registry", "serve", (dir_ / "config.yml").string()},
                    dir_ / "access.log", dir_ / "registry.log"))
     return false;
+  // distribution logs `listening on <addr>` with the address of its bound listener
+  // (registry.ListenAndServe), so port 0 reads back as the real port.
+  auto bound = wait_for_listening_port(proc_, dir_ / "registry.log", log_from, "127.0.0.1", 20s);
+  if (!bound) {
+    ADD_FAILURE() << "docker-registry did not log the port it listens on [" << proc_.describe()
+                  << "]:\n" << log();
+    stop();
+    return false;
+  }
+  port_ = *bound;
   const int ready_status = options_.username.empty() && !options_.token_auth ? 200 : 401;
   const std::uint16_t p = port_;
   bool up = wait_until(

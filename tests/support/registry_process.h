@@ -1,7 +1,7 @@
 // A real distribution registry (`docker-registry serve`, 2.8) for tests: filesystem storage
-// and logs in a directory, a port chosen at run time, optional Basic auth (htpasswd) or
-// token auth (a TokenServer's certificate as the trusted root), the
-// access log readable for request counting; stopped by its pid.
+// and logs in a directory, a port it binds itself (port 0), optional Basic auth (htpasswd)
+// or token auth (a TokenServer's certificate as the trusted root), the access log readable
+// for request counting; stopped by its pid.
 #pragma once
 
 #include <cstdint>
@@ -45,8 +45,9 @@ class RegistryProcess {
   RegistryProcess(const RegistryProcess&) = delete;
   RegistryProcess& operator=(const RegistryProcess&) = delete;
 
-  // Starts the registry on `port` (0: a free port) and waits, bounded, until /v2/ answers
-  // (200, or 401 with auth). False when it exits or does not answer in time.
+  // Starts the registry on `port` (0: it binds a port of the kernel's choosing, read back
+  // from its log) and waits, bounded, until /v2/ answers (200, or 401 with auth). False
+  // when it exits or does not answer in time.
   bool start(std::uint16_t port = 0);
   // SIGTERM, then SIGKILL after a grace period; reaps the child. Idempotent.
   void stop();
