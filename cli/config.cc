@@ -538,7 +538,7 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   }
 
   if (auto s = root["store"]) {
-    check_keys(ctx, s, "store", {"path", "max_size", "high_watermark", "low_watermark"});
+    check_keys(ctx, s, "store", {"path", "max_size", "max_blob_size", "high_watermark", "low_watermark"});
     if (auto p = s["path"]) {
       std::string v = scalar(ctx, p, "store.path");
       if (v.empty()) ctx.fail(p, "store.path", "must not be empty");
@@ -549,6 +549,13 @@ Config parse_config(std::string_view yaml, std::string_view source) {
       auto sz = parse_size(v);
       if (!sz) ctx.fail(m, "store.max_size", sz.error().message);
       cfg.store.max_size = *sz;
+    }
+    if (auto m = s["max_blob_size"]) {
+      std::string v = scalar(ctx, m, "store.max_blob_size");
+      auto sz = parse_size(v);
+      if (!sz) ctx.fail(m, "store.max_blob_size", sz.error().message);
+      if (*sz == 0) ctx.fail(m, "store.max_blob_size", "must be more than 0");
+      cfg.store.max_blob_size = *sz;
     }
     if (auto h = s["high_watermark"]) cfg.store.high_watermark = fraction(ctx, h, "store.high_watermark");
     if (auto l = s["low_watermark"]) cfg.store.low_watermark = fraction(ctx, l, "store.low_watermark");

@@ -71,20 +71,59 @@ std::string bare_media_type(std::string_view ct) {
   return std::string(ct);
 }
 
+// The size an upstream blob must have: its Content-Length, which must agree with the size a
+// manifest of the repository gives it (`described`), or whichever of the two is known. A
+// byte more than that is an upstream protocol error.
+class ExpectedSize {
+ public:
+  explicit ExpectedSize(std::optional<std::uint64_t> described) : described_(described) {}
+
+  Status on_head(const adapters::ResponseHead& head) {
+    if (described_ && head.content_length && *head.content_length != *described_)
+      return Error{Errc::upstream_protocol,
+                   "upstream announces " + std::to_string(*head.content_length) +
+                       " bytes; the manifest gives this blob " + std::to_string(*described_)};
+    size_ = head.content_length ? head.content_length : described_;
+    source_ = head.content_length ? "its Content-Length" : "the size its manifest gives";
+    return {};
+  }
+  // Errors: upstream_protocol when `total` bytes are more than the blob may have.
+  Status check(std::uint64_t total) const {
+    if (size_ && total > *size_)
+      return Error{Errc::upstream_protocol, "upstream sent more than " + std::to_string(*size_) +
+                                                " bytes, " + source_};
+    return {};
+  }
+  std::optional<std::uint64_t> size() const { return size_; }
+
+ private:
+  std::optional<std::uint64_t> described_;
+  std::optional<std::uint64_t> size_;
+  std::string source_;
+};
+
 // Writes a blob into the store as it arrives and tells readers how far it got.
 class FillSink final : public adapters::BodySink {
  public:
-  FillSink(store::Store& store, BlobFill& fill) : store_(store), fill_(fill) {}
+  // `writer`: begun already (the size was known before asking the upstream), or null.
+  FillSink(store::Store& store, BlobFill& fill, std::optional<std::uint64_t> described,
+           std::unique_ptr<store::BlobWriter> writer)
+      : store_(store), fill_(fill), writer_(std::move(writer)), expected_(described) {}
 
   Status on_head(const adapters::ResponseHead& head) override {
-    if (writer_) return Error{Errc::upstream_protocol, "second response head"};
-    auto w = store_.begin_blob(fill_.digest(), head.content_length);
-    if (!w) return w.error();
-    writer_ = std::move(*w);
+    if (head_seen_) return Error{Errc::upstream_protocol, "second response head"};
+    head_seen_ = true;
+    if (auto st = expected_.on_head(head); !st) return st;
+    if (!writer_) {
+      auto w = store_.begin_blob(fill_.digest(), expected_.size());
+      if (!w) return w.error();
+      writer_ = std::move(*w);
+    }
     int fd = ::open(writer_->temp_path().c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return error_from_errno(errno, "open ingest file for readers");
-    length_ = head.content_length;
-    fill_.publish_head(fd, head.content_length);
+    // Readers announce the expected size even without a Content-Length: the fill fails
+    // unless exactly those bytes arrive.
+    fill_.publish_head(fd, expected_.size());
     return {};
   }
 
@@ -95,8 +134,7 @@ class FillSink final : public adapters::BodySink {
   // on a full piece, on_idle() writes what is gathered once the upstream goes quiet.
   Status on_data(const char* data, std::size_t n) override {
     if (!writer_) return Error{Errc::upstream_protocol, "body before head"};
-    if (length_ && written_ + pending_.size() + n > *length_)
-      return Error{Errc::size_mismatch, "upstream sent more than its Content-Length"};
+    if (auto st = expected_.check(written_ + pending_.size() + n); !st) return st;
     pending_.append(data, n);
     if (pending_.size() >= kWriteChunk || n < kCurlPiece) return flush();
     return {};
@@ -118,16 +156,51 @@ class FillSink final : public adapters::BodySink {
   }
 
   std::unique_ptr<store::BlobWriter>& writer() { return writer_; }
+  bool head_seen() const { return head_seen_; }
 
  private:
   store::Store& store_;
   BlobFill& fill_;
   std::unique_ptr<store::BlobWriter> writer_;
+  bool head_seen_ = false;
   static constexpr std::size_t kWriteChunk = 256 << 10;
   static constexpr std::size_t kCurlPiece = 16 << 10;  // CURL_MAX_WRITE_SIZE
-  std::optional<std::uint64_t> length_;
+  ExpectedSize expected_;
   std::uint64_t written_ = 0;
   std::string pending_;  // received, not yet written
+};
+
+// Passes a blob to one client through a BlobPipe, hashing it, for a store that cannot take it.
+class PipeSink final : public adapters::BodySink {
+ public:
+  PipeSink(BlobPipe& pipe, std::optional<std::uint64_t> described) : pipe_(pipe), expected_(described) {}
+
+  Status on_head(const adapters::ResponseHead& head) override {
+    if (auto st = expected_.on_head(head); !st) return st;
+    pipe_.publish_head(expected_.size());
+    return {};
+  }
+  Status on_data(const char* data, std::size_t n) override {
+    if (auto st = expected_.check(received_ + n); !st) return st;
+    hasher_.update(data, n);
+    received_ += n;
+    return pipe_.push(data, n);
+  }
+  // After the body ended: the bytes must be all there and hash to `d`.
+  Status verify(const oci::Digest& d) {
+    if (auto size = expected_.size(); size && received_ != *size)
+      return Error{Errc::size_mismatch, "upstream sent " + std::to_string(received_) + " of " +
+                                            std::to_string(*size) + " bytes"};
+    if (auto got = hasher_.finish(); got != d)
+      return Error{Errc::digest_mismatch, "content hashes to " + got.str()};
+    return {};
+  }
+
+ private:
+  BlobPipe& pipe_;
+  ExpectedSize expected_;
+  oci::Sha256 hasher_;
+  std::uint64_t received_ = 0;
 };
 
 }  // namespace
@@ -160,6 +233,9 @@ void describe_proxy_metrics(Metrics& m) {
              "Blobs evicted from the store.");
   m.describe("ocirelay_fills_in_flight", MetricType::gauge,
              "Blob transfers from upstream in progress.");
+  m.describe("ocirelay_cache_bypass_total", MetricType::counter,
+             "Blobs streamed from upstream to a client without caching, because the store "
+             "could not take them (disk full, quota unmeetable).");
 }
 
 PullThrough::PullThrough(const std::vector<UpstreamConfig>& upstreams, store::Store& store,
@@ -346,10 +422,16 @@ Result<ManifestReply> PullThrough::fetch_manifest(const UpstreamRoute& route,
     auto parsed = oci::parse_manifest(resp.body, media_type);
     if (parsed && !parsed->media_type.empty()) media_type = parsed->media_type;
   }
+  // The sizes it gives its blobs cap their fills while it waits for the writer.
+  std::vector<std::pair<oci::Digest, std::uint64_t>> blob_sizes;
+  if (auto parsed = oci::parse_manifest(resp.body, media_type)) {
+    if (parsed->config) blob_sizes.emplace_back(parsed->config->digest, parsed->config->size);
+    for (const auto& l : parsed->layers) blob_sizes.emplace_back(l.digest, l.size);
+  }
   auto bytes = std::make_shared<const std::string>(std::move(resp.body));
   ManifestReply reply{bytes, std::move(media_type), computed, "miss"};
   enqueue_store(PendingManifest{route.store_repo, std::move(tag_to_set), reply, now,
-                                std::move(resp.head.etag)});
+                                std::move(resp.head.etag), std::move(blob_sizes)});
   return reply;
 }
 
@@ -412,6 +494,37 @@ void PullThrough::settle_pending(const std::string& store_repo) {
   });
 }
 
+std::optional<std::uint64_t> PullThrough::described_size(const UpstreamRoute& route,
+                                                         const oci::Digest& d) {
+  auto stored = store_.descriptor_size(route.store_repo, d);
+  if (!stored)
+    spdlog::warn("descriptor size of {} in {}: {}", d.str(), route.store_repo,
+                 stored.error().to_string());
+  else if (*stored)
+    return *stored;
+  std::lock_guard lock(writer_mu_);
+  for (const auto& p : writer_queue_) {
+    if (p.store_repo != route.store_repo) continue;
+    for (const auto& [digest, size] : p.blob_sizes)
+      if (digest == d) return size;
+  }
+  return std::nullopt;
+}
+
+void PullThrough::stream_uncached(const UpstreamRoute& route, const oci::Digest& d,
+                                  BlobPipe& pipe) noexcept {
+  Status outcome = guarded("uncached blob stream", [&]() -> Status {
+    PipeSink sink(pipe, described_size(route, d));
+    auto head = client(route).get_blob(route.repository, d, sink);
+    if (!head) return head.error();
+    return sink.verify(d);
+  });
+  if (!outcome)
+    spdlog::warn("uncached blob {} {} failed: {}", route.store_repo, d.str(),
+                 outcome.error().to_string());
+  pipe.finish(std::move(outcome));
+}
+
 Result<adapters::ResponseHead> PullThrough::head_blob_upstream(const UpstreamRoute& route,
                                                                const oci::Digest& d) {
   return client(route).head_blob(route.repository, d);
@@ -449,15 +562,29 @@ Status PullThrough::fill_blob(const UpstreamRoute& route, const std::shared_ptr<
       return {};
     }
   }
+  // With the size known, the store says before any upstream request whether it can take
+  // the blob; when it cannot (disk, quota), readers stream it uncached instead.
+  const auto described = described_size(route, d);
+  std::unique_ptr<store::BlobWriter> writer;
+  if (described) {
+    auto w = store_.begin_blob(d, *described);
+    if (!w) {
+      spdlog::warn("fill {} {} not started: {}", route.store_repo, d.str(), w.error().to_string());
+      coalescer_.finish(*fill);
+      fill->publish_failed(w.error());
+      return {};
+    }
+    writer = std::move(*w);
+  }
   bool committed = false;
   {
-    FillSink sink(store_, *fill);
+    FillSink sink(store_, *fill, described, std::move(writer));
     auto started = std::chrono::steady_clock::now();
     auto head = client(route).get_blob(route.repository, d, sink);
     Error failure;
     if (!head) {
       failure = head.error();
-    } else if (!sink.writer()) {
+    } else if (!sink.head_seen()) {
       failure = Error{Errc::upstream_protocol, "upstream sent no body"};
     } else if (Status flushed = sink.flush(); !flushed) {
       failure = flushed.error();

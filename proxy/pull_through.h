@@ -24,6 +24,7 @@
 #include "oci/digest.h"
 #include "oci/reference.h"
 #include "oci/result.h"
+#include "proxy/blob_pipe.h"
 #include "proxy/fetch_coalescer.h"
 #include "proxy/metrics.h"
 #include "proxy/router.h"
@@ -90,6 +91,10 @@ class PullThrough {
   // always ends (done or failed), whatever happens.
   void run_fill(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill) noexcept;
 
+  // Fetch thread. Streams `d` from the upstream into `pipe` without caching it (the store
+  // cannot take it), hashing it on the way; finishes the pipe with the outcome.
+  void stream_uncached(const UpstreamRoute& route, const oci::Digest& d, BlobPipe& pipe) noexcept;
+
   // Fetch thread. Tags listing: forwarded to upstream, or from the store when the upstream
   // is unreachable. `link_base` is "/v2/<name as the client sent it>/tags/list" and
   // `extra_query` ("ns=...") is appended to next-page links.
@@ -112,6 +117,9 @@ class PullThrough {
   adapters::RegistryClient& client(const UpstreamRoute& route);
   std::shared_ptr<const std::string> cached_bytes(const oci::Digest& d);
   Status fill_blob(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill);
+  // The size a manifest of the route's repository gives `d` (stored, or waiting for the
+  // manifest writer); nullopt when none is known.
+  std::optional<std::uint64_t> described_size(const UpstreamRoute& route, const oci::Digest& d);
   void remember(const oci::Digest& d, std::shared_ptr<const std::string> bytes);
   Result<ManifestReply> fetch_manifest(const UpstreamRoute& route, const oci::ManifestRef& ref,
                                        std::string_view accept);
@@ -122,6 +130,7 @@ class PullThrough {
     ManifestReply reply;
     std::int64_t fetched_at = 0;
     std::string etag;
+    std::vector<std::pair<oci::Digest, std::uint64_t>> blob_sizes;  // its descriptors' sizes
   };
   void enqueue_store(PendingManifest pending);
   std::optional<ManifestReply> pending_manifest(const UpstreamRoute& route,

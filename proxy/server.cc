@@ -25,6 +25,7 @@
 
 #include "oci/errors.h"
 #include "oci/reference.h"
+#include "proxy/blob_pipe.h"
 #include "proxy/metrics.h"
 #include "proxy/pull_through.h"
 #include "proxy/range.h"
@@ -541,6 +542,11 @@ class ServerImpl final : public Server {
     }
     for (auto p = fill->progress(); p.state == BlobFill::State::starting; p = fill->progress())
       co_await wait_fill(*fill, p);
+    // Nothing is sent yet: when the store could not take the blob, stream it uncached.
+    auto uncached = [&] {
+      return fill->state() == BlobFill::State::failed && fill->error().code == Errc::no_space;
+    };
+    if (uncached()) co_return co_await send_blob_uncached(stream, req, route, d, fill->error());
     if (fill->state() == BlobFill::State::failed)
       co_return co_await send_error(stream, req, fill->error(), oci::ObjectKind::blob);
     // Without a Content-Length from upstream the size is known only at the end. A plain GET
@@ -562,6 +568,7 @@ class ServerImpl final : public Server {
     for (auto p = fill->progress(); p.state == BlobFill::State::streaming && !size_known(p);
          p = fill->progress())
       co_await wait_fill(*fill, p);
+    if (uncached()) co_return co_await send_blob_uncached(stream, req, route, d, fill->error());
     if (fill->state() == BlobFill::State::failed)
       co_return co_await send_error(stream, req, fill->error(), oci::ObjectKind::blob);
     auto out = co_await send_blob(stream, req, d, fill->fd(), *fill->length(), fill.get());
@@ -570,15 +577,111 @@ class ServerImpl final : public Server {
     co_return out;
   }
 
-  // Waits until the fill moved on from `seen` (or 5 s passed: the caller re-checks).
-  awaitable<void> wait_fill(BlobFill& fill, const BlobFill::Progress& seen) {
+  // Waits until `subscribe(wake)` calls wake (or 5 s passed: the caller re-checks). It
+  // returns false, without keeping wake, when there is news already.
+  template <class Subscribe>
+  awaitable<void> wait_news(Subscribe subscribe) {
     auto ex = co_await asio::this_coro::executor;
     auto timer = std::make_shared<asio::steady_timer>(ex, std::chrono::seconds(5));
-    bool waiting = fill.wait_for_progress(seen, [timer, ex] {
-      asio::post(ex, [timer] { timer->cancel(); });
-    });
+    bool waiting = subscribe([timer, ex] { asio::post(ex, [timer] { timer->cancel(); }); });
     if (!waiting) co_return;
     co_await timer->async_wait(tuple_awaitable);
+  }
+
+  // Waits until the fill moved on from `seen` (or 5 s passed: the caller re-checks).
+  awaitable<void> wait_fill(BlobFill& fill, const BlobFill::Progress& seen) {
+    co_await wait_news([&](std::function<void()> wake) {
+      return fill.wait_for_progress(seen, std::move(wake));
+    });
+  }
+
+  // The store cannot take `d` (`why`: disk full, quota unmeetable): streams it from the
+  // upstream to this client alone, uncached, verified like a fill. The last byte (or the
+  // last chunk) goes out only once the whole blob hashed to its digest. A Range is ignored
+  // (a 200 with the whole blob is a valid answer to one).
+  template <class Stream>
+  awaitable<Outcome> send_blob_uncached(Stream& stream, const Request& req, const UpstreamRoute& route,
+                                        const oci::Digest& d, const Error& why) {
+    spdlog::warn("blob {} {} not cached: {}; streaming it from upstream uncached", route.store_repo,
+                 d.str(), why.message);
+    metrics_.inc("ocirelay_cache_bypass_total");
+    auto pipe = std::make_shared<BlobPipe>();
+    struct Abandon {  // however this coroutine ends, the transfer stops with it
+      std::shared_ptr<BlobPipe> pipe;
+      ~Abandon() { pipe->abandon(); }
+    } abandon{pipe};
+    asio::post(fill_pool_, [p = pull_.get(), route, d, pipe] { p->stream_uncached(route, d, *pipe); });
+    // The next news: the head (first call), then bytes, or the outcome.
+    auto next = [&](bool head) -> awaitable<BlobPipe::Taken> {
+      for (;;) {
+        auto t = pipe->take();
+        if ((head ? t.has_head : !t.bytes.empty()) || t.outcome) co_return t;
+        co_await wait_news([&](std::function<void()> wake) { return pipe->wait(std::move(wake)); });
+      }
+    };
+    BlobPipe::Taken t = co_await next(true);
+    if (!t.has_head) {
+      auto out = co_await send_error(stream, req, t.outcome->error(), oci::ObjectKind::blob);
+      out.cache = "bypass";
+      co_return out;
+    }
+    const bool chunked = !t.length;
+    if (chunked && req.version() < 11) {
+      auto out = co_await send_error(stream, req, 503, "UNAVAILABLE",
+                                     "the store is full and this blob's size is unknown: an "
+                                     "HTTP/1.0 client cannot receive it uncached");
+      out.cache = "bypass";
+      co_return out;
+    }
+    auto res = make_blob_header(req, 200, d);
+    if (chunked) res.chunked(true);
+    else res.content_length(*t.length);
+    Outcome out;
+    out.status = 200;
+    out.cache = "bypass";
+    out.source = "upstream";
+    out.close = true;  // until the body is complete and verified
+    if (!co_await write_header(stream, res) || req.method() == http::verb::head) {
+      out.close = req.method() != http::verb::head;
+      co_return out;
+    }
+    auto write_piece = [&](std::string_view bytes) -> awaitable<bool> {
+      if (bytes.empty()) co_return true;
+      bool ok = true;
+      if (chunked) {
+        char line[24];
+        auto end = std::to_chars(line, line + sizeof line - 2, bytes.size(), 16).ptr;
+        *end++ = '\r';
+        *end++ = '\n';
+        ok = co_await write_raw(stream, std::string_view(line, static_cast<std::size_t>(end - line))) &&
+             co_await write_raw(stream, bytes) && co_await write_raw(stream, "\r\n");
+      } else {
+        ok = co_await write_raw(stream, bytes);
+      }
+      if (ok) out.bytes += bytes.size();
+      co_return ok;
+    };
+    std::string held;  // the blob's last byte(s), out only once verified
+    for (;;) {
+      held += t.bytes;
+      const bool verified = t.outcome && t.outcome->ok();
+      if (verified) {
+        if (!co_await write_piece(held)) co_return out;
+        if (chunked && !co_await write_raw(stream, "0\r\n\r\n")) co_return out;
+        out.close = false;
+        co_return out;
+      }
+      if (t.outcome) {  // failed: close short of the end, so the client knows
+        spdlog::warn("uncached blob {} ended after {} bytes: closing the connection", d.str(), out.bytes);
+        co_return out;
+      }
+      if (held.size() > 1) {
+        std::string last = held.substr(held.size() - 1);
+        if (!co_await write_piece(std::string_view(held).substr(0, held.size() - 1))) co_return out;
+        held = std::move(last);
+      }
+      t = co_await next(false);
+    }
   }
 
   // Sends a blob from `fd` (size `total`), honouring Range. With `fill`, the file is still

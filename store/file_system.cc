@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -167,6 +168,12 @@ Result<std::uint64_t> PosixFileSystem::file_size(const fs::path& p) {
     return error_from_errno(errno, "stat " + p.string());
   }
   return static_cast<std::uint64_t>(st.st_size);
+}
+
+Result<std::uint64_t> PosixFileSystem::available_bytes(const fs::path& dir) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return error_from_errno(errno, "statvfs " + dir.string());
+  return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
 bool PosixFileSystem::exists(const fs::path& p) {

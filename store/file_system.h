@@ -65,6 +65,8 @@ class FileSystem {
   // Errors: not_found, io_error.
   virtual Result<std::uint64_t> file_size(const std::filesystem::path& p) = 0;
   virtual bool exists(const std::filesystem::path& p) = 0;
+  // Bytes an unprivileged writer may still put on the file system holding `dir` (statvfs).
+  virtual Result<std::uint64_t> available_bytes(const std::filesystem::path& dir) = 0;
   // Names of the regular files in `dir` (not recursive, unsorted).
   virtual Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) = 0;
   // Unix seconds for access/creation times (leveldb's Env::NowMicros): tests control LRU
@@ -85,6 +87,7 @@ class PosixFileSystem : public FileSystem {
   Status create_dirs(const std::filesystem::path& dir) override;
   Result<std::uint64_t> file_size(const std::filesystem::path& p) override;
   bool exists(const std::filesystem::path& p) override;
+  Result<std::uint64_t> available_bytes(const std::filesystem::path& dir) override;
   Result<std::vector<std::string>> list_dir(const std::filesystem::path& dir) override;
 };
 

@@ -8,6 +8,7 @@
 // published for an orphan and never delete a file whose row is being written.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <mutex>
 #include <set>
@@ -63,6 +64,10 @@ class IngestWriter final : public BlobWriter {
                           " bytes"};
       return *failed_;
     }
+    if (auto st = admit(size_ + n); !st.ok()) {
+      failed_ = st.error();
+      return st;
+    }
     if (auto st = file_->append(data, n); !st.ok()) {
       failed_ = st.error();
       return st;
@@ -78,6 +83,8 @@ class IngestWriter final : public BlobWriter {
 
  private:
   friend class LayoutStore;
+  // Counts the writer's first `total` bytes against the store's limits (LayoutStore::admit).
+  Status admit(std::uint64_t total);
   LayoutStore* store_;
   std::unique_ptr<WritableFile> file_;
   std::optional<oci::Digest> expected_;
@@ -85,6 +92,7 @@ class IngestWriter final : public BlobWriter {
   oci::Sha256 hasher_;
   std::optional<oci::Digest> verified_;  // set by a successful verify()
   std::uint64_t size_ = 0;
+  std::uint64_t accounted_ = 0;  // bytes counted in the store's ingest total
   std::optional<Error> failed_;
   bool done_ = false;  // committed or abandoned: the temp file is no longer ours
 };
@@ -141,6 +149,8 @@ class LayoutStore final : public Store {
   std::vector<ManifestInfo> referrers(std::string_view repo,
                                       const oci::Digest& subject) const override;
   Result<std::string> read_blob(const oci::Digest& d, std::size_t max_bytes) const override;
+  Result<std::optional<std::uint64_t>> descriptor_size(std::string_view repo,
+                                                       const oci::Digest& d) const override;
 
   Result<std::unique_ptr<BlobWriter>> begin_blob(
       std::optional<oci::Digest> expected, std::optional<std::uint64_t> expected_size) override;
@@ -163,6 +173,12 @@ class LayoutStore final : public Store {
   // --- used by IngestWriter ---
   Result<BlobInfo> publish(IngestWriter& w, std::string_view repo, const ExtraWrites& extra);
   void abandon(IngestWriter& w);
+  // Raises w's share of the ingest total to `total` bytes: refused past max_blob_size (for
+  // a blob of unknown size) and when stored + ingest would exceed max_size even after
+  // evicting what may go.
+  Status admit(IngestWriter& w, std::uint64_t total);
+  // Gives back w's share of the ingest total (its bytes are stored now, or dropped).
+  void release(IngestWriter& w);
 
  private:
   // Reads repo:tag's row, applies `change`, writes it back in one transaction.
@@ -170,7 +186,12 @@ class LayoutStore final : public Store {
   Status update_tag(std::string_view repo, std::string_view tag,
                     const std::function<void(TagRow&)>& change);
   lmdb::Dbi dbi(const char* name) const { return env_->dbi(name); }
-  Status link_in(lmdb::WriteTxn& t, std::string_view repo, const oci::Digest& d);
+  // Records that `repo` references `d`; `descriptor_size` is what a manifest of `repo`
+  // says d's size is (kept when a later link knows none).
+  Status link_in(lmdb::WriteTxn& t, std::string_view repo, const oci::Digest& d,
+                 std::optional<std::uint64_t> descriptor_size = std::nullopt);
+  // The blob_bytes counter (bytes of stored blobs); 0 when unreadable.
+  std::uint64_t stored_bytes() const;
   // Deletes a blob's row, its repository links and, for a manifest, its manifest row and
   // referrer entries. REQUIRES: publish_mu_ held; the caller removes the file afterwards.
   Status delete_rows(lmdb::WriteTxn& t, const oci::Digest& d);
@@ -224,6 +245,7 @@ class LayoutStore final : public Store {
   std::mutex index_mu_;    // index.json rewrites
   std::mutex temps_mu_;
   std::set<std::string> temps_;  // names of live temp files in ingest/ (gc leaves them)
+  std::atomic<std::uint64_t> ingest_bytes_{0};  // bytes writers counted with admit()
   std::mutex access_mu_;
   std::unordered_map<oci::Digest, std::int64_t> pending_access_;
 };

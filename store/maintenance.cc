@@ -96,13 +96,19 @@ Result<EvictReport> LayoutStore::enforce_quota() {
   EvictReport report;
   if (opt_.max_size == 0) return report;
   if (auto st = writable(); !st.ok()) return st.error();
-  const auto high = static_cast<std::uint64_t>(static_cast<double>(opt_.max_size) * opt_.high_watermark);
-  const auto low = static_cast<std::uint64_t>(static_cast<double>(opt_.max_size) * opt_.low_watermark);
   std::lock_guard ml(maint_mu_);
+  // Blobs being written count against the quota too, so room is made for them before they
+  // land: the watermarks for stored bytes are lowered by what ingest/ holds now (a writer
+  // counted later makes room again itself, see admit()).
+  const auto ingest = ingest_bytes_.load();
+  auto mark = [&](double fraction) {
+    auto m = static_cast<std::uint64_t>(static_cast<double>(opt_.max_size) * fraction);
+    return m > ingest ? m - ingest : 0;
+  };
+  const std::uint64_t high = mark(opt_.high_watermark), low = mark(opt_.low_watermark);
   // The common case, checked after every fill: under quota. Answered from the counter
   // without loading every row.
-  if (read_or(std::uint64_t{0}, [&](const lmdb::ReadTxn& t) { return meta_count(t, records::kBlobBytesKey); }) <= high)
-    return report;
+  if (stored_bytes() <= high) return report;
   if (auto st = flush_access(); !st.ok()) return st.error();
 
   struct Snapshot {

@@ -5,7 +5,8 @@
 //               "blob_bytes" -> decimal sum of every blobs row's size, moved in the same
 //               transaction as the rows (new in 2; opening a version 1 store counts them)
 //   blobs       <digest> -> {"size","created","last_access"}
-//   repo_blobs  <repo>\0<digest> -> ""        blob_repos <digest>\0<repo> -> ""
+//   repo_blobs  <repo>\0<digest> -> "" or the decimal size a manifest of <repo> gives the
+//               blob in its descriptor         blob_repos <digest>\0<repo> -> ""
 //   tags        <repo>\0<tag> -> {"digest","media_type","fetched_at","etag","pinned"}
 //   manifests   <digest> -> ManifestInfo as JSON
 //   referrers   <repo>\0<subject>\0<digest> -> ""

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 
 #include <spdlog/spdlog.h>
 
@@ -17,6 +18,8 @@ namespace ocirelay::store {
 namespace detail {
 namespace {
 constexpr std::size_t kInitialMapSize = std::size_t{64} << 20;
+// Left free on the disk besides a blob of known size: LMDB and index.json must still write.
+constexpr std::uint64_t kFreeSpaceReserve = std::uint64_t{16} << 20;
 constexpr std::string_view kIndexMediaType = "application/vnd.oci.image.index.v1+json";
 constexpr std::string_view kRefNameAnnotation = "org.opencontainers.image.ref.name";
 const std::vector<std::string> kDatabases = {db::kMeta,      db::kBlobs,     db::kRepoBlobs,
@@ -26,7 +29,10 @@ const std::vector<std::string> kDatabases = {db::kMeta,      db::kBlobs,     db:
 
 IngestWriter::~IngestWriter() {
   if (!done_) store_->abandon(*this);
+  store_->release(*this);
 }
+
+Status IngestWriter::admit(std::uint64_t total) { return store_->admit(*this, total); }
 
 Result<oci::Digest> IngestWriter::verify() {
   if (verified_) return *verified_;
@@ -269,10 +275,55 @@ Result<std::unique_ptr<WritableFile>> LayoutStore::new_temp(std::string_view pre
 
 Result<std::unique_ptr<BlobWriter>> LayoutStore::begin_blob(
     std::optional<oci::Digest> expected, std::optional<std::uint64_t> expected_size) {
+  if (auto st = writable(); !st.ok()) return st.error();
+  if (expected_size) {
+    // Known size: refuse now, not after writing most of it, when the disk cannot hold it.
+    auto avail = fs_->available_bytes(ingest_dir_);
+    if (avail.ok() && *avail < *expected_size + kFreeSpaceReserve)
+      return Error{Errc::no_space, "disk full: " + std::to_string(*avail) + " bytes free in " +
+                                       ingest_dir_.string() + ", a blob of " +
+                                       std::to_string(*expected_size) + " bytes does not fit"};
+  }
   auto file = new_temp("blob-");
   if (!file.ok()) return file.error();
-  return std::unique_ptr<BlobWriter>(
-      new IngestWriter(this, std::move(*file), std::move(expected), expected_size));
+  auto w = std::make_unique<IngestWriter>(this, std::move(*file), std::move(expected), expected_size);
+  if (expected_size)
+    if (auto st = admit(*w, *expected_size); !st.ok()) return st.error();  // w removes its file
+  return std::unique_ptr<BlobWriter>(std::move(w));
+}
+
+std::uint64_t LayoutStore::stored_bytes() const {
+  return read_or(std::uint64_t{0}, [&](const lmdb::ReadTxn& t) { return meta_count(t, records::kBlobBytesKey); });
+}
+
+Status LayoutStore::admit(IngestWriter& w, std::uint64_t total) {
+  if (total <= w.accounted_) return {};
+  if (!w.expected_size_ && total > opt_.max_blob_size)
+    return Error{Errc::too_large, "blob is larger than store.max_blob_size (" +
+                                      std::to_string(opt_.max_blob_size) + " bytes)"};
+  const std::uint64_t more = total - w.accounted_;
+  ingest_bytes_ += more;
+  w.accounted_ = total;
+  if (opt_.max_size == 0) return {};
+  auto over = [&] { return stored_bytes() + ingest_bytes_.load() > opt_.max_size; };
+  if (!over()) return {};
+  // Eviction counts ingest/ too: it frees room for these bytes if anything may go.
+  if (auto r = enforce_quota(); !r.ok())
+    spdlog::warn("store: evicting for a blob being written: {}", r.error().to_string());
+  if (!over()) return {};
+  const std::uint64_t stored = stored_bytes(), ingest = ingest_bytes_.load();
+  ingest_bytes_ -= more;
+  w.accounted_ -= more;
+  return Error{Errc::no_space, "store quota store.max_size (" + std::to_string(opt_.max_size) +
+                                   " bytes) cannot hold " + std::to_string(more) +
+                                   " more bytes: " + std::to_string(stored) +
+                                   " bytes are stored that no eviction may remove and " +
+                                   std::to_string(ingest) + " are being written"};
+}
+
+void LayoutStore::release(IngestWriter& w) {
+  ingest_bytes_ -= w.accounted_;
+  w.accounted_ = 0;
 }
 
 void LayoutStore::abandon(IngestWriter& w) {
@@ -334,9 +385,31 @@ Result<BlobInfo> LayoutStore::publish(IngestWriter& w, std::string_view repo,
   return BlobInfo{d, size};
 }
 
-Status LayoutStore::link_in(lmdb::WriteTxn& t, std::string_view repo, const oci::Digest& d) {
-  if (auto s = t.put(dbi(db::kRepoBlobs), records::key(repo, d.str()), ""); !s.ok()) return s;
+Status LayoutStore::link_in(lmdb::WriteTxn& t, std::string_view repo, const oci::Digest& d,
+                            std::optional<std::uint64_t> descriptor_size) {
+  const std::string k = records::key(repo, d.str());
+  if (descriptor_size) {
+    if (auto s = t.put(dbi(db::kRepoBlobs), k, std::to_string(*descriptor_size)); !s.ok()) return s;
+  } else {
+    auto old = t.get(dbi(db::kRepoBlobs), k);
+    if (!old.ok()) return old.error();
+    if (!*old)  // a size recorded earlier stays
+      if (auto s = t.put(dbi(db::kRepoBlobs), k, ""); !s.ok()) return s;
+  }
   return t.put(dbi(db::kBlobRepos), records::key(d.str(), repo), "");
+}
+
+Result<std::optional<std::uint64_t>> LayoutStore::descriptor_size(std::string_view repo,
+                                                                  const oci::Digest& d) const {
+  auto txn = env_->read();
+  if (!txn.ok()) return txn.error();
+  auto v = (*txn)->get(dbi(db::kRepoBlobs), records::key(repo, d.str()));
+  if (!v.ok()) return v.error();
+  if (!*v || (*v)->empty()) return std::optional<std::uint64_t>();
+  std::uint64_t n = 0;
+  auto [p, ec] = std::from_chars((*v)->data(), (*v)->data() + (*v)->size(), n);
+  if (ec != std::errc() || p != (*v)->data() + (*v)->size()) return std::optional<std::uint64_t>();
+  return std::optional<std::uint64_t>(n);
 }
 
 Status LayoutStore::link(std::string_view repo, const oci::Digest& d) {
@@ -370,14 +443,19 @@ Result<ManifestInfo> LayoutStore::put_manifest(std::string_view repo, std::strin
   info.artifact_type = parsed->artifact_type;
   if (parsed->subject) info.subject = parsed->subject->digest;
   info.blobs = parsed->blob_digests();
+  // What the manifest says each blob weighs: a later fill of it is capped there.
+  std::vector<std::pair<oci::Digest, std::uint64_t>> blob_sizes;
+  if (parsed->config) blob_sizes.emplace_back(parsed->config->digest, parsed->config->size);
+  for (const auto& l : parsed->layers) blob_sizes.emplace_back(l.digest, l.size);
   for (const auto& m : parsed->manifests) info.children.push_back(m.digest);
   info.annotations_json = parsed->annotations_json;
 
   auto extra = [&](lmdb::WriteTxn& t) -> Status {
     if (auto s = t.put(dbi(db::kManifests), d.str(), records::encode(info)); !s.ok()) return s;
-    for (const auto& list : {&info.blobs, &info.children})
-      for (const auto& b : *list)
-        if (auto s = link_in(t, repo, b); !s.ok()) return s;
+    for (const auto& [b, size] : blob_sizes)
+      if (auto s = link_in(t, repo, b, size); !s.ok()) return s;
+    for (const auto& c : info.children)
+      if (auto s = link_in(t, repo, c); !s.ok()) return s;
     if (info.subject)
       if (auto s = t.put(dbi(db::kReferrers), records::key(repo, info.subject->str(), d.str()), "");
           !s.ok())

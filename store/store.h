@@ -27,7 +27,11 @@ class FileSystem;  // store/file_system.h: the OS seam, replaced in fault-inject
 
 struct StoreOptions {
   std::filesystem::path root;
-  std::uint64_t max_size = 0;     // bytes of blobs; 0 = unlimited
+  // Bytes of blobs, stored plus being written in ingest/; 0 = unlimited. A write the quota
+  // cannot hold after evicting what it may fails with no_space naming the quota.
+  std::uint64_t max_size = 0;
+  // No blob of unknown size may grow past this (a body without Content-Length, a push).
+  std::uint64_t max_blob_size = std::uint64_t{64} << 30;
   double high_watermark = 0.95;   // enforce_quota() starts evicting above max_size*high
   double low_watermark = 0.85;    // ... and stops once below max_size*low
   // Opens without taking the store's lock and changes nothing on disk (no ingest/ cleanup,
@@ -122,7 +126,16 @@ class Store {
   // Reads a whole stored blob (manifests); errors not_found, too_large, io_error.
   virtual Result<std::string> read_blob(const oci::Digest& d, std::size_t max_bytes) const = 0;
 
+  // The size a manifest of `repo` gives `d` in its descriptor (config and layers), when a
+  // stored manifest of that repository names it. A fill caps the transfer there.
+  virtual Result<std::optional<std::uint64_t>> descriptor_size(std::string_view repo,
+                                                               const oci::Digest& d) const = 0;
+
   // --- writes ------------------------------------------------------------------------
+  // A writer for one blob. With `expected_size`, the bytes are reserved against max_size
+  // at once and the disk must have room for them; without, each append counts, up to
+  // max_blob_size (then too_large). Errors: no_space (disk or quota; the message says
+  // which), too_large, io_error.
   virtual Result<std::unique_ptr<BlobWriter>> begin_blob(
       std::optional<oci::Digest> expected, std::optional<std::uint64_t> expected_size) = 0;
   // Records that `repo` references an already stored (or manifest-listed) blob.

@@ -36,6 +36,7 @@ TEST(ConfigTest, FullConfigParses) {
                      "store:\n"
                      "  path: /srv/cache\n"
                      "  max_size: 200GiB\n"
+                     "  max_blob_size: 100GiB\n"
                      "upstreams:\n"
                      "  - name: docker.io\n"
                      "    url: https://registry-1.docker.io/\n"
@@ -53,6 +54,7 @@ TEST(ConfigTest, FullConfigParses) {
   EXPECT_EQ(c.server.tls_cert_file, (dir / "cert.pem").string());
   EXPECT_EQ(c.store.root, "/srv/cache");
   EXPECT_EQ(c.store.max_size, 200ull << 30);
+  EXPECT_EQ(c.store.max_blob_size, 100ull << 30);
   ASSERT_EQ(c.server.upstreams.size(), 3u);
   const auto& hub = c.server.upstreams[0];
   EXPECT_EQ(hub.name, "docker.io");
@@ -107,6 +109,8 @@ TEST(ConfigTest, ErrorsNameFileLineAndKey) {
               HasSubstr("config.yaml:3: store.maxsize: unknown key"));
   EXPECT_THAT(error_of("store:\n  max_size: 12 parsecs\n"),
               HasSubstr("config.yaml:2: store.max_size: invalid size '12 parsecs'"));
+  EXPECT_THAT(error_of("store:\n  max_blob_size: 0\n"),
+              HasSubstr("config.yaml:2: store.max_blob_size: must be more than 0"));
   EXPECT_THAT(error_of("listen: localhost\n"), HasSubstr("config.yaml:1: listen: invalid address"));
   EXPECT_THAT(error_of("listen: 127.0.0.1:70000\n"), HasSubstr("config.yaml:1: listen:"));
   EXPECT_THAT(error_of("upstreams:\n  - name: a.io\n    url: ftp://a.io\n"),

@@ -195,12 +195,13 @@ OcirelayProcess::OcirelayProcess(const fs::path& dir, std::string upstream_name,
 bool OcirelayProcess::start(std::uint16_t port) {
   port_ = port;  // 0: serve binds a port of the kernel's choosing, read back from its log
   std::string cfg = "listen: 127.0.0.1:" + std::to_string(port_) + "\n"
-                    "store:\n  path: " + store_dir().string() + "\n"
-                    "upstreams:\n"
-                    "  - name: " + upstream_name_ + "\n"
-                    "    url: " + upstream_url_ + "\n"
-                    "    default: true\n"
-                    "    tag_ttl: " + std::to_string(tag_ttl_.count()) + "s\n";
+                    "store:\n  path: " + store_dir().string() + "\n";
+  for (const auto& line : store_keys_) cfg += "  " + line + "\n";
+  cfg += "upstreams:\n"
+         "  - name: " + upstream_name_ + "\n"
+         "    url: " + upstream_url_ + "\n"
+         "    default: true\n"
+         "    tag_ttl: " + std::to_string(tag_ttl_.count()) + "s\n";
   if (!auth_user_.empty())
     cfg += "    auth: {username: " + auth_user_ + ", password_file: " + auth_password_file_.string() + "}\n";
   if (!auth_yaml_.empty()) cfg += "    auth: " + auth_yaml_ + "\n";

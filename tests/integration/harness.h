@@ -93,6 +93,8 @@ class OcirelayProcess {
   // The upstream's `tag_ttl` from the next start() (default 5 minutes); 0: every tag
   // request revalidates upstream, so the stale path runs as soon as the upstream is down.
   void set_tag_ttl(std::chrono::seconds ttl) { tag_ttl_ = ttl; }
+  // More keys of the `store:` section from the next start(), e.g. "max_size: 1MiB".
+  void add_store_key(std::string line) { store_keys_.push_back(std::move(line)); }
   // Writes the config, starts `ocirelay serve` on `port` (0: a port it binds itself and
   // logs, see port()), waits for /readyz.
   bool start(std::uint16_t port = 0);
@@ -115,6 +117,7 @@ class OcirelayProcess {
   std::string auth_user_;
   fs::path auth_password_file_;
   std::string auth_yaml_, upstream_type_;
+  std::vector<std::string> store_keys_;
   fs::path tls_cert_, tls_key_;
   std::chrono::seconds tag_ttl_ = std::chrono::minutes(5);
   std::uint16_t port_ = 0;

@@ -244,6 +244,22 @@ TEST(UpstreamTroubleTest, ChunkedBlobWithWrongBytesNeverEndsCleanlyAndIsNotCache
   t.expect_fsck_clean();
 }
 
+// Streamed uncached (a quota the blob cannot fit), wrong bytes still never reach a client
+// as a complete body: the last byte waits for the digest, as in a fill.
+TEST(UpstreamTroubleTest, UncachedStreamOfWrongBytesNeverEndsCleanly) {
+  BlobScenario t(4 << 20, 82);
+  t.upstream.heal();
+  t.upstream.corrupt();
+  t.relay.add_store_key("max_size: 1MiB");
+  ASSERT_TRUE(t.start());
+  auto got = t.get();
+  EXPECT_FALSE(got.status == 200 && got.complete) << "a wrong blob was delivered complete";
+  EXPECT_LT(got.body.size(), t.blob.size());
+  EXPECT_NE(t.relay.log().find("cache=bypass"), std::string::npos) << t.relay.log();
+  EXPECT_FALSE(t.cached());
+  t.expect_fsck_clean();
+}
+
 // One store, one writer: while `serve` runs, gc, warm and fsck --repair are refused naming
 // its pid, and a plain fsck (read-only) checks the store without touching the download in
 // progress, which then completes.

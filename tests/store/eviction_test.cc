@@ -49,7 +49,7 @@ TEST(EvictionTest, UntaggedContentGoesFirstLeastRecentlyUsedFirst) {
   Fixture f;
   auto img = make_image({std::string(500, 'i')});
   std::string u1(100, '1'), u2(100, '2'), u3(100, '3');
-  f.open(image_bytes(img) + 250);  // room for the image and two of the three blobs
+  f.open(0);  // no quota while filling: writes past a quota make room themselves
   f.ffs->set_now(1000);
   put_image(*f.store, kRepo, img, "latest");
   f.ffs->set_now(1100);
@@ -60,6 +60,7 @@ TEST(EvictionTest, UntaggedContentGoesFirstLeastRecentlyUsedFirst) {
   f.store->record_access(oci::Digest::of(u1));
   f.ffs->set_now(1200);
   f.store->record_access(oci::Digest::of(u3));  // u2 is now the least recently used
+  f.open(image_bytes(img) + 250);  // room for the image and two of the three blobs
 
   auto r = f.store->enforce_quota();
   ASSERT_TRUE(r.ok()) << r.error().to_string();
@@ -259,6 +260,111 @@ TEST(StoreSizeTest, FsckReportsAndRepairsAWrongCounterThatWouldHideAQuotaBreach)
   auto evicted = f.store->enforce_quota();
   ASSERT_TRUE(evicted.ok());
   EXPECT_EQ(evicted->blobs, 1u);
+}
+
+}  // namespace
+}  // namespace ocirelay::store
+
+namespace ocirelay::store {
+namespace {
+using namespace testing;
+
+// Blobs being written count against the quota: a writer makes room by evicting what may go,
+// and when nothing may, it is refused with an error naming the quota, before a byte lands.
+TEST(IngestQuotaTest, WritesMakeRoomOrAreRefusedNamingTheQuota) {
+  TempDir dir;
+  StoreOptions opt;
+  opt.root = dir.path();
+  opt.max_size = 1000;
+  opt.high_watermark = opt.low_watermark = 1.0;
+  auto s = open_store(opt);
+  ASSERT_TRUE(s);
+  const std::string old_blob(600, 'o');
+  put_blob(*s, "up/repo", old_blob);  // untagged: evictable
+
+  // 600 stored + 600 announced > 1000: the old blob is evicted to make room.
+  const std::string next(600, 'n');
+  auto w = s->begin_blob(oci::Digest::of(next), next.size());
+  ASSERT_TRUE(w.ok()) << w.error().to_string();
+  EXPECT_FALSE(s->blob(oci::Digest::of(old_blob)));
+  // While it is written, a second blob of 600 bytes does not fit: nothing else may go.
+  auto refused = s->begin_blob(oci::Digest::of(std::string(600, 'x')), 600);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::no_space);
+  EXPECT_NE(refused.error().message.find("store.max_size"), std::string::npos) << refused.error().message;
+  // Unknown size: counted as it grows, refused at the byte that breaks the quota.
+  auto growing = s->begin_blob(std::nullopt, std::nullopt);
+  ASSERT_TRUE(growing.ok());
+  const std::string piece(300, 'g');
+  EXPECT_TRUE((*growing)->append(piece.data(), piece.size()).ok());
+  auto over = (*growing)->append(piece.data(), piece.size());
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code, Errc::no_space);
+  growing->reset();
+
+  ASSERT_TRUE((*w)->append(next.data(), next.size()).ok());
+  ASSERT_TRUE((*w)->commit("up/repo").ok());
+  w->reset();
+  EXPECT_EQ(s->stats().bytes, 600u);
+  // The refused writers gave their share back: 400 bytes still fit.
+  put_blob(*s, "up/repo", std::string(400, 'f'));
+  EXPECT_EQ(s->stats().bytes, 1000u);
+  EXPECT_TRUE(dir_entries(dir.path() / "ingest").empty());
+}
+
+TEST(IngestQuotaTest, BlobOfUnknownSizeStopsAtMaxBlobSize) {
+  TempDir dir;
+  StoreOptions opt;
+  opt.root = dir.path();
+  opt.max_blob_size = 1000;
+  auto s = open_store(opt);
+  ASSERT_TRUE(s);
+  auto w = s->begin_blob(std::nullopt, std::nullopt);
+  ASSERT_TRUE(w.ok());
+  const std::string piece(600, 'x');
+  EXPECT_TRUE((*w)->append(piece.data(), piece.size()).ok());
+  auto st = (*w)->append(piece.data(), piece.size());
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, Errc::too_large);
+  EXPECT_NE(st.error().message.find("max_blob_size"), std::string::npos);
+  // A size someone announced is checked against the bytes instead (size_mismatch).
+  EXPECT_TRUE(s->begin_blob(std::nullopt, 5000).ok());
+}
+
+// A blob of known size that the disk cannot hold is refused before anything is written.
+class SmallDisk : public PosixFileSystem {
+ public:
+  Result<std::uint64_t> available_bytes(const std::filesystem::path&) override { return 20u << 20; }
+};
+
+TEST(IngestQuotaTest, KnownSizeLargerThanTheFreeDiskIsRefusedUpFront) {
+  TempDir dir;
+  auto s = open_store(dir.path(), std::make_shared<SmallDisk>());
+  ASSERT_TRUE(s);
+  auto w = s->begin_blob(std::nullopt, 10u << 20);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().code, Errc::no_space);
+  EXPECT_NE(w.error().message.find("disk full"), std::string::npos) << w.error().message;
+  EXPECT_TRUE(dir_entries(dir.path() / "ingest").empty());
+  EXPECT_TRUE(s->begin_blob(std::nullopt, 1u << 20).ok());
+}
+
+// The size a repository's manifest gives a blob is what a later fill of it is capped at;
+// another repository's manifests do not count.
+TEST(DescriptorSizeTest, RecordedPerRepositoryFromItsManifests) {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  ASSERT_TRUE(s);
+  auto img = make_image({std::string(321, 'l')});
+  auto m = s->put_manifest("up/a", img.manifest, "application/vnd.oci.image.manifest.v1+json",
+                           img.digest(), "v1", 1, "");
+  ASSERT_TRUE(m.ok()) << m.error().to_string();
+  const auto layer = oci::Digest::of(img.layers[0]);
+  EXPECT_EQ(*s->descriptor_size("up/a", layer), 321u);
+  EXPECT_EQ(*s->descriptor_size("up/b", layer), std::nullopt);
+  // The blob arriving later (a fill links it without a size) keeps the recorded one.
+  put_blob(*s, "up/a", img.layers[0]);
+  EXPECT_EQ(*s->descriptor_size("up/a", layer), 321u);
 }
 
 }  // namespace
