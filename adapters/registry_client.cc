@@ -110,6 +110,8 @@ class CurlRegistryClient final : public RegistryClient {
   Result<ResponseHead> head_blob(std::string_view repo, const oci::Digest& d) override {
     auto c = blob_call("HEAD", repo, d);
     if (!c) return std::move(c).error();
+    // Registries on object storage (distribution on S3/GCS) redirect HEADs as GETs.
+    c->follow_redirects = true;
     auto r = execute(*c);
     if (!r) return std::move(r).error();
     return std::move(r->head);

@@ -120,6 +120,7 @@ class RegistryClient {
   virtual Result<Response> get_manifest(std::string_view repo, std::string_view ref,
                                         std::string_view accept,
                                         std::size_t max_bytes = 4 << 20) = 0;
+  // Follows redirects like get_blob, without forwarding credentials to another host.
   virtual Result<ResponseHead> head_blob(std::string_view repo, const oci::Digest& d) = 0;
   // Streams the blob into `sink`, following redirects (without forwarding credentials to
   // another host). The body is not verified here: the sink hashes it.

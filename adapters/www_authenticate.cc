@@ -1,6 +1,8 @@
 // WWW-Authenticate parsing and realm host checks.
 #include "adapters/www_authenticate.h"
 
+#include <libpsl.h>
+
 #include <algorithm>
 #include <cctype>
 
@@ -57,11 +59,23 @@ bool is_loopback(std::string_view host) {
   return host == "localhost" || host == "::1" || host.starts_with("127.");
 }
 
-std::string_view registrable_domain(std::string_view host) {
-  auto last = host.rfind('.');
-  if (last == std::string_view::npos || last == 0) return host;
-  auto prev = host.rfind('.', last - 1);
-  return prev == std::string_view::npos ? host : host.substr(prev + 1);
+// The Public Suffix List: the newest of libpsl's built-in copy and Debian's publicsuffix
+// file, loaded once.
+const psl_ctx_t* public_suffixes() {
+  static const psl_ctx_t* const ctx = [] {
+    const psl_ctx_t* latest = psl_latest(nullptr);
+    return latest != nullptr ? latest : psl_builtin();
+  }();
+  return ctx;
+}
+
+// "reg.example.co.uk" -> "example.co.uk", "x.s3.amazonaws.com" -> itself; empty when the
+// host is a public suffix (or a single label) and so shares its domain with nobody.
+std::string registrable_domain(std::string_view host) {
+  const std::string h = lower(host);
+  const psl_ctx_t* psl = public_suffixes();
+  const char* domain = psl != nullptr ? psl_registrable_domain(psl, h.c_str()) : nullptr;
+  return domain != nullptr ? std::string(domain) : std::string();
 }
 
 }  // namespace
@@ -130,8 +144,7 @@ bool realm_host_allowed(std::string_view registry_host, std::string_view realm_h
   if (is_loopback(registry_host) && is_loopback(realm_host)) return true;
   if (is_ip_literal(registry_host) || is_ip_literal(realm_host)) return false;
   auto a = registrable_domain(registry_host);
-  // A single-label host ("registry") has no registrable domain to share.
-  if (a.find('.') == std::string_view::npos) return false;
+  if (a.empty()) return false;
   return a == registrable_domain(realm_host);
 }
 

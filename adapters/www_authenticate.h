@@ -29,8 +29,9 @@ std::optional<AuthChallenge> pick_challenge(const std::vector<std::string>& head
 std::string url_host(std::string_view url);
 
 // True when a token realm on `realm_host` may receive the registry's credentials: the
-// same host, both loopback, or the same registrable domain (last two DNS labels, e.g.
-// registry-1.docker.io and auth.docker.io). IP literals must match exactly.
+// same host, both loopback, or the same registrable domain by the Public Suffix List
+// (registry-1.docker.io and auth.docker.io; not reg.example.co.uk and attacker.co.uk, nor
+// two buckets under s3.amazonaws.com). IP literals must match exactly.
 // `also_allowed` lists realm hosts the configuration trusts beyond that (exact matches).
 bool realm_host_allowed(std::string_view registry_host, std::string_view realm_host,
                         const std::vector<std::string>& also_allowed = {});

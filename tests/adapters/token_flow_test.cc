@@ -253,6 +253,17 @@ TEST(TokenFlow, BlobRedirectIsFollowedWithoutForwardingTheToken) {
   EXPECT_EQ(fake.storage_authorizations(), std::vector<std::string>{""});
 }
 
+// Registries on object storage redirect blob HEADs too: followed, still without the token.
+TEST(TokenFlow, BlobHeadRedirectIsFollowedWithoutForwardingTheToken) {
+  FakeTokenRegistry fake(options());
+  auto c = client_for(fake);
+  auto r = c->head_blob("team/a", oci::Digest::of("layer"));
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->content_length, FakeTokenRegistry::blob_body().size());
+  EXPECT_EQ(fake.storage_authorizations(), std::vector<std::string>{""});
+}
+
 TEST(TokenFlow, SequentialRequestsReuseOneConnection) {
   FakeTokenRegistry fake(options());
   auto c = client_for(fake);

@@ -54,6 +54,14 @@ TEST(WwwAuthenticate, RealmHostMustShareTheRegistrysDomain) {
   EXPECT_FALSE(realm_host_allowed("10.0.0.1", "10.0.0.2"));
   EXPECT_FALSE(realm_host_allowed("registry", "auth.registry"));
   EXPECT_FALSE(realm_host_allowed("ghcr.io", ""));
+  // Registrable domains come from the Public Suffix List, not the last two labels.
+  EXPECT_FALSE(realm_host_allowed("reg.example.co.uk", "attacker.co.uk"));
+  EXPECT_FALSE(realm_host_allowed("reg.example.co.uk", "auth.co.uk"));
+  EXPECT_TRUE(realm_host_allowed("reg.example.co.uk", "auth.example.co.uk"));
+  EXPECT_FALSE(realm_host_allowed("mine.s3.amazonaws.com", "theirs.s3.amazonaws.com"));
+  EXPECT_FALSE(realm_host_allowed("me.github.io", "attacker.github.io"));
+  EXPECT_FALSE(realm_host_allowed("co.uk", "attacker.co.uk"));
+  EXPECT_TRUE(realm_host_allowed("Registry-1.Docker.IO", "auth.docker.io"));
 }
 
 }  // namespace

@@ -242,6 +242,11 @@ bool OcirelayProcess::start(std::uint16_t port) {
 
 void OcirelayProcess::stop() { proc_.stop(); }
 void OcirelayProcess::kill9() { proc_.kill9(); }
+bool OcirelayProcess::wait_for_log(const std::string& needle, std::chrono::milliseconds timeout) {
+  return wait_until([&] { return read_file(dir_ / "ocirelay.log").find(needle) != std::string::npos; },
+                    timeout);
+}
+
 std::string OcirelayProcess::log() {
   return read_file(dir_ / "ocirelay.log") + "[ocirelay " + proc_.describe() + "]\n";
 }

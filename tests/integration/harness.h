@@ -107,6 +107,9 @@ class OcirelayProcess {
   // Its stderr log, followed by how it ended when it is no longer running ("killed by
   // signal 11"): what a failing test should print.
   std::string log();
+  // Waits (bounded) until its log holds `needle`: a request's log line is written after
+  // its response went out, so a test that just got the response may be early.
+  bool wait_for_log(const std::string& needle, std::chrono::milliseconds timeout = 10s);
   // Runs another ocirelay subcommand on the same store/config, e.g. {"fsck"}.
   CommandResult run(const std::vector<std::string>& subcommand_args) const;
   Process& process() { return proc_; }
