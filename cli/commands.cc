@@ -156,11 +156,17 @@ int run_fsck(const store::StoreOptions& options, bool repair) {
     return 2;
   }
   for (const auto& p : r->problems) std::printf("%s\n", p.c_str());
-  std::printf("checked %llu blobs: %zu problems%s\n",
+  for (const auto& l : r->leftovers) std::printf("leftover: %s\n", l.c_str());
+  std::string leftovers;
+  if (!r->leftovers.empty())
+    leftovers = ", " + std::to_string(r->leftovers.size()) +
+                " crash leftovers (harmless; gc or fsck --repair removes them)";
+  std::printf("checked %llu blobs: %zu problems%s%s\n",
               static_cast<unsigned long long>(r->blobs_checked), r->problems.size(),
+              leftovers.c_str(),
               repair ? (", " + std::to_string(r->repaired) + " repaired").c_str() : "");
   if (r->clean()) return 0;
-  if (repair && r->repaired >= r->problems.size()) return 0;
+  if (repair && r->repaired >= r->problems.size() + r->leftovers.size()) return 0;
   return 1;
 }
 

@@ -114,7 +114,9 @@ class ImageWarmer {
       for (const auto& child : m->manifests) {
         if (!platform_matches(options_.platform, child)) continue;
         ++picked;
-        if (store_.manifest(child.digest)) {
+        auto held = store_.manifest(child.digest);
+        if (!held) return held.error();
+        if (*held) {
           // Already held: its blobs were stored before it was (warm and proxy both store
           // bottom-up); just make sure this repository references it.
           if (auto st = store_.link(store_repo_, child.digest); !st) return st;
@@ -150,7 +152,9 @@ class ImageWarmer {
 
  private:
   Status fetch_blob(const oci::Digest& d, std::int64_t size) {
-    if (store_.blob(d)) {
+    auto held = store_.blob(d);
+    if (!held) return held.error();
+    if (*held) {
       ++report_.blobs_present;
       return store_.link(store_repo_, d);
     }

@@ -298,9 +298,10 @@ void PullThrough::remember(const oci::Digest& d, std::shared_ptr<const std::stri
   if (inserted) manifest_cache_bytes_ += bytes->size();
 }
 
-std::optional<ManifestReply> PullThrough::manifest_from_cache(const UpstreamRoute& route,
-                                                              const oci::ManifestRef& ref,
-                                                              std::string_view accept) {
+Result<std::optional<ManifestReply>> PullThrough::manifest_from_cache(const UpstreamRoute& route,
+                                                                      const oci::ManifestRef& ref,
+                                                                      std::string_view accept) {
+  using Found = std::optional<ManifestReply>;
   if (auto pending = pending_manifest(route, ref, accept)) {
     metrics_.inc("ocirelay_cache_hits_total", {{"kind", "manifest"}});
     return pending;
@@ -308,23 +309,29 @@ std::optional<ManifestReply> PullThrough::manifest_from_cache(const UpstreamRout
   ManifestReply reply;
   if (ref.is_digest()) {
     auto m = store_.manifest(*ref.digest);
-    if (!m || !store_.repo_references(route.store_repo, *ref.digest)) return std::nullopt;
-    reply.bytes = cached_bytes(m->digest);
-    reply.media_type = m->media_type;
-    reply.digest = m->digest;
+    if (!m) return m.error();
+    if (!*m) return Found();
+    auto linked = store_.repo_references(route.store_repo, *ref.digest);
+    if (!linked) return linked.error();
+    if (!*linked) return Found();
+    reply.bytes = cached_bytes((*m)->digest);
+    reply.media_type = (*m)->media_type;
+    reply.digest = (*m)->digest;
   } else {
-    auto t = store_.tag(route.store_repo, ref.tag);
-    if (!t) return std::nullopt;
-    if (unix_now() - t->fetched_at >= route.upstream->tag_ttl.count()) return std::nullopt;
-    if (!oci::accept_allows(accept, t->media_type)) return std::nullopt;
+    auto found = store_.tag(route.store_repo, ref.tag);
+    if (!found) return found.error();
+    const auto& t = *found;
+    if (!t) return Found();
+    if (unix_now() - t->fetched_at >= route.upstream->tag_ttl.count()) return Found();
+    if (!oci::accept_allows(accept, t->media_type)) return Found();
     reply.bytes = cached_bytes(t->digest);
     reply.media_type = t->media_type;
     reply.digest = t->digest;
   }
-  if (!reply.bytes) return std::nullopt;
+  if (!reply.bytes) return Found();
   store_.record_access(reply.digest);
   metrics_.inc("ocirelay_cache_hits_total", {{"kind", "manifest"}});
-  return reply;
+  return Found(std::move(reply));
 }
 
 ManifestReply PullThrough::stale_reply(const UpstreamRoute& route, std::string_view ref_str,
@@ -358,9 +365,10 @@ Result<ManifestReply> PullThrough::manifest_with_upstream(const UpstreamRoute& r
   }
   // A fetch that finished between the caller's cache lookup and our insert left its
   // answer in the pending queue or the store (before leaving the in-flight map): use it.
-  std::optional<ManifestReply> cached = manifest_from_cache(route, ref, accept);
-  Result<ManifestReply> r = cached ? Result<ManifestReply>(std::move(*cached))
-                                   : fetch_manifest(route, ref, accept);
+  auto cached = manifest_from_cache(route, ref, accept);
+  Result<ManifestReply> r = !cached   ? Result<ManifestReply>(cached.error())
+                            : *cached ? Result<ManifestReply>(std::move(**cached))
+                                      : fetch_manifest(route, ref, accept);
   promise.set_value(r);  // before the erase: a request arriving now joins the finished result
   std::lock_guard lock(inflight_mu_);
   inflight_manifests_.erase(key);
@@ -378,7 +386,9 @@ Result<ManifestReply> PullThrough::fetch_manifest(const UpstreamRoute& route,
   std::shared_ptr<const std::string> stale_bytes;
 
   if (!ref.is_digest()) {
-    cached_tag = store_.tag(route.store_repo, ref.tag);
+    auto found = store_.tag(route.store_repo, ref.tag);
+    if (!found) return found.error();
+    cached_tag = std::move(*found);
     bool acceptable = cached_tag && oci::accept_allows(accept, cached_tag->media_type);
     // A client whose Accept excludes the cached type gets its own answer; the tag keeps
     // pointing at what everyone else gets.
@@ -552,11 +562,18 @@ Status PullThrough::fill_blob(const UpstreamRoute& route, const std::shared_ptr<
   const auto& d = fill->digest();
   metrics_.set("ocirelay_fills_in_flight", {}, static_cast<double>(coalescer_.in_flight()));
   // The blob may have landed between the caller's store lookup and its join.
-  if (auto info = store_.blob(d); info && store_.repo_references(route.store_repo, d)) {
+  auto info = store_.blob(d);
+  auto linked = store_.repo_references(route.store_repo, d);
+  if (!info || !linked) {
+    coalescer_.finish(*fill);
+    fill->publish_failed(!info ? info.error() : linked.error());
+    return {};
+  }
+  if (*info && *linked) {
     int fd = ::open(store_.blob_path(d).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
-      fill->publish_head(fd, info->size);
-      fill->publish_bytes(info->size);
+      fill->publish_head(fd, (*info)->size);
+      fill->publish_bytes((*info)->size);
       coalescer_.finish(*fill);
       fill->publish_done();
       return {};
@@ -651,7 +668,9 @@ Result<ListingReply> PullThrough::tags_list(const UpstreamRoute& route,
     return resp.error();
   }
   settle_pending(route.store_repo);
-  auto tags = store_.tags(route.store_repo);
+  auto stored = store_.tags(route.store_repo);
+  if (!stored) return stored.error();
+  const auto& tags = *stored;
   if (tags.empty()) return resp.error();
   spdlog::warn("tags list {} from the store: upstream {}: {}", route.store_repo,
                route.upstream->name, resp.error().to_string());
@@ -693,7 +712,9 @@ Result<ListingReply> PullThrough::referrers(const UpstreamRoute& route, const oc
     index = {{"schemaVersion", 2}, {"mediaType", oci::media::kOciIndex},
              {"manifests", nlohmann::json::array()}};
     settle_pending(route.store_repo);
-    for (const auto& m : store_.referrers(route.store_repo, subject)) {
+    auto stored = store_.referrers(route.store_repo, subject);
+    if (!stored) return stored.error();
+    for (const auto& m : *stored) {
       nlohmann::json desc = {{"mediaType", m.media_type}, {"digest", m.digest.str()},
                              {"size", m.size}};
       if (!m.artifact_type.empty()) desc["artifactType"] = m.artifact_type;

@@ -68,9 +68,10 @@ class PullThrough {
 
   // A manifest the store can answer without asking upstream (fresh tag, cached digest
   // referenced by the repository, acceptable media type); nullopt otherwise.
-  std::optional<ManifestReply> manifest_from_cache(const UpstreamRoute& route,
-                                                   const oci::ManifestRef& ref,
-                                                   std::string_view accept);
+  // Errors: the store could not be read (not a miss: no upstream request follows).
+  Result<std::optional<ManifestReply>> manifest_from_cache(const UpstreamRoute& route,
+                                                           const oci::ManifestRef& ref,
+                                                           std::string_view accept);
   // Fetch thread. Revalidates or fetches a manifest; serves the stale copy when the
   // upstream is in trouble (invariant 6). Concurrent calls for the same repository,
   // reference and Accept share one upstream exchange (invariant 5): the first does it, the

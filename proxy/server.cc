@@ -78,6 +78,22 @@ std::string join_header(const Request& req, http::field f) {
   return out;
 }
 
+// What an error answer to a request that could not be parsed is built from.
+Request bare_request() {
+  Request req;
+  req.version(11);
+  return req;
+}
+
+// A parse error of the request itself (bad method, target, version, field, framing), as
+// opposed to the client going away or a timeout: it gets a 400 before the connection closes.
+bool is_malformed_request(const boost::system::error_code& ec) {
+  static const auto& http_errors = beast::http::make_error_code(http::error::bad_method).category();
+  return ec.category() == http_errors && ec != http::error::end_of_stream &&
+         ec != http::error::partial_message && ec != http::error::need_more &&
+         ec != http::error::need_buffer;
+}
+
 std::string path_only(std::string_view target) {
   return std::string(target.substr(0, target.find('?')));
 }
@@ -295,9 +311,16 @@ class ServerImpl final : public Server {
       auto [ec, n] = co_await http::async_read_header(stream, buf, parser, tuple_awaitable);
       st.idle = false;
       if (ec == http::error::header_limit) {
-        Request req;
-        req.version(11);
-        co_await send_error(stream, req, 431, "UNSUPPORTED", "request header too large", false);
+        // No line end yet: the request line alone is over the limit (a huge URI).
+        const auto seen = beast::buffers_to_string(buf.data());
+        const bool line_ended = seen.find("\r\n") != std::string::npos;
+        co_await send_error(stream, bare_request(), line_ended ? 431 : 414, "UNSUPPORTED",
+                            line_ended ? "request header too large" : "request line too long", false);
+        co_return false;
+      }
+      if (ec && is_malformed_request(ec)) {
+        co_await send_error(stream, bare_request(), 400, "UNSUPPORTED",
+                            "malformed request: " + ec.message(), false);
         co_return false;
       }
       if (ec) co_return ec == http::error::end_of_stream;
@@ -306,13 +329,18 @@ class ServerImpl final : public Server {
       Request req = parser.release();
       Outcome out;
       RouteKind kind = RouteKind::unknown;
-      if (has_body || (req.method() != http::verb::get && req.method() != http::verb::head)) {
+      const bool read_method = req.method() == http::verb::get || req.method() == http::verb::head;
+      if (has_body || !read_method) {
         auto p = parse_request_path(req.target());
         if (p) kind = p->kind;
-        out = co_await send_error(stream, req, 405, "UNSUPPORTED",
-                                  "this mirror is read-only: " + std::string(req.method_string()) +
-                                      " is not supported",
-                                  false);
+        if (read_method)
+          out = co_await send_error(stream, req, 400, "UNSUPPORTED",
+                                    std::string(req.method_string()) + " requests carry no body", false);
+        else
+          out = co_await send_error(stream, req, 405, "UNSUPPORTED",
+                                    "this mirror is read-only: " + std::string(req.method_string()) +
+                                        " is not supported",
+                                    false);
         out.close = true;  // the unread body makes the connection unusable
       } else {
         out = co_await handle(stream, req, kind);
@@ -474,10 +502,15 @@ class ServerImpl final : public Server {
     if (!ref) {
       if (ref.error().code == Errc::digest_invalid)
         co_return co_await send_error(stream, req, ref.error(), oci::ObjectKind::manifest);
-      co_return co_await send_error(stream, req, 400, "TAG_INVALID", "invalid manifest reference");
+      // Neither a tag nor a digest: no such manifest can exist (the distribution spec's
+      // conformance tests expect 404 here, not TAG_INVALID).
+      co_return co_await send_error(stream, req, 404, "MANIFEST_UNKNOWN",
+                                    "manifest unknown: '" + reference + "' is not a valid tag or digest");
     }
     std::string accept = join_header(req, http::field::accept);
-    std::optional<ManifestReply> reply = pull_->manifest_from_cache(route, *ref, accept);
+    auto cached = pull_->manifest_from_cache(route, *ref, accept);
+    if (!cached) co_return co_await send_error(stream, req, cached.error(), oci::ObjectKind::manifest);
+    std::optional<ManifestReply> reply = std::move(*cached);
     if (!reply) {
       auto fetched = co_await on_pool<Result<ManifestReply>>(
           [this, &route, &ref, &accept] { return pull_->manifest_with_upstream(route, *ref, accept); });
@@ -500,8 +533,12 @@ class ServerImpl final : public Server {
     auto digest = oci::Digest::parse(reference);
     if (!digest) co_return co_await send_error(stream, req, digest.error(), oci::ObjectKind::blob);
     const oci::Digest& d = *digest;
-    if (auto info = store_.blob(d)) {
-      if (!store_.repo_references(route.store_repo, d)) {
+    auto stored = store_.blob(d);
+    if (!stored) co_return co_await send_error(stream, req, stored.error(), oci::ObjectKind::blob);
+    if (const auto& info = *stored) {
+      auto linked = store_.repo_references(route.store_repo, d);
+      if (!linked) co_return co_await send_error(stream, req, linked.error(), oci::ObjectKind::blob);
+      if (!*linked) {
         auto confirmed = co_await on_pool<Status>(
             [this, &route, &d] { return pull_->confirm_blob_upstream(route, d); });
         if (!confirmed) co_return co_await send_error(stream, req, confirmed.error(), oci::ObjectKind::blob);

@@ -141,13 +141,13 @@ class LayoutStore final : public Store {
   const fs::path& root() const override { return opt_.root; }
   fs::path blob_path(const oci::Digest& d) const override { return blobs_dir_ / std::string(d.hex()); }
 
-  std::optional<BlobInfo> blob(const oci::Digest& d) const override;
-  bool repo_references(std::string_view repo, const oci::Digest& d) const override;
-  std::optional<TagInfo> tag(std::string_view repo, std::string_view tag) const override;
-  std::optional<ManifestInfo> manifest(const oci::Digest& d) const override;
-  std::vector<std::string> tags(std::string_view repo) const override;
-  std::vector<ManifestInfo> referrers(std::string_view repo,
-                                      const oci::Digest& subject) const override;
+  Result<std::optional<BlobInfo>> blob(const oci::Digest& d) const override;
+  Result<bool> repo_references(std::string_view repo, const oci::Digest& d) const override;
+  Result<std::optional<TagInfo>> tag(std::string_view repo, std::string_view tag) const override;
+  Result<std::optional<ManifestInfo>> manifest(const oci::Digest& d) const override;
+  Result<std::vector<std::string>> tags(std::string_view repo) const override;
+  Result<std::vector<ManifestInfo>> referrers(std::string_view repo,
+                                              const oci::Digest& subject) const override;
   Result<std::string> read_blob(const oci::Digest& d, std::size_t max_bytes) const override;
   Result<std::optional<std::uint64_t>> descriptor_size(std::string_view repo,
                                                        const oci::Digest& d) const override;
@@ -212,6 +212,13 @@ class LayoutStore final : public Store {
   void forget_temp(const fs::path& p) {
     std::lock_guard lk(temps_mu_);
     temps_.erase(p.filename().string());
+  }
+  // Runs `fn` (returning a Result) in a short read transaction.
+  template <class F>
+  auto read(F&& fn) const -> decltype(fn(std::declval<const lmdb::ReadTxn&>())) {
+    auto txn = env_->read();
+    if (!txn.ok()) return txn.error();
+    return fn(**txn);
   }
   // Runs a read-only lambda in a short transaction; logs and returns `fallback` on error.
   template <class F, class T>

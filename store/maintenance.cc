@@ -397,7 +397,9 @@ Result<FsckReport> LayoutStore::fsck(bool repair) {
       continue;
     }
     if (!has_blob_row(key)) {
-      report.problems.push_back(key + ": file without metadata row");
+      // A crash between the rename and the row's commit leaves this: complete, verified
+      // bytes nothing refers to. Debris, not damage.
+      report.leftovers.push_back(key + ": file without metadata row");
       orphans.push_back(name);
     }
   }

@@ -161,68 +161,77 @@ Status LayoutStore::init() {
 // ------------------------------------------------------------------------------------
 // reads
 
-std::optional<BlobInfo> LayoutStore::blob(const oci::Digest& d) const {
-  return read_or(std::optional<BlobInfo>(), [&](const lmdb::ReadTxn& t) -> std::optional<BlobInfo> {
+// A row that does not decode reads as absent: the next fetch rewrites it. LMDB errors are
+// returned, so a failing disk never looks like a cache miss.
+
+Result<std::optional<BlobInfo>> LayoutStore::blob(const oci::Digest& d) const {
+  return read([&](const lmdb::ReadTxn& t) -> Result<std::optional<BlobInfo>> {
     auto v = t.get(dbi(db::kBlobs), d.str());
-    if (!v.ok() || !*v) return std::nullopt;
+    if (!v.ok()) return v.error();
+    if (!*v) return std::optional<BlobInfo>();
     auto row = records::decode_blob(**v);
-    if (!row) return std::nullopt;
-    return BlobInfo{d, row->size};
+    if (!row) return std::optional<BlobInfo>();
+    return std::optional<BlobInfo>(BlobInfo{d, row->size});
   });
 }
 
-bool LayoutStore::repo_references(std::string_view repo, const oci::Digest& d) const {
-  return read_or(false, [&](const lmdb::ReadTxn& t) {
+Result<bool> LayoutStore::repo_references(std::string_view repo, const oci::Digest& d) const {
+  return read([&](const lmdb::ReadTxn& t) -> Result<bool> {
     auto v = t.get(dbi(db::kRepoBlobs), records::key(repo, d.str()));
-    return v.ok() && v->has_value();
+    if (!v.ok()) return v.error();
+    return v->has_value();
   });
 }
 
-std::optional<TagInfo> LayoutStore::tag(std::string_view repo, std::string_view tag) const {
-  return read_or(std::optional<TagInfo>(), [&](const lmdb::ReadTxn& t) -> std::optional<TagInfo> {
+Result<std::optional<TagInfo>> LayoutStore::tag(std::string_view repo, std::string_view tag) const {
+  return read([&](const lmdb::ReadTxn& t) -> Result<std::optional<TagInfo>> {
     auto v = t.get(dbi(db::kTags), records::key(repo, tag));
-    if (!v.ok() || !*v) return std::nullopt;
+    if (!v.ok()) return v.error();
+    if (!*v) return std::optional<TagInfo>();
     auto row = records::decode_tag(**v);
-    if (!row) return std::nullopt;
-    return TagInfo{row->digest, row->media_type, row->fetched_at, row->etag};
+    if (!row) return std::optional<TagInfo>();
+    return std::optional<TagInfo>(TagInfo{row->digest, row->media_type, row->fetched_at, row->etag});
   });
 }
 
-std::optional<ManifestInfo> LayoutStore::manifest(const oci::Digest& d) const {
-  return read_or(std::optional<ManifestInfo>(),
-                 [&](const lmdb::ReadTxn& t) -> std::optional<ManifestInfo> {
-                   auto v = t.get(dbi(db::kManifests), d.str());
-                   if (!v.ok() || !*v) return std::nullopt;
-                   return records::decode_manifest(**v);
-                 });
+Result<std::optional<ManifestInfo>> LayoutStore::manifest(const oci::Digest& d) const {
+  return read([&](const lmdb::ReadTxn& t) -> Result<std::optional<ManifestInfo>> {
+    auto v = t.get(dbi(db::kManifests), d.str());
+    if (!v.ok()) return v.error();
+    if (!*v) return std::optional<ManifestInfo>();
+    return records::decode_manifest(**v);
+  });
 }
 
-std::vector<std::string> LayoutStore::tags(std::string_view repo) const {
-  return read_or(std::vector<std::string>(), [&](const lmdb::ReadTxn& t) {
+Result<std::vector<std::string>> LayoutStore::tags(std::string_view repo) const {
+  return read([&](const lmdb::ReadTxn& t) -> Result<std::vector<std::string>> {
     std::vector<std::string> out;
     std::string prefix = records::key(repo, "");
-    (void)t.scan(dbi(db::kTags), prefix, [&](std::string_view k, std::string_view) {
+    auto st = t.scan(dbi(db::kTags), prefix, [&](std::string_view k, std::string_view) {
       out.emplace_back(k.substr(prefix.size()));
       return true;
     });
+    if (!st.ok()) return st.error();
     std::sort(out.begin(), out.end());
     return out;
   });
 }
 
-std::vector<ManifestInfo> LayoutStore::referrers(std::string_view repo,
-                                                 const oci::Digest& subject) const {
-  return read_or(std::vector<ManifestInfo>(), [&](const lmdb::ReadTxn& t) {
+Result<std::vector<ManifestInfo>> LayoutStore::referrers(std::string_view repo,
+                                                         const oci::Digest& subject) const {
+  return read([&](const lmdb::ReadTxn& t) -> Result<std::vector<ManifestInfo>> {
     std::vector<ManifestInfo> out;
     std::string prefix = records::key(repo, subject.str(), "");
     std::vector<std::string> digests;
-    (void)t.scan(dbi(db::kReferrers), prefix, [&](std::string_view k, std::string_view) {
+    auto st = t.scan(dbi(db::kReferrers), prefix, [&](std::string_view k, std::string_view) {
       digests.emplace_back(k.substr(prefix.size()));
       return true;
     });
+    if (!st.ok()) return st.error();
     for (const auto& d : digests) {
       auto v = t.get(dbi(db::kManifests), d);
-      if (!v.ok() || !*v) continue;
+      if (!v.ok()) return v.error();
+      if (!*v) continue;
       if (auto m = records::decode_manifest(**v)) out.push_back(std::move(*m));
     }
     return out;
@@ -230,7 +239,9 @@ std::vector<ManifestInfo> LayoutStore::referrers(std::string_view repo,
 }
 
 Result<std::string> LayoutStore::read_blob(const oci::Digest& d, std::size_t max_bytes) const {
-  auto info = blob(d);
+  auto found = blob(d);
+  if (!found) return found.error();
+  const auto& info = *found;
   if (!info) return Error{Errc::not_found, "blob " + d.str() + " is not in the store"};
   if (info->size > max_bytes)
     return Error{Errc::too_large, "blob " + d.str() + " has " + std::to_string(info->size) +
@@ -401,15 +412,15 @@ Status LayoutStore::link_in(lmdb::WriteTxn& t, std::string_view repo, const oci:
 
 Result<std::optional<std::uint64_t>> LayoutStore::descriptor_size(std::string_view repo,
                                                                   const oci::Digest& d) const {
-  auto txn = env_->read();
-  if (!txn.ok()) return txn.error();
-  auto v = (*txn)->get(dbi(db::kRepoBlobs), records::key(repo, d.str()));
-  if (!v.ok()) return v.error();
-  if (!*v || (*v)->empty()) return std::optional<std::uint64_t>();
-  std::uint64_t n = 0;
-  auto [p, ec] = std::from_chars((*v)->data(), (*v)->data() + (*v)->size(), n);
-  if (ec != std::errc() || p != (*v)->data() + (*v)->size()) return std::optional<std::uint64_t>();
-  return std::optional<std::uint64_t>(n);
+  return read([&](const lmdb::ReadTxn& t) -> Result<std::optional<std::uint64_t>> {
+    auto v = t.get(dbi(db::kRepoBlobs), records::key(repo, d.str()));
+    if (!v.ok()) return v.error();
+    if (!*v || (*v)->empty()) return std::optional<std::uint64_t>();
+    std::uint64_t n = 0;
+    auto [p, ec] = std::from_chars((*v)->data(), (*v)->data() + (*v)->size(), n);
+    if (ec != std::errc() || p != (*v)->data() + (*v)->size()) return std::optional<std::uint64_t>();
+    return std::optional<std::uint64_t>(n);
+  });
 }
 
 Status LayoutStore::link(std::string_view repo, const oci::Digest& d) {

@@ -92,6 +92,9 @@ struct GcReport { std::uint64_t blobs = 0, bytes = 0, orphan_files = 0, temp_fil
 struct FsckReport {
   std::uint64_t blobs_checked = 0;
   std::vector<std::string> problems;  // one line each: "<digest>: <what is wrong>"
+  // What a crash leaves without damaging anything (blob files without rows); gc and
+  // repair remove them. Not problems: the store is clean with them.
+  std::vector<std::string> leftovers;
   std::uint64_t repaired = 0;
   bool clean() const { return problems.empty(); }
 };
@@ -113,16 +116,18 @@ class Store {
   virtual std::filesystem::path blob_path(const oci::Digest& d) const = 0;
 
   // --- reads -------------------------------------------------------------------------
-  virtual std::optional<BlobInfo> blob(const oci::Digest& d) const = 0;
+  // Absent is a value (nullopt, false, empty); an error means the metadata could not be
+  // read (io_error): callers must not take it for a miss and refetch.
+  virtual Result<std::optional<BlobInfo>> blob(const oci::Digest& d) const = 0;
   // True when `repo` references `d` (fetched or pushed through it, or listed by one of its
   // manifests). Invariant 2: blobs are served under a repository only when this holds.
-  virtual bool repo_references(std::string_view repo, const oci::Digest& d) const = 0;
-  virtual std::optional<TagInfo> tag(std::string_view repo, std::string_view tag) const = 0;
-  virtual std::optional<ManifestInfo> manifest(const oci::Digest& d) const = 0;
-  virtual std::vector<std::string> tags(std::string_view repo) const = 0;  // sorted
+  virtual Result<bool> repo_references(std::string_view repo, const oci::Digest& d) const = 0;
+  virtual Result<std::optional<TagInfo>> tag(std::string_view repo, std::string_view tag) const = 0;
+  virtual Result<std::optional<ManifestInfo>> manifest(const oci::Digest& d) const = 0;
+  virtual Result<std::vector<std::string>> tags(std::string_view repo) const = 0;  // sorted
   // Manifests cached under `repo` whose subject is `subject`.
-  virtual std::vector<ManifestInfo> referrers(std::string_view repo,
-                                              const oci::Digest& subject) const = 0;
+  virtual Result<std::vector<ManifestInfo>> referrers(std::string_view repo,
+                                                      const oci::Digest& subject) const = 0;
   // Reads a whole stored blob (manifests); errors not_found, too_large, io_error.
   virtual Result<std::string> read_blob(const oci::Digest& d, std::size_t max_bytes) const = 0;
 
@@ -166,7 +171,7 @@ class Store {
   // (files in blobs/ without a row) and temp files in ingest/.
   virtual Result<GcReport> gc() = 0;
   // Rehashes every blob and checks LMDB against the files. With repair, removes rows whose
-  // file is missing or corrupt and files without rows.
+  // file is missing or corrupt and files without rows (leftovers).
   virtual Result<FsckReport> fsck(bool repair) = 0;
 };
 

@@ -50,7 +50,7 @@ TEST(ConcurrencyTest, WritersOfSameAndDistinctBlobsRaceWithGcAndFsck) {
   EXPECT_EQ(st.blobs, 1u + kThreads * kBlobsPerThread);
   for (int t = 0; t < kThreads; ++t)
     EXPECT_TRUE(s->repo_references("docker.io/team" + std::to_string(t) + "/app",
-                                   oci::Digest::of(shared)));
+                                   oci::Digest::of(shared)).value());
   auto f = s->fsck(false);
   ASSERT_TRUE(f.ok());
   EXPECT_TRUE(f->clean()) << f->problems[0];

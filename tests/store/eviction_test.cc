@@ -42,7 +42,7 @@ TEST(EvictionTest, UnderQuotaEvictsNothing) {
   auto r = f.store->enforce_quota();
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->blobs, 0u);
-  EXPECT_TRUE(f.store->blob(oci::Digest::of("small")));
+  EXPECT_TRUE(f.store->blob(oci::Digest::of("small")).value());
 }
 
 TEST(EvictionTest, UntaggedContentGoesFirstLeastRecentlyUsedFirst) {
@@ -67,14 +67,14 @@ TEST(EvictionTest, UntaggedContentGoesFirstLeastRecentlyUsedFirst) {
   EXPECT_EQ(r->blobs, 1u);
   EXPECT_EQ(r->bytes, 100u);
   EXPECT_EQ(r->tags, 0u);
-  EXPECT_FALSE(f.store->blob(oci::Digest::of(u2)));
-  EXPECT_FALSE(f.store->repo_references(kRepo, oci::Digest::of(u2)));
+  EXPECT_FALSE(f.store->blob(oci::Digest::of(u2)).value());
+  EXPECT_FALSE(f.store->repo_references(kRepo, oci::Digest::of(u2)).value());
   EXPECT_FALSE(std::filesystem::exists(f.store->blob_path(oci::Digest::of(u2))));
-  EXPECT_TRUE(f.store->blob(oci::Digest::of(u1)));
-  EXPECT_TRUE(f.store->blob(oci::Digest::of(u3)));
+  EXPECT_TRUE(f.store->blob(oci::Digest::of(u1)).value());
+  EXPECT_TRUE(f.store->blob(oci::Digest::of(u3)).value());
   // The tagged image is older than all of them but a tag needs it.
-  EXPECT_TRUE(f.store->blob(img.digest()));
-  EXPECT_TRUE(f.store->blob(oci::Digest::of(img.layers[0])));
+  EXPECT_TRUE(f.store->blob(img.digest()).value());
+  EXPECT_TRUE(f.store->blob(oci::Digest::of(img.layers[0])).value());
   EXPECT_EQ(f.store->stats().evicted_blobs, 1u);
   EXPECT_TRUE(f.store->fsck(false)->clean());
 }
@@ -102,13 +102,13 @@ TEST(EvictionTest, TagsGoLeastRecentlyUsedFirstNeverPinnedAndSharedLayersStay) {
   EXPECT_EQ(r->tags, 1u);
   EXPECT_EQ(r->blobs, 3u);  // old's manifest, config and own layer; not the shared one
   EXPECT_EQ(r->bytes, old_only);
-  EXPECT_FALSE(f.store->tag(kRepo, "old"));
-  EXPECT_FALSE(f.store->blob(old_img.digest()));
-  EXPECT_FALSE(f.store->manifest(old_img.digest()));
-  EXPECT_TRUE(f.store->blob(oci::Digest::of(shared)));
-  EXPECT_TRUE(f.store->tag(kRepo, "new"));
-  EXPECT_TRUE(f.store->tag(kRepo, "pinned"));
-  EXPECT_EQ(f.store->tags(kRepo), (std::vector<std::string>{"new", "pinned"}));
+  EXPECT_FALSE(f.store->tag(kRepo, "old").value());
+  EXPECT_FALSE(f.store->blob(old_img.digest()).value());
+  EXPECT_FALSE(f.store->manifest(old_img.digest()).value());
+  EXPECT_TRUE(f.store->blob(oci::Digest::of(shared)).value());
+  EXPECT_TRUE(f.store->tag(kRepo, "new").value());
+  EXPECT_TRUE(f.store->tag(kRepo, "pinned").value());
+  EXPECT_EQ(f.store->tags(kRepo).value(), (std::vector<std::string>{"new", "pinned"}));
   auto index = nlohmann::json::parse(read_file(f.dir.path() / "index.json"));
   EXPECT_EQ(index["manifests"].size(), 2u);
 
@@ -117,10 +117,10 @@ TEST(EvictionTest, TagsGoLeastRecentlyUsedFirstNeverPinnedAndSharedLayersStay) {
   r = f.store->enforce_quota();
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->tags, 1u);
-  EXPECT_EQ(f.store->tags(kRepo), std::vector<std::string>{"pinned"});
-  EXPECT_TRUE(f.store->blob(pinned.digest()));
-  EXPECT_TRUE(f.store->blob(oci::Digest::of(pinned.layers[0])));
-  EXPECT_FALSE(f.store->blob(oci::Digest::of(shared)));
+  EXPECT_EQ(f.store->tags(kRepo).value(), std::vector<std::string>{"pinned"});
+  EXPECT_TRUE(f.store->blob(pinned.digest()).value());
+  EXPECT_TRUE(f.store->blob(oci::Digest::of(pinned.layers[0])).value());
+  EXPECT_FALSE(f.store->blob(oci::Digest::of(shared)).value());
   EXPECT_EQ(f.store->stats().bytes, image_bytes(pinned));
   EXPECT_TRUE(f.store->fsck(false)->clean());
 }
@@ -137,8 +137,8 @@ TEST(EvictionTest, RecentAccessProtectsATag) {
   f.store->record_access(a.digest());  // a pulled again: b is now older
   f.open(image_bytes(a) + image_bytes(b) - 1);  // closing the store flushed the access
   ASSERT_TRUE(f.store->enforce_quota().ok());
-  EXPECT_TRUE(f.store->tag(kRepo, "a"));
-  EXPECT_FALSE(f.store->tag(kRepo, "b"));
+  EXPECT_TRUE(f.store->tag(kRepo, "a").value());
+  EXPECT_FALSE(f.store->tag(kRepo, "b").value());
 }
 
 TEST(GcTest, RemovesBlobsNoRepositoryReferences) {
@@ -156,10 +156,10 @@ TEST(GcTest, RemovesBlobsNoRepositoryReferences) {
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_EQ(r->blobs, 1u);
   EXPECT_EQ(r->bytes, 8u);
-  EXPECT_FALSE(s->blob(loose->digest));
+  EXPECT_FALSE(s->blob(loose->digest).value());
   EXPECT_FALSE(std::filesystem::exists(s->blob_path(loose->digest)));
-  EXPECT_TRUE(s->blob(kept.digest));
-  EXPECT_TRUE(s->blob(img.digest()));
+  EXPECT_TRUE(s->blob(kept.digest).value());
+  EXPECT_TRUE(s->blob(img.digest()).value());
   EXPECT_TRUE(s->fsck(false)->clean());
 }
 
@@ -286,7 +286,7 @@ TEST(IngestQuotaTest, WritesMakeRoomOrAreRefusedNamingTheQuota) {
   const std::string next(600, 'n');
   auto w = s->begin_blob(oci::Digest::of(next), next.size());
   ASSERT_TRUE(w.ok()) << w.error().to_string();
-  EXPECT_FALSE(s->blob(oci::Digest::of(old_blob)));
+  EXPECT_FALSE(s->blob(oci::Digest::of(old_blob)).value());
   // While it is written, a second blob of 600 bytes does not fit: nothing else may go.
   auto refused = s->begin_blob(oci::Digest::of(std::string(600, 'x')), 600);
   ASSERT_FALSE(refused.ok());

@@ -40,7 +40,7 @@ TEST(StoreTest, CommittedBlobIsVisibleWithItsBytes) {
   ASSERT_TRUE(w.ok());
   ASSERT_TRUE((*w)->append(bytes.data(), 5).ok());
   // Before commit: nothing visible, but the temp file can be followed by readers.
-  EXPECT_FALSE(s->blob(d));
+  EXPECT_FALSE(s->blob(d).value());
   EXPECT_EQ(read_file((*w)->temp_path()), "hello");
   ASSERT_TRUE((*w)->append(bytes.data() + 5, bytes.size() - 5).ok());
   fs::path temp = (*w)->temp_path();
@@ -49,13 +49,13 @@ TEST(StoreTest, CommittedBlobIsVisibleWithItsBytes) {
   EXPECT_EQ(info->digest, d);
   EXPECT_EQ(info->size, bytes.size());
 
-  auto b = s->blob(d);
+  auto b = s->blob(d).value();
   ASSERT_TRUE(b);
   EXPECT_EQ(b->size, bytes.size());
   EXPECT_EQ(read_file(s->blob_path(d)), bytes);
   EXPECT_EQ(s->blob_path(d), dir.path() / "blobs" / "sha256" / std::string(d.hex()));
   EXPECT_FALSE(fs::exists(temp));
-  EXPECT_TRUE(s->repo_references(kRepo, d));
+  EXPECT_TRUE(s->repo_references(kRepo, d).value());
   auto read = s->read_blob(d, 1024);
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(*read, bytes);
@@ -72,7 +72,7 @@ TEST(StoreTest, UploadWithoutExpectedDigestComputesIt) {
   auto info = (*w)->commit(kRepo);
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->digest, oci::Digest::of("pushed"));
-  EXPECT_TRUE(s->blob(info->digest));
+  EXPECT_TRUE(s->blob(info->digest).value());
 }
 
 TEST(StoreTest, VerifyChecksContentBeforeAnythingIsPublished) {
@@ -86,12 +86,12 @@ TEST(StoreTest, VerifyChecksContentBeforeAnythingIsPublished) {
   auto v = (*w)->verify();
   ASSERT_TRUE(v.ok()) << v.error().to_string();
   EXPECT_EQ(*v, d);
-  EXPECT_FALSE(s->blob(d)) << "verify() must not publish";
+  EXPECT_FALSE(s->blob(d).value()) << "verify() must not publish";
   EXPECT_FALSE((*w)->append("x", 1).ok()) << "no bytes after verification";
   auto info = (*w)->commit(kRepo);
   ASSERT_TRUE(info.ok()) << info.error().to_string();
   EXPECT_EQ(info->digest, d);
-  EXPECT_TRUE(s->repo_references(kRepo, d));
+  EXPECT_TRUE(s->repo_references(kRepo, d).value());
 }
 
 TEST(StoreTest, FailedVerifyRemovesTheTempAndCommitFailsTheSameWay) {
@@ -109,7 +109,7 @@ TEST(StoreTest, FailedVerifyRemovesTheTempAndCommitFailsTheSameWay) {
   auto info = (*w)->commit(kRepo);
   ASSERT_FALSE(info.ok());
   EXPECT_EQ(info.error().code, Errc::digest_mismatch);
-  EXPECT_FALSE(s->blob(claimed));
+  EXPECT_FALSE(s->blob(claimed).value());
 }
 
 TEST(StoreTest, DigestMismatchLeavesNothingVisibleAndRemovesTemp) {
@@ -123,9 +123,9 @@ TEST(StoreTest, DigestMismatchLeavesNothingVisibleAndRemovesTemp) {
   auto info = (*w)->commit(kRepo);
   ASSERT_FALSE(info.ok());
   EXPECT_EQ(info.error().code, Errc::digest_mismatch);
-  EXPECT_FALSE(s->blob(claimed));
-  EXPECT_FALSE(s->blob(oci::Digest::of("something else")));
-  EXPECT_FALSE(s->repo_references(kRepo, claimed));
+  EXPECT_FALSE(s->blob(claimed).value());
+  EXPECT_FALSE(s->blob(oci::Digest::of("something else")).value());
+  EXPECT_FALSE(s->repo_references(kRepo, claimed).value());
   EXPECT_FALSE(fs::exists(temp));
   EXPECT_TRUE(dir_entries(dir.path() / "blobs" / "sha256").empty());
 }
@@ -146,7 +146,7 @@ TEST(StoreTest, SizeMismatchIsRejected) {
     EXPECT_EQ((*w)->append(bytes.data(), 3).error().code, Errc::size_mismatch);
     EXPECT_FALSE((*w)->commit(kRepo).ok());
   }
-  EXPECT_FALSE(s->blob(oci::Digest::of(bytes)));
+  EXPECT_FALSE(s->blob(oci::Digest::of(bytes)).value());
   EXPECT_TRUE(dir_entries(dir.path() / "ingest").empty());
 }
 
@@ -172,8 +172,8 @@ TEST(StoreTest, SameBlobThroughTwoReposIsOneFileReferencedByBoth) {
   EXPECT_EQ(a.digest, b.digest);
   EXPECT_EQ(dir_entries(dir.path() / "blobs" / "sha256").size(), 1u);
   EXPECT_TRUE(dir_entries(dir.path() / "ingest").empty());
-  EXPECT_TRUE(s->repo_references(kRepo, a.digest));
-  EXPECT_TRUE(s->repo_references(kOtherRepo, a.digest));
+  EXPECT_TRUE(s->repo_references(kRepo, a.digest).value());
+  EXPECT_TRUE(s->repo_references(kOtherRepo, a.digest).value());
   auto st = s->stats();
   EXPECT_EQ(st.blobs, 1u);
   EXPECT_EQ(st.bytes, bytes.size());
@@ -183,12 +183,12 @@ TEST(StoreTest, BlobIsNotReferencedByAnotherRepo) {
   TempDir dir;
   auto s = open_store(dir.path());
   auto a = put_blob(*s, kRepo, "private layer");
-  EXPECT_TRUE(s->repo_references(kRepo, a.digest));
-  EXPECT_FALSE(s->repo_references(kOtherRepo, a.digest));
-  EXPECT_FALSE(s->repo_references("docker.io/library/alpin", a.digest));
+  EXPECT_TRUE(s->repo_references(kRepo, a.digest).value());
+  EXPECT_FALSE(s->repo_references(kOtherRepo, a.digest).value());
+  EXPECT_FALSE(s->repo_references("docker.io/library/alpin", a.digest).value());
   // An explicit link (cross-repository mount) makes it visible there.
   ASSERT_TRUE(s->link(kOtherRepo, a.digest).ok());
-  EXPECT_TRUE(s->repo_references(kOtherRepo, a.digest));
+  EXPECT_TRUE(s->repo_references(kOtherRepo, a.digest).value());
   EXPECT_EQ(s->link(kOtherRepo, oci::Digest::of("absent")).error().code, Errc::not_found);
 }
 
@@ -208,8 +208,8 @@ TEST(StoreTest, NoSpaceOnAppendIsACleanErrorAndNothingIsVisible) {
   auto info = (*w)->commit(kRepo);
   ASSERT_FALSE(info.ok());
   EXPECT_EQ(info.error().code, Errc::no_space);
-  EXPECT_FALSE(s->blob(d));
-  EXPECT_FALSE(s->repo_references(kRepo, d));
+  EXPECT_FALSE(s->blob(d).value());
+  EXPECT_FALSE(s->repo_references(kRepo, d).value());
   EXPECT_TRUE(dir_entries(dir.path() / "ingest").empty());
   EXPECT_TRUE(dir_entries(dir.path() / "blobs" / "sha256").empty());
   // Space is back: the same blob goes in.
@@ -231,31 +231,31 @@ TEST(StoreTest, PutManifestRecordsReferencesTagAndIndexJson) {
   EXPECT_EQ(m->blobs[0], oci::Digest::of(img.config));
 
   // The manifest is a blob; its blobs are linked to the repository, not to others.
-  EXPECT_TRUE(s->blob(img.digest()));
+  EXPECT_TRUE(s->blob(img.digest()).value());
   EXPECT_EQ(*s->read_blob(img.digest(), 1 << 20), img.manifest);
-  EXPECT_TRUE(s->repo_references(kRepo, img.digest()));
+  EXPECT_TRUE(s->repo_references(kRepo, img.digest()).value());
   for (const auto& l : img.layers) {
-    EXPECT_TRUE(s->repo_references(kRepo, oci::Digest::of(l)));
-    EXPECT_FALSE(s->repo_references(kOtherRepo, oci::Digest::of(l)));
+    EXPECT_TRUE(s->repo_references(kRepo, oci::Digest::of(l)).value());
+    EXPECT_FALSE(s->repo_references(kOtherRepo, oci::Digest::of(l)).value());
   }
-  auto stored = s->manifest(img.digest());
+  auto stored = s->manifest(img.digest()).value();
   ASSERT_TRUE(stored);
   EXPECT_EQ(stored->blobs, m->blobs);
 
-  auto t = s->tag(kRepo, "3.20");
+  auto t = s->tag(kRepo, "3.20").value();
   ASSERT_TRUE(t);
   EXPECT_EQ(t->digest, img.digest());
   EXPECT_EQ(t->fetched_at, 1234);
   EXPECT_EQ(t->etag, "\"e1\"");
-  EXPECT_FALSE(s->tag(kOtherRepo, "3.20"));
+  EXPECT_FALSE(s->tag(kOtherRepo, "3.20").value());
   ASSERT_TRUE(s->touch_tag(kRepo, "3.20", 5678).ok());
-  EXPECT_EQ(s->tag(kRepo, "3.20")->fetched_at, 5678);
+  EXPECT_EQ(s->tag(kRepo, "3.20").value()->fetched_at, 5678);
   EXPECT_EQ(s->touch_tag(kRepo, "nope", 1).error().code, Errc::not_found);
 
   auto second = make_image({"other"});
   ASSERT_TRUE(s->put_manifest(kRepo, second.manifest, "", std::nullopt, "latest", 1, "").ok());
-  EXPECT_EQ(s->tags(kRepo), (std::vector<std::string>{"3.20", "latest"}));
-  EXPECT_TRUE(s->tags(kOtherRepo).empty());
+  EXPECT_EQ(s->tags(kRepo).value(), (std::vector<std::string>{"3.20", "latest"}));
+  EXPECT_TRUE(s->tags(kOtherRepo).value().empty());
 
   auto index = nlohmann::json::parse(read_file(dir.path() / "index.json"));
   ASSERT_EQ(index["manifests"].size(), 2u);
@@ -283,7 +283,7 @@ TEST(StoreTest, PutManifestRejectsWrongDigestAndNonManifests) {
   auto junk = s->put_manifest(kRepo, "not json", "", std::nullopt, "t", 1, "");
   ASSERT_FALSE(junk.ok());
   EXPECT_EQ(junk.error().code, Errc::invalid_argument);
-  EXPECT_FALSE(s->tag(kRepo, "t"));
+  EXPECT_FALSE(s->tag(kRepo, "t").value());
   EXPECT_EQ(s->stats().blobs, 0u);
 }
 
@@ -294,7 +294,7 @@ TEST(StoreTest, RetaggingKeepsPinAndMovesTheTag) {
   put_image(*s, kRepo, a, "stable");
   ASSERT_TRUE(s->set_pinned(kRepo, "stable", true).ok());
   put_image(*s, kRepo, b, "stable");
-  EXPECT_EQ(s->tag(kRepo, "stable")->digest, b.digest());
+  EXPECT_EQ(s->tag(kRepo, "stable").value()->digest, b.digest());
   auto index = nlohmann::json::parse(read_file(dir.path() / "index.json"));
   ASSERT_EQ(index["manifests"].size(), 1u);
   EXPECT_EQ(index["manifests"][0]["digest"], b.digest().str());
@@ -317,8 +317,8 @@ TEST(StoreTest, IndexManifestLinksItsChildren) {
   ASSERT_TRUE(m.ok()) << m.error().to_string();
   EXPECT_EQ(m->children, (std::vector<oci::Digest>{amd.digest(), arm.digest()}));
   EXPECT_TRUE(m->blobs.empty());
-  EXPECT_TRUE(s->repo_references(kOtherRepo, amd.digest()));
-  EXPECT_TRUE(s->repo_references(kOtherRepo, arm.digest()));
+  EXPECT_TRUE(s->repo_references(kOtherRepo, amd.digest()).value());
+  EXPECT_TRUE(s->repo_references(kOtherRepo, arm.digest()).value());
 }
 
 TEST(StoreTest, ReferrersAreListedPerRepositoryAndSubject) {
@@ -340,12 +340,12 @@ TEST(StoreTest, ReferrersAreListedPerRepositoryAndSubject) {
   ASSERT_TRUE(m->subject);
   EXPECT_EQ(*m->subject, img.digest());
 
-  auto refs = s->referrers(kRepo, img.digest());
+  auto refs = s->referrers(kRepo, img.digest()).value();
   ASSERT_EQ(refs.size(), 1u);
   EXPECT_EQ(refs[0].digest, m->digest);
   EXPECT_EQ(refs[0].artifact_type, "application/vnd.dev.cosign.artifact.sig.v1+json");
-  EXPECT_TRUE(s->referrers(kOtherRepo, img.digest()).empty());
-  EXPECT_TRUE(s->referrers(kRepo, oci::Digest::of("other subject")).empty());
+  EXPECT_TRUE(s->referrers(kOtherRepo, img.digest()).value().empty());
+  EXPECT_TRUE(s->referrers(kRepo, oci::Digest::of("other subject")).value().empty());
 }
 
 TEST(StoreTest, ReopenPersistsEverything) {
@@ -360,12 +360,12 @@ TEST(StoreTest, ReopenPersistsEverything) {
   }
   auto s = open_store(dir.path());
   ASSERT_TRUE(s);
-  EXPECT_EQ(s->tag(kRepo, "v1")->digest, img.digest());
-  EXPECT_TRUE(s->manifest(img.digest()));
-  EXPECT_TRUE(s->blob(oci::Digest::of(extra)));
-  EXPECT_TRUE(s->repo_references(kOtherRepo, oci::Digest::of(extra)));
-  EXPECT_TRUE(s->repo_references(kRepo, oci::Digest::of(img.layers[0])));
-  EXPECT_EQ(s->tags(kRepo), std::vector<std::string>{"v1"});
+  EXPECT_EQ(s->tag(kRepo, "v1").value()->digest, img.digest());
+  EXPECT_TRUE(s->manifest(img.digest()).value());
+  EXPECT_TRUE(s->blob(oci::Digest::of(extra)).value());
+  EXPECT_TRUE(s->repo_references(kOtherRepo, oci::Digest::of(extra)).value());
+  EXPECT_TRUE(s->repo_references(kRepo, oci::Digest::of(img.layers[0])).value());
+  EXPECT_EQ(s->tags(kRepo).value(), std::vector<std::string>{"v1"});
   auto st = s->stats();
   EXPECT_EQ(st.blobs, 4u);  // config, layer, manifest, extra
   EXPECT_EQ(st.tags, 1u);
