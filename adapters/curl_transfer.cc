@@ -242,6 +242,8 @@ void* CurlHandlePool::acquire() {
   return h;
 }
 
+void CurlHandlePool::discard(void* handle) { curl_easy_cleanup(static_cast<CURL*>(handle)); }
+
 void CurlHandlePool::release(void* handle) {
   auto* h = static_cast<CURL*>(handle);
   // Reset drops options (and with them any Authorization header list pointer) but keeps
@@ -255,16 +257,26 @@ void CurlHandlePool::release(void* handle) {
   curl_easy_cleanup(h);
 }
 
-Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& limits,
-                                  const HttpRequest& req, BodySink* sink,
-                                  std::size_t max_body) {
+namespace {
+
+// One attempt of perform_http. `fresh`: on a new connection. Sets `retry` when the attempt
+// failed as garbage on a reused connection before anything reached the caller, for an
+// idempotent request: an upstream that sent more than it announced on that connection
+// earlier (the next response then starts with its leftovers).
+Result<HttpExchange> perform_once(CurlHandlePool& pool, const TransferLimits& limits,
+                                  const HttpRequest& req, BodySink* sink, std::size_t max_body,
+                                  bool fresh, bool& retry) {
   CURL* h = static_cast<CURL*>(pool.acquire());
   struct Release {
     CurlHandlePool& pool;
     CURL* h;
     curl_slist* headers = nullptr;
+    bool discard = false;  // the handle's connections are suspect: close them
     ~Release() {
-      pool.release(h);
+      if (discard)
+        pool.discard(h);
+      else
+        pool.release(h);
       curl_slist_free_all(headers);
     }
   } release{pool, h};
@@ -330,9 +342,22 @@ Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& li
   curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "ocirelay/0.1");
 
+  if (fresh) curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+
   CURLcode rc = curl_easy_perform(h);
+  // After a failed or aborted exchange the connection may hold unread bytes, or bytes the
+  // upstream should not have sent: it is never reused.
+  release.discard = rc != CURLE_OK || st.abort_error.has_value();
   if (st.abort_error) return *std::move(st.abort_error);
-  if (rc != CURLE_OK) return curl_error(rc, errbuf);
+  if (rc != CURLE_OK) {
+    long connects = 0;
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
+    const bool garbage = rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_WEIRD_SERVER_REPLY ||
+                         rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR;
+    retry = garbage && !fresh && connects == 0 && !st.head_delivered &&
+            (req.method == "GET" || req.method == "HEAD");
+    return curl_error(rc, errbuf);
+  }
 
   const int status = st.exchange.head.status;
   if (sink != nullptr && status >= 200 && status < 300 && !st.head_delivered) {
@@ -340,6 +365,17 @@ Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& li
     if (Status s = sink->on_head(st.exchange.head); !s) return s.error();
   }
   return std::move(st.exchange);
+}
+
+}  // namespace
+
+Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& limits,
+                                  const HttpRequest& req, BodySink* sink,
+                                  std::size_t max_body) {
+  bool retry = false;
+  auto r = perform_once(pool, limits, req, sink, max_body, /*fresh=*/false, retry);
+  if (r || !retry) return r;
+  return perform_once(pool, limits, req, sink, max_body, /*fresh=*/true, retry);
 }
 
 }  // namespace ocirelay::adapters

@@ -56,6 +56,7 @@ class CurlHandlePool {
 
   void* acquire();              // a CURL*; never null (aborts if curl cannot allocate)
   void release(void* handle);   // returns it for reuse, or frees it when the pool is full
+  void discard(void* handle);   // frees it, closing its connections (after a failed exchange)
 
  private:
   std::size_t max_idle_;
@@ -63,7 +64,8 @@ class CurlHandlePool {
   std::vector<void*> idle_;
 };
 
-// Performs `req`. A 2xx body goes to `sink` when given (on_head first, once), otherwise
+// Performs `req` (once more on a new connection when a pooled one turns out to hold an
+// upstream's leftover bytes, for GET and HEAD). A 2xx body goes to `sink` when given (on_head first, once), otherwise
 // it is buffered up to `max_body` bytes (too_large beyond). Non-2xx bodies are kept as a
 // short excerpt for diagnostics. Returns an error only when no complete response was
 // received (connect/TLS/timeout/stall -> upstream_unavailable, malformed ->

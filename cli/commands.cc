@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/check.h"
+#include "cli/config.h"
 #include "cli/warm.h"
 #include "proxy/server.h"
 #include "store/store.h"
@@ -72,6 +73,7 @@ int run_serve(const Config& config) {
                      store.error().to_string());
     return 1;
   }
+  for (const auto& w : config_warnings(config)) spdlog::warn("{}", w);
   for (const auto& up : config.server.upstreams)
     spdlog::info("upstream {} -> {}{}{}", up.name, up.endpoint.url, up.is_default ? " (default)" : "",
                  up.endpoint.credentials ? " (auth: " + up.endpoint.credentials->describe() + ")" : std::string());

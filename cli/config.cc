@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <initializer_list>
 #include <limits>
 #include <set>
@@ -74,6 +75,25 @@ void check_keys(const Ctx& ctx, const YAML::Node& map, const std::string& path,
       for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
       ctx.fail(it->first, join_key(path, key), "unknown key (allowed: " + list + ")");
     }
+  }
+}
+
+// yaml-cpp keeps every copy of a repeated key and lookups see the first: a second `listen:`
+// or `max_size:` further down would be ignored without a word. Refused instead, at the copy.
+void reject_duplicate_keys(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
+  if (n.IsMap()) {
+    std::map<std::string, int> first_line;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      std::string key = it->first.IsScalar() ? it->first.Scalar() : std::string();
+      auto [seen, inserted] = first_line.emplace(key, it->first.Mark().line + 1);
+      if (!inserted)
+        ctx.fail(it->first, join_key(path, key),
+                 "duplicate key (first given on line " + std::to_string(seen->second) + ")");
+      reject_duplicate_keys(ctx, it->second, join_key(path, key));
+    }
+  } else if (n.IsSequence()) {
+    for (std::size_t i = 0; i < n.size(); ++i)
+      reject_duplicate_keys(ctx, n[i], path + "[" + std::to_string(i) + "]");
   }
 }
 
@@ -510,6 +530,15 @@ Result<HostPort> parse_listen(std::string_view s) {
   return HostPort{std::string(host), static_cast<std::uint16_t>(p)};
 }
 
+std::vector<std::string> config_warnings(const Config& config) {
+  std::vector<std::string> out;
+  if (config.server.upstreams.empty())
+    out.push_back(config.source + ": this configuration serves nothing: no upstreams are "
+                  "configured, so every repository request is answered 404 (add `upstreams:`, "
+                  "see conf/ocirelay.yaml)");
+  return out;
+}
+
 Config parse_config(std::string_view yaml, std::string_view source) {
   Ctx ctx{std::string(source)};
   YAML::Node root;
@@ -522,6 +551,7 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   Config cfg;
   cfg.source = std::string(source);
   if (!root || root.IsNull()) ctx.fail(root, "", "empty config");
+  reject_duplicate_keys(ctx, root, "");
   check_keys(ctx, root, "", {"listen", "tls", "store", "upstreams", "log"});
 
   if (auto l = root["listen"]) set_listen(ctx, l, "listen", scalar(ctx, l, "listen"), cfg.server);

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "oci/result.h"
 #include "proxy/server.h"
@@ -56,6 +57,10 @@ Config load_config_file(const std::filesystem::path& file);
 // Applies flags on top of a loaded config, validating them like config keys. Throws
 // ConfigError naming the flag.
 void apply_overrides(Config& config, const ConfigOverrides& overrides);
+
+// What is valid but probably not what the operator meant (a config that serves nothing):
+// `serve` logs each line as a warning at startup.
+std::vector<std::string> config_warnings(const Config& config);
 
 // Value syntaxes, exposed for the flags and the tests.
 // Sizes: 123, 10KiB/MiB/GiB/TiB (binary), 10KB/MB/GB/TB (decimal).

@@ -25,6 +25,26 @@ std::string error_of(const std::string& yaml) {
   return "";
 }
 
+// A repeated key would silently lose to its first copy: refused, naming both lines.
+TEST(ConfigTest, DuplicateKeysAreRefusedWithTheLineOfTheCopy) {
+  EXPECT_EQ(error_of("listen: 127.0.0.1:5000\nstore:\n  path: /a\nlisten: 0.0.0.0:80\n"),
+            "config.yaml:4: listen: duplicate key (first given on line 1)");
+  EXPECT_EQ(error_of("store:\n  max_size: 1GiB\n  path: /a\n  max_size: 0\n"),
+            "config.yaml:4: store.max_size: duplicate key (first given on line 2)");
+  EXPECT_EQ(error_of("upstreams:\n  - name: a.io\n    url: https://a.io\n    url: https://b.io\n"),
+            "config.yaml:4: upstreams[0].url: duplicate key (first given on line 3)");
+  EXPECT_THAT(error_of("upstreams:\n  - {name: a.io, url: https://a.io, name: b.io}\n"),
+              HasSubstr("upstreams[0].name: duplicate key"));
+}
+
+TEST(ConfigTest, AConfigThatServesNothingIsWarnedAbout) {
+  Config none = parse_config("listen: 127.0.0.1:5000\n", "quiet.yaml");
+  auto warnings = config_warnings(none);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_THAT(warnings[0], HasSubstr("quiet.yaml: this configuration serves nothing"));
+  EXPECT_TRUE(config_warnings(parse_config(embedded_default_config(), "<embedded default>")).empty());
+}
+
 TEST(ConfigTest, FullConfigParses) {
   auto dir = std::filesystem::temp_directory_path() / ("ocirelay-cfg-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
