@@ -61,7 +61,15 @@ void Metrics::inc(std::string_view name, const Labels& labels, double by) {
   std::lock_guard lock(mu_);
   auto it = families_.find(name);
   if (it == families_.end() || it->second.type == MetricType::histogram) return;
-  it->second.series[key].value += by;
+  it->second.series[key].value.fetch_add(by, std::memory_order_relaxed);
+}
+
+Counter Metrics::counter(std::string_view name, const Labels& labels) {
+  auto key = label_key(labels);
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  if (it == families_.end() || it->second.type == MetricType::histogram) return Counter();
+  return Counter(&it->second.series[key].value);  // std::map nodes never move
 }
 
 void Metrics::set(std::string_view name, const Labels& labels, double value) {
@@ -69,7 +77,7 @@ void Metrics::set(std::string_view name, const Labels& labels, double value) {
   std::lock_guard lock(mu_);
   auto it = families_.find(name);
   if (it == families_.end() || it->second.type == MetricType::histogram) return;
-  it->second.series[key].value = value;
+  it->second.series[key].value.store(value, std::memory_order_relaxed);
 }
 
 void Metrics::observe(std::string_view name, const Labels& labels, double value) {
@@ -95,7 +103,7 @@ double Metrics::value(std::string_view name, const Labels& labels) const {
   auto it = families_.find(name);
   if (it == families_.end()) return 0;
   auto s = it->second.series.find(key);
-  return s == it->second.series.end() ? 0 : s->second.value;
+  return s == it->second.series.end() ? 0 : s->second.value.load(std::memory_order_relaxed);
 }
 
 std::string Metrics::render() const {
@@ -117,7 +125,7 @@ std::string Metrics::render() const {
       if (f.type != MetricType::histogram) {
         out += name;
         if (!key.empty()) out += "{" + key + "}";
-        out += " " + format_value(s.value) + "\n";
+        out += " " + format_value(s.value.load(std::memory_order_relaxed)) + "\n";
         continue;
       }
       std::string prefix = key.empty() ? "" : key + ",";

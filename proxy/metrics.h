@@ -2,6 +2,7 @@
 // labels. Thread-safe: every method may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -16,6 +17,22 @@ using Labels = std::vector<std::pair<std::string, std::string>>;
 
 enum class MetricType { counter, gauge, histogram };
 
+// One counter series resolved once (Metrics::counter): adding to it is a single atomic
+// operation, no label rendering, lookup or lock, which is what a per-request counter needs.
+// Valid as long as the Metrics it came from. A default-constructed one counts nothing.
+class Counter {
+ public:
+  Counter() = default;
+  void inc(double by = 1) const {
+    if (value_ != nullptr) value_->fetch_add(by, std::memory_order_relaxed);
+  }
+
+ private:
+  friend class Metrics;
+  explicit Counter(std::atomic<double>* value) : value_(value) {}
+  std::atomic<double>* value_ = nullptr;
+};
+
 class Metrics {
  public:
   // Declares a family. REQUIRES: called before the family is used; histogram buckets are
@@ -25,6 +42,9 @@ class Metrics {
 
   // Counters (and gauges): adds `by`. Unknown families are ignored.
   void inc(std::string_view name, const Labels& labels = {}, double by = 1);
+  // The series of a counter family (created at 0); an unknown family gives a Counter that
+  // counts nothing.
+  Counter counter(std::string_view name, const Labels& labels = {});
   // Gauges (or counters mirrored from elsewhere, e.g. the store's eviction count).
   void set(std::string_view name, const Labels& labels, double value);
   // Histograms.
@@ -43,7 +63,7 @@ class Metrics {
 
  private:
   struct Series {
-    double value = 0;
+    std::atomic<double> value{0};  // atomic: Counter handles add to it without mu_
     std::vector<std::uint64_t> buckets;  // per-bucket (non-cumulative) counts
     double sum = 0;
     std::uint64_t count = 0;

@@ -240,7 +240,10 @@ void describe_proxy_metrics(Metrics& m) {
 
 PullThrough::PullThrough(const std::vector<UpstreamConfig>& upstreams, store::Store& store,
                          Metrics& metrics)
-    : store_(store), metrics_(metrics), writer_([this] { run_manifest_writer(); }) {
+    : store_(store),
+      metrics_(metrics),
+      manifest_hits_(metrics.counter("ocirelay_cache_hits_total", {{"kind", "manifest"}})),
+      writer_([this] { run_manifest_writer(); }) {
   for (const auto& u : upstreams) {
     Metrics* m = &metrics_;
     adapters::RequestObserver observer = [m](const adapters::RequestEvent& ev) {
@@ -275,48 +278,61 @@ adapters::RegistryClient& PullThrough::client(const UpstreamRoute& route) {
   return *clients_.find(route.upstream->name)->second;
 }
 
-std::shared_ptr<const std::string> PullThrough::cached_bytes(const oci::Digest& d) {
-  {
-    std::lock_guard lock(cache_mu_);
-    auto it = manifest_cache_.find(d);
-    if (it != manifest_cache_.end()) return it->second;
-  }
+std::optional<PullThrough::CachedManifest> PullThrough::in_memory(const oci::Digest& d) {
+  std::lock_guard lock(cache_mu_);
+  auto it = manifest_cache_.find(d);
+  if (it == manifest_cache_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::shared_ptr<const std::string> PullThrough::cached_bytes(const oci::Digest& d,
+                                                             const std::string& media_type) {
+  if (auto m = in_memory(d)) return m->bytes;
   auto bytes = store_.read_blob(d, kMaxManifestBytes);
   if (!bytes) return nullptr;
   auto shared = std::make_shared<const std::string>(std::move(*bytes));
-  remember(d, shared);
+  remember(d, shared, media_type);
   return shared;
 }
 
-void PullThrough::remember(const oci::Digest& d, std::shared_ptr<const std::string> bytes) {
+void PullThrough::remember(const oci::Digest& d, std::shared_ptr<const std::string> bytes,
+                           const std::string& media_type) {
   std::lock_guard lock(cache_mu_);
   if (manifest_cache_bytes_ + bytes->size() > kManifestCacheBytes) {
     manifest_cache_.clear();  // rare; the store still has every manifest
     manifest_cache_bytes_ = 0;
   }
-  auto [it, inserted] = manifest_cache_.emplace(d, bytes);
-  if (inserted) manifest_cache_bytes_ += bytes->size();
+  const std::size_t size = bytes->size();
+  auto [it, inserted] = manifest_cache_.emplace(d, CachedManifest{std::move(bytes), media_type});
+  if (inserted) manifest_cache_bytes_ += size;
 }
 
 Result<std::optional<ManifestReply>> PullThrough::manifest_from_cache(const UpstreamRoute& route,
                                                                       const oci::ManifestRef& ref,
-                                                                      std::string_view accept) {
+                                                                      std::string_view accept,
+                                                                      bool memory_only) {
   using Found = std::optional<ManifestReply>;
   if (auto pending = pending_manifest(route, ref, accept)) {
-    metrics_.inc("ocirelay_cache_hits_total", {{"kind", "manifest"}});
+    manifest_hits_.inc();
     return pending;
   }
   ManifestReply reply;
   if (ref.is_digest()) {
-    auto m = store_.manifest(*ref.digest);
-    if (!m) return m.error();
-    if (!*m) return Found();
     auto linked = store_.repo_references(route.store_repo, *ref.digest);
     if (!linked) return linked.error();
     if (!*linked) return Found();
-    reply.bytes = cached_bytes((*m)->digest);
-    reply.media_type = (*m)->media_type;
-    reply.digest = (*m)->digest;
+    reply.digest = *ref.digest;
+    if (auto m = in_memory(*ref.digest)) {
+      reply.bytes = m->bytes;
+      reply.media_type = m->media_type;
+    } else {
+      if (memory_only) return Found();
+      auto stored = store_.manifest(*ref.digest);
+      if (!stored) return stored.error();
+      if (!*stored) return Found();
+      reply.media_type = (*stored)->media_type;
+      reply.bytes = cached_bytes(reply.digest, reply.media_type);
+    }
   } else {
     auto found = store_.tag(route.store_repo, ref.tag);
     if (!found) return found.error();
@@ -324,13 +340,14 @@ Result<std::optional<ManifestReply>> PullThrough::manifest_from_cache(const Upst
     if (!t) return Found();
     if (unix_now() - t->fetched_at >= route.upstream->tag_ttl.count()) return Found();
     if (!oci::accept_allows(accept, t->media_type)) return Found();
-    reply.bytes = cached_bytes(t->digest);
     reply.media_type = t->media_type;
     reply.digest = t->digest;
+    if (auto m = in_memory(t->digest)) reply.bytes = m->bytes;
+    else if (!memory_only) reply.bytes = cached_bytes(t->digest, t->media_type);
   }
   if (!reply.bytes) return Found();
   store_.record_access(reply.digest);
-  metrics_.inc("ocirelay_cache_hits_total", {{"kind", "manifest"}});
+  manifest_hits_.inc();
   return Found(std::move(reply));
 }
 
@@ -365,7 +382,7 @@ Result<ManifestReply> PullThrough::manifest_with_upstream(const UpstreamRoute& r
   }
   // A fetch that finished between the caller's cache lookup and our insert left its
   // answer in the pending queue or the store (before leaving the in-flight map): use it.
-  auto cached = manifest_from_cache(route, ref, accept);
+  auto cached = manifest_from_cache(route, ref, accept, /*memory_only=*/false);
   Result<ManifestReply> r = !cached   ? Result<ManifestReply>(cached.error())
                             : *cached ? Result<ManifestReply>(std::move(**cached))
                                       : fetch_manifest(route, ref, accept);
@@ -394,7 +411,7 @@ Result<ManifestReply> PullThrough::fetch_manifest(const UpstreamRoute& route,
     // pointing at what everyone else gets.
     if (!cached_tag || acceptable) tag_to_set = ref.tag;
     if (acceptable) {
-      stale_bytes = cached_bytes(cached_tag->digest);
+      stale_bytes = cached_bytes(cached_tag->digest, cached_tag->media_type);
       auto head = up.head_manifest(route.repository, ref.tag, up_accept);
       if (head && head->docker_content_digest == cached_tag->digest.str() && stale_bytes) {
         auto touched = store_.touch_tag(route.store_repo, ref.tag, now);
@@ -402,7 +419,7 @@ Result<ManifestReply> PullThrough::fetch_manifest(const UpstreamRoute& route,
           spdlog::warn("touch_tag {}:{}: {}", route.store_repo, ref.tag,
                        touched.error().to_string());
         store_.record_access(cached_tag->digest);
-        metrics_.inc("ocirelay_cache_hits_total", {{"kind", "manifest"}});
+        manifest_hits_.inc();
         return ManifestReply{stale_bytes, cached_tag->media_type, cached_tag->digest, "hit"};
       }
       if (!head && head.error().code != Errc::not_found && stale_bytes)
@@ -487,7 +504,7 @@ void PullThrough::run_manifest_writer() {
       spdlog::warn("caching manifest {}@{} failed: {}", p.store_repo, p.reply.digest.str(),
                    stored.error().to_string());
     } else {
-      remember(p.reply.digest, p.reply.bytes);
+      remember(p.reply.digest, p.reply.bytes, p.reply.media_type);
       store_.record_access(p.reply.digest);
     }
     lock.lock();

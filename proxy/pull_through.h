@@ -68,10 +68,14 @@ class PullThrough {
 
   // A manifest the store can answer without asking upstream (fresh tag, cached digest
   // referenced by the repository, acceptable media type); nullopt otherwise.
-  // Errors: the store could not be read (not a miss: no upstream request follows).
+  // `memory_only` (on an I/O thread): manifest bytes not held in memory make this a miss
+  // instead of a disk read; the caller then asks manifest_with_upstream on the fetch pool,
+  // which looks again, disk included. Errors: the store could not be read (not a miss: no
+  // upstream request follows).
   Result<std::optional<ManifestReply>> manifest_from_cache(const UpstreamRoute& route,
                                                            const oci::ManifestRef& ref,
-                                                           std::string_view accept);
+                                                           std::string_view accept,
+                                                           bool memory_only);
   // Fetch thread. Revalidates or fetches a manifest; serves the stale copy when the
   // upstream is in trouble (invariant 6). Concurrent calls for the same repository,
   // reference and Accept share one upstream exchange (invariant 5): the first does it, the
@@ -116,12 +120,20 @@ class PullThrough {
 
  private:
   adapters::RegistryClient& client(const UpstreamRoute& route);
-  std::shared_ptr<const std::string> cached_bytes(const oci::Digest& d);
+  // Manifest bytes by digest, kept in memory once read: small, immutable, hot.
+  struct CachedManifest {
+    std::shared_ptr<const std::string> bytes;
+    std::string media_type;
+  };
+  std::optional<CachedManifest> in_memory(const oci::Digest& d);
+  // From memory, else read from the store (fetch thread) and kept; null when unreadable.
+  std::shared_ptr<const std::string> cached_bytes(const oci::Digest& d, const std::string& media_type);
   Status fill_blob(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill);
   // The size a manifest of the route's repository gives `d` (stored, or waiting for the
   // manifest writer); nullopt when none is known.
   std::optional<std::uint64_t> described_size(const UpstreamRoute& route, const oci::Digest& d);
-  void remember(const oci::Digest& d, std::shared_ptr<const std::string> bytes);
+  void remember(const oci::Digest& d, std::shared_ptr<const std::string> bytes,
+                const std::string& media_type);
   Result<ManifestReply> fetch_manifest(const UpstreamRoute& route, const oci::ManifestRef& ref,
                                        std::string_view accept);
   // A fetched manifest the writer has not stored yet.
@@ -147,6 +159,7 @@ class PullThrough {
 
   store::Store& store_;
   Metrics& metrics_;
+  Counter manifest_hits_;  // ocirelay_cache_hits_total{kind="manifest"}: every cached GET
   std::map<std::string, std::unique_ptr<adapters::RegistryClient>, std::less<>> clients_;
   FetchCoalescer coalescer_;
   std::atomic<bool> quota_running_{false};
@@ -154,8 +167,8 @@ class PullThrough {
   std::mutex inflight_mu_;  // manifest exchanges in flight, by repo + reference + Accept
   std::map<std::string, std::shared_future<Result<ManifestReply>>> inflight_manifests_;
 
-  std::mutex cache_mu_;  // manifest bytes by digest: small, immutable, hot
-  std::unordered_map<oci::Digest, std::shared_ptr<const std::string>> manifest_cache_;
+  std::mutex cache_mu_;  // guards manifest_cache_ and manifest_cache_bytes_
+  std::unordered_map<oci::Digest, CachedManifest> manifest_cache_;
   std::size_t manifest_cache_bytes_ = 0;
 
   // The manifest writer: fetched manifests are answered as soon as they verified and stored

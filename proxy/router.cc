@@ -16,16 +16,16 @@ int hex_value(char c) {
   return -1;
 }
 
-bool icontains(std::string_view hay, std::string_view needle) {
-  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), [](char a, char b) {
-           return std::tolower(static_cast<unsigned char>(a)) ==
-                  std::tolower(static_cast<unsigned char>(b));
-         }) != hay.end();
+// "%2e" in any case: an encoded dot.
+bool has_encoded_dot(std::string_view p) {
+  for (auto pos = p.find('%'); pos != p.npos && pos + 2 < p.size(); pos = p.find('%', pos + 1))
+    if (p[pos + 1] == '2' && (p[pos + 2] == 'e' || p[pos + 2] == 'E')) return true;
+  return false;
 }
 
 bool hostile(std::string_view p) {
   return p.find("..") != p.npos || p.find("//") != p.npos || p.find('\0') != p.npos ||
-         p.find('\\') != p.npos || icontains(p, "%2e");
+         p.find('\\') != p.npos || has_encoded_dot(p);
 }
 
 Error bad_path() { return Error{Errc::name_invalid, "invalid request path"}; }
@@ -76,10 +76,16 @@ Result<RequestPath> parse_request_path(std::string_view target) {
     raw = raw.substr(0, q);
   }
   if (hostile(raw)) return bad_path();
-  auto decoded = percent_decode(raw);
-  if (!decoded) return decoded.error();
-  std::string_view path = *decoded;
-  if (hostile(path)) return bad_path();
+  // Most targets have nothing to decode: no copy, and nothing new to check.
+  std::string decoded_copy;
+  std::string_view path = raw;
+  if (raw.find('%') != raw.npos) {
+    auto decoded = percent_decode(raw);
+    if (!decoded) return decoded.error();
+    decoded_copy = std::move(*decoded);
+    path = decoded_copy;
+    if (hostile(path)) return bad_path();
+  }
 
   if (path == "/metrics") rp.kind = RouteKind::metrics;
   else if (path == "/healthz") rp.kind = RouteKind::healthz;

@@ -18,6 +18,8 @@
 #include <cerrno>
 #include <csignal>
 #include <charconv>
+#include <array>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <spdlog/spdlog.h>
@@ -98,18 +100,69 @@ std::string path_only(std::string_view target) {
   return std::string(target.substr(0, target.find('?')));
 }
 
+// ocirelay_http_requests_total{route,code} without rendering labels and looking them up
+// under a lock per request: each (route, status) series is resolved once, on first use.
+class RequestCounters {
+ public:
+  explicit RequestCounters(Metrics& m) : metrics_(m) {}
+
+  void count(RouteKind kind, unsigned status) {
+    const auto route = static_cast<std::size_t>(kind);
+    if (route >= kRoutes || status >= kStatuses) {
+      metrics_.inc("ocirelay_http_requests_total",
+                   {{"route", std::string(route_label(kind))}, {"code", std::to_string(status)}});
+      return;
+    }
+    auto& slot = slots_[route * kStatuses + status];
+    const Counter* c = slot.load(std::memory_order_acquire);
+    if (c == nullptr) {
+      std::lock_guard lock(mu_);
+      c = slot.load(std::memory_order_acquire);
+      if (c == nullptr) {
+        c = &resolved_.emplace_back(metrics_.counter(
+            "ocirelay_http_requests_total",
+            {{"route", std::string(route_label(kind))}, {"code", std::to_string(status)}}));
+        slot.store(c, std::memory_order_release);
+      }
+    }
+    c->inc();
+  }
+
+ private:
+  static constexpr std::size_t kRoutes = static_cast<std::size_t>(RouteKind::unknown) + 1;
+  static constexpr std::size_t kStatuses = 600;
+  Metrics& metrics_;
+  std::array<std::atomic<const Counter*>, kRoutes * kStatuses> slots_{};
+  std::mutex mu_;                // guards resolved_
+  std::deque<Counter> resolved_;  // stable addresses for slots_
+};
+
+std::vector<std::unique_ptr<asio::io_context>> make_io_contexts(unsigned threads) {
+  const unsigned n = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::unique_ptr<asio::io_context>> out;
+  // Hint 1: one thread runs each context, so the scheduler never wakes another for it
+  // (posts from the fetch pools stay safe).
+  for (unsigned i = 0; i < n; ++i) out.push_back(std::make_unique<asio::io_context>(1));
+  return out;
+}
+
 class ServerImpl final : public Server {
  public:
   ServerImpl(ServerOptions options, store::Store& store)
       : opt_(std::move(options)),
         store_(store),
+        iocs_(make_io_contexts(opt_.io_threads)),
         pool_(opt_.fetch_threads ? opt_.fetch_threads : 16),
         fill_pool_(opt_.fill_threads ? opt_.fill_threads : 16),
-        control_(asio::make_strand(ioc_)),
+        control_(asio::make_strand(*iocs_.front())),
         acceptor_(control_),
         flush_timer_(control_),
         stop_timer_(control_) {
     describe_proxy_metrics(metrics_);
+    bytes_from_cache_ = metrics_.counter("ocirelay_bytes_served_total", {{"source", "cache"}});
+    bytes_from_upstream_ = metrics_.counter("ocirelay_bytes_served_total", {{"source", "upstream"}});
+    blob_hits_ = metrics_.counter("ocirelay_cache_hits_total", {{"kind", "blob"}});
+    for (auto& c : iocs_) work_.push_back(asio::make_work_guard(*c));
   }
 
   ~ServerImpl() override {
@@ -158,10 +211,10 @@ class ServerImpl final : public Server {
   std::uint16_t port() const override { return port_; }
 
   void run() override {
-    unsigned n = opt_.io_threads ? opt_.io_threads : std::max(1u, std::thread::hardware_concurrency());
     std::vector<std::thread> threads;
-    for (unsigned i = 1; i < n; ++i) threads.emplace_back([this] { ioc_.run(); });
-    ioc_.run();
+    for (std::size_t i = 1; i < iocs_.size(); ++i)
+      threads.emplace_back([c = iocs_[i].get()] { c->run(); });
+    iocs_.front()->run();
     for (auto& t : threads) t.join();
   }
 
@@ -171,6 +224,7 @@ class ServerImpl final : public Server {
       boost::system::error_code ec;
       acceptor_.close(ec);
       flush_timer_.cancel();
+      work_.clear();  // each context returns once its connections ended
       std::lock_guard lock(sessions_mu_);
       for (auto& [id, s] : sessions_) {
         auto [ex, st] = s;
@@ -185,7 +239,8 @@ class ServerImpl final : public Server {
         // In-flight responses get a grace period, then the context stops regardless.
         stop_timer_.expires_after(kStopGrace);
         stop_timer_.async_wait([this](boost::system::error_code ec) {
-          if (!ec) ioc_.stop();
+          if (!ec)
+            for (auto& c : iocs_) c->stop();
         });
       }
     });
@@ -220,12 +275,14 @@ class ServerImpl final : public Server {
 
   awaitable<void> accept_loop() {
     while (!stopping_) {
-      auto [ec, sock] = co_await acceptor_.async_accept(asio::make_strand(ioc_), tuple_awaitable);
+      // Connections go round the I/O contexts; each lives on one for its life.
+      auto& target = *iocs_[next_context_++ % iocs_.size()];
+      auto [ec, sock] = co_await acceptor_.async_accept(target.get_executor(), tuple_awaitable);
       if (ec) {
         if (stopping_ || ec == asio::error::operation_aborted) co_return;
         spdlog::warn("accept: {}", ec.message());
         // EMFILE and friends: back off instead of spinning.
-        asio::steady_timer t(ioc_, std::chrono::milliseconds(100));
+        asio::steady_timer t(control_, std::chrono::milliseconds(100));
         co_await t.async_wait(tuple_awaitable);
         continue;
       }
@@ -355,12 +412,14 @@ class ServerImpl final : public Server {
               std::chrono::steady_clock::time_point start) {
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::uint64_t rid = ++next_request_;
-    metrics_.inc("ocirelay_http_requests_total",
-                 {{"route", std::string(route_label(kind))}, {"code", std::to_string(out.status)}});
+    requests_.count(kind, out.status);
     if (out.bytes > 0)
-      metrics_.inc("ocirelay_bytes_served_total", {{"source", std::string(out.source)}},
-                   static_cast<double>(out.bytes));
-    if (kind == RouteKind::metrics || kind == RouteKind::healthz || kind == RouteKind::readyz) {
+      (out.source == "upstream" ? bytes_from_upstream_ : bytes_from_cache_).inc(static_cast<double>(out.bytes));
+    const auto level = kind == RouteKind::metrics || kind == RouteKind::healthz || kind == RouteKind::readyz
+                           ? spdlog::level::debug
+                           : spdlog::level::info;
+    if (!spdlog::should_log(level)) return;  // spare the formatting at warn and above
+    if (level == spdlog::level::debug) {
       spdlog::debug("req={:x} method={} path={} status={} bytes={} ms={:.2f}", rid,
                     std::string(req.method_string()), path_only(req.target()), out.status, out.bytes, ms);
       return;
@@ -508,7 +567,7 @@ class ServerImpl final : public Server {
                                     "manifest unknown: '" + reference + "' is not a valid tag or digest");
     }
     std::string accept = join_header(req, http::field::accept);
-    auto cached = pull_->manifest_from_cache(route, *ref, accept);
+    auto cached = pull_->manifest_from_cache(route, *ref, accept, /*memory_only=*/true);
     if (!cached) co_return co_await send_error(stream, req, cached.error(), oci::ObjectKind::manifest);
     std::optional<ManifestReply> reply = std::move(*cached);
     if (!reply) {
@@ -545,7 +604,7 @@ class ServerImpl final : public Server {
       }
       int fd = ::open(store_.blob_path(d).c_str(), O_RDONLY | O_CLOEXEC);
       if (fd >= 0) {
-        metrics_.inc("ocirelay_cache_hits_total", {{"kind", "blob"}});
+        blob_hits_.inc();
         store_.record_access(d);
         auto out = co_await send_blob(stream, req, d, fd, info->size, nullptr);
         ::close(fd);
@@ -942,7 +1001,14 @@ class ServerImpl final : public Server {
   ServerOptions opt_;
   store::Store& store_;
   Metrics metrics_;
-  asio::io_context ioc_;
+  RequestCounters requests_{metrics_};
+  Counter bytes_from_cache_, bytes_from_upstream_, blob_hits_;
+  // One io_context per I/O thread, each run by that thread alone (DESIGN.md): a connection
+  // stays on one context for its life, so its handlers need no strand and completing one
+  // wakes no other thread. The first context also runs the acceptor and the timers.
+  std::vector<std::unique_ptr<asio::io_context>> iocs_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;  // until stop()
+  std::size_t next_context_ = 0;  // accept_loop only
   asio::thread_pool pool_;       // control work: manifests, HEADs, listings, store reads
   asio::thread_pool fill_pool_;  // blob fills from upstream
   // Serialises the acceptor, the timers and stop(): they are touched from several threads.

@@ -12,6 +12,7 @@
 #include <functional>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 
@@ -195,6 +196,8 @@ class LayoutStore final : public Store {
   // Deletes a blob's row, its repository links and, for a manifest, its manifest row and
   // referrer entries. REQUIRES: publish_mu_ held; the caller removes the file afterwards.
   Status delete_rows(lmdb::WriteTxn& t, const oci::Digest& d);
+  // Drops a tag row from the cache after its commit (see tag_cache_).
+  void forget_tag(const std::string& key);
   // Decimal counters in the meta DB (blob_bytes, evicted_blobs): read one (0 when absent),
   // or move it by `delta` in the transaction that changes what it counts.
   std::uint64_t meta_count(const lmdb::Txn& t, std::string_view key) const;
@@ -253,6 +256,13 @@ class LayoutStore final : public Store {
   std::mutex temps_mu_;
   std::set<std::string> temps_;  // names of live temp files in ingest/ (gc leaves them)
   std::atomic<std::uint64_t> ingest_bytes_{0};  // bytes writers counted with admit()
+  // Decoded tag rows by <repo>\0<tag>: a cached manifest GET by tag reads one, and decoding
+  // its JSON was a third of that request's cost. Coherent because this process is the
+  // store's only writer (LOCK): every change of a tag row calls forget_tag() after its
+  // commit, and a reader caches what it read only if no forget_tag() ran meanwhile.
+  mutable std::shared_mutex tag_cache_mu_;
+  mutable std::unordered_map<std::string, TagRow> tag_cache_;  // guarded by tag_cache_mu_
+  mutable std::uint64_t tag_cache_version_ = 0;                // guarded by tag_cache_mu_
   std::mutex access_mu_;
   std::unordered_map<oci::Digest, std::int64_t> pending_access_;
 };

@@ -197,6 +197,7 @@ Result<EvictReport> LayoutStore::enforce_quota() {
   for (const auto& [when, k] : victims) {
     if (total <= low) break;
     auto st = env_->write([&](lmdb::WriteTxn& t) { return t.del(dbi(db::kTags), k); });
+    forget_tag(k);
     if (!st.ok()) {
       failed = st;
       break;

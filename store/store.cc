@@ -20,6 +20,8 @@ namespace {
 constexpr std::size_t kInitialMapSize = std::size_t{64} << 20;
 // Left free on the disk besides a blob of known size: LMDB and index.json must still write.
 constexpr std::uint64_t kFreeSpaceReserve = std::uint64_t{16} << 20;
+// Decoded tag rows kept in memory (a few hundred bytes each); past this the cache starts over.
+constexpr std::size_t kTagCacheEntries = 100'000;
 constexpr std::string_view kIndexMediaType = "application/vnd.oci.image.index.v1+json";
 constexpr std::string_view kRefNameAnnotation = "org.opencontainers.image.ref.name";
 const std::vector<std::string> kDatabases = {db::kMeta,      db::kBlobs,     db::kRepoBlobs,
@@ -184,14 +186,39 @@ Result<bool> LayoutStore::repo_references(std::string_view repo, const oci::Dige
 }
 
 Result<std::optional<TagInfo>> LayoutStore::tag(std::string_view repo, std::string_view tag) const {
-  return read([&](const lmdb::ReadTxn& t) -> Result<std::optional<TagInfo>> {
-    auto v = t.get(dbi(db::kTags), records::key(repo, tag));
+  auto info = [](const TagRow& row) {
+    return std::optional<TagInfo>(TagInfo{row.digest, row.media_type, row.fetched_at, row.etag});
+  };
+  std::string k = records::key(repo, tag);
+  std::uint64_t version = 0;
+  if (!opt_.read_only) {  // another process writes a read-only store: nothing to cache
+    std::shared_lock lk(tag_cache_mu_);
+    if (auto it = tag_cache_.find(k); it != tag_cache_.end()) return info(it->second);
+    version = tag_cache_version_;
+  }
+  auto row = read([&](const lmdb::ReadTxn& t) -> Result<std::optional<TagRow>> {
+    auto v = t.get(dbi(db::kTags), k);
     if (!v.ok()) return v.error();
-    if (!*v) return std::optional<TagInfo>();
-    auto row = records::decode_tag(**v);
-    if (!row) return std::optional<TagInfo>();
-    return std::optional<TagInfo>(TagInfo{row->digest, row->media_type, row->fetched_at, row->etag});
+    if (!*v) return std::optional<TagRow>();
+    return records::decode_tag(**v);
   });
+  if (!row) return row.error();
+  if (!*row) return std::optional<TagInfo>();
+  if (!opt_.read_only) {
+    std::unique_lock lk(tag_cache_mu_);
+    // Unless a writer changed a tag since this row was read, it is still the current one.
+    if (version == tag_cache_version_) {
+      if (tag_cache_.size() >= kTagCacheEntries) tag_cache_.clear();
+      tag_cache_.emplace(std::move(k), **row);
+    }
+  }
+  return info(**row);
+}
+
+void LayoutStore::forget_tag(const std::string& key) {
+  std::unique_lock lk(tag_cache_mu_);
+  tag_cache_.erase(key);
+  ++tag_cache_version_;
 }
 
 Result<std::optional<ManifestInfo>> LayoutStore::manifest(const oci::Digest& d) const {
@@ -485,6 +512,7 @@ Result<ManifestInfo> LayoutStore::put_manifest(std::string_view repo, std::strin
     return t.put(dbi(db::kTags), k, records::encode(row));
   };
   auto published = publish(static_cast<IngestWriter&>(**w), repo, extra);
+  if (tag) forget_tag(records::key(repo, *tag));
   if (!published.ok()) return published.error();
   if (tag)
     if (auto st = rewrite_index(); !st.ok()) return st.error();
@@ -493,8 +521,8 @@ Result<ManifestInfo> LayoutStore::put_manifest(std::string_view repo, std::strin
 
 Status LayoutStore::update_tag(std::string_view repo, std::string_view tag,
                                const std::function<void(TagRow&)>& change) {
-  return env_->write([&](lmdb::WriteTxn& t) -> Status {
-    std::string k = records::key(repo, tag);
+  const std::string k = records::key(repo, tag);
+  auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {
     auto v = t.get(dbi(db::kTags), k);
     if (!v.ok()) return v.error();
     std::optional<TagRow> row = *v ? records::decode_tag(**v) : std::nullopt;
@@ -502,6 +530,8 @@ Status LayoutStore::update_tag(std::string_view repo, std::string_view tag,
     change(*row);
     return t.put(dbi(db::kTags), k, records::encode(*row));
   });
+  forget_tag(k);
+  return st;
 }
 
 Status LayoutStore::touch_tag(std::string_view repo, std::string_view tag,

@@ -21,6 +21,20 @@ TEST(Metrics, CounterExposition) {
   EXPECT_EQ(m.value("ocirelay_http_requests_total", {{"route", "manifest"}, {"code", "200"}}), 2);
 }
 
+TEST(Metrics, ResolvedCounterAddsToTheSameSeries) {
+  Metrics m;
+  m.describe("hits_total", MetricType::counter, "Hits.");
+  Counter c = m.counter("hits_total", {{"kind", "blob"}});
+  c.inc();
+  c.inc(2);
+  m.inc("hits_total", {{"kind", "blob"}});
+  EXPECT_EQ(m.value("hits_total", {{"kind", "blob"}}), 4);
+  EXPECT_NE(m.render().find("hits_total{kind=\"blob\"} 4\n"), std::string::npos) << m.render();
+  Counter none = m.counter("undeclared_total");
+  none.inc();  // counts nothing, harms nothing
+  EXPECT_EQ(m.render().find("undeclared_total"), std::string::npos);
+}
+
 TEST(Metrics, GaugeWithoutLabelsAndFractions) {
   Metrics m;
   m.describe("g", MetricType::gauge, "A gauge.");

@@ -301,6 +301,31 @@ TEST(StoreTest, RetaggingKeepsPinAndMovesTheTag) {
   EXPECT_EQ(s->set_pinned(kRepo, "missing", true).error().code, Errc::not_found);
 }
 
+// Tag rows are cached in memory once read; every change is seen by the next read.
+TEST(StoreTest, CachedTagRowsFollowEveryChange) {
+  TempDir dir;
+  StoreOptions opt;
+  opt.root = dir.path();
+  auto s = open_store(opt);
+  auto a = make_image({"a"}), b = make_image({"b"});
+  put_image(*s, kRepo, a, "t");
+  EXPECT_EQ(s->tag(kRepo, "t").value()->digest, a.digest());  // now cached
+  ASSERT_TRUE(s->touch_tag(kRepo, "t", 4242).ok());
+  EXPECT_EQ(s->tag(kRepo, "t").value()->fetched_at, 4242);
+  put_image(*s, kRepo, b, "t");
+  EXPECT_EQ(s->tag(kRepo, "t").value()->digest, b.digest());
+  EXPECT_FALSE(s->tag(kRepo, "other").value().has_value());
+  put_image(*s, kRepo, a, "other");
+  EXPECT_EQ(s->tag(kRepo, "other").value()->digest, a.digest());
+  // Evicted with the quota: gone for the next read too.
+  s.reset();
+  opt.max_size = 1;
+  s = open_store(opt);
+  EXPECT_TRUE(s->tag(kRepo, "t").value().has_value());
+  ASSERT_TRUE(s->enforce_quota().ok());
+  EXPECT_FALSE(s->tag(kRepo, "t").value().has_value());
+}
+
 TEST(StoreTest, IndexManifestLinksItsChildren) {
   TempDir dir;
   auto s = open_store(dir.path());
