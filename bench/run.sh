@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # bench/run.sh: measures ocirelay in ONE run on this machine against nginx serving the same
-# bytes with sendfile (the physical limit) and the distribution registry in proxy mode, and
-# prints ratios. Not a test: figures vary with the machine; bench/RESULTS.md records them.
+# bytes with sendfile (the physical limit), nginx as a caching proxy and the distribution
+# registry in proxy mode, and prints ratios. Not a test: figures vary with the machine;
+# bench/RESULTS.md records them.
+#
+# On 2+ cores the cold pulls (row 3) pin the system under test (ocirelay, or the nginx
+# caching proxy) to core 1 and the client and the upstream registry to core 0, so the
+# mirror's work is not charged to the client. Each row also reports the CPU the server used
+# during its measurement (100% = one core busy), to tell what bounded it.
 #
 #   bench/run.sh [--binary build/cli/ocirelay] [--duration 10] [--big-mib 2048] [--write-results]
 #
@@ -59,7 +65,22 @@ wait_http() {  # wait_http URL: poll until it answers, 30 s at most
     sleep 0.1
   done
 }
-start_registry() {  # start_registry NAME PORT [proxy-remote-url]
+# Pinning for row 3 (empty on a 1-core machine).
+pin_sut="" pin_client=""
+if (($(nproc) >= 2)); then pin_sut="taskset -c 1"; pin_client="taskset -c 0"; fi
+pin() {  # pin CPU PID: moves every thread of PID to CPU (no-op without pinning)
+  [[ -n "$pin_sut" ]] && taskset -a -p -c "$1" "$2" >/dev/null
+  return 0
+}
+unpin() { [[ -n "$pin_sut" ]] && taskset -a -p -c "0-$(($(nproc) - 1))" "$1" >/dev/null; return 0; }
+cpu_ticks() {  # cpu_ticks PID: user+system clock ticks of the process so far
+  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+cpu_pct() {  # cpu_pct PID TICKS_BEFORE SECONDS: the process's CPU use since, % of one core
+  awk -v a="$2" -v b="$(cpu_ticks "$1")" -v s="$3" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN{ if (s > 0) printf "%.0f", (b - a) / hz / s * 100; else print "?" }'
+}
+start_registry() {  # start_registry NAME PORT [proxy-remote-url] [pin]
   local dir="$work/$1"; mkdir -p "$dir/data"
   {
     echo "version: 0.1"
@@ -68,8 +89,9 @@ start_registry() {  # start_registry NAME PORT [proxy-remote-url]
     echo "http: {addr: 127.0.0.1:$2}"
     [[ -n "${3:-}" ]] && echo "proxy: {remoteurl: $3}"
   } > "$dir/config.yml"
-  docker-registry serve "$dir/config.yml" > "$dir/log" 2>&1 &
+  ${4:-} docker-registry serve "$dir/config.yml" > "$dir/log" 2>&1 &
   pids+=($!)
+  REGISTRY_PID=$!
   wait_http "http://127.0.0.1:$2/v2/"
 }
 start_ocirelay() {  # start_ocirelay NAME PORT UPSTREAM_PORT
@@ -125,6 +147,7 @@ wrk_mbps() {  # wrk_mbps CONNS URL -> MiB/s transferred
       v=$2; u=v; sub(/[0-9.]+/,"",u); sub(/[A-Za-z]+/,"",v);
       f=(u=="GB")?1024:(u=="MB")?1:(u=="KB")?1/1024:1/1048576; printf "%.1f\n", v*f }'
 }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
 count_blob_gets() {  # count_blob_gets LOG DIGEST: upstream GETs of that blob in the access log
   grep -c "\"GET /v2/[^ ]*/blobs/$2 " "$1" || true
@@ -132,6 +155,7 @@ count_blob_gets() {  # count_blob_gets LOG DIGEST: upstream GETs of that blob in
 
 echo "== setting up (upstream registry, data) in $work"
 up=$(free_port); start_registry upstream "$up"
+UPSTREAM_PID=$REGISTRY_PID
 cold_runs=5  # distinct images: each pull is cold; the median damps this VM's noise
 for i in 1 2 3; do rand_file "$work/l$i" 16; done
 push_image bench/app v1 "$work/l1" "$work/l2" "$work/l3"
@@ -153,6 +177,8 @@ dproxy=$(free_port); start_registry dproxy "$dproxy" "http://127.0.0.1:$up"
 # nginx serves the very same bytes from files (sendfile on), as a static mirror would.
 static="$work/static"; mkdir -p "$static/v2/bench/app/manifests" "$static/v2/bench/big/blobs"
 cp "$work/manifest-bench_app-v1.json" "$static/v2/bench/app/manifests/v1"
+app_digest=$(sha "$work/manifest-bench_app-v1.json")
+cp "$work/manifest-bench_app-v1.json" "$static/v2/bench/app/manifests/$app_digest"
 big_digest=$(sha "$work/blob256")
 cp "$work/blob256" "$static/v2/bench/big/blobs/$big_digest"
 ngx=$(free_port)
@@ -173,43 +199,108 @@ NGINX
 mkdir -p "$work/ngx-tmp"
 nginx -c "$work/nginx.conf" -p "$work" &
 pids+=($!)
+NGINX_PID=$!
 wait_http "http://127.0.0.1:$ngx/v2/bench/app/manifests/v1"
 
-echo "== 1. cached manifest GET by tag, 32 connections, ${duration}s each"
-curl -fso /dev/null -H "Accept: application/vnd.oci.image.manifest.v1+json" "http://127.0.0.1:$mirror/v2/bench/app/manifests/v1"
-curl -fso /dev/null -H "Accept: application/vnd.oci.image.manifest.v1+json" "http://127.0.0.1:$dproxy/v2/bench/app/manifests/v1"
-m_ngx=$(wrk_rps 32 "http://127.0.0.1:$ngx/v2/bench/app/manifests/v1")
-m_oci=$(wrk_rps 32 "http://127.0.0.1:$mirror/v2/bench/app/manifests/v1")
+# nginx as a caching proxy in front of the same upstream (cold for every image): the
+# reference for a cold pull through a mirror. One worker, pinned like ocirelay.
+ngxc=$(free_port)
+mkdir -p "$work/ngxc-cache" "$work/ngxc-tmp"
+cat > "$work/nginx-cache.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx-cache.pid;
+error_log $work/nginx-cache-error.log;
+daemon off;
+events { worker_connections 4096; }
+http {
+  access_log off; sendfile on; tcp_nopush on;
+  client_body_temp_path $work/ngxc-tmp; proxy_temp_path $work/ngxc-tmp;
+  fastcgi_temp_path $work/ngxc-tmp; uwsgi_temp_path $work/ngxc-tmp; scgi_temp_path $work/ngxc-tmp;
+  proxy_cache_path $work/ngxc-cache levels=1:2 keys_zone=oci:10m max_size=4g inactive=1h;
+  server {
+    listen 127.0.0.1:$ngxc;
+    location /v2/ {
+      proxy_pass http://127.0.0.1:$up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache oci; proxy_cache_lock on; proxy_cache_valid 200 1h;
+      proxy_cache_key "\$request_uri \$http_accept";
+      proxy_max_temp_file_size 0;
+    }
+  }
+}
+NGINX
+$pin_sut nginx -c "$work/nginx-cache.conf" -p "$work" &
+pids+=($!)
+wait_http "http://127.0.0.1:$ngxc/v2/"
+
+# measured PID CMD...: runs CMD and sets CPU to PID's CPU use meanwhile (% of one core).
+measured() {
+  local pid=$1 t0 s0; shift
+  t0=$(cpu_ticks "$pid"); s0=$(date +%s.%N)
+  RESULT=$("$@")
+  CPU=$(cpu_pct "$pid" "$t0" "$(awk -v a="$s0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')")
+}
+
+echo "== 1. cached manifest GET by tag and by digest, 32 connections, ${duration}s each"
+for path in v1 "$app_digest"; do
+  curl -fso /dev/null -H "Accept: application/vnd.oci.image.manifest.v1+json" "http://127.0.0.1:$mirror/v2/bench/app/manifests/$path"
+  curl -fso /dev/null -H "Accept: application/vnd.oci.image.manifest.v1+json" "http://127.0.0.1:$dproxy/v2/bench/app/manifests/$path"
+done
+# This VM's rate moves by a third from one 10 s run to the next: nginx and ocirelay take
+# turns, three runs each, and the medians are compared.
+rps_series() {  # rps_series PATH -> sets NGX_MED OCI_MED OCI_CPU (median of the ocirelay runs)
+  local ngx_runs="" oci_runs="" cpus="" i
+  for i in 1 2 3; do
+    measured "$NGINX_PID" wrk_rps 32 "http://127.0.0.1:$ngx/v2/bench/app/manifests/$1"; ngx_runs+=" $RESULT"
+    measured "$OCIRELAY_PID" wrk_rps 32 "http://127.0.0.1:$mirror/v2/bench/app/manifests/$1"
+    oci_runs+=" $RESULT"; cpus+=" $CPU"
+  done
+  echo "   $1: nginx${ngx_runs} | ocirelay${oci_runs} (cpu${cpus} %)"
+  NGX_MED=$(echo "$ngx_runs" | median); OCI_MED=$(echo "$oci_runs" | median); OCI_CPU=$(echo "$cpus" | median)
+}
+rps_series v1; m_ngx=$NGX_MED; m_oci=$OCI_MED; m_oci_cpu=$OCI_CPU
+rps_series "$app_digest"; md_ngx=$NGX_MED; md_oci=$OCI_MED; md_oci_cpu=$OCI_CPU
 m_dp=$(wrk_rps 32 "http://127.0.0.1:$dproxy/v2/bench/app/manifests/v1")
-echo "   nginx $m_ngx req/s | ocirelay $m_oci req/s | distribution proxy $m_dp req/s"
+echo "   by tag: nginx $m_ngx req/s | ocirelay $m_oci req/s (cpu ${m_oci_cpu}%) | distribution proxy $m_dp req/s"
+echo "   by digest: nginx $md_ngx req/s | ocirelay $md_oci req/s (cpu ${md_oci_cpu}%)"
 
 echo "== 2. cached 256 MiB blob, 4 connections"
 curl -fso /dev/null "http://127.0.0.1:$mirror/v2/bench/big/blobs/$big_digest"
 curl -fso /dev/null "http://127.0.0.1:$dproxy/v2/bench/big/blobs/$big_digest"
 b_ngx=$(wrk_mbps 4 "http://127.0.0.1:$ngx/v2/bench/big/blobs/$big_digest")
-b_oci=$(wrk_mbps 4 "http://127.0.0.1:$mirror/v2/bench/big/blobs/$big_digest")
+measured "$OCIRELAY_PID" wrk_mbps 4 "http://127.0.0.1:$mirror/v2/bench/big/blobs/$big_digest"; b_oci=$RESULT; b_oci_cpu=$CPU
 b_dp=$(wrk_mbps 4 "http://127.0.0.1:$dproxy/v2/bench/big/blobs/$big_digest")
-echo "   nginx $b_ngx MiB/s | ocirelay $b_oci MiB/s | distribution proxy $b_dp MiB/s"
+echo "   nginx $b_ngx MiB/s | ocirelay $b_oci MiB/s (cpu ${b_oci_cpu}%) | distribution proxy $b_dp MiB/s"
 
-echo "== 3. cold pull of a 3-layer image (skopeo): through the mirror vs straight from upstream"
+echo "== 3. cold pull of a 3-layer image (skopeo): through ocirelay, through nginx's cache, direct"
+echo "   (client and upstream on core 0, the mirror on core 1: ${pin_sut:-not pinned})"
+pin 1 "$OCIRELAY_PID"; pin 0 "$UPSTREAM_PID"
 pull_secs() {  # pull_secs PORT REPO
   local t0 t1; rm -rf "$work/pull"; t0=$(date +%s.%N)
-  skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$1/$2:v1" "dir:$work/pull" >/dev/null
+  $pin_client skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$1/$2:v1" "dir:$work/pull" >/dev/null
   t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}'
 }
-median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
-directs="" mirrors=""
+directs="" mirrors="" caches="" c_ticks=0 c_secs=0
 for r in $(seq "$cold_runs"); do
-  # Alternate which goes first: the second reader finds the upstream's page cache warm.
-  if ((r % 2)); then
-    directs+=" $(pull_secs "$up" "bench/cold$r")"; mirrors+=" $(pull_secs "$mirror" "bench/cold$r")"
-  else
-    mirrors+=" $(pull_secs "$mirror" "bench/cold$r")"; directs+=" $(pull_secs "$up" "bench/cold$r")"
-  fi
+  # Rotate which goes first: later readers find the upstream's page cache warm.
+  for k in 0 1 2; do
+    case $(((r + k) % 3)) in
+      0) directs+=" $(pull_secs "$up" "bench/cold$r")" ;;
+      1) t0=$(cpu_ticks "$OCIRELAY_PID"); secs=$(pull_secs "$mirror" "bench/cold$r"); mirrors+=" $secs"
+         c_ticks=$((c_ticks + $(cpu_ticks "$OCIRELAY_PID") - t0))
+         c_secs=$(awk -v a="$c_secs" -v b="$secs" 'BEGIN{print a+b}') ;;
+      2) caches+=" $(pull_secs "$ngxc" "bench/cold$r")" ;;
+    esac
+  done
 done
+c_cpu=$(awk -v t="$c_ticks" -v s="$c_secs" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.0f", t / hz / s * 100}')
+unpin "$OCIRELAY_PID"; unpin "$UPSTREAM_PID"
 c_direct=$(echo "$directs" | median)
 c_mirror=$(echo "$mirrors" | median)
-echo "   direct:${directs} s | via ocirelay (cold):${mirrors} s | medians ${c_direct} / ${c_mirror}"
+c_cache=$(echo "$caches" | median)
+echo "   direct:${directs} s | via ocirelay (cold):${mirrors} s | via nginx cache (cold):${caches} s"
+echo "   medians ${c_direct} / ${c_mirror} / ${c_cache}; ocirelay cpu during its pulls ${c_cpu}%"
 
 echo "== 4. 20 concurrent cold requests for one 64 MiB blob: upstream GETs"
 herd=$(sha "$work/blob64")
@@ -238,17 +329,18 @@ rss_kib=$(awk '/VmHWM/{print $2}' "/proc/$OCIRELAY_PID/status")
 rss_mib=$(awk -v k="$rss_kib" 'BEGIN{printf "%.1f", k/1024}')
 echo "   peak RSS ${rss_mib} MiB"
 
-r1=$(ratio "$m_oci" "$m_ngx"); r1d=$(ratio "$m_oci" "$m_dp")
+r1=$(ratio "$m_oci" "$m_ngx"); r1d=$(ratio "$m_oci" "$m_dp"); r1g=$(ratio "$md_oci" "$md_ngx")
 r2=$(ratio "$b_oci" "$b_ngx")
-r3=$(ratio "$c_mirror" "$c_direct")
+r3=$(ratio "$c_mirror" "$c_direct"); r3n=$(ratio "$c_mirror" "$c_cache")
 summary=$(cat <<TXT
-| # | measure | ocirelay | nginx | distribution proxy | ratio | target |
-|---|---|---|---|---|---|---|
-| 1 | cached manifest GET by tag, 32 conns (req/s) | $m_oci | $m_ngx | $m_dp | ${r1}x nginx, ${r1d}x distribution | >= 0.5x nginx |
-| 2 | cached 256 MiB blob, 4 conns (MiB/s) | $b_oci | $b_ngx | $b_dp | ${r2}x nginx | >= 0.9x nginx |
-| 3 | cold 3-layer pull via mirror vs direct (s, skopeo, median of $cold_runs) | $c_mirror | — | direct $c_direct | ${r3}x direct | <= 1.1x |
-| 4 | 20 concurrent cold GETs of one blob: upstream GETs | $h_oci ($h_ok_oci/20 ok) | — | $h_dp ($h_ok_dp/20 ok) | — | = 1 |
-| 5 | peak RSS streaming a cold ${big_mib} MiB blob (MiB) | $rss_mib | — | — | — | < 64 |
+| # | measure | ocirelay | nginx | distribution proxy | ratio | target | ocirelay cpu |
+|---|---|---|---|---|---|---|---|
+| 1 | cached manifest GET by tag, 32 conns (req/s) | $m_oci | $m_ngx | $m_dp | ${r1}x nginx, ${r1d}x distribution | >= 0.6x nginx | ${m_oci_cpu}% |
+| 1b | cached manifest GET by digest, 32 conns (req/s) | $md_oci | $md_ngx | — | ${r1g}x nginx | >= 0.6x nginx | ${md_oci_cpu}% |
+| 2 | cached 256 MiB blob, 4 conns (MiB/s) | $b_oci | $b_ngx | $b_dp | ${r2}x nginx | >= 0.9x nginx | ${b_oci_cpu}% |
+| 3 | cold 3-layer pull, pinned (s, skopeo, median of $cold_runs) | $c_mirror | cache $c_cache | direct $c_direct | ${r3}x direct, ${r3n}x nginx cache | <= 1.1x direct | ${c_cpu}% |
+| 4 | 20 concurrent cold GETs of one blob: upstream GETs | $h_oci ($h_ok_oci/20 ok) | — | $h_dp ($h_ok_dp/20 ok) | — | = 1 | — |
+| 5 | peak RSS streaming a cold ${big_mib} MiB blob (MiB) | $rss_mib | — | — | — | < 64 | — |
 TXT
 )
 echo
