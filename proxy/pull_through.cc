@@ -63,14 +63,6 @@ std::string upstream_accept(std::string_view accept) {
   return std::string(oci::kDefaultManifestAccept);
 }
 
-// Content-Type without parameters.
-std::string bare_media_type(std::string_view ct) {
-  auto semi = ct.find(';');
-  ct = ct.substr(0, semi);
-  while (!ct.empty() && ct.back() == ' ') ct.remove_suffix(1);
-  return std::string(ct);
-}
-
 // Writes a blob into the store as it arrives and tells readers how far it got.
 class FillSink final : public adapters::BodySink {
  public:
@@ -341,11 +333,7 @@ Result<ManifestReply> PullThrough::fetch_manifest(const UpstreamRoute& route,
   }
   auto& resp = *got;
   const oci::Digest computed = resp.digest;  // verified by get_manifest
-  std::string media_type = bare_media_type(resp.head.content_type);
-  if (media_type.empty() || !oci::is_manifest_type(media_type)) {
-    auto parsed = oci::parse_manifest(resp.body, media_type);
-    if (parsed && !parsed->media_type.empty()) media_type = parsed->media_type;
-  }
+  std::string media_type = oci::reply_media_type(resp.head.content_type, resp.body);
   auto bytes = std::make_shared<const std::string>(std::move(resp.body));
   ManifestReply reply{bytes, std::move(media_type), computed, "miss"};
   enqueue_store(PendingManifest{route.store_repo, std::move(tag_to_set), reply, now,

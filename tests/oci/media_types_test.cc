@@ -86,6 +86,15 @@ TEST(ParseManifest, WrongTypesNeverThrow) {
   EXPECT_FALSE(parse_manifest(docs[3], "").ok());
 }
 
+TEST(ParseManifest, ReplyMediaTypeIsTheContentTypeOrTheDocumentsOwn) {
+  const std::string index = std::string(R"({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")") +
+                            kDigestA + R"(","size":1}]})";
+  EXPECT_EQ(reply_media_type("application/vnd.oci.image.index.v1+json; charset=utf-8 ", index), kOciIndexType);
+  EXPECT_EQ(reply_media_type("application/json", index), "application/json");  // unparsable type
+  EXPECT_EQ(reply_media_type("", index), kOciIndexType);                       // inferred
+  EXPECT_EQ(reply_media_type("text/html", "<html>"), "text/html");
+}
+
 TEST(Accept, Negotiation) {
   EXPECT_TRUE(accept_allows("", media::kOciIndex));
   EXPECT_TRUE(accept_allows("*/*", media::kOciIndex));
