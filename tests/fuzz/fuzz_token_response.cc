@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   FUZZ_CHECK(!r->token.empty());
-  FUZZ_CHECK(r->expires_in > 0);
+  FUZZ_CHECK(r->expires_in > 0 && r->expires_in <= adapters::kMaxTokenLifetimeSeconds);
   // As fetch_token: the cache, then the expiry `ocirelay check` reports.
   static adapters::TokenCache cache;
   cache.put("repository:library/alpine:pull", r->token, std::chrono::seconds(r->expires_in));
