@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine (as root) and either serves or tests ocirelay.
 #   ./scripts/setup.sh serve [ocirelay serve flags...]   build, then run the mirror
-#   ./scripts/setup.sh test                              build everything, run all tests
+#   ./scripts/setup.sh test                              build everything, run all tests and
+#                                                        the fuzzers (scripts/fuzz.sh)
 set -euo pipefail
 
 mode="${1:-}"
@@ -19,8 +20,10 @@ cd "$repo"
 build_packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libssl-dev
   libcurl4-openssl-dev liblmdb-dev libzstd-dev libspdlog-dev nlohmann-json3-dev
   libyaml-cpp-dev libcli11-dev libgtest-dev libgmock-dev ca-certificates)
-# The integration tests drive real registries and clients.
-test_packages=(docker-registry skopeo containerd apache2-utils nginx-light wrk curl openssl)
+# The integration tests drive real registries and clients; the fuzz targets need clang and
+# its runtimes (libclang-rt-14-dev holds libFuzzer and the sanitizers for clang 14).
+test_packages=(docker-registry skopeo containerd apache2-utils nginx-light wrk curl openssl
+  clang libclang-rt-14-dev)
 
 packages=("${build_packages[@]}")
 if [[ "$mode" == test ]]; then
@@ -53,4 +56,6 @@ if [[ "$mode" == serve ]]; then
 fi
 
 cmake --build build
-exec ctest --test-dir build --output-on-failure
+ctest --test-dir build --output-on-failure
+# Every fuzz target for a bounded time on its seed corpus (scripts/fuzz.sh).
+exec scripts/fuzz.sh
