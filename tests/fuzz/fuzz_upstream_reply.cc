@@ -25,6 +25,10 @@ namespace {
 
 constexpr std::string_view kRepo = "docker.io/library/fuzz";
 
+// Stored manifests stay referenced, so gc frees nothing: a fresh store after this many
+// keeps a long run's disk (tmpfs) use bounded.
+constexpr int kPutsPerStore = 2000;
+
 fs::path& store_dir() {
   static fs::path dir;
   return dir;
@@ -35,25 +39,37 @@ void remove_store_dir() {
   if (!store_dir().empty()) fs::remove_all(store_dir(), ec);
 }
 
-// One store per process, on tmpfs when there is one: each iteration then costs a few
-// small writes, not disk syncs.
+std::unique_ptr<store::Store>& store_slot() {
+  static std::unique_ptr<store::Store> s;
+  return s;
+}
+
+// One store at a time per process, on tmpfs when there is one: each iteration then costs
+// a few small writes, not disk syncs.
 store::Store& the_store() {
-  static std::unique_ptr<store::Store> s = [] {
+  auto& s = store_slot();
+  if (s) return *s;
+  if (store_dir().empty()) {
     fs::path base = fs::exists("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
     if (const char* t = std::getenv("OCIRELAY_FUZZ_TMP"); t && *t) base = t;
     store_dir() = base / ("ocirelay-fuzz-store-" + std::to_string(::getpid()));
-    fs::remove_all(store_dir());
     std::atexit(remove_store_dir);
-    store::StoreOptions o;
-    o.root = store_dir();
-    auto opened = store::Store::open(o);
-    if (!opened) {
-      std::fprintf(stderr, "fuzz_upstream_reply: %s\n", opened.error().to_string().c_str());
-      std::abort();
-    }
-    return std::move(*opened);
-  }();
+  }
+  remove_store_dir();
+  store::StoreOptions o;
+  o.root = store_dir();
+  auto opened = store::Store::open(o);
+  if (!opened) {
+    std::fprintf(stderr, "fuzz_upstream_reply: %s\n", opened.error().to_string().c_str());
+    std::abort();
+  }
+  s = std::move(*opened);
   return *s;
+}
+
+void count_put() {
+  static int puts = 0;
+  if (++puts % kPutsPerStore == 0) store_slot().reset();  // the next call opens a fresh one
 }
 
 }  // namespace
@@ -113,5 +129,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   auto bytes = st.read_blob(digest, body.size());
   FUZZ_CHECK(bytes.ok() && *bytes == body);
+  count_put();
   return 0;
 }
