@@ -31,9 +31,11 @@ else
 fi
 
 # Everything a run writes (grown corpus, artifacts, the store of fuzz_upstream_reply) lives
-# here; tmpfs when there is one.
+# here: tmpfs when there is one with room (a container's default /dev/shm is 64 MB).
 shm=/dev/shm
-[[ -d $shm && -w $shm ]] || shm="${TMPDIR:-/tmp}"
+if [[ ! -d $shm || ! -w $shm ]] || (($(df --output=avail -k "$shm" | tail -1) < 1048576)); then
+  shm="${TMPDIR:-/tmp}"
+fi
 run_dir="$(mktemp -d "$shm/ocirelay-fuzz.XXXXXX")"
 keep_run_dir=0
 cleanup() { if ((keep_run_dir == 0)); then rm -rf "$run_dir"; fi; }
