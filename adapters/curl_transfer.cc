@@ -46,13 +46,6 @@ struct TransferState {
   bool head_delivered = false;
   curl_off_t last_received = -1;  // bytes received at the previous progress call
   std::optional<Error> abort_error;
-
-  void start_response(int status) {
-    exchange.head = ResponseHead{};
-    exchange.head.status = status;
-    exchange.challenges.clear();
-    exchange.body.clear();
-  }
 };
 
 // Header values ocirelay keeps (stores, compares, forwards to clients) must be visible
@@ -63,48 +56,6 @@ bool visible_ascii(std::string_view v) {
     auto c = static_cast<unsigned char>(ch);
     return c == '\t' || (c >= 0x20 && c < 0x7f);
   });
-}
-
-void parse_header_line(TransferState& st, std::string_view line) {
-  line = trim(line);
-  if (line.starts_with("HTTP/")) {
-    // Status line: a new response begins (1xx, a redirect hop, or the final one).
-    int status = 0;
-    auto sp = line.find(' ');
-    if (sp != std::string_view::npos) {
-      auto code = line.substr(sp + 1, 3);
-      std::from_chars(code.data(), code.data() + code.size(), status);
-    }
-    st.start_response(status);
-    return;
-  }
-  auto colon = line.find(':');
-  if (colon == std::string_view::npos) return;
-  auto name = trim(line.substr(0, colon));
-  auto value = trim(line.substr(colon + 1));
-  if (!visible_ascii(value)) return;  // as if absent
-  ResponseHead& h = st.exchange.head;
-  if (iequals(name, "content-type")) {
-    h.content_type = value;
-  } else if (iequals(name, "content-length")) {
-    std::uint64_t n = 0;
-    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (ec == std::errc() && p == value.data() + value.size()) h.content_length = n;
-  } else if (iequals(name, "docker-content-digest")) {
-    h.docker_content_digest = value;
-  } else if (iequals(name, "etag")) {
-    h.etag = value;
-  } else if (iequals(name, "link")) {
-    h.link = value;
-  } else if (iequals(name, "ratelimit-remaining")) {
-    h.ratelimit_remaining = parse_ratelimit(value);
-  } else if (iequals(name, "ratelimit-limit")) {
-    h.ratelimit_limit = parse_ratelimit(value);
-  } else if (iequals(name, "retry-after")) {
-    h.retry_after = parse_ratelimit(value);  // seconds; the HTTP-date form is ignored
-  } else if (iequals(name, "www-authenticate")) {
-    st.exchange.challenges.emplace_back(value);
-  }
 }
 
 // libcurl's callbacks are C: nothing may unwind through them. A throw from a sink (a bug)
@@ -124,7 +75,7 @@ auto callback_guard(TransferState* st, decltype(std::declval<F>()()) abort_value
 std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
   auto* st = static_cast<TransferState*>(user);
   return callback_guard(st, std::size_t{0}, [&] {
-    parse_header_line(*st, std::string_view(data, size * n));
+    parse_header_line(st->exchange, std::string_view(data, size * n));
     return size * n;
   });
 }
@@ -211,6 +162,51 @@ Error curl_error(CURLcode rc, const char* errbuf) {
 }
 
 }  // namespace
+
+void parse_header_line(HttpExchange& x, std::string_view line) {
+  line = trim(line);
+  if (line.starts_with("HTTP/")) {
+    // Status line: a new response begins (1xx, a redirect hop, or the final one).
+    int status = 0;
+    auto sp = line.find(' ');
+    if (sp != std::string_view::npos) {
+      auto code = line.substr(sp + 1, 3);
+      std::from_chars(code.data(), code.data() + code.size(), status);
+    }
+    x.head = ResponseHead{};
+    x.head.status = status;
+    x.challenges.clear();
+    x.body.clear();
+    return;
+  }
+  auto colon = line.find(':');
+  if (colon == std::string_view::npos) return;
+  auto name = trim(line.substr(0, colon));
+  auto value = trim(line.substr(colon + 1));
+  if (!visible_ascii(value)) return;  // as if absent
+  ResponseHead& h = x.head;
+  if (iequals(name, "content-type")) {
+    h.content_type = value;
+  } else if (iequals(name, "content-length")) {
+    std::uint64_t n = 0;
+    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec == std::errc() && p == value.data() + value.size()) h.content_length = n;
+  } else if (iequals(name, "docker-content-digest")) {
+    h.docker_content_digest = value;
+  } else if (iequals(name, "etag")) {
+    h.etag = value;
+  } else if (iequals(name, "link")) {
+    h.link = value;
+  } else if (iequals(name, "ratelimit-remaining")) {
+    h.ratelimit_remaining = parse_ratelimit(value);
+  } else if (iequals(name, "ratelimit-limit")) {
+    h.ratelimit_limit = parse_ratelimit(value);
+  } else if (iequals(name, "retry-after")) {
+    h.retry_after = parse_ratelimit(value);  // seconds; the HTTP-date form is ignored
+  } else if (iequals(name, "www-authenticate")) {
+    x.challenges.emplace_back(value);
+  }
+}
 
 std::optional<std::int64_t> parse_ratelimit(std::string_view value) {
   value = trim(value);

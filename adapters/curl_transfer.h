@@ -75,6 +75,12 @@ Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& li
                                   const HttpRequest& req, BodySink* sink,
                                   std::size_t max_body);
 
+// Folds one response header line, as libcurl hands it over (CRLF included), into `x`: a
+// status line starts a new response (1xx, a redirect hop or the final one: head,
+// challenges and body reset); known headers fill x.head; WWW-Authenticate values go to
+// x.challenges. A value with a byte outside visible ASCII is dropped as if absent.
+void parse_header_line(HttpExchange& x, std::string_view line);
+
 // "100;w=21600" -> 100. nullopt when the value does not start with a number.
 std::optional<std::int64_t> parse_ratelimit(std::string_view value);
 

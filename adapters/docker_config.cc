@@ -11,7 +11,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -27,6 +26,7 @@
 #include <vector>
 
 #include "adapters/encoding.h"
+#include "oci/json.h"
 
 extern char** environ;
 
@@ -253,22 +253,9 @@ Result<std::optional<Credentials>> helper_get(const std::string& helper,
                  who + ": exit status " + std::to_string(run->exit_code) +
                      (excerpt.empty() ? "" : ": " + excerpt)};
   }
-  auto j = nlohmann::json::parse(run->out, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("Secret") || !j["Secret"].is_string() ||
-      (j.contains("Username") && !j["Username"].is_string())) {
-    return Error{Errc::upstream_protocol,
-                 who + ": answer is not the credentials JSON {ServerURL, Username, Secret}"};
-  }
-  Credentials c;
-  std::string username = j.value("Username", std::string());
-  // docker's tokenUsername: the secret is an OAuth2 refresh (identity) token.
-  if (username == "<token>") {
-    c.identity_token = j["Secret"].get<std::string>();
-  } else {
-    c.username = std::move(username);
-    c.password = j["Secret"].get<std::string>();
-  }
-  return std::optional<Credentials>{std::move(c)};
+  auto c = parse_helper_answer(run->out);
+  if (!c) return Error{c.error().code, who + ": " + c.error().message};
+  return std::optional<Credentials>{std::move(*c)};
 }
 
 fs::path default_config_path() {
@@ -287,63 +274,19 @@ fs::path default_config_path() {
   return fs::path(home) / ".docker" / "config.json";
 }
 
-// The parts of config.json that credentials come from.
-struct DockerConfig {
-  bool present = false;
-  std::map<std::string, std::string> cred_helpers;
-  std::string creds_store;
-  std::map<std::string, Credentials> auths;  // `auth` already decoded, as docker does on load
-};
-
 Result<DockerConfig> load_docker_config(const fs::path& path, bool explicit_path) {
   const std::string who = "docker config.json " + path.string();
-  DockerConfig cfg;
   std::error_code ec;
   if (!fs::exists(path, ec)) {
     if (explicit_path) return Error{Errc::invalid_argument, who + ": file not found"};
-    return cfg;  // docker: no file, no credentials
+    return DockerConfig{};  // docker: no file, no credentials
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{Errc::invalid_argument, who + ": cannot be read"};
   std::stringstream ss;
   ss << in.rdbuf();
-  auto j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return Error{Errc::invalid_argument, who + ": not a JSON object"};
-  cfg.present = true;
-  if (j.contains("credHelpers") && j["credHelpers"].is_object()) {
-    for (auto& [k, v] : j["credHelpers"].items()) {
-      if (v.is_string()) cfg.cred_helpers[k] = v.get<std::string>();
-    }
-  }
-  if (j.contains("credsStore") && j["credsStore"].is_string()) {
-    cfg.creds_store = j["credsStore"].get<std::string>();
-  }
-  if (j.contains("auths") && j["auths"].is_object()) {
-    for (auto& [key, entry] : j["auths"].items()) {
-      if (!entry.is_object()) continue;
-      Credentials c;
-      auto str = [&](const char* name) {
-        return entry.contains(name) && entry[name].is_string() ? entry[name].get<std::string>()
-                                                               : std::string();
-      };
-      c.username = str("username");
-      c.password = str("password");
-      c.identity_token = str("identitytoken");
-      // As docker's load: a malformed `auth` makes the whole file unusable.
-      if (std::string auth = str("auth"); !auth.empty()) {
-        auto decoded = base64_decode(auth);
-        auto colon = decoded ? decoded->find(':') : std::string::npos;
-        if (!decoded || colon == std::string::npos) {
-          return Error{Errc::invalid_argument,
-                       who + ": auths[\"" + key + "\"].auth is not base64 of user:password"};
-        }
-        c.username = decoded->substr(0, colon);
-        c.password = decoded->substr(colon + 1);
-        while (!c.password.empty() && c.password.back() == '\0') c.password.pop_back();
-      }
-      cfg.auths[key] = std::move(c);
-    }
-  }
+  auto cfg = parse_docker_config(ss.str());
+  if (!cfg) return Error{cfg.error().code, who + ": " + cfg.error().message};
   return cfg;
 }
 
@@ -450,6 +393,68 @@ class CredentialHelperSource final : public ExpiringCredentialSource {
 };
 
 }  // namespace
+
+Result<DockerConfig> parse_docker_config(std::string_view text) {
+  namespace json = oci::json;
+  json::Json j = json::parse(text);
+  if (!j.is_object()) return Error{Errc::invalid_argument, "not a JSON object"};
+  DockerConfig cfg;
+  cfg.present = true;
+  if (const json::Json* helpers = json::object_field(j, "credHelpers")) {
+    for (const auto& [k, v] : helpers->items()) {
+      if (v.is_string()) cfg.cred_helpers[k] = v.get<std::string>();
+    }
+  }
+  cfg.creds_store = json::string_or(j, "credsStore");
+  if (const json::Json* auths = json::object_field(j, "auths")) {
+    for (const auto& [key, entry] : auths->items()) {
+      if (!entry.is_object()) continue;
+      Credentials c;
+      c.username = json::string_or(entry, "username");
+      c.password = json::string_or(entry, "password");
+      c.identity_token = json::string_or(entry, "identitytoken");
+      // As docker's load: a malformed `auth` makes the whole file unusable.
+      if (std::string auth = json::string_or(entry, "auth"); !auth.empty()) {
+        auto decoded = base64_decode(auth);
+        auto colon = decoded ? decoded->find(':') : std::string::npos;
+        if (!decoded || colon == std::string::npos) {
+          return Error{Errc::invalid_argument,
+                       "auths[\"" + key + "\"].auth is not base64 of user:password"};
+        }
+        c.username = decoded->substr(0, colon);
+        c.password = decoded->substr(colon + 1);
+        while (!c.password.empty() && c.password.back() == '\0') c.password.pop_back();
+      }
+      cfg.auths[key] = std::move(c);
+    }
+  }
+  return cfg;
+}
+
+std::optional<Credentials> docker_config_auth(const DockerConfig& config,
+                                              std::string_view registry_host) {
+  return file_store_get(config, server_address(registry_host));
+}
+
+Result<Credentials> parse_helper_answer(std::string_view out) {
+  namespace json = oci::json;
+  json::Json j = json::parse(out);
+  auto secret = json::string_field(j, "Secret");
+  if (!secret || (j.contains("Username") && !json::string_field(j, "Username"))) {
+    return Error{Errc::upstream_protocol,
+                 "answer is not the credentials JSON {ServerURL, Username, Secret}"};
+  }
+  Credentials c;
+  std::string username = json::string_or(j, "Username");
+  // docker's tokenUsername: the secret is an OAuth2 refresh (identity) token.
+  if (username == "<token>") {
+    c.identity_token = std::move(*secret);
+  } else {
+    c.username = std::move(username);
+    c.password = std::move(*secret);
+  }
+  return c;
+}
 
 std::shared_ptr<CredentialSource> docker_config_credentials(std::string registry_host,
                                                             DockerConfigOptions options) {

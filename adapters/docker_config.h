@@ -3,8 +3,11 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "adapters/credentials.h"
 
@@ -38,5 +41,29 @@ std::shared_ptr<CredentialSource> docker_config_credentials(std::string registry
 std::shared_ptr<CredentialSource> credential_helper_credentials(std::string helper_name,
                                                                 std::string registry_host,
                                                                 DockerConfigOptions options = {});
+
+// --- the parsers behind these sources (pure: unit tests and fuzzers call them) -------
+
+// The parts of a docker config.json that credentials come from.
+struct DockerConfig {
+  bool present = false;  // false: no file was found (docker then answers anonymous)
+  std::map<std::string, std::string> cred_helpers;  // registry key -> helper name
+  std::string creds_store;
+  std::map<std::string, Credentials> auths;  // key as written; `auth` already decoded
+};
+
+// Parses config.json text. Members of unexpected types are ignored. Errors
+// (Errc::invalid_argument, never naming a secret): not a JSON object; an `auth` that is not
+// base64 of "user:password" (as for docker, the whole file is then unusable).
+Result<DockerConfig> parse_docker_config(std::string_view text);
+
+// The auths entry docker uses for `registry_host`: the exact key of its server address,
+// else a key whose hostname is that address. nullopt when there is none.
+std::optional<Credentials> docker_config_auth(const DockerConfig& config,
+                                              std::string_view registry_host);
+
+// A credential helper's answer to `get` ({"ServerURL","Username","Secret"}); Username
+// "<token>" makes Secret an identity token. Errors: Errc::upstream_protocol.
+Result<Credentials> parse_helper_answer(std::string_view out);
 
 }  // namespace ocirelay::adapters

@@ -1,7 +1,6 @@
 // CurlRegistryClient: RegistryClient on libcurl with the distribution token flow.
 #include "adapters/registry_client.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -18,6 +17,7 @@
 #include "adapters/encoding.h"
 #include "adapters/http_status.h"
 #include "adapters/token_cache.h"
+#include "adapters/token_response.h"
 #include "adapters/www_authenticate.h"
 #include "oci/reference.h"
 
@@ -429,21 +429,10 @@ class CurlRegistryClient final : public RegistryClient {
       if (r->head.status == 401 || r->head.status == 403) cause += " (credentials rejected)";
       return fail(c, code, cause);
     }
-    auto j = nlohmann::json::parse(r->body, nullptr, /*allow_exceptions=*/false);
-    std::string token;
-    if (j.is_object()) {
-      if (j.contains("token") && j["token"].is_string()) token = j["token"].get<std::string>();
-      if (token.empty() && j.contains("access_token") && j["access_token"].is_string()) {
-        token = j["access_token"].get<std::string>();
-      }
-    }
-    if (token.empty()) return fail(c, Errc::upstream_protocol, "token response without a token");
-    // Expiry counts from receipt (issued_at is upstream's clock, which may be skewed).
-    std::int64_t expires_in = 60;
-    if (j.contains("expires_in") && j["expires_in"].is_number_integer() &&
-        j["expires_in"].get<std::int64_t>() > 0) {
-      expires_in = j["expires_in"].get<std::int64_t>();
-    }
+    auto parsed = parse_token_response(r->body);
+    if (!parsed) return fail(c, parsed.error().code, parsed.error().message);
+    std::string token = std::move(parsed->token);
+    const std::int64_t expires_in = parsed->expires_in;
     tokens_.put(c.scope, token, std::chrono::seconds(expires_in));
     {
       std::lock_guard lock(mu_);

@@ -9,9 +9,31 @@ const Json* member(const Json& obj, std::string_view key) {
   return it == obj.end() ? nullptr : &*it;
 }
 
+// True when arrays and objects in `text` nest at most kMaxDepth deep. Only brackets
+// outside strings count; whether the text is JSON at all is the parser's business.
+bool depth_within_limit(std::string_view text) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth) return false;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 Json parse(std::string_view text) noexcept {
+  if (!depth_within_limit(text)) return Json(Json::value_t::discarded);
   try {
     return Json::parse(text, nullptr, /*allow_exceptions=*/false);
   } catch (...) {  // allocation failure: still not the caller's problem to unwind

@@ -16,7 +16,13 @@ namespace ocirelay::oci::json {
 
 using Json = nlohmann::json;
 
-// Parses `text`; a discarded value (is_discarded()) on any error.
+// Nesting deeper than this is refused by parse(). nlohmann::json copies, compares and
+// dumps recursively, one stack frame per level: a 4 MiB manifest of nested objects holds
+// ~700k levels, far past a thread's stack. Documents we read nest a few levels deep.
+inline constexpr std::size_t kMaxDepth = 128;
+
+// Parses `text`; a discarded value (is_discarded()) on any error, and for documents
+// nested deeper than kMaxDepth.
 Json parse(std::string_view text) noexcept;
 
 // The member `key` of `obj` when `obj` is an object and the member has that type;

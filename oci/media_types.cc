@@ -111,6 +111,17 @@ Result<Manifest> parse_manifest(std::string_view bytes, std::string_view content
   return m;
 }
 
+std::string reply_media_type(std::string_view content_type, std::string_view bytes) {
+  content_type = content_type.substr(0, content_type.find(';'));
+  while (!content_type.empty() && content_type.back() == ' ') content_type.remove_suffix(1);
+  std::string media_type(content_type);
+  if (media_type.empty() || !is_manifest_type(media_type)) {
+    auto parsed = parse_manifest(bytes, media_type);
+    if (parsed && !parsed->media_type.empty()) media_type = parsed->media_type;
+  }
+  return media_type;
+}
+
 bool accept_allows(std::string_view accept, std::string_view media_type) {
   if (accept.empty()) return true;
   std::size_t pos = 0;

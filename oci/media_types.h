@@ -66,6 +66,11 @@ struct Manifest {
 // has no mediaType field). Errors: Errc::invalid_argument with the reason.
 Result<Manifest> parse_manifest(std::string_view bytes, std::string_view content_type);
 
+// The media type a manifest fetched from upstream is served and stored under: its
+// Content-Type without parameters when that names a manifest type, else the document's
+// own type (its mediaType field or its shape) when it parses, else the bare Content-Type.
+std::string reply_media_type(std::string_view content_type, std::string_view bytes);
+
 // Picks the best media type for a client's Accept header among what we hold.
 // Returns true if `media_type` is acceptable to a client that sent `accept`
 // (empty Accept or */* accepts anything).

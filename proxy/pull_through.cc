@@ -63,14 +63,6 @@ std::string upstream_accept(std::string_view accept) {
   return std::string(oci::kDefaultManifestAccept);
 }
 
-// Content-Type without parameters.
-std::string bare_media_type(std::string_view ct) {
-  auto semi = ct.find(';');
-  ct = ct.substr(0, semi);
-  while (!ct.empty() && ct.back() == ' ') ct.remove_suffix(1);
-  return std::string(ct);
-}
-
 // The size an upstream blob must have: its Content-Length, which must agree with the size a
 // manifest of the repository gives it (`described`), or whichever of the two is known. A
 // byte more than that is an upstream protocol error.
@@ -444,11 +436,7 @@ Result<ManifestReply> PullThrough::fetch_manifest(const UpstreamRoute& route,
   }
   auto& resp = *got;
   const oci::Digest computed = resp.digest;  // verified by get_manifest
-  std::string media_type = bare_media_type(resp.head.content_type);
-  if (media_type.empty() || !oci::is_manifest_type(media_type)) {
-    auto parsed = oci::parse_manifest(resp.body, media_type);
-    if (parsed && !parsed->media_type.empty()) media_type = parsed->media_type;
-  }
+  std::string media_type = oci::reply_media_type(resp.head.content_type, resp.body);
   // The sizes it gives its blobs cap their fills while it waits for the writer.
   std::vector<std::pair<oci::Digest, std::uint64_t>> blob_sizes;
   if (auto parsed = oci::parse_manifest(resp.body, media_type)) {

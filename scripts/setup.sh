@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine (as root) and either serves or tests ocirelay.
 #   ./scripts/setup.sh serve [ocirelay serve flags...]   build, then run the mirror
-#   ./scripts/setup.sh test                              build everything, run all tests
+#   ./scripts/setup.sh test                              build everything, run all tests and
+#                                                        the fuzzers (scripts/fuzz.sh)
 set -euo pipefail
 
 mode="${1:-}"
@@ -22,9 +23,10 @@ build_packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libssl-dev
 # The integration tests drive real registries and clients; under CI=true a test whose tool
 # is missing fails (tests/support/requirements.h). containerd brings ctr, apache2-utils
 # htpasswd, bsdutils `script` (a pseudo-terminal for the warm progress bars); nginx-light
-# and wrk are for bench/.
+# and wrk are for bench/. The fuzz targets need clang and its runtimes (libclang-rt-14-dev
+# holds libFuzzer and the sanitizers for clang 14).
 test_packages=(docker-registry skopeo containerd apache2-utils bsdutils curl openssl
-  nginx-light wrk)
+  nginx-light wrk clang libclang-rt-14-dev)
 
 packages=("${build_packages[@]}")
 if [[ "$mode" == test ]]; then
@@ -57,4 +59,6 @@ if [[ "$mode" == serve ]]; then
 fi
 
 cmake --build build
-exec ctest --test-dir build --output-on-failure
+ctest --test-dir build --output-on-failure
+# Every fuzz target for a bounded time on its seed corpus (scripts/fuzz.sh).
+exec scripts/fuzz.sh

@@ -234,13 +234,15 @@ class LayoutStore final : public Store {
     return fn(**txn);
   }
 
+  // Never destroyed: a store held in a static object may close after this file's statics
+  // would have been destroyed at exit (it then erased its root from a freed set).
   static std::mutex& open_roots_mu() {
-    static std::mutex mu;
-    return mu;
+    static auto* mu = new std::mutex;
+    return *mu;
   }
   static std::set<std::string>& open_roots() {
-    static std::set<std::string> roots;
-    return roots;
+    static auto* roots = new std::set<std::string>;
+    return *roots;
   }
 
   StoreOptions opt_;

@@ -194,7 +194,9 @@ Result<EvictReport> LayoutStore::enforce_quota() {
   }
   std::sort(victims.begin(), victims.end());
   Status failed;
-  for (const auto& [when, k] : victims) {
+  // Plain names rather than structured bindings: lambdas capture them (clang < 16 cannot).
+  for (const auto& victim : victims) {
+    const std::string& k = std::get<1>(victim);
     if (total <= low) break;
     auto st = env_->write([&](lmdb::WriteTxn& t) { return t.del(dbi(db::kTags), k); });
     forget_tag(k);
@@ -249,7 +251,9 @@ Result<GcReport> LayoutStore::gc() {
     });
     if (!st.ok()) return st.error();
   }
-  for (const auto& [d, size] : unreferenced) {
+  for (const auto& blob : unreferenced) {
+    const oci::Digest& d = blob.first;
+    const std::uint64_t size = blob.second;
     std::lock_guard pl(publish_mu_);
     bool removed = false;
     auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {

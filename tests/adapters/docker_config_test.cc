@@ -70,6 +70,42 @@ std::string auth_field(const std::string& user, const std::string& password) {
   return base64_encode(user + ":" + password);
 }
 
+TEST(DockerConfigParse, MembersOfUnexpectedTypesAreIgnored) {
+  auto cfg = parse_docker_config(R"({"credHelpers":{"a.io":"x","b.io":5},"credsStore":[1],
+      "auths":{"c.io":{"username":7,"password":"p"},"d.io":"str","e.io":{"auth":null}}})");
+  ASSERT_TRUE(cfg.ok()) << cfg.error().to_string();
+  EXPECT_EQ(cfg->cred_helpers.size(), 1u);
+  EXPECT_EQ(cfg->cred_helpers.at("a.io"), "x");
+  EXPECT_EQ(cfg->creds_store, "");
+  ASSERT_EQ(cfg->auths.count("c.io"), 1u);
+  EXPECT_EQ(cfg->auths.at("c.io").username, "");
+  EXPECT_EQ(cfg->auths.at("c.io").password, "p");
+  EXPECT_EQ(cfg->auths.count("d.io"), 0u);
+  EXPECT_TRUE(docker_config_auth(*cfg, "e.io").has_value());
+  EXPECT_FALSE(docker_config_auth(*cfg, "f.io").has_value());
+  for (const char* text : {"", "[]", "null", "{", "\"auths\""}) {
+    auto bad = parse_docker_config(text);
+    ASSERT_FALSE(bad.ok()) << text;
+    EXPECT_EQ(bad.error().code, Errc::invalid_argument);
+  }
+}
+
+TEST(DockerConfigParse, HelperAnswers) {
+  auto c = parse_helper_answer(R"({"ServerURL":"s","Username":"u","Secret":"p"})");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->username, "u");
+  EXPECT_EQ(c->password, "p");
+  c = parse_helper_answer(R"({"Username":"<token>","Secret":"refresh"})");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->identity_token, "refresh");
+  EXPECT_TRUE(c->username.empty() && c->password.empty());
+  for (const char* text : {"", "{}", R"({"Secret":1})", R"({"Username":2,"Secret":"p"})", "[\"Secret\"]"}) {
+    auto bad = parse_helper_answer(text);
+    ASSERT_FALSE(bad.ok()) << text;
+    EXPECT_EQ(bad.error().code, Errc::upstream_protocol);
+  }
+}
+
 TEST_F(DockerConfigTest, AuthsEntriesInEveryFormat) {
   write_config(R"({"auths":{
       "ghcr.io":{"auth":")" + auth_field("alice", "pa:ss") + R"("},

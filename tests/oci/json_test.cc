@@ -51,5 +51,27 @@ TEST(Json, ValidUtf8KeepsGoodSequencesAndReplacesBadOnes) {
   EXPECT_EQ(valid_utf8("\xF4\x90\x80\x80").substr(0, 3), "\xEF\xBF\xBD");  // past U+10FFFF
 }
 
+// nlohmann::json copies, compares and dumps recursively: a 4 MiB document nested ~700k
+// levels deep overflowed the stack (SIGSEGV) when a manifest's annotations were dumped.
+TEST(Json, DocumentsNestedDeeperThanTheLimitAreRefused) {
+  auto nested = [](std::size_t depth, const char* open, const char* close) {
+    std::string s;
+    for (std::size_t i = 0; i < depth; ++i) s += open;
+    s += "1";
+    for (std::size_t i = 0; i < depth; ++i) s += close;
+    return s;
+  };
+  EXPECT_TRUE(parse(nested(kMaxDepth, "[", "]")).is_array());
+  EXPECT_TRUE(parse(nested(kMaxDepth, "{\"a\":", "}")).is_object());
+  EXPECT_TRUE(parse(nested(kMaxDepth + 1, "[", "]")).is_discarded());
+  EXPECT_TRUE(parse(nested(kMaxDepth + 1, "{\"a\":", "}")).is_discarded());
+  EXPECT_TRUE(parse(nested(800000, "{\"a\":", "}")).is_discarded());
+  // Brackets inside strings, escaped quotes included, are not nesting.
+  std::string brackets(100000, '[');
+  EXPECT_TRUE(parse("{\"a\":\"" + brackets + "\\\"" + brackets + "\"}").is_object());
+  // Closing brackets do not earn credit for later opening ones.
+  EXPECT_TRUE(parse(std::string(1000, ']') + nested(kMaxDepth + 1, "[", "]")).is_discarded());
+}
+
 }  // namespace
 }  // namespace ocirelay::oci::json

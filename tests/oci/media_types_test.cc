@@ -86,6 +86,33 @@ TEST(ParseManifest, WrongTypesNeverThrow) {
   EXPECT_FALSE(parse_manifest(docs[3], "").ok());
 }
 
+// A hostile upstream's 3.6 MB manifest whose annotations nest 600k objects deep: dumping
+// them to annotations_json recursed once per level and overflowed the stack (SIGSEGV in
+// the manifest writer thread). Refused as not a JSON object instead.
+TEST(ParseManifest, DeeplyNestedAnnotationsAreRefusedNotACrash) {
+  std::string deep;
+  for (int i = 0; i < 600000; ++i) deep += "{\"a\":";
+  deep += "1";
+  deep.append(600000, '}');
+  std::string doc = std::string(R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+    "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")") + kDigestA +
+                    R"(","size":3},"layers":[],"annotations":{"x":)" + deep + "}}";
+  ASSERT_LT(doc.size(), std::size_t{4} << 20);  // within the mirror's manifest size limit
+  auto m = parse_manifest(doc, "");
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.error().code, Errc::invalid_argument);
+  EXPECT_EQ(reply_media_type("", doc), "");
+}
+
+TEST(ParseManifest, ReplyMediaTypeIsTheContentTypeOrTheDocumentsOwn) {
+  const std::string index = std::string(R"({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")") +
+                            kDigestA + R"(","size":1}]})";
+  EXPECT_EQ(reply_media_type("application/vnd.oci.image.index.v1+json; charset=utf-8 ", index), kOciIndexType);
+  EXPECT_EQ(reply_media_type("application/json", index), "application/json");  // unparsable type
+  EXPECT_EQ(reply_media_type("", index), kOciIndexType);                       // inferred
+  EXPECT_EQ(reply_media_type("text/html", "<html>"), "text/html");
+}
+
 TEST(Accept, Negotiation) {
   EXPECT_TRUE(accept_allows("", media::kOciIndex));
   EXPECT_TRUE(accept_allows("*/*", media::kOciIndex));

@@ -10,6 +10,7 @@
 
 #include "store/lmdb.h"
 #include "store_test_support.h"
+#include "tests/support/scoped_env.h"
 
 namespace ocirelay::store {
 namespace {
@@ -487,6 +488,31 @@ TEST(StoreTest, ReadOnlyOpenChangesNothingAndRefusesWrites) {
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.error().code, Errc::not_found);
   EXPECT_FALSE(fs::exists(empty.path() / "store"));
+}
+
+// Constructed before main, so destroyed after every function-local static: a store still
+// held here at exit is closed after the store's own statics are gone.
+std::unique_ptr<Store> g_store_held_until_exit;
+
+// Found by fuzz_upstream_reply (which keeps its store in a static): the registry of open
+// roots was a function-local static set, destroyed at exit before a store that outlived
+// it, whose destructor then erased its root from the freed set (ASan heap-use-after-free;
+// glibc aborts on the double free).
+TEST(StoreTest, AStoreClosedDuringExitDoesNotTouchFreedState) {
+  // The child is a fresh exec of this binary, with malloc told to overwrite what is freed
+  // (no tcache, which would keep freed nodes intact): the use after free then crashes.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  ocirelay::testing::ScopedEnv tunables("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0");
+  ocirelay::testing::ScopedEnv perturb("MALLOC_PERTURB_", "85");
+  EXPECT_EXIT(
+      {
+        TempDir dir;
+        g_store_held_until_exit = open_store(dir.path());
+        if (!g_store_held_until_exit) std::_Exit(3);
+        fs::remove_all(dir.path());  // exit() skips dir's destructor; open files live on
+        std::exit(0);  // static destruction, then the held store's destructor
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST(StoreTest, OpenRefusesAnUnknownSchemaVersion) {
