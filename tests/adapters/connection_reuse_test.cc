@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "adapters/registry_client.h"
+#include "tests/support/loopback_http.h"
 
 namespace ocirelay::adapters {
 namespace {
@@ -26,15 +27,7 @@ namespace {
 class DirtyConnectionServer {
  public:
   DirtyConnectionServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::listen(fd_, 16);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    fd_ = testing::listen_loopback(port_);
     acceptor_ = std::thread([this] { accept_loop(); });
   }
   ~DirtyConnectionServer() {

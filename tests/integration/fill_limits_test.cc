@@ -94,7 +94,9 @@ TEST(FillLimitTest, BodyLongerThanItsDescriptorIsCutAtTheDescriptorSize) {
   auto blob = http_request(relay.port(), "GET", "/v2/app/blobs/" + upstream.layer_digest(), {}, 20s);
   EXPECT_FALSE(blob.status == 200 && blob.complete) << "an over-long body was delivered complete";
   // The client was told the descriptor's size, not streamed an unbounded chunked body.
-  if (blob.status == 200) EXPECT_EQ(blob.headers["content-length"], std::to_string(1 << 20));
+  if (blob.status == 200) {
+    EXPECT_EQ(blob.headers["content-length"], std::to_string(1 << 20));
+  }
   EXPECT_LE(blob.body.size(), std::size_t{1} << 20);
   EXPECT_TRUE(wait_until([&] { return fs::is_empty(relay.store_dir() / "ingest"); }, 10s));
   EXPECT_FALSE(fs::exists(relay.store_dir() / "blobs/sha256" / upstream.layer_digest().substr(7)));

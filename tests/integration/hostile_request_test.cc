@@ -88,8 +88,9 @@ TEST_F(HostileRequestTest, InvalidReferenceIsAManifestThatDoesNotExist) {
     for (const std::string& ref : std::vector<std::string>{".INVALID_NAME", "-starts-with-dash", std::string(129, 'a')}) {
       auto r = http_request(relay->port(), method, "/v2/team/app/manifests/" + ref);
       EXPECT_EQ(r.status, 404) << method << " " << ref;
-      if (std::string(method) == "GET")
+      if (std::string(method) == "GET") {
         EXPECT_NE(r.body.find("MANIFEST_UNKNOWN"), std::string::npos) << r.body;
+      }
     }
   }
   EXPECT_EQ(registry.count_requests("/manifests/.INVALID_NAME"), 0);
@@ -119,8 +120,9 @@ TEST_F(HostileRequestTest, MalformedRequestsAreAnsweredBeforeClosing) {
   for (const auto& c : cases) {
     auto got = raw_exchange(port, c.raw);
     EXPECT_EQ(status_of(got), c.status) << c.name << ": " << got.substr(0, 200);
-    if (!c.raw.starts_with("HEAD"))  // a HEAD answer has no body
+    if (!c.raw.starts_with("HEAD")) {  // a HEAD answer has no body
       EXPECT_NE(got.find("\"errors\""), std::string::npos) << c.name;
+    }
   }
   // Still serving.
   EXPECT_EQ(http_request(port, "GET", "/v2/").status, 200);

@@ -14,6 +14,7 @@
 
 #include "adapters/encoding.h"
 #include "tests/integration/fixture.h"
+#include "tests/support/loopback_http.h"
 
 namespace ocirelay::testing {
 namespace {
@@ -25,15 +26,7 @@ namespace {
 class DyingUpstream {
  public:
   explicit DyingUpstream(std::string blob) : blob_(std::move(blob)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::listen(fd_, 16);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    fd_ = testing::listen_loopback(port_);
     thread_ = std::thread([this] { serve(); });
   }
   ~DyingUpstream() {

@@ -16,6 +16,23 @@
 
 namespace ocirelay::testing {
 
+int listen_loopback(std::uint16_t& port, int backlog) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, backlog) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ADD_FAILURE() << "listen_loopback: " << std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    port = 0;
+    return -1;
+  }
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
 ClosedPort::ClosedPort() {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {

@@ -31,6 +31,11 @@ class ClosedPort {
   std::uint16_t port_ = 0;
 };
 
+// A listening TCP socket on 127.0.0.1 at a port the kernel picked (port 0), for the
+// hand-written servers of fault tests. Returns the descriptor (the caller closes it) and
+// sets `port`; -1 (and the test failed) when it could not be bound.
+int listen_loopback(std::uint16_t& port, int backlog = 16);
+
 // `target` is sent verbatim (no normalisation), so tests can send "/v2/../x" or "%2e%2e".
 struct HttpResponse {
   int status = 0;  // 0: no response
