@@ -19,6 +19,8 @@
 #include "cli/check.h"
 #include "cli/config.h"
 #include "cli/warm.h"
+#include "fetch/registries.h"
+#include "metrics/metrics.h"
 #include "proxy/server.h"
 #include "store/store.h"
 
@@ -78,7 +80,11 @@ int run_serve(const Config& config) {
     spdlog::info("upstream {} -> {}{}{}", up.name, up.endpoint.url, up.is_default ? " (default)" : "",
                  up.endpoint.credentials ? " (auth: " + up.endpoint.credentials->describe() + ")" : std::string());
 
-  auto server = proxy::Server::create(config.server, **store);
+  // One client per upstream for everything this process does with them, and one metrics
+  // registry for /metrics.
+  metrics::Metrics metrics;
+  auto registries = fetch::RegistryClients::create(config.server.upstreams, &metrics);
+  auto server = proxy::Server::create(config.server, proxy::ServerDeps{**store, metrics, *registries});
   if (!server) {
     spdlog::critical("cannot start server: {}", server.error().to_string());
     return 1;
@@ -216,7 +222,8 @@ int run_warm(const Config& config, const std::vector<std::string>& refs,
   opts.platform = std::move(platform);
   opts.progress = stderr;
   opts.progress_is_tty = ::isatty(STDERR_FILENO) == 1;
-  auto report = warm(*store, config.server.upstreams, refs, opts);
+  auto registries = fetch::RegistryClients::create(config.server.upstreams, nullptr);
+  auto report = warm(*store, *registries, config.server.upstreams, refs, opts);
   std::fprintf(stderr, "warm: %zu of %zu images, %zu manifests, %zu blobs fetched (%s), %zu already stored\n",
                report.images, refs.size(), report.manifests, report.blobs_fetched,
                human_bytes(report.bytes_fetched).c_str(), report.blobs_present);

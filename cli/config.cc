@@ -366,10 +366,10 @@ std::shared_ptr<adapters::CredentialSource> parse_auth(const Ctx& ctx, const YAM
   return adapters::fixed_credentials(std::move(creds));
 }
 
-proxy::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
+fetch::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
   check_keys(ctx, n, path,
              {"name", "url", "type", "default", "tag_ttl", "auth", "ca_file", "token_realm_hosts"});
-  proxy::UpstreamConfig up;
+  fetch::UpstreamConfig up;
   if (!n["name"]) ctx.fail(n, path + ".name", "required");
   if (!n["url"]) ctx.fail(n, path + ".url", "required");
   up.name = scalar(ctx, n["name"], path + ".name");

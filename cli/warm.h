@@ -9,7 +9,7 @@
 
 #include "oci/media_types.h"
 #include "oci/result.h"
-#include "proxy/server.h"
+#include "fetch/registries.h"
 
 namespace ocirelay::store {
 class Store;
@@ -46,8 +46,10 @@ Result<oci::Platform> parse_platform(std::string_view s);
 // Fetches each ref (as users type it: "upstream.test/team/app:1.0", "alpine:3.20" meaning
 // docker.io) from the upstream whose name equals the ref's registry, and stores it under
 // "<upstream>/<repository>" with its tag. Every ref is attempted; failures are reported,
-// not thrown. Blocks on network and disk: call from a plain thread.
-WarmReport warm(store::Store& store, const std::vector<proxy::UpstreamConfig>& upstreams,
+// not thrown. Blocks on network and disk: call from a plain thread. `registries` holds a
+// client for every upstream.
+WarmReport warm(store::Store& store, fetch::RegistryClients& registries,
+                const std::vector<fetch::UpstreamConfig>& upstreams,
                 const std::vector<std::string>& refs, const WarmOptions& options);
 
 }  // namespace ocirelay::cli

@@ -63,141 +63,10 @@ std::string upstream_accept(std::string_view accept) {
   return std::string(oci::kDefaultManifestAccept);
 }
 
-// The size an upstream blob must have: its Content-Length, which must agree with the size a
-// manifest of the repository gives it (`described`), or whichever of the two is known. A
-// byte more than that is an upstream protocol error.
-class ExpectedSize {
- public:
-  explicit ExpectedSize(std::optional<std::uint64_t> described) : described_(described) {}
-
-  Status on_head(const adapters::ResponseHead& head) {
-    if (described_ && head.content_length && *head.content_length != *described_)
-      return Error{Errc::upstream_protocol,
-                   "upstream announces " + std::to_string(*head.content_length) +
-                       " bytes; the manifest gives this blob " + std::to_string(*described_)};
-    size_ = head.content_length ? head.content_length : described_;
-    source_ = head.content_length ? "its Content-Length" : "the size its manifest gives";
-    return {};
-  }
-  // Errors: upstream_protocol when `total` bytes are more than the blob may have.
-  Status check(std::uint64_t total) const {
-    if (size_ && total > *size_)
-      return Error{Errc::upstream_protocol, "upstream sent more than " + std::to_string(*size_) +
-                                                " bytes, " + source_};
-    return {};
-  }
-  std::optional<std::uint64_t> size() const { return size_; }
-
- private:
-  std::optional<std::uint64_t> described_;
-  std::optional<std::uint64_t> size_;
-  std::string source_;
-};
-
-// Writes a blob into the store as it arrives and tells readers how far it got.
-class FillSink final : public adapters::BodySink {
- public:
-  // `writer`: begun already (the size was known before asking the upstream), or null.
-  FillSink(store::Store& store, BlobFill& fill, std::optional<std::uint64_t> described,
-           std::unique_ptr<store::BlobWriter> writer)
-      : store_(store), fill_(fill), writer_(std::move(writer)), expected_(described) {}
-
-  Status on_head(const adapters::ResponseHead& head) override {
-    if (head_seen_) return Error{Errc::upstream_protocol, "second response head"};
-    head_seen_ = true;
-    if (auto st = expected_.on_head(head); !st) return st;
-    if (!writer_) {
-      auto w = store_.begin_blob(fill_.digest(), expected_.size());
-      if (!w) return w.error();
-      writer_ = std::move(*w);
-    }
-    int fd = ::open(writer_->temp_path().c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return error_from_errno(errno, "open ingest file for readers");
-    // Readers announce the expected size even without a Content-Length: the fill fails
-    // unless exactly those bytes arrive.
-    fill_.publish_head(fd, expected_.size());
-    return {};
-  }
-
-  // libcurl hands over at most 16 KiB per call. Writing, hashing and waking readers per
-  // call cost more than the transfer itself on a fast upstream, so bytes are gathered up
-  // to kWriteChunk; a short piece means curl drained what the socket had, and is written
-  // at once, so readers of a slow upstream are not kept waiting. When the socket drained
-  // on a full piece, on_idle() writes what is gathered once the upstream goes quiet.
-  Status on_data(const char* data, std::size_t n) override {
-    if (!writer_) return Error{Errc::upstream_protocol, "body before head"};
-    if (auto st = expected_.check(written_ + pending_.size() + n); !st) return st;
-    pending_.append(data, n);
-    if (pending_.size() >= kWriteChunk || n < kCurlPiece) return flush();
-    return {};
-  }
-
-  Status on_idle() override { return flush(); }
-
-  // Writes what is gathered. REQUIRES: called once the body ended, before verify().
-  Status flush() {
-    if (pending_.empty()) return {};
-    auto s = writer_->append(pending_.data(), pending_.size());
-    if (!s) return s;
-    written_ += pending_.size();
-    // Less than a full piece: the upstream is slow or paused, so readers hear of it now.
-    const bool partial = pending_.size() < kWriteChunk;
-    pending_.clear();
-    fill_.publish_bytes(written_, partial);
-    return {};
-  }
-
-  std::unique_ptr<store::BlobWriter>& writer() { return writer_; }
-  bool head_seen() const { return head_seen_; }
-
- private:
-  store::Store& store_;
-  BlobFill& fill_;
-  std::unique_ptr<store::BlobWriter> writer_;
-  bool head_seen_ = false;
-  static constexpr std::size_t kWriteChunk = 256 << 10;
-  static constexpr std::size_t kCurlPiece = 16 << 10;  // CURL_MAX_WRITE_SIZE
-  ExpectedSize expected_;
-  std::uint64_t written_ = 0;
-  std::string pending_;  // received, not yet written
-};
-
-// Passes a blob to one client through a BlobPipe, hashing it, for a store that cannot take it.
-class PipeSink final : public adapters::BodySink {
- public:
-  PipeSink(BlobPipe& pipe, std::optional<std::uint64_t> described) : pipe_(pipe), expected_(described) {}
-
-  Status on_head(const adapters::ResponseHead& head) override {
-    if (auto st = expected_.on_head(head); !st) return st;
-    pipe_.publish_head(expected_.size());
-    return {};
-  }
-  Status on_data(const char* data, std::size_t n) override {
-    if (auto st = expected_.check(received_ + n); !st) return st;
-    hasher_.update(data, n);
-    received_ += n;
-    return pipe_.push(data, n);
-  }
-  // After the body ended: the bytes must be all there and hash to `d`.
-  Status verify(const oci::Digest& d) {
-    if (auto size = expected_.size(); size && received_ != *size)
-      return Error{Errc::size_mismatch, "upstream sent " + std::to_string(received_) + " of " +
-                                            std::to_string(*size) + " bytes"};
-    if (auto got = hasher_.finish(); got != d)
-      return Error{Errc::digest_mismatch, "content hashes to " + got.str()};
-    return {};
-  }
-
- private:
-  BlobPipe& pipe_;
-  ExpectedSize expected_;
-  oci::Sha256 hasher_;
-  std::uint64_t received_ = 0;
-};
-
 }  // namespace
 
-void describe_proxy_metrics(Metrics& m) {
+void describe_proxy_metrics(metrics::Metrics& m) {
+  using metrics::MetricType;
   m.describe("ocirelay_http_requests_total", MetricType::counter,
              "HTTP requests answered, by route and status code.");
   m.describe("ocirelay_cache_hits_total", MetricType::counter,
@@ -208,54 +77,23 @@ void describe_proxy_metrics(Metrics& m) {
              "Stale tags served because the upstream could not revalidate them.");
   m.describe("ocirelay_bytes_served_total", MetricType::counter,
              "Body bytes sent to clients, by source.");
-  m.describe("ocirelay_coalesced_waiters_total", MetricType::counter,
-             "Requests that joined a blob transfer already in flight.");
-  m.describe("ocirelay_upstream_request_seconds", MetricType::histogram,
-             "Upstream request latency.",
-             {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
-  m.describe("ocirelay_upstream_requests_total", MetricType::counter,
-             "Upstream requests, by registry and status code (0: no response).");
-  m.describe("ocirelay_upstream_ratelimit_remaining", MetricType::gauge,
-             "Last rate-limit remaining count reported by the upstream.");
-  m.describe("ocirelay_upstream_ratelimit_limit", MetricType::gauge,
-             "Last rate-limit quota (ratelimit-limit) reported by the upstream.");
   m.describe("ocirelay_store_bytes", MetricType::gauge, "Bytes of blobs in the store.");
   m.describe("ocirelay_store_blobs", MetricType::gauge, "Blobs in the store.");
   m.describe("ocirelay_store_evictions_total", MetricType::counter,
              "Blobs evicted from the store.");
-  m.describe("ocirelay_fills_in_flight", MetricType::gauge,
-             "Blob transfers from upstream in progress.");
   m.describe("ocirelay_cache_bypass_total", MetricType::counter,
              "Blobs streamed from upstream to a client without caching, because the store "
              "could not take them (disk full, quota unmeetable).");
 }
 
-PullThrough::PullThrough(const std::vector<UpstreamConfig>& upstreams, store::Store& store,
-                         Metrics& metrics)
-    : store_(store),
+PullThrough::PullThrough(fetch::RegistryClients& registries, store::Store& store,
+                         metrics::Metrics& metrics)
+    : registries_(registries),
+      store_(store),
       metrics_(metrics),
       manifest_hits_(metrics.counter("ocirelay_cache_hits_total", {{"kind", "manifest"}})),
-      writer_([this] { run_manifest_writer(); }) {
-  for (const auto& u : upstreams) {
-    Metrics* m = &metrics_;
-    adapters::RequestObserver observer = [m](const adapters::RequestEvent& ev) {
-      std::string registry(ev.registry);
-      m->observe("ocirelay_upstream_request_seconds",
-                 {{"registry", registry}, {"kind", std::string(ev.kind)}}, ev.seconds);
-      m->inc("ocirelay_upstream_requests_total",
-             {{"registry", registry}, {"code", std::to_string(ev.status)}});
-      if (ev.head && ev.head->ratelimit_remaining)
-        m->set("ocirelay_upstream_ratelimit_remaining", {{"registry", registry}},
-               static_cast<double>(*ev.head->ratelimit_remaining));
-      if (ev.head && ev.head->ratelimit_limit)
-        m->set("ocirelay_upstream_ratelimit_limit", {{"registry", registry}},
-               static_cast<double>(*ev.head->ratelimit_limit));
-    };
-    auto endpoint = u.endpoint;
-    if (endpoint.name.empty()) endpoint.name = u.name;
-    clients_.emplace(u.name, adapters::RegistryClient::create(std::move(endpoint), observer));
-  }
-}
+      fetcher_(store, metrics),
+      writer_([this] { run_manifest_writer(); }) {}
 
 PullThrough::~PullThrough() {
   {
@@ -267,7 +105,11 @@ PullThrough::~PullThrough() {
 }
 
 adapters::RegistryClient& PullThrough::client(const UpstreamRoute& route) {
-  return *clients_.find(route.upstream->name)->second;
+  return *registries_.find(route.upstream->name);
+}
+
+fetch::Origin PullThrough::origin(const UpstreamRoute& route) {
+  return fetch::Origin{&client(route), route.repository, route.store_repo};
 }
 
 std::optional<PullThrough::CachedManifest> PullThrough::in_memory(const oci::Digest& d) {
@@ -427,26 +269,19 @@ Result<ManifestReply> PullThrough::fetch_manifest(const UpstreamRoute& route,
   }
 
   metrics_.inc("ocirelay_cache_misses_total", {{"kind", "manifest"}});
-  auto got = up.get_manifest(route.repository, ref.str(), up_accept, kMaxManifestBytes);
+  auto got = fetcher_.get_manifest(origin(route), ref.str(), up_accept);
   if (!got) {
     if (stale_bytes && got.error().code != Errc::not_found)
       return stale_reply(route, ref.str(), stale_bytes, cached_tag->digest,
                          cached_tag->media_type, got.error());
     return got.error();
   }
-  auto& resp = *got;
-  const oci::Digest computed = resp.digest;  // verified by get_manifest
-  std::string media_type = oci::reply_media_type(resp.head.content_type, resp.body);
+  auto& fetched = *got;
   // The sizes it gives its blobs cap their fills while it waits for the writer.
-  std::vector<std::pair<oci::Digest, std::uint64_t>> blob_sizes;
-  if (auto parsed = oci::parse_manifest(resp.body, media_type)) {
-    if (parsed->config) blob_sizes.emplace_back(parsed->config->digest, parsed->config->size);
-    for (const auto& l : parsed->layers) blob_sizes.emplace_back(l.digest, l.size);
-  }
-  auto bytes = std::make_shared<const std::string>(std::move(resp.body));
-  ManifestReply reply{bytes, std::move(media_type), computed, "miss"};
+  auto bytes = std::make_shared<const std::string>(std::move(fetched.bytes));
+  ManifestReply reply{bytes, std::move(fetched.media_type), fetched.digest, "miss"};
   enqueue_store(PendingManifest{route.store_repo, std::move(tag_to_set), reply, now,
-                                std::move(resp.head.etag), std::move(blob_sizes)});
+                                std::move(fetched.etag), std::move(fetched.blob_sizes)});
   return reply;
 }
 
@@ -527,17 +362,8 @@ std::optional<std::uint64_t> PullThrough::described_size(const UpstreamRoute& ro
 }
 
 void PullThrough::stream_uncached(const UpstreamRoute& route, const oci::Digest& d,
-                                  BlobPipe& pipe) noexcept {
-  Status outcome = guarded("uncached blob stream", [&]() -> Status {
-    PipeSink sink(pipe, described_size(route, d));
-    auto head = client(route).get_blob(route.repository, d, sink);
-    if (!head) return head.error();
-    return sink.verify(d);
-  });
-  if (!outcome)
-    spdlog::warn("uncached blob {} {} failed: {}", route.store_repo, d.str(),
-                 outcome.error().to_string());
-  pipe.finish(std::move(outcome));
+                                  fetch::BlobPipe& pipe) noexcept {
+  fetcher_.stream_uncached(origin(route), d, described_size(route, d), pipe);
 }
 
 Result<adapters::ResponseHead> PullThrough::head_blob_upstream(const UpstreamRoute& route,
@@ -552,92 +378,15 @@ Status PullThrough::confirm_blob_upstream(const UpstreamRoute& route, const oci:
 }
 
 void PullThrough::run_fill(const UpstreamRoute& route,
-                           const std::shared_ptr<BlobFill>& fill) noexcept {
-  Status st = guarded("blob fill", [&] { return fill_blob(route, fill); });
-  if (st) return;
-  spdlog::error("fill {} {}: {}", route.store_repo, fill->digest().str(), st.error().to_string());
-  // Whatever threw, the fill must end: its readers would otherwise wait for ever.
-  if (auto state = fill->state(); state != BlobFill::State::done && state != BlobFill::State::failed) {
-    coalescer_.finish(*fill);
-    fill->publish_failed(st.error());
+                           const std::shared_ptr<fetch::BlobFill>& fill) noexcept {
+  std::optional<std::uint64_t> described;
+  try {
+    described = described_size(route, fill->digest());
+  } catch (const std::exception& e) {
+    // The fill still has bounds: its Content-Length, else store.max_blob_size.
+    spdlog::warn("descriptor size of {}: {}", fill->digest().str(), e.what());
   }
-}
-
-Status PullThrough::fill_blob(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill) {
-  const auto& d = fill->digest();
-  metrics_.set("ocirelay_fills_in_flight", {}, static_cast<double>(coalescer_.in_flight()));
-  // The blob may have landed between the caller's store lookup and its join.
-  auto info = store_.blob(d);
-  auto linked = store_.repo_references(route.store_repo, d);
-  if (!info || !linked) {
-    coalescer_.finish(*fill);
-    fill->publish_failed(!info ? info.error() : linked.error());
-    return {};
-  }
-  if (*info && *linked) {
-    int fd = ::open(store_.blob_path(d).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      fill->publish_head(fd, (*info)->size);
-      fill->publish_bytes((*info)->size);
-      coalescer_.finish(*fill);
-      fill->publish_done();
-      return {};
-    }
-  }
-  // With the size known, the store says before any upstream request whether it can take
-  // the blob; when it cannot (disk, quota), readers stream it uncached instead.
-  const auto described = described_size(route, d);
-  std::unique_ptr<store::BlobWriter> writer;
-  if (described) {
-    auto w = store_.begin_blob(d, *described);
-    if (!w) {
-      spdlog::warn("fill {} {} not started: {}", route.store_repo, d.str(), w.error().to_string());
-      coalescer_.finish(*fill);
-      fill->publish_failed(w.error());
-      return {};
-    }
-    writer = std::move(*w);
-  }
-  bool committed = false;
-  {
-    FillSink sink(store_, *fill, described, std::move(writer));
-    auto started = std::chrono::steady_clock::now();
-    auto head = client(route).get_blob(route.repository, d, sink);
-    Error failure;
-    if (!head) {
-      failure = head.error();
-    } else if (!sink.head_seen()) {
-      failure = Error{Errc::upstream_protocol, "upstream sent no body"};
-    } else if (Status flushed = sink.flush(); !flushed) {
-      failure = flushed.error();
-    } else {
-      // Readers hold back the last byte until the content verified; the commit's fsyncs
-      // need not delay them (a client holding verified bytes loses nothing if caching fails).
-      if (sink.writer()->verify()) fill->publish_verified();
-      auto info = sink.writer()->commit(route.store_repo);
-      if (info) {
-        committed = true;
-        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        spdlog::info("fill {} {} bytes={} seconds={:.3f}", route.store_repo, d.str(), info->size,
-                     secs);
-      } else {
-        failure = info.error();
-      }
-    }
-    if (!committed) {
-      spdlog::warn("fill {} {} failed: {}", route.store_repo, d.str(), failure.to_string());
-      sink.writer().reset();  // removes the temp file before anyone retries
-      coalescer_.finish(*fill);
-      fill->publish_failed(std::move(failure));
-    }
-  }
-  if (committed) {
-    coalescer_.finish(*fill);
-    fill->publish_done();
-    enforce_quota();
-  }
-  metrics_.set("ocirelay_fills_in_flight", {}, static_cast<double>(coalescer_.in_flight()));
-  return {};
+  fetcher_.run_fill(origin(route), fill, described);
 }
 
 Result<ListingReply> PullThrough::tags_list(const UpstreamRoute& route,
@@ -744,22 +493,11 @@ Result<ListingReply> PullThrough::referrers(const UpstreamRoute& route, const oc
   return r;
 }
 
-void PullThrough::cancel_transfers() {
-  for (auto& [name, c] : clients_) c->cancel_transfers();
-}
+void PullThrough::cancel_transfers() { registries_.cancel_transfers(); }
 
 void PullThrough::flush_access() noexcept {
   auto s = guarded("flush access times", [&] { return store_.flush_access(); });
   if (!s) spdlog::warn("flush access times: {}", s.error().to_string());
-}
-
-void PullThrough::enforce_quota() noexcept {
-  if (quota_running_.exchange(true)) return;
-  auto r = guarded("enforce quota", [&] { return store_.enforce_quota(); });
-  if (!r) spdlog::warn("enforce quota: {}", r.error().to_string());
-  else if (r->blobs > 0)
-    spdlog::info("evicted blobs={} bytes={} tags={}", r->blobs, r->bytes, r->tags);
-  quota_running_.store(false);
 }
 
 }  // namespace ocirelay::proxy

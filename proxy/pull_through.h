@@ -21,14 +21,13 @@
 #include <vector>
 
 #include "adapters/registry_client.h"
+#include "fetch/fetcher.h"
+#include "fetch/registries.h"
+#include "metrics/metrics.h"
 #include "oci/digest.h"
 #include "oci/reference.h"
 #include "oci/result.h"
-#include "proxy/blob_pipe.h"
-#include "proxy/fetch_coalescer.h"
-#include "proxy/metrics.h"
 #include "proxy/router.h"
-#include "proxy/server.h"
 
 namespace ocirelay::store {
 class Store;
@@ -36,8 +35,8 @@ class Store;
 
 namespace ocirelay::proxy {
 
-// Declares every ocirelay_* metric family the server exports.
-void describe_proxy_metrics(Metrics& metrics);
+// Declares the ocirelay_* metric families of the mirror (fetch/ declares its own).
+void describe_proxy_metrics(metrics::Metrics& metrics);
 
 struct ManifestReply {
   std::shared_ptr<const std::string> bytes;
@@ -56,15 +55,16 @@ struct ListingReply {
 
 class PullThrough {
  public:
-  // Builds one RegistryClient per upstream, each reporting to `metrics`.
-  PullThrough(const std::vector<UpstreamConfig>& upstreams, store::Store& store, Metrics& metrics);
+  // Talks to the upstreams through `registries`: one client per upstream a route can name
+  // (Server::create checks). All three outlive this object.
+  PullThrough(fetch::RegistryClients& registries, store::Store& store, metrics::Metrics& metrics);
   // Stores every manifest still waiting for the manifest writer before returning.
   ~PullThrough();
   PullThrough(const PullThrough&) = delete;
   PullThrough& operator=(const PullThrough&) = delete;
 
   store::Store& store() { return store_; }
-  FetchCoalescer& coalescer() { return coalescer_; }
+  fetch::FetchCoalescer& coalescer() { return fetcher_.coalescer(); }
 
   // A manifest the store can answer without asking upstream (fresh tag, cached digest
   // referenced by the repository, acceptable media type); nullopt otherwise.
@@ -91,14 +91,14 @@ class PullThrough {
   // Fetch thread. A HEAD of a blob the store lacks, answered by the upstream's HEAD.
   Result<adapters::ResponseHead> head_blob_upstream(const UpstreamRoute& route, const oci::Digest& d);
 
-  // Fetch thread. Runs a fill started by FetchCoalescer::join (started == true): streams
-  // the blob into the store, publishes progress, commits, then finishes the fill. The fill
-  // always ends (done or failed), whatever happens.
-  void run_fill(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill) noexcept;
+  // Fill thread. Runs a fill started by coalescer().join (started == true), capped at the
+  // size a manifest of the repository gives the blob (Fetcher::run_fill). The fill always
+  // ends (done or failed), whatever happens.
+  void run_fill(const UpstreamRoute& route, const std::shared_ptr<fetch::BlobFill>& fill) noexcept;
 
-  // Fetch thread. Streams `d` from the upstream into `pipe` without caching it (the store
+  // Fill thread. Streams `d` from the upstream into `pipe` without caching it (the store
   // cannot take it), hashing it on the way; finishes the pipe with the outcome.
-  void stream_uncached(const UpstreamRoute& route, const oci::Digest& d, BlobPipe& pipe) noexcept;
+  void stream_uncached(const UpstreamRoute& route, const oci::Digest& d, fetch::BlobPipe& pipe) noexcept;
 
   // Fetch thread. Tags listing: forwarded to upstream, or from the store when the upstream
   // is unreachable. `link_base` is "/v2/<name as the client sent it>/tags/list" and
@@ -113,13 +113,12 @@ class PullThrough {
   // Aborts every upstream transfer in progress and refuses new ones (shutdown).
   void cancel_transfers();
 
-  // Fetch thread. Persists access times; runs eviction unless one is already running.
-  // Errors are logged.
+  // Fetch thread. Persists access times. Errors are logged.
   void flush_access() noexcept;
-  void enforce_quota() noexcept;
 
  private:
   adapters::RegistryClient& client(const UpstreamRoute& route);
+  fetch::Origin origin(const UpstreamRoute& route);
   // Manifest bytes by digest, kept in memory once read: small, immutable, hot.
   struct CachedManifest {
     std::shared_ptr<const std::string> bytes;
@@ -128,7 +127,6 @@ class PullThrough {
   std::optional<CachedManifest> in_memory(const oci::Digest& d);
   // From memory, else read from the store (fetch thread) and kept; null when unreadable.
   std::shared_ptr<const std::string> cached_bytes(const oci::Digest& d, const std::string& media_type);
-  Status fill_blob(const UpstreamRoute& route, const std::shared_ptr<BlobFill>& fill);
   // The size a manifest of the route's repository gives `d` (stored, or waiting for the
   // manifest writer); nullopt when none is known.
   std::optional<std::uint64_t> described_size(const UpstreamRoute& route, const oci::Digest& d);
@@ -157,12 +155,11 @@ class PullThrough {
                             const std::shared_ptr<const std::string>& bytes, const oci::Digest& d,
                             const std::string& media_type, const Error& why);
 
+  fetch::RegistryClients& registries_;
   store::Store& store_;
-  Metrics& metrics_;
-  Counter manifest_hits_;  // ocirelay_cache_hits_total{kind="manifest"}: every cached GET
-  std::map<std::string, std::unique_ptr<adapters::RegistryClient>, std::less<>> clients_;
-  FetchCoalescer coalescer_;
-  std::atomic<bool> quota_running_{false};
+  metrics::Metrics& metrics_;
+  metrics::Counter manifest_hits_;  // ocirelay_cache_hits_total{kind="manifest"}: every cached GET
+  fetch::Fetcher fetcher_;
 
   std::mutex inflight_mu_;  // manifest exchanges in flight, by repo + reference + Accept
   std::map<std::string, std::shared_future<Result<ManifestReply>>> inflight_manifests_;

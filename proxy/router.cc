@@ -156,7 +156,7 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
   return std::nullopt;
 }
 
-Result<UpstreamRoute> select_upstream(const std::vector<UpstreamConfig>& upstreams,
+Result<UpstreamRoute> select_upstream(const std::vector<fetch::UpstreamConfig>& upstreams,
                                       std::string_view name,
                                       std::optional<std::string_view> ns) {
   UpstreamRoute r;

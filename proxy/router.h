@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "oci/result.h"
-#include "proxy/server.h"
+#include "fetch/registries.h"
 
 namespace ocirelay::proxy {
 
@@ -49,7 +49,7 @@ Result<RequestPath> parse_request_path(std::string_view target);
 std::optional<std::string> query_param(std::string_view query, std::string_view key);
 
 struct UpstreamRoute {
-  const UpstreamConfig* upstream = nullptr;
+  const fetch::UpstreamConfig* upstream = nullptr;
   std::string repository;  // name on the upstream ("library/alpine")
   std::string store_repo;  // "<upstream name>/<repository>"
 };
@@ -61,7 +61,7 @@ struct UpstreamRoute {
 //  3. else the default upstream; none -> Errc::not_found.
 // Upstreams with library_prefix give one-segment names "library/". The resulting
 // repository is validated (Errc::name_invalid) before anything else may use it.
-Result<UpstreamRoute> select_upstream(const std::vector<UpstreamConfig>& upstreams,
+Result<UpstreamRoute> select_upstream(const std::vector<fetch::UpstreamConfig>& upstreams,
                                       std::string_view name,
                                       std::optional<std::string_view> ns);
 

@@ -27,8 +27,8 @@
 
 #include "oci/errors.h"
 #include "oci/reference.h"
-#include "proxy/blob_pipe.h"
-#include "proxy/metrics.h"
+#include "fetch/blob_pipe.h"
+#include "metrics/metrics.h"
 #include "proxy/pull_through.h"
 #include "proxy/range.h"
 #include "proxy/router.h"
@@ -47,6 +47,8 @@ using asio::awaitable;
 using asio::use_awaitable;
 using namespace asio::experimental::awaitable_operators;  // `||` on the sendfile wait
 constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
+using fetch::BlobFill;
+using fetch::BlobPipe;
 
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
@@ -104,7 +106,7 @@ std::string path_only(std::string_view target) {
 // under a lock per request: each (route, status) series is resolved once, on first use.
 class RequestCounters {
  public:
-  explicit RequestCounters(Metrics& m) : metrics_(m) {}
+  explicit RequestCounters(metrics::Metrics& m) : metrics_(m) {}
 
   void count(RouteKind kind, unsigned status) {
     const auto route = static_cast<std::size_t>(kind);
@@ -114,7 +116,7 @@ class RequestCounters {
       return;
     }
     auto& slot = slots_[route * kStatuses + status];
-    const Counter* c = slot.load(std::memory_order_acquire);
+    const metrics::Counter* c = slot.load(std::memory_order_acquire);
     if (c == nullptr) {
       std::lock_guard lock(mu_);
       c = slot.load(std::memory_order_acquire);
@@ -131,10 +133,10 @@ class RequestCounters {
  private:
   static constexpr std::size_t kRoutes = static_cast<std::size_t>(RouteKind::unknown) + 1;
   static constexpr std::size_t kStatuses = 600;
-  Metrics& metrics_;
-  std::array<std::atomic<const Counter*>, kRoutes * kStatuses> slots_{};
+  metrics::Metrics& metrics_;
+  std::array<std::atomic<const metrics::Counter*>, kRoutes * kStatuses> slots_{};
   std::mutex mu_;                // guards resolved_
-  std::deque<Counter> resolved_;  // stable addresses for slots_
+  std::deque<metrics::Counter> resolved_;  // stable addresses for slots_
 };
 
 std::vector<std::unique_ptr<asio::io_context>> make_io_contexts(unsigned threads) {
@@ -148,9 +150,11 @@ std::vector<std::unique_ptr<asio::io_context>> make_io_contexts(unsigned threads
 
 class ServerImpl final : public Server {
  public:
-  ServerImpl(ServerOptions options, store::Store& store)
+  ServerImpl(ServerOptions options, const ServerDeps& deps)
       : opt_(std::move(options)),
-        store_(store),
+        store_(deps.store),
+        metrics_(deps.metrics),
+        registries_(deps.registries),
         iocs_(make_io_contexts(opt_.io_threads)),
         pool_(opt_.fetch_threads ? opt_.fetch_threads : 16),
         fill_pool_(opt_.fill_threads ? opt_.fill_threads : 16),
@@ -190,6 +194,9 @@ class ServerImpl final : public Server {
       ssl_->use_private_key_file(opt_.tls_key_file, ssl::context::pem, ec);
       if (ec) return Error{Errc::invalid_argument, "TLS key " + opt_.tls_key_file + ": " + ec.message()};
     }
+    for (const auto& u : opt_.upstreams)
+      if (registries_.find(u.name) == nullptr)
+        return Error{Errc::invalid_argument, "no registry client for upstream " + u.name};
     std::string where = opt_.listen_host + ":" + std::to_string(opt_.listen_port);
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(opt_.listen_host, ec);
@@ -201,7 +208,7 @@ class ServerImpl final : public Server {
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return Error{Errc::io_error, "listen on " + where + ": " + ec.message()};
     port_ = acceptor_.local_endpoint().port();
-    pull_ = std::make_unique<PullThrough>(opt_.upstreams, store_, metrics_);
+    pull_ = std::make_unique<PullThrough>(registries_, store_, metrics_);
     asio::co_spawn(control_, accept_loop(), asio::detached);
     asio::co_spawn(control_, flush_loop(), asio::detached);
     spdlog::debug("proxy listening on {}:{} ({})", opt_.listen_host, port_, ssl_ ? "https" : "http");
@@ -1000,9 +1007,10 @@ class ServerImpl final : public Server {
 
   ServerOptions opt_;
   store::Store& store_;
-  Metrics metrics_;
+  metrics::Metrics& metrics_;
+  fetch::RegistryClients& registries_;
   RequestCounters requests_{metrics_};
-  Counter bytes_from_cache_, bytes_from_upstream_, blob_hits_;
+  metrics::Counter bytes_from_cache_, bytes_from_upstream_, blob_hits_;
   // One io_context per I/O thread, each run by that thread alone (DESIGN.md): a connection
   // stays on one context for its life, so its handlers need no strand and completing one
   // wakes no other thread. The first context also runs the acceptor and the timers.
@@ -1029,10 +1037,10 @@ class ServerImpl final : public Server {
 
 }  // namespace
 
-Result<std::unique_ptr<Server>> Server::create(ServerOptions options, store::Store& store) {
+Result<std::unique_ptr<Server>> Server::create(ServerOptions options, const ServerDeps& deps) {
   std::unique_ptr<ServerImpl> server;
   try {
-    server = std::make_unique<ServerImpl>(std::move(options), store);
+    server = std::make_unique<ServerImpl>(std::move(options), deps);
     auto started = server->start();
     if (!started) return started.error();
   } catch (const std::exception& e) {

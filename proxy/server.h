@@ -8,29 +8,23 @@
 #include <string>
 #include <vector>
 
-#include "adapters/registry_client.h"
+#include "fetch/registries.h"
 #include "oci/result.h"
 
 namespace ocirelay::store {
 class Store;
 }
+namespace ocirelay::metrics {
+class Metrics;
+}
 
 namespace ocirelay::proxy {
-
-struct UpstreamConfig {
-  std::string name;                    // "docker.io": key for ?ns= and path prefixes
-  adapters::RegistryEndpoint endpoint; // endpoint.name == name
-  bool is_default = false;             // serves requests that name no upstream
-  std::chrono::seconds tag_ttl{300};   // tag->digest trusted this long before a HEAD upstream
-  // Docker Hub: one-component names get "library/" (set when the URL or name is Docker Hub).
-  bool library_prefix = false;
-};
 
 struct ServerOptions {
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 5000;    // 0: pick a free port (see Server::port())
   std::string tls_cert_file, tls_key_file;  // both set: HTTPS
-  std::vector<UpstreamConfig> upstreams;
+  std::vector<fetch::UpstreamConfig> upstreams;
   unsigned io_threads = 0;             // 0: one per core
   // Blocking work runs on two pools, so minute-long blob transfers never starve the
   // millisecond ones: manifests, HEADs, listings and store reads on the first, blob fills
@@ -44,11 +38,18 @@ struct ServerOptions {
   std::chrono::seconds access_flush_interval{30};  // Store::flush_access period
 };
 
+// What the server uses and does not own: built by the wiring, outliving the server.
+struct ServerDeps {
+  store::Store& store;
+  metrics::Metrics& metrics;       // the server adds its families and serves /metrics
+  fetch::RegistryClients& registries;  // a client for every upstream in ServerOptions
+};
+
 class Server {
  public:
   // Binds the listening socket (errors name the address and cause). Does not contact any
   // upstream: starting with every upstream down works.
-  static Result<std::unique_ptr<Server>> create(ServerOptions options, store::Store& store);
+  static Result<std::unique_ptr<Server>> create(ServerOptions options, const ServerDeps& deps);
   virtual ~Server() = default;
   virtual std::uint16_t port() const = 0;  // the bound port
   // Serves until stop(); blocks the calling thread (which becomes one of the I/O threads).

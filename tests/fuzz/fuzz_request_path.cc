@@ -11,9 +11,9 @@
 using namespace ocirelay;
 
 namespace {
-const std::vector<proxy::UpstreamConfig>& upstreams() {
-  static const std::vector<proxy::UpstreamConfig> u = [] {
-    std::vector<proxy::UpstreamConfig> v(3);
+const std::vector<fetch::UpstreamConfig>& upstreams() {
+  static const std::vector<fetch::UpstreamConfig> u = [] {
+    std::vector<fetch::UpstreamConfig> v(3);
     v[0].name = "docker.io";
     v[0].is_default = true;
     v[0].library_prefix = true;

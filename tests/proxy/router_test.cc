@@ -5,8 +5,8 @@
 namespace ocirelay::proxy {
 namespace {
 
-std::vector<UpstreamConfig> upstreams() {
-  std::vector<UpstreamConfig> u(3);
+std::vector<fetch::UpstreamConfig> upstreams() {
+  std::vector<fetch::UpstreamConfig> u(3);
   u[0].name = "docker.io";
   u[0].is_default = true;
   u[0].library_prefix = true;

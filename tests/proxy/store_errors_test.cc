@@ -6,6 +6,7 @@
 #include <atomic>
 #include <thread>
 
+#include "metrics/metrics.h"
 #include "proxy/server.h"
 #include "store/store.h"
 #include "tests/support/fake_http_server.h"
@@ -86,13 +87,15 @@ TEST(StoreErrors, AnUnreadableStoreIsAnErrorNotAMiss) {
 
   ServerOptions opt;
   opt.listen_port = 0;
-  UpstreamConfig up;
+  fetch::UpstreamConfig up;
   up.name = "up.test";
   up.endpoint.name = "up.test";
   up.endpoint.url = upstream.url();
   up.is_default = true;
   opt.upstreams.push_back(up);
-  auto server = Server::create(opt, store);
+  metrics::Metrics metrics;
+  auto registries = fetch::RegistryClients::create(opt.upstreams, &metrics);
+  auto server = Server::create(opt, ServerDeps{store, metrics, *registries});
   ASSERT_TRUE(server.ok()) << server.error().to_string();
   std::thread io([&] { (*server)->run(); });
   const std::uint16_t port = (*server)->port();

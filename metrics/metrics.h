@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-namespace ocirelay::proxy {
+namespace ocirelay::metrics {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
@@ -80,4 +80,4 @@ class Metrics {
   std::map<std::string, Family, std::less<>> families_;
 };
 
-}  // namespace ocirelay::proxy
+}  // namespace ocirelay::metrics

@@ -15,7 +15,7 @@
 
 #include "oci/result.h"
 
-namespace ocirelay::proxy {
+namespace ocirelay::fetch {
 
 class BlobPipe {
  public:
@@ -60,4 +60,4 @@ class BlobPipe {
   std::function<void()> waiter_;
 };
 
-}  // namespace ocirelay::proxy
+}  // namespace ocirelay::fetch

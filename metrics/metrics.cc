@@ -1,10 +1,10 @@
-#include "proxy/metrics.h"
+#include "metrics/metrics.h"
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
-namespace ocirelay::proxy {
+namespace ocirelay::metrics {
 
 std::string Metrics::escape_label(std::string_view v) {
   std::string out;
@@ -144,4 +144,4 @@ std::string Metrics::render() const {
   return out;
 }
 
-}  // namespace ocirelay::proxy
+}  // namespace ocirelay::metrics

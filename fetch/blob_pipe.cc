@@ -1,6 +1,6 @@
-#include "proxy/blob_pipe.h"
+#include "fetch/blob_pipe.h"
 
-namespace ocirelay::proxy {
+namespace ocirelay::fetch {
 
 void BlobPipe::notify_consumer(std::unique_lock<std::mutex>& lock) {
   auto wake = std::move(waiter_);
@@ -63,4 +63,4 @@ void BlobPipe::abandon() {
   space_.notify_all();
 }
 
-}  // namespace ocirelay::proxy
+}  // namespace ocirelay::fetch

@@ -1,11 +1,11 @@
-#include "proxy/fetch_coalescer.h"
+#include "fetch/fetch_coalescer.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <thread>
 
-namespace ocirelay::proxy {
+namespace ocirelay::fetch {
 namespace {
 
 oci::Digest digest_of(std::string_view s) { return oci::Digest::of(s); }
@@ -152,4 +152,4 @@ TEST(BlobFill, ConcurrentReadersSeeMonotonicProgress) {
 }
 
 }  // namespace
-}  // namespace ocirelay::proxy
+}  // namespace ocirelay::fetch

@@ -1,8 +1,8 @@
-#include "proxy/fetch_coalescer.h"
+#include "fetch/fetch_coalescer.h"
 
 #include <unistd.h>
 
-namespace ocirelay::proxy {
+namespace ocirelay::fetch {
 
 BlobFill::BlobFill(oci::Digest digest, std::string store_repo)
     : digest_(std::move(digest)), store_repo_(std::move(store_repo)) {}
@@ -120,4 +120,4 @@ std::size_t FetchCoalescer::in_flight() const {
   return fills_.size();
 }
 
-}  // namespace ocirelay::proxy
+}  // namespace ocirelay::fetch

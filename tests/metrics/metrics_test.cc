@@ -1,10 +1,10 @@
-#include "proxy/metrics.h"
+#include "metrics/metrics.h"
 
 #include <gtest/gtest.h>
 
 #include <thread>
 
-namespace ocirelay::proxy {
+namespace ocirelay::metrics {
 namespace {
 
 TEST(Metrics, CounterExposition) {
@@ -101,4 +101,4 @@ TEST(Metrics, FormatValue) {
 }
 
 }  // namespace
-}  // namespace ocirelay::proxy
+}  // namespace ocirelay::metrics

@@ -16,7 +16,7 @@
 #include "oci/digest.h"
 #include "oci/result.h"
 
-namespace ocirelay::proxy {
+namespace ocirelay::fetch {
 
 // Thread-safety: progress fields are atomics or under mu; any thread may read them.
 // The fetch thread is the only writer.
@@ -108,4 +108,4 @@ class FetchCoalescer {
   std::map<std::string, std::shared_ptr<BlobFill>> fills_;
 };
 
-}  // namespace ocirelay::proxy
+}  // namespace ocirelay::fetch
