@@ -1,15 +1,13 @@
 #include "fetch/fetch_coalescer.h"
 
-#include <unistd.h>
+#include "store/file_system.h"
 
 namespace ocirelay::fetch {
 
 BlobFill::BlobFill(oci::Digest digest, std::string store_repo)
     : digest_(std::move(digest)), store_repo_(std::move(store_repo)) {}
 
-BlobFill::~BlobFill() {
-  if (fd_ >= 0) ::close(fd_);
-}
+BlobFill::~BlobFill() = default;
 
 std::optional<std::uint64_t> BlobFill::length() const {
   std::lock_guard lock(mu_);
@@ -41,10 +39,12 @@ void BlobFill::notify() {
   for (auto& w : waiters) w();
 }
 
-void BlobFill::publish_head(int fd, std::optional<std::uint64_t> length) {
+void BlobFill::publish_head(std::unique_ptr<store::ReadableFile> file,
+                            std::optional<std::uint64_t> length) {
   {
     std::lock_guard lock(mu_);
-    fd_ = fd;
+    file_ = std::move(file);
+    fd_ = file_ ? file_->native_handle() : -1;
     length_ = length;
     state_.store(State::streaming, std::memory_order_release);
   }

@@ -15,6 +15,7 @@
 
 #include "oci/digest.h"
 #include "oci/result.h"
+#include "store/file_system.h"
 
 namespace ocirelay::fetch {
 
@@ -25,7 +26,7 @@ class BlobFill {
   enum class State { starting, streaming, done, failed };
 
   BlobFill(oci::Digest digest, std::string store_repo);
-  ~BlobFill();  // closes the read descriptor
+  ~BlobFill();  // closes the temp file
   BlobFill(const BlobFill&) = delete;
   BlobFill& operator=(const BlobFill&) = delete;
 
@@ -61,7 +62,8 @@ class BlobFill {
   bool wait_for_progress(const Progress& seen, std::function<void()> wake);
 
   // --- fetch thread only ----------------------------------------------------------
-  void publish_head(int fd, std::optional<std::uint64_t> length);
+  // `file`: the temp file (or the stored blob) opened for reading; null in tests.
+  void publish_head(std::unique_ptr<store::ReadableFile> file, std::optional<std::uint64_t> length);
   // Readers are woken per 256 KiB of progress, or at once with `wake_now` (a slow upstream's
   // small piece: nobody should wait for the next 256 KiB to see it).
   void publish_bytes(std::uint64_t total_written, bool wake_now = false);
@@ -78,7 +80,8 @@ class BlobFill {
   std::atomic<std::uint64_t> written_{0};
   std::uint64_t woken_at_ = 0;  // written_ when readers were last woken; guarded by mu_
   std::atomic<bool> verified_{false};
-  int fd_ = -1;
+  std::unique_ptr<store::ReadableFile> file_;
+  int fd_ = -1;  // file_'s descriptor
   mutable std::mutex mu_;
   std::optional<std::uint64_t> length_;
   Error error_;

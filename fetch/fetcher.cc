@@ -1,14 +1,11 @@
 #include "fetch/fetcher.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <spdlog/spdlog.h>
 
+#include "store/file_system.h"
 #include "store/store.h"
 
 namespace ocirelay::fetch {
@@ -71,11 +68,11 @@ class FillSink final : public adapters::BodySink {
       if (!w) return w.error();
       writer_ = std::move(*w);
     }
-    int fd = ::open(writer_->temp_path().c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return error_from_errno(errno, "open ingest file for readers");
+    auto reader = writer_->open_reader();
+    if (!reader) return reader.error();
     // Readers announce the expected size even without a Content-Length: the fill fails
     // unless exactly those bytes arrive.
-    fill_.publish_head(fd, expected_.size());
+    fill_.publish_head(std::move(*reader), expected_.size());
     return {};
   }
 
@@ -227,9 +224,8 @@ Status Fetcher::fill_blob(const Origin& origin, const std::shared_ptr<BlobFill>&
     return {};
   }
   if (*info && *linked) {
-    int fd = ::open(store_.blob_path(d).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      fill->publish_head(fd, (*info)->size);
+    if (auto file = store_.open_blob(d)) {
+      fill->publish_head(std::move(*file), (*info)->size);
       fill->publish_bytes((*info)->size);
       coalescer_.finish(*fill);
       fill->publish_done();

@@ -4,7 +4,6 @@
 #include "proxy/server.h"
 
 #include <sys/sendfile.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -32,6 +31,7 @@
 #include "proxy/pull_through.h"
 #include "proxy/range.h"
 #include "proxy/router.h"
+#include "store/file_system.h"
 #include "store/store.h"
 
 namespace ocirelay::proxy {
@@ -609,15 +609,16 @@ class ServerImpl final : public Server {
             [this, &route, &d] { return pull_->confirm_blob_upstream(route, d); });
         if (!confirmed) co_return co_await send_error(stream, req, confirmed.error(), oci::ObjectKind::blob);
       }
-      int fd = ::open(store_.blob_path(d).c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd >= 0) {
+      auto file = store_.open_blob(d);
+      if (file) {
         blob_hits_.inc();
         store_.record_access(d);
-        auto out = co_await send_blob(stream, req, d, fd, info->size, nullptr);
-        ::close(fd);
+        auto out = co_await send_blob(stream, req, d, (*file)->native_handle(), info->size, nullptr);
         out.cache = "hit";
         co_return out;
       }
+      if (file.error().code != Errc::not_found)
+        co_return co_await send_error(stream, req, file.error(), oci::ObjectKind::blob);
       // Evicted between the lookup and the open: fetch it again.
     }
     if (req.method() == http::verb::head && !pull_->coalescer().find(route.store_repo, d)) {

@@ -63,6 +63,7 @@ class PosixReadableFile : public ReadableFile {
  public:
   PosixReadableFile(fs::path p, int fd) : path_(std::move(p)), fd_(fd) {}
   ~PosixReadableFile() override { ::close(fd_); }
+  int native_handle() const override { return fd_; }
 
   Result<std::size_t> read(void* buf, std::size_t n) override {
     for (;;) {

@@ -25,12 +25,15 @@ class WritableFile {
   virtual Status close() = 0;  // idempotent
 };
 
-// A file opened for sequential reading.
+// A file opened for reading. It stays readable after the file is unlinked (eviction, gc).
 class ReadableFile {
  public:
   virtual ~ReadableFile() = default;
-  // Reads up to n bytes; 0 at end of file.
+  // Reads up to n bytes from the current position; 0 at end of file.
   virtual Result<std::size_t> read(void* buf, std::size_t n) = 0;
+  // The open descriptor, for sendfile(2) and pread(2), which leave the position alone.
+  // Owned by this object: closed when it is destroyed.
+  virtual int native_handle() const = 0;
 };
 
 // An exclusive lock on a file (flock), held until destroyed. Other processes, and other

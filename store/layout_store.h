@@ -1,7 +1,8 @@
 // Internal to store/: the Store implementation (LayoutStore) and its BlobWriter, shared by
 // store.cc (open, reads, ingest, index.json) and maintenance.cc (quota, gc, fsck).
 //
-// Lock order: maint_mu_ -> publish_mu_ -> Env write lock; index_mu_ and temps_mu_ are leaves.
+// Lock order: maint_mu_ -> publish_mu_ -> Env write lock; index_write_mu_ -> index_mu_;
+// index_mu_ (held across a read transaction by load_index) and temps_mu_ take no other lock.
 // publish_mu_ makes "a file in blobs/ and its row" change together: it is held from the
 // rename of an ingested file until its row is committed, and by every path that deletes
 // rows and files or looks for files without rows, so gc/fsck never mistake a blob being
@@ -9,11 +10,14 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
@@ -79,6 +83,7 @@ class IngestWriter final : public BlobWriter {
   }
   std::uint64_t size() const override { return size_; }
   const fs::path& temp_path() const override { return file_->path(); }
+  Result<std::unique_ptr<ReadableFile>> open_reader() const override;
   Result<oci::Digest> verify() override;
   Result<BlobInfo> commit(std::string_view repo) override;
 
@@ -110,6 +115,14 @@ class LayoutStore final : public Store {
   }
 
   ~LayoutStore() override {
+    if (index_writer_.joinable()) {
+      {
+        std::lock_guard lk(index_mu_);
+        index_stop_ = true;
+      }
+      index_cv_.notify_all();
+      index_writer_.join();
+    }
     if (env_)
       if (auto st = flush_access(); !st.ok())
         spdlog::warn("store: flushing access times: {}", st.error().to_string());
@@ -150,6 +163,8 @@ class LayoutStore final : public Store {
   Result<std::vector<ManifestInfo>> referrers(std::string_view repo,
                                               const oci::Digest& subject) const override;
   Result<std::string> read_blob(const oci::Digest& d, std::size_t max_bytes) const override;
+  Result<std::unique_ptr<ReadableFile>> open_blob(const oci::Digest& d) const override;
+  Result<std::unique_ptr<ReadableFile>> open_file(const fs::path& p) const { return fs_->open_read(p); }
   Result<std::optional<std::uint64_t>> descriptor_size(std::string_view repo,
                                                        const oci::Digest& d) const override;
 
@@ -164,6 +179,7 @@ class LayoutStore final : public Store {
   Status touch_tag(std::string_view repo, std::string_view tag, std::int64_t fetched_at) override;
   void record_access(const oci::Digest& d) override;
   Status flush_access() override;
+  Status flush_index() override { return write_index(); }
   Status set_pinned(std::string_view repo, std::string_view tag, bool pinned) override;
 
   StoreStats stats() const override;
@@ -208,7 +224,21 @@ class LayoutStore final : public Store {
   Result<std::uint64_t> sum_blob_rows(const lmdb::Txn& t) const;
   // Deletes rows then file of `d`; counts it as evicted when `evicted`.
   Status remove_blob(const oci::Digest& d, bool evicted);
-  Status rewrite_index();
+  // index.json. index_ models its entries so a tag write touches one entry instead of
+  // scanning every tag; the file is written behind (run_index_writer), so a burst of tag
+  // writes costs one file write. LMDB stays the truth: open rebuilds the file from it.
+  struct IndexEntry {
+    std::string media_type;
+    oci::Digest digest;
+    std::uint64_t size = 0;
+  };
+  // Rebuilds index_ from the tag and manifest rows (open, after tags were evicted).
+  Status load_index();
+  // Sets one tag's entry and wakes the writer.
+  void index_tag(std::string_view repo, std::string_view tag, IndexEntry entry);
+  // Writes index_ when it changed since the last write.
+  Status write_index();
+  void run_index_writer();
   Status write_file_atomically(const fs::path& target, std::string_view content);
   // A new file in ingest/ that gc leaves alone until forget_temp().
   Result<std::unique_ptr<WritableFile>> new_temp(std::string_view prefix);
@@ -254,7 +284,14 @@ class LayoutStore final : public Store {
 
   std::mutex maint_mu_;    // one of enforce_quota / gc / fsck at a time
   std::mutex publish_mu_;  // see the file comment
-  std::mutex index_mu_;    // index.json rewrites
+  std::mutex index_write_mu_;  // one index.json write at a time; before index_mu_
+  std::mutex index_mu_;        // guards the index_ fields below
+  std::condition_variable index_cv_;  // index_ changed, or stopping
+  std::map<std::string, IndexEntry> index_;  // "<repo>:<tag>" -> entry
+  std::uint64_t index_version_ = 0;  // bumped by every change to index_
+  std::uint64_t index_written_ = 0;  // the version index.json holds
+  bool index_stop_ = false;
+  std::thread index_writer_;  // read-write stores only
   std::mutex temps_mu_;
   std::set<std::string> temps_;  // names of live temp files in ingest/ (gc leaves them)
   std::atomic<std::uint64_t> ingest_bytes_{0};  // bytes writers counted with admit()

@@ -213,8 +213,9 @@ Result<EvictReport> LayoutStore::enforce_quota() {
       break;
     }
   }
-  if (report.tags > 0)
-    if (auto st = rewrite_index(); !st.ok() && failed.ok()) failed = st;
+  // Evicted tags, and tags whose manifest went, leave the index.
+  if (report.tags > 0 || report.blobs > 0)
+    if (auto st = load_index(); !st.ok() && failed.ok()) failed = st;
   if (!failed.ok()) return failed.error();
   return report;
 }

@@ -36,6 +36,10 @@ IngestWriter::~IngestWriter() {
 
 Status IngestWriter::admit(std::uint64_t total) { return store_->admit(*this, total); }
 
+Result<std::unique_ptr<ReadableFile>> IngestWriter::open_reader() const {
+  return store_->open_file(file_->path());
+}
+
 Result<oci::Digest> IngestWriter::verify() {
   if (verified_) return *verified_;
   if (!failed_ && done_) return Error{Errc::internal, "verify after commit of " + file_->path().string()};
@@ -156,8 +160,11 @@ Status LayoutStore::init() {
   if (upgraded)
     spdlog::info("store {}: metadata upgraded to schema {} (blob byte counter)", opt_.root.string(),
                  records::kSchemaVersion);
-  // A crash between a tag commit and the index.json rewrite leaves the file stale.
-  return rewrite_index();
+  // index.json is written behind tag commits: after a crash it may lag. Rebuilt here.
+  if (auto st = load_index(); !st.ok()) return st;
+  if (auto st = write_index(); !st.ok()) return st;
+  index_writer_ = std::thread([this] { run_index_writer(); });
+  return {};
 }
 
 // ------------------------------------------------------------------------------------
@@ -263,6 +270,10 @@ Result<std::vector<ManifestInfo>> LayoutStore::referrers(std::string_view repo,
     }
     return out;
   });
+}
+
+Result<std::unique_ptr<ReadableFile>> LayoutStore::open_blob(const oci::Digest& d) const {
+  return fs_->open_read(blob_path(d));
 }
 
 Result<std::string> LayoutStore::read_blob(const oci::Digest& d, std::size_t max_bytes) const {
@@ -514,8 +525,7 @@ Result<ManifestInfo> LayoutStore::put_manifest(std::string_view repo, std::strin
   auto published = publish(static_cast<IngestWriter&>(**w), repo, extra);
   if (tag) forget_tag(records::key(repo, *tag));
   if (!published.ok()) return published.error();
-  if (tag)
-    if (auto st = rewrite_index(); !st.ok()) return st.error();
+  if (tag) index_tag(repo, *tag, IndexEntry{info.media_type, d, info.size});
   return info;
 }
 
@@ -596,9 +606,11 @@ Status LayoutStore::write_file_atomically(const fs::path& target, std::string_vi
   return fs_->sync_dir(target.parent_path());
 }
 
-Status LayoutStore::rewrite_index() {
-  std::lock_guard lk(index_mu_);
-  nlohmann::json entries = nlohmann::json::array();
+Status LayoutStore::load_index() {
+  // Held across the scan: a tag committed after the scan's snapshot has its index_tag()
+  // wait for the swap below instead of being overwritten by it.
+  std::unique_lock lk(index_mu_);
+  std::map<std::string, IndexEntry> entries;
   auto txn = env_->read();
   if (!txn.ok()) return txn.error();
   const lmdb::ReadTxn& t = **txn;
@@ -606,27 +618,70 @@ Status LayoutStore::rewrite_index() {
     auto parts = records::split(k);
     auto row = records::decode_tag(v);
     if (parts.size() != 2 || !row) return true;
-    std::uint64_t size = 0;
-    std::string media_type = row->media_type;
-    if (auto m = t.get(dbi(db::kManifests), row->digest.str()); m.ok() && *m) {
-      if (auto info = records::decode_manifest(**m)) {
-        size = info->size;
-        media_type = info->media_type;
-      }
-    } else {
-      return true;  // evicted content is not advertised
-    }
-    entries.push_back({{"mediaType", media_type},
-                       {"digest", row->digest.str()},
-                       {"size", size},
-                       {"annotations",
-                        {{kRefNameAnnotation, std::string(parts[0]) + ":" + std::string(parts[1])}}}});
+    auto m = t.get(dbi(db::kManifests), row->digest.str());
+    if (!m.ok() || !*m) return true;  // evicted content is not advertised
+    auto info = records::decode_manifest(**m);
+    if (!info) return true;
+    entries[std::string(parts[0]) + ":" + std::string(parts[1])] =
+        IndexEntry{info->media_type, row->digest, info->size};
     return true;
   });
   txn->reset();
   if (!st.ok()) return st;
+  index_ = std::move(entries);
+  ++index_version_;
+  lk.unlock();
+  index_cv_.notify_all();
+  return {};
+}
+
+void LayoutStore::index_tag(std::string_view repo, std::string_view tag, IndexEntry entry) {
+  {
+    std::lock_guard lk(index_mu_);
+    index_[std::string(repo) + ":" + std::string(tag)] = std::move(entry);
+    ++index_version_;
+  }
+  index_cv_.notify_all();
+}
+
+Status LayoutStore::write_index() {
+  if (opt_.read_only) return {};
+  std::lock_guard wl(index_write_mu_);
+  nlohmann::json entries = nlohmann::json::array();
+  std::uint64_t version = 0;
+  {
+    std::lock_guard lk(index_mu_);
+    if (index_written_ == index_version_) return {};
+    version = index_version_;
+    for (const auto& [ref, e] : index_)
+      entries.push_back({{"mediaType", e.media_type},
+                         {"digest", e.digest.str()},
+                         {"size", e.size},
+                         {"annotations", {{kRefNameAnnotation, ref}}}});
+  }
   nlohmann::json index{{"schemaVersion", 2}, {"mediaType", kIndexMediaType}, {"manifests", entries}};
-  return write_file_atomically(opt_.root / "index.json", oci::json::dump(index, 2) + "\n");
+  auto st = write_file_atomically(opt_.root / "index.json", oci::json::dump(index, 2) + "\n");
+  if (!st.ok()) return st;
+  std::lock_guard lk(index_mu_);
+  index_written_ = std::max(index_written_, version);
+  return {};
+}
+
+void LayoutStore::run_index_writer() {
+  // How long a change waits for the next ones: a sync of many tags writes the file a few
+  // times a second instead of once per tag.
+  constexpr auto kGather = std::chrono::milliseconds(100);
+  std::unique_lock lk(index_mu_);
+  for (;;) {
+    index_cv_.wait(lk, [&] { return index_stop_ || index_version_ != index_written_; });
+    if (!index_stop_) index_cv_.wait_for(lk, kGather, [&] { return index_stop_; });
+    lk.unlock();
+    auto st = guarded("index.json writer", [&] { return write_index(); });
+    if (!st.ok()) spdlog::warn("store: writing index.json: {}", st.error().to_string());
+    lk.lock();
+    if (index_stop_) return;
+    if (!st.ok()) index_cv_.wait_for(lk, std::chrono::seconds(5), [&] { return index_stop_; });
+  }
 }
 
 }  // namespace detail

@@ -23,7 +23,8 @@
 
 namespace ocirelay::store {
 
-class FileSystem;  // store/file_system.h: the OS seam, replaced in fault-injection tests
+class FileSystem;    // store/file_system.h: the OS seam, replaced in fault-injection tests
+class ReadableFile;  // store/file_system.h
 
 struct StoreOptions {
   std::filesystem::path root;
@@ -70,6 +71,9 @@ struct ManifestInfo {
 class BlobWriter {
  public:
   virtual ~BlobWriter() = default;
+  // The temp file opened for reading (readers follow the file while it grows); it stays
+  // valid after commit renames the file into blobs/. Errors: io_error.
+  virtual Result<std::unique_ptr<ReadableFile>> open_reader() const = 0;
   // Errors: no_space, io_error.
   virtual Status append(const void* data, std::size_t n) = 0;
   virtual std::uint64_t size() const = 0;
@@ -130,6 +134,10 @@ class Store {
                                                       const oci::Digest& subject) const = 0;
   // Reads a whole stored blob (manifests); errors not_found, too_large, io_error.
   virtual Result<std::string> read_blob(const oci::Digest& d, std::size_t max_bytes) const = 0;
+  // A stored blob's file, open for reading (sendfile, pread); it stays readable if an
+  // eviction removes the blob meanwhile. Errors: not_found (no such blob, or evicted since
+  // the caller looked), io_error.
+  virtual Result<std::unique_ptr<ReadableFile>> open_blob(const oci::Digest& d) const = 0;
 
   // The size a manifest of `repo` gives `d` in its descriptor (config and layers), when a
   // stored manifest of that repository names it. A fill caps the transfer there.
@@ -159,6 +167,10 @@ class Store {
   // Notes a read for LRU; memory only, persisted by flush_access() (called periodically).
   virtual void record_access(const oci::Digest& d) = 0;
   virtual Status flush_access() = 0;
+  // index.json follows tag changes within a fraction of a second, written behind them so a
+  // burst of tags costs one write; this writes it now. Closing the store does too, and
+  // opening it rebuilds it from the metadata (after a crash it may have lagged).
+  virtual Status flush_index() = 0;
   // Pinned tags (and everything they reference) are never evicted.
   virtual Status set_pinned(std::string_view repo, std::string_view tag, bool pinned) = 0;
 

@@ -48,7 +48,7 @@ TEST(BlobFill, WaiterIsWokenOnceOnProgress) {
   BlobFill fill(digest_of("x"), "r");
   int woken = 0;
   ASSERT_TRUE(fill.wait_for_progress(seen(0, BlobFill::State::starting), [&] { ++woken; }));
-  fill.publish_head(-1, 10);
+  fill.publish_head(nullptr, 10);
   EXPECT_EQ(woken, 1);
   EXPECT_EQ(fill.state(), BlobFill::State::streaming);
   EXPECT_EQ(fill.length(), 10u);
@@ -65,7 +65,7 @@ TEST(BlobFill, WaiterIsWokenOnceOnProgress) {
 // a reader never waits for bytes that already arrived once the fill is complete.
 TEST(BlobFill, SmallProgressIsBatchedButTheEndAlwaysWakes) {
   BlobFill fill(digest_of("x"), "r");
-  fill.publish_head(-1, 1 << 20);
+  fill.publish_head(nullptr, 1 << 20);
   int woken = 0;
   ASSERT_TRUE(fill.wait_for_progress(seen(0, BlobFill::State::streaming), [&] { ++woken; }));
   fill.publish_bytes(16 << 10);
@@ -81,7 +81,7 @@ TEST(BlobFill, SmallProgressIsBatchedButTheEndAlwaysWakes) {
 
 TEST(BlobFill, ProgressAlreadySeenIsNotAWait) {
   BlobFill fill(digest_of("x"), "r");
-  fill.publish_head(-1, std::nullopt);
+  fill.publish_head(nullptr, std::nullopt);
   fill.publish_bytes(7);
   EXPECT_FALSE(fill.wait_for_progress(seen(0, BlobFill::State::streaming), [] {}));
   EXPECT_FALSE(fill.wait_for_progress(seen(7, BlobFill::State::starting), [] {}));
@@ -92,7 +92,7 @@ TEST(BlobFill, ProgressAlreadySeenIsNotAWait) {
 
 TEST(BlobFill, VerificationWakesReadersHoldingTheLastByte) {
   BlobFill fill(digest_of("x"), "r");
-  fill.publish_head(-1, 10);
+  fill.publish_head(nullptr, 10);
   fill.publish_bytes(10);
   int woken = 0;
   // A reader at byte 9 of 10 waits for verification, not only for the commit.
@@ -113,7 +113,7 @@ TEST(BlobFill, VerificationWakesReadersHoldingTheLastByte) {
 
 TEST(BlobFill, ASmallPieceFromASlowUpstreamWakesReadersAtOnce) {
   BlobFill fill(digest_of("x"), "r");
-  fill.publish_head(-1, 1 << 20);
+  fill.publish_head(nullptr, 1 << 20);
   int woken = 0;
   ASSERT_TRUE(fill.wait_for_progress(seen(0, BlobFill::State::streaming), [&] { ++woken; }));
   fill.publish_bytes(10 << 10, /*wake_now=*/true);
@@ -132,7 +132,7 @@ TEST(BlobFill, FailureWakesWaitersWithTheError) {
 
 TEST(BlobFill, ConcurrentReadersSeeMonotonicProgress) {
   BlobFill fill(digest_of("x"), "r");
-  fill.publish_head(-1, 100000);
+  fill.publish_head(nullptr, 100000);
   std::atomic<bool> stop{false};
   std::atomic<int> regressions{0};
   std::thread reader([&] {

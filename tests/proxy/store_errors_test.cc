@@ -8,6 +8,7 @@
 
 #include "metrics/metrics.h"
 #include "proxy/server.h"
+#include "store/file_system.h"
 #include "store/store.h"
 #include "tests/support/fake_http_server.h"
 #include "tests/support/files.h"
@@ -40,6 +41,9 @@ class UnreadableStore final : public store::Store {
     return failure();
   }
   Result<std::string> read_blob(const oci::Digest&, std::size_t) const override { return failure(); }
+  Result<std::unique_ptr<store::ReadableFile>> open_blob(const oci::Digest&) const override {
+    return failure();
+  }
   Result<std::optional<std::uint64_t>> descriptor_size(std::string_view, const oci::Digest&) const override {
     return failure();
   }
@@ -59,6 +63,7 @@ class UnreadableStore final : public store::Store {
   }
   void record_access(const oci::Digest& d) override { inner_->record_access(d); }
   Status flush_access() override { return inner_->flush_access(); }
+  Status flush_index() override { return inner_->flush_index(); }
   Status set_pinned(std::string_view repo, std::string_view tag, bool p) override {
     return inner_->set_pinned(repo, tag, p);
   }

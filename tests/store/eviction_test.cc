@@ -109,6 +109,7 @@ TEST(EvictionTest, TagsGoLeastRecentlyUsedFirstNeverPinnedAndSharedLayersStay) {
   EXPECT_TRUE(f.store->tag(kRepo, "new").value());
   EXPECT_TRUE(f.store->tag(kRepo, "pinned").value());
   EXPECT_EQ(f.store->tags(kRepo).value(), (std::vector<std::string>{"new", "pinned"}));
+  ASSERT_TRUE(f.store->flush_index().ok());
   auto index = nlohmann::json::parse(read_file(f.dir.path() / "index.json"));
   EXPECT_EQ(index["manifests"].size(), 2u);
 

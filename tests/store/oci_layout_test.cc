@@ -32,6 +32,7 @@ TEST(OciLayoutTest, SkopeoReadsAnImageWrittenThroughTheStore) {
   auto img = make_image({std::string(10240, '\0')});
   put_image(*s, "docker.io/library/alpine", img, "3.20");
   put_image(*s, "docker.io/library/busybox", make_image({"other"}), "latest");
+  ASSERT_TRUE(s->flush_index().ok());
 
   std::string ref = "oci:" + dir.path().string() + ":docker.io/library/alpine:3.20";
   std::string raw;

@@ -7,9 +7,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
+#include <mutex>
 
 #include "store/lmdb.h"
 #include "store_test_support.h"
+#include "tests/support/process.h"
 #include "tests/support/scoped_env.h"
 
 namespace ocirelay::store {
@@ -258,6 +261,7 @@ TEST(StoreTest, PutManifestRecordsReferencesTagAndIndexJson) {
   EXPECT_EQ(s->tags(kRepo).value(), (std::vector<std::string>{"3.20", "latest"}));
   EXPECT_TRUE(s->tags(kOtherRepo).value().empty());
 
+  ASSERT_TRUE(s->flush_index().ok());
   auto index = nlohmann::json::parse(read_file(dir.path() / "index.json"));
   ASSERT_EQ(index["manifests"].size(), 2u);
   const auto& e = index["manifests"][0];
@@ -296,6 +300,7 @@ TEST(StoreTest, RetaggingKeepsPinAndMovesTheTag) {
   ASSERT_TRUE(s->set_pinned(kRepo, "stable", true).ok());
   put_image(*s, kRepo, b, "stable");
   EXPECT_EQ(s->tag(kRepo, "stable").value()->digest, b.digest());
+  ASSERT_TRUE(s->flush_index().ok());
   auto index = nlohmann::json::parse(read_file(dir.path() / "index.json"));
   ASSERT_EQ(index["manifests"].size(), 1u);
   EXPECT_EQ(index["manifests"][0]["digest"], b.digest().str());
@@ -395,6 +400,7 @@ TEST(StoreTest, ReopenPersistsEverything) {
   auto st = s->stats();
   EXPECT_EQ(st.blobs, 4u);  // config, layer, manifest, extra
   EXPECT_EQ(st.tags, 1u);
+  ASSERT_TRUE(s->flush_index().ok());
   auto index = nlohmann::json::parse(read_file(dir.path() / "index.json"));
   EXPECT_EQ(index["manifests"].size(), 1u);
   auto f = s->fsck(false);
@@ -541,6 +547,84 @@ TEST(StoreTest, OpenFailsWithPathWhenRootIsUnusable) {
   auto s = Store::open(opt);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find((dir.path() / "file").string()), std::string::npos);
+}
+
+// Counts index.json writes; while held, the next one waits (the store's writer is then
+// busy with it, as on a slow disk).
+class IndexWriteCounter : public PosixFileSystem {
+ public:
+  Status rename(const fs::path& from, const fs::path& to) override {
+    if (to.filename() == "index.json") {
+      std::unique_lock lk(mu_);
+      ++writes_;
+      cv_.notify_all();
+      cv_.wait(lk, [&] { return !held_; });
+    }
+    return PosixFileSystem::rename(from, to);
+  }
+  void hold() {
+    std::lock_guard lk(mu_);
+    held_ = true;
+  }
+  void release() {
+    std::lock_guard lk(mu_);
+    held_ = false;
+    cv_.notify_all();
+  }
+  int writes() {
+    std::lock_guard lk(mu_);
+    return writes_;
+  }
+  bool wait_for_writes(int n) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, std::chrono::seconds(10), [&] { return writes_ >= n; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int writes_ = 0;
+  bool held_ = false;
+};
+
+TEST(StoreTest, IndexJsonFollowsTagsWithoutAFlush) {
+  TempDir dir;
+  auto s = open_store(dir.path());
+  ASSERT_TRUE(s);
+  put_image(*s, kRepo, make_image({"a"}), "1.0");
+  auto lists_tag = [&] {
+    auto index = nlohmann::json::parse(read_file(dir.path() / "index.json"), nullptr, false);
+    return index.is_object() && index["manifests"].size() == 1 &&
+           index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] ==
+               std::string(kRepo) + ":1.0";
+  };
+  EXPECT_TRUE(ocirelay::testing::wait_until(lists_tag, std::chrono::seconds(10)));
+}
+
+TEST(StoreTest, ABurstOfTagsCostsAFewIndexWritesNotOneEach) {
+  TempDir dir;
+  auto counter = std::make_shared<IndexWriteCounter>();
+  auto s = open_store(dir.path(), counter);
+  ASSERT_TRUE(s);
+  const int at_open = counter->writes();
+  // The writer is held in its first write; meanwhile 200 tags arrive.
+  counter->hold();
+  put_image(*s, kRepo, make_image({"first"}), "t0");
+  ASSERT_TRUE(counter->wait_for_writes(at_open + 1));
+  for (int i = 1; i < 200; ++i) put_image(*s, kRepo, make_image({"layer " + std::to_string(i)}), "t" + std::to_string(i));
+  counter->release();
+  ASSERT_TRUE(s->flush_index().ok());
+  EXPECT_LE(counter->writes() - at_open, 3) << "index.json rewritten per tag";
+  auto index = nlohmann::json::parse(read_file(dir.path() / "index.json"));
+  EXPECT_EQ(index["manifests"].size(), 200u);
+
+  // Reopened, the file is rebuilt from the metadata: nothing depends on the last write.
+  s.reset();
+  fs::remove(dir.path() / "index.json");
+  s = open_store(dir.path());
+  ASSERT_TRUE(s);
+  index = nlohmann::json::parse(read_file(dir.path() / "index.json"));
+  EXPECT_EQ(index["manifests"].size(), 200u);
 }
 
 }  // namespace
