@@ -92,6 +92,11 @@ PullThrough::PullThrough(fetch::RegistryClients& registries, store::Store& store
       store_(store),
       metrics_(metrics),
       manifest_hits_(metrics.counter("ocirelay_cache_hits_total", {{"kind", "manifest"}})),
+      blob_hits_(metrics.counter("ocirelay_cache_hits_total", {{"kind", "blob"}})),
+      blob_misses_(metrics.counter("ocirelay_cache_misses_total", {{"kind", "blob"}})),
+      // The family is fetch/'s (Fetcher describes it too, later in this list).
+      fill_waiters_((fetch::describe_fetch_metrics(metrics),
+                     metrics.counter("ocirelay_coalesced_waiters_total"))),
       fetcher_(store, metrics),
       writer_([this] { run_manifest_writer(); }) {}
 
@@ -366,15 +371,83 @@ void PullThrough::stream_uncached(const UpstreamRoute& route, const oci::Digest&
   fetcher_.stream_uncached(origin(route), d, described_size(route, d), pipe);
 }
 
-Result<adapters::ResponseHead> PullThrough::head_blob_upstream(const UpstreamRoute& route,
-                                                               const oci::Digest& d) {
-  return client(route).head_blob(route.repository, d);
+Result<std::optional<BlobSource>> PullThrough::stored_blob(const UpstreamRoute& route,
+                                                           const oci::Digest& d) {
+  using Found = std::optional<BlobSource>;
+  auto info = store_.blob(d);
+  if (!info) return info.error();
+  if (!*info) return Found();
+  auto file = store_.open_blob(d);
+  if (!file) {
+    if (file.error().code == Errc::not_found) return Found();  // evicted since the lookup
+    return file.error();
+  }
+  blob_hits_.inc();
+  store_.record_access(d);
+  BlobSource src;
+  src.kind = BlobSource::Kind::stored;
+  src.file = std::move(*file);
+  src.size = (*info)->size;
+  return Found(std::move(src));
 }
 
-Status PullThrough::confirm_blob_upstream(const UpstreamRoute& route, const oci::Digest& d) {
-  auto head = client(route).head_blob(route.repository, d);
-  if (!head) return head.error();
-  return store_.link(route.store_repo, d);
+BlobSource PullThrough::join_fill(const UpstreamRoute& route, const oci::Digest& d) {
+  auto joined = fetcher_.coalescer().join(route.store_repo, d);
+  (joined.started ? blob_misses_ : fill_waiters_).inc();
+  BlobSource src;
+  src.kind = BlobSource::Kind::fill;
+  src.fill = std::move(joined.fill);
+  src.started = joined.started;
+  return src;
+}
+
+Result<BlobSource> PullThrough::find_blob(const UpstreamRoute& route, const oci::Digest& d, bool head) {
+  auto linked = store_.repo_references(route.store_repo, d);
+  if (!linked) return linked.error();
+  if (*linked) {
+    auto stored = stored_blob(route, d);
+    if (!stored) return stored.error();
+    if (*stored) return std::move(**stored);
+  } else {
+    auto held = store_.blob(d);
+    if (!held) return held.error();
+    if (*held) return BlobSource{};  // held, not referenced here: the upstream must confirm
+  }
+  if (head && !fetcher_.coalescer().find(route.store_repo, d)) return BlobSource{};
+  return join_fill(route, d);
+}
+
+Result<BlobSource> PullThrough::resolve_blob(const UpstreamRoute& route, const oci::Digest& d,
+                                             bool head) {
+  auto held = store_.blob(d);
+  if (!held) return held.error();
+  if (*held) {
+    auto linked = store_.repo_references(route.store_repo, d);
+    if (!linked) return linked.error();
+    if (!*linked) {
+      auto confirmed = client(route).head_blob(route.repository, d);
+      if (!confirmed) return confirmed.error();
+      if (auto st = store_.link(route.store_repo, d); !st) {
+        if (st.error().code != Errc::not_found) return st.error();  // not_found: evicted meanwhile
+      }
+    }
+    auto stored = stored_blob(route, d);
+    if (!stored) return stored.error();
+    if (*stored) return std::move(**stored);
+  }
+  if (head && !fetcher_.coalescer().find(route.store_repo, d)) {
+    auto up = client(route).head_blob(route.repository, d);
+    if (!up) return up.error();
+    if (up->content_length) {
+      blob_misses_.inc();
+      BlobSource src;
+      src.kind = BlobSource::Kind::upstream_head;
+      src.size = *up->content_length;
+      return src;
+    }
+    // No length upstream: only a fill can tell.
+  }
+  return join_fill(route, d);
 }
 
 void PullThrough::run_fill(const UpstreamRoute& route,

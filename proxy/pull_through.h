@@ -28,6 +28,7 @@
 #include "oci/reference.h"
 #include "oci/result.h"
 #include "proxy/router.h"
+#include "store/file_system.h"
 
 namespace ocirelay::store {
 class Store;
@@ -51,6 +52,23 @@ struct ListingReply {
   std::string link;          // tags: Link header for the next page, or empty
   bool filtered = false;     // referrers: OCI-Filters-Applied: artifactType
   std::string_view source = "upstream";  // or "cache"
+};
+
+// Where a blob GET or HEAD gets its answer. find_blob decides on the I/O thread from the
+// store and memory alone; when that needs the upstream, resolve_blob decides on the fetch
+// pool.
+struct BlobSource {
+  enum class Kind {
+    stored,         // `file`, `size`: the store's copy, referenced by the repository
+    upstream_head,  // `size`: a HEAD answered by the upstream's HEAD, nothing fetched
+    fill,           // `fill`: a transfer in flight; `started`: the caller runs it (run_fill)
+    ask_upstream,   // from find_blob only: call resolve_blob on the fetch pool
+  };
+  Kind kind = Kind::ask_upstream;
+  std::unique_ptr<store::ReadableFile> file;
+  std::uint64_t size = 0;
+  std::shared_ptr<fetch::BlobFill> fill;
+  bool started = false;
 };
 
 class PullThrough {
@@ -84,12 +102,17 @@ class PullThrough {
                                                const oci::ManifestRef& ref,
                                                std::string_view accept);
 
-  // Fetch thread. The store holds `d` but route's repository does not reference it yet:
-  // asks the upstream whether the repository has it and links it when it does.
-  Status confirm_blob_upstream(const UpstreamRoute& route, const oci::Digest& d);
-
-  // Fetch thread. A HEAD of a blob the store lacks, answered by the upstream's HEAD.
-  Result<adapters::ResponseHead> head_blob_upstream(const UpstreamRoute& route, const oci::Digest& d);
+  // The blob decision, in one place. A blob the store holds is served when the route's
+  // repository references it (invariant 2); one it holds unreferenced is served once the
+  // upstream's HEAD confirms the repository has it (and it is linked). A missing one is
+  // fetched by one fill that every reader follows (invariant 5), except that a HEAD with no
+  // fill running is answered by the upstream's HEAD: fetching a blob to learn its size
+  // would spend bandwidth and pull quota on a question.
+  //
+  // find_blob: I/O thread (store and memory reads only): stored, fill, or ask_upstream.
+  Result<BlobSource> find_blob(const UpstreamRoute& route, const oci::Digest& d, bool head);
+  // Fetch thread: the same decision with the upstream's HEADs allowed; never ask_upstream.
+  Result<BlobSource> resolve_blob(const UpstreamRoute& route, const oci::Digest& d, bool head);
 
   // Fill thread. Runs a fill started by coalescer().join (started == true), capped at the
   // size a manifest of the repository gives the blob (Fetcher::run_fill). The fill always
@@ -132,6 +155,11 @@ class PullThrough {
   std::optional<std::uint64_t> described_size(const UpstreamRoute& route, const oci::Digest& d);
   void remember(const oci::Digest& d, std::shared_ptr<const std::string> bytes,
                 const std::string& media_type);
+  // The store's copy of `d` when the route's repository references it; nullopt when the
+  // store lacks it or lost it since the caller looked.
+  Result<std::optional<BlobSource>> stored_blob(const UpstreamRoute& route, const oci::Digest& d);
+  // Joins (or starts) the fill of `d` for the route's repository.
+  BlobSource join_fill(const UpstreamRoute& route, const oci::Digest& d);
   Result<ManifestReply> fetch_manifest(const UpstreamRoute& route, const oci::ManifestRef& ref,
                                        std::string_view accept);
   // A fetched manifest the writer has not stored yet.
@@ -159,6 +187,7 @@ class PullThrough {
   store::Store& store_;
   metrics::Metrics& metrics_;
   metrics::Counter manifest_hits_;  // ocirelay_cache_hits_total{kind="manifest"}: every cached GET
+  metrics::Counter blob_hits_, blob_misses_, fill_waiters_;
   fetch::Fetcher fetcher_;
 
   std::mutex inflight_mu_;  // manifest exchanges in flight, by repo + reference + Accept

@@ -66,7 +66,6 @@ class ServerImpl final : public Server {
     describe_proxy_metrics(metrics_);
     bytes_from_cache_ = metrics_.counter("ocirelay_bytes_served_total", {{"source", "cache"}});
     bytes_from_upstream_ = metrics_.counter("ocirelay_bytes_served_total", {{"source", "upstream"}});
-    blob_hits_ = metrics_.counter("ocirelay_cache_hits_total", {{"kind", "blob"}});
   }
 
   ~ServerImpl() override {
@@ -254,51 +253,30 @@ class ServerImpl final : public Server {
     auto digest = oci::Digest::parse(reference);
     if (!digest) co_return co_await send_oci_error(ex, digest.error(), oci::ObjectKind::blob);
     const oci::Digest& d = *digest;
-    auto stored = store_.blob(d);
-    if (!stored) co_return co_await send_oci_error(ex, stored.error(), oci::ObjectKind::blob);
-    if (const auto& info = *stored) {
-      auto linked = store_.repo_references(route.store_repo, d);
-      if (!linked) co_return co_await send_oci_error(ex, linked.error(), oci::ObjectKind::blob);
-      if (!*linked) {
-        auto confirmed = co_await on_pool<Status>(
-            [this, &route, &d] { return pull_->confirm_blob_upstream(route, d); });
-        if (!confirmed) co_return co_await send_oci_error(ex, confirmed.error(), oci::ObjectKind::blob);
-      }
-      auto file = store_.open_blob(d);
-      if (file) {
-        blob_hits_.inc();
-        store_.record_access(d);
-        auto out = co_await send_blob(ex, d, (*file)->native_handle(), info->size, nullptr);
-        out.cache = "hit";
-        co_return out;
-      }
-      if (file.error().code != Errc::not_found)
-        co_return co_await send_oci_error(ex, file.error(), oci::ObjectKind::blob);
-      // Evicted between the lookup and the open: fetch it again.
+    const bool head = ex.method() == http::Method::head;
+    auto found = pull_->find_blob(route, d, head);
+    if (!found) co_return co_await send_oci_error(ex, found.error(), oci::ObjectKind::blob);
+    BlobSource src = std::move(*found);
+    if (src.kind == BlobSource::Kind::ask_upstream) {
+      auto resolved = co_await on_pool<Result<BlobSource>>(
+          [this, &route, &d, head] { return pull_->resolve_blob(route, d, head); });
+      if (!resolved) co_return co_await send_oci_error(ex, resolved.error(), oci::ObjectKind::blob);
+      src = std::move(*resolved);
     }
-    if (ex.method() == http::Method::head && !pull_->coalescer().find(route.store_repo, d)) {
-      // Answered by the upstream's HEAD: fetching the whole blob to learn its size would
-      // spend bandwidth (and pull quota) on a question.
-      auto head = co_await on_pool<Result<adapters::ResponseHead>>(
-          [this, &route, &d] { return pull_->head_blob_upstream(route, d); });
-      if (!head) co_return co_await send_oci_error(ex, head.error(), oci::ObjectKind::blob);
-      if (head->content_length) {
-        metrics_.inc("ocirelay_cache_misses_total", {{"kind", "blob"}});
-        auto out = co_await send_blob(ex, d, -1, *head->content_length, nullptr);
-        out.cache = "miss";
-        out.source = "upstream";
-        co_return out;
-      }
-      // No length upstream: only a fill can tell.
+    if (src.kind == BlobSource::Kind::stored) {
+      auto out = co_await send_blob(ex, d, src.file->native_handle(), src.size, nullptr);
+      out.cache = "hit";
+      co_return out;
     }
-    auto joined = pull_->coalescer().join(route.store_repo, d);
-    auto fill = joined.fill;
-    if (joined.started) {
-      metrics_.inc("ocirelay_cache_misses_total", {{"kind", "blob"}});
+    if (src.kind == BlobSource::Kind::upstream_head) {
+      auto out = co_await send_blob(ex, d, -1, src.size, nullptr);
+      out.cache = "miss";
+      out.source = "upstream";
+      co_return out;
+    }
+    auto fill = src.fill;
+    if (src.started)
       asio::post(fill_pool_, [p = pull_.get(), route, fill] { p->run_fill(route, fill); });
-    } else {
-      metrics_.inc("ocirelay_coalesced_waiters_total");
-    }
     for (auto p = fill->progress(); p.state == BlobFill::State::starting; p = fill->progress())
       co_await wait_fill(*fill, p);
     // Nothing is sent yet: when the store could not take the blob, stream it uncached.
@@ -602,7 +580,7 @@ class ServerImpl final : public Server {
   store::Store& store_;
   metrics::Metrics& metrics_;
   fetch::RegistryClients& registries_;
-  metrics::Counter bytes_from_cache_, bytes_from_upstream_, blob_hits_;
+  metrics::Counter bytes_from_cache_, bytes_from_upstream_;
   asio::thread_pool pool_;       // control work: manifests, HEADs, listings, store reads
   asio::thread_pool fill_pool_;  // blob fills from upstream
   std::unique_ptr<PullThrough> pull_;
