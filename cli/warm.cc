@@ -98,7 +98,7 @@ WarmReport warm(store::Store& store, fetch::RegistryClients& registries,
   Progress progress(options);
   WalkProgress walk_progress(progress);
   metrics::Metrics metrics;  // nobody scrapes a one-shot command
-  fetch::Fetcher fetcher(store, metrics);
+  fetch::Fetcher fetcher(store, metrics, /*enforce_quota=*/false);
 
   for (const auto& text : refs) {
     auto ref = oci::parse_image_ref(text);

@@ -195,7 +195,8 @@ bool platform_matches(const std::optional<oci::Platform>& want, const oci::Descr
   return want->variant.empty() || d.platform->variant == want->variant;
 }
 
-Fetcher::Fetcher(store::Store& store, metrics::Metrics& metrics) : store_(store), metrics_(metrics) {
+Fetcher::Fetcher(store::Store& store, metrics::Metrics& metrics, bool enforce_quota)
+    : store_(store), metrics_(metrics), enforce_quota_after_fill_(enforce_quota) {
   describe_fetch_metrics(metrics_);
 }
 
@@ -281,7 +282,7 @@ Status Fetcher::fill_blob(const Origin& origin, const std::shared_ptr<BlobFill>&
   if (committed) {
     coalescer_.finish(*fill);
     fill->publish_done();
-    enforce_quota();
+    if (enforce_quota_after_fill_) enforce_quota();
   }
   metrics_.set("ocirelay_fills_in_flight", {}, static_cast<double>(coalescer_.in_flight()));
   return {};

@@ -83,18 +83,21 @@ void describe_fetch_metrics(metrics::Metrics& metrics);
 
 class Fetcher {
  public:
-  // Reports to `metrics` (described here). Both outlive the fetcher.
-  Fetcher(store::Store& store, metrics::Metrics& metrics);
+  // Reports to `metrics` (described here). Both outlive the fetcher. `enforce_quota`:
+  // evict after each committed fill (the mirror). A walk that stores bottom-up (warm) says
+  // false: its new layers are referenced by no tag until the walk ends, and eviction would
+  // take them first.
+  Fetcher(store::Store& store, metrics::Metrics& metrics, bool enforce_quota = true);
 
   FetchCoalescer& coalescer() { return coalescer_; }
 
   // Runs a fill the caller created (coalescer().join gave started == true): streams the
   // blob from `origin` into the store while readers follow the file, verifies, commits and
-  // links it to origin.store_repo, then enforces the store's quota. `described`: the size a
-  // manifest gives the blob; a byte more than that (or than the Content-Length, else
-  // store.max_blob_size) fails the fill. With the size known, a store that cannot take the
-  // blob fails the fill (no_space) before any upstream request. The fill always ends, done
-  // or failed, whatever happens.
+  // links it to origin.store_repo, then enforces the store's quota (see the constructor).
+  // `described`: the size a manifest gives the blob; a byte more than that (or than the
+  // Content-Length, else store.max_blob_size) fails the fill. With the size known, a store
+  // that cannot take the blob fails the fill (no_space) before any upstream request. The
+  // fill always ends, done or failed, whatever happens.
   void run_fill(const Origin& origin, const std::shared_ptr<BlobFill>& fill,
                 std::optional<std::uint64_t> described, const BlobProgressFn& progress = {}) noexcept;
 
@@ -135,6 +138,7 @@ class Fetcher {
   store::Store& store_;
   metrics::Metrics& metrics_;
   FetchCoalescer coalescer_;
+  const bool enforce_quota_after_fill_;
   std::atomic<bool> quota_running_{false};
 };
 

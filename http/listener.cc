@@ -589,8 +589,12 @@ const Handler* RouteTable::find(std::string_view path) const {
   const Handler* best = nullptr;
   std::size_t best_len = 0;
   for (const auto& [p, h] : prefixes_) {
+    if (p == "/") {  // every target, "*" and absolute forms included: the handler judges
+      if (best == nullptr) best = &h;
+      continue;
+    }
     if (!path.starts_with(p)) continue;
-    if (path.size() != p.size() && path[p.size()] != '/' && p != "/") continue;
+    if (path.size() != p.size() && path[p.size()] != '/') continue;
     if (best == nullptr || p.size() > best_len) {
       best = &h;
       best_len = p.size();

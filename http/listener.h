@@ -38,7 +38,8 @@ struct ListenerOptions {
 using Handler = std::function<boost::asio::awaitable<Outcome>(Exchange&)>;
 
 // Paths to handlers: an exact path first, else the longest prefix that ends at a segment
-// boundary ("/v2" matches "/v2", "/v2/" and "/v2/x", not "/v2x"). The query is ignored.
+// boundary ("/v2" matches "/v2", "/v2/" and "/v2/x", not "/v2x"); "/" takes every target
+// no other route does, "*" and absolute forms included. The query is ignored.
 class RouteTable {
  public:
   void exact(std::string path, Handler handler);

@@ -447,7 +447,9 @@ Result<BlobSource> PullThrough::resolve_blob(const UpstreamRoute& route, const o
     }
     // No length upstream: only a fill can tell.
   }
-  return join_fill(route, d);
+  BlobSource src;
+  src.kind = BlobSource::Kind::join_fill;
+  return src;
 }
 
 void PullThrough::run_fill(const UpstreamRoute& route,

@@ -63,6 +63,9 @@ struct BlobSource {
     upstream_head,  // `size`: a HEAD answered by the upstream's HEAD, nothing fetched
     fill,           // `fill`: a transfer in flight; `started`: the caller runs it (run_fill)
     ask_upstream,   // from find_blob only: call resolve_blob on the fetch pool
+    join_fill,      // from resolve_blob only: call join_fill on the I/O thread, which then
+                    // posts run_fill at once (a fill is never created where a stopping
+                    // server could drop it before it runs)
   };
   Kind kind = Kind::ask_upstream;
   std::unique_ptr<store::ReadableFile> file;
@@ -111,8 +114,12 @@ class PullThrough {
   //
   // find_blob: I/O thread (store and memory reads only): stored, fill, or ask_upstream.
   Result<BlobSource> find_blob(const UpstreamRoute& route, const oci::Digest& d, bool head);
-  // Fetch thread: the same decision with the upstream's HEADs allowed; never ask_upstream.
+  // Fetch thread: the same decision with the upstream's HEADs allowed: stored,
+  // upstream_head or join_fill.
   Result<BlobSource> resolve_blob(const UpstreamRoute& route, const oci::Digest& d, bool head);
+  // I/O thread: joins (or starts) the fill of `d` for the route's repository. REQUIRES: a
+  // started fill is handed to run_fill (on the fill pool) before the caller suspends.
+  BlobSource join_fill(const UpstreamRoute& route, const oci::Digest& d);
 
   // Fill thread. Runs a fill started by coalescer().join (started == true), capped at the
   // size a manifest of the repository gives the blob (Fetcher::run_fill). The fill always
@@ -158,8 +165,6 @@ class PullThrough {
   // The store's copy of `d` when the route's repository references it; nullopt when the
   // store lacks it or lost it since the caller looked.
   Result<std::optional<BlobSource>> stored_blob(const UpstreamRoute& route, const oci::Digest& d);
-  // Joins (or starts) the fill of `d` for the route's repository.
-  BlobSource join_fill(const UpstreamRoute& route, const oci::Digest& d);
   Result<ManifestReply> fetch_manifest(const UpstreamRoute& route, const oci::ManifestRef& ref,
                                        std::string_view accept);
   // A fetched manifest the writer has not stored yet.

@@ -262,6 +262,7 @@ class ServerImpl final : public Server {
           [this, &route, &d, head] { return pull_->resolve_blob(route, d, head); });
       if (!resolved) co_return co_await send_oci_error(ex, resolved.error(), oci::ObjectKind::blob);
       src = std::move(*resolved);
+      if (src.kind == BlobSource::Kind::join_fill) src = pull_->join_fill(route, d);
     }
     if (src.kind == BlobSource::Kind::stored) {
       auto out = co_await send_blob(ex, d, src.file->native_handle(), src.size, nullptr);

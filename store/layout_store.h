@@ -1,8 +1,9 @@
 // Internal to store/: the Store implementation (LayoutStore) and its BlobWriter, shared by
 // store.cc (open, reads, ingest, index.json) and maintenance.cc (quota, gc, fsck).
 //
-// Lock order: maint_mu_ -> publish_mu_ -> Env write lock; index_write_mu_ -> index_mu_;
-// index_mu_ (held across a read transaction by load_index) and temps_mu_ take no other lock.
+// Lock order: maint_mu_ -> publish_mu_ -> Env write lock; index_write_mu_ -> index_mu_ ->
+// a read transaction (load_index, index_tag; no one holding the Env's locks takes
+// index_mu_); temps_mu_ takes no other lock.
 // publish_mu_ makes "a file in blobs/ and its row" change together: it is held from the
 // rename of an ingested file until its row is committed, and by every path that deletes
 // rows and files or looks for files without rows, so gc/fsck never mistake a blob being
@@ -122,6 +123,9 @@ class LayoutStore final : public Store {
       }
       index_cv_.notify_all();
       index_writer_.join();
+      // What changed while the writer finished its last write.
+      if (auto st = write_index(); !st.ok())
+        spdlog::warn("store: writing index.json: {}", st.error().to_string());
     }
     if (env_)
       if (auto st = flush_access(); !st.ok())
@@ -234,8 +238,8 @@ class LayoutStore final : public Store {
   };
   // Rebuilds index_ from the tag and manifest rows (open, after tags were evicted).
   Status load_index();
-  // Sets one tag's entry and wakes the writer.
-  void index_tag(std::string_view repo, std::string_view tag, IndexEntry entry);
+  // Refreshes one tag's entry from its committed rows and wakes the writer.
+  void index_tag(std::string_view repo, std::string_view tag);
   // Writes index_ when it changed since the last write.
   Status write_index();
   void run_index_writer();

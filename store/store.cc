@@ -525,7 +525,7 @@ Result<ManifestInfo> LayoutStore::put_manifest(std::string_view repo, std::strin
   auto published = publish(static_cast<IngestWriter&>(**w), repo, extra);
   if (tag) forget_tag(records::key(repo, *tag));
   if (!published.ok()) return published.error();
-  if (tag) index_tag(repo, *tag, IndexEntry{info.media_type, d, info.size});
+  if (tag) index_tag(repo, *tag);
   return info;
 }
 
@@ -635,10 +635,30 @@ Status LayoutStore::load_index() {
   return {};
 }
 
-void LayoutStore::index_tag(std::string_view repo, std::string_view tag, IndexEntry entry) {
+void LayoutStore::index_tag(std::string_view repo, std::string_view tag) {
+  // The entry is taken from the committed rows, not from the caller: whichever of two
+  // racing writers (a retag, an eviction) refreshes last leaves what LMDB holds.
   {
     std::lock_guard lk(index_mu_);
-    index_[std::string(repo) + ":" + std::string(tag)] = std::move(entry);
+    const std::string ref = std::string(repo) + ":" + std::string(tag);
+    auto entry = read([&](const lmdb::ReadTxn& t) -> Result<std::optional<IndexEntry>> {
+      auto v = t.get(dbi(db::kTags), records::key(repo, tag));
+      if (!v.ok()) return v.error();
+      auto row = *v ? records::decode_tag(**v) : std::nullopt;
+      if (!row) return std::optional<IndexEntry>();
+      auto m = t.get(dbi(db::kManifests), row->digest.str());
+      if (!m.ok()) return m.error();
+      auto info = *m ? records::decode_manifest(**m) : std::nullopt;
+      if (!info) return std::optional<IndexEntry>();  // evicted content is not advertised
+      return std::optional<IndexEntry>(IndexEntry{info->media_type, row->digest, info->size});
+    });
+    if (!entry.ok()) {
+      // The file may lag until the next change or open; the rows are the truth.
+      spdlog::warn("store: index entry {}: {}", ref, entry.error().to_string());
+      return;
+    }
+    if (*entry) index_[ref] = std::move(**entry);
+    else index_.erase(ref);
     ++index_version_;
   }
   index_cv_.notify_all();

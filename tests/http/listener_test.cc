@@ -40,6 +40,8 @@ TEST(RouteTable, ExactThenLongestPrefixAtASegmentBoundary) {
   t.prefix("/", answer("root", "root"));
   EXPECT_NE(which("/anything/else"), nullptr);
   EXPECT_NE(which("/v2x"), which("/v2"));
+  EXPECT_EQ(which("/v2x"), which("*"));  // the catch-all takes every other target
+  EXPECT_EQ(which("/v2x"), which("http://host/v2/"));
 }
 
 class ListenerTest : public ::testing::Test {

@@ -613,13 +613,13 @@ TEST(StoreTest, ABurstOfTagsCostsAFewIndexWritesNotOneEach) {
   ASSERT_TRUE(counter->wait_for_writes(at_open + 1));
   for (int i = 1; i < 200; ++i) put_image(*s, kRepo, make_image({"layer " + std::to_string(i)}), "t" + std::to_string(i));
   counter->release();
-  ASSERT_TRUE(s->flush_index().ok());
+  // Closing writes what the writer had not written yet.
+  s.reset();
   EXPECT_LE(counter->writes() - at_open, 3) << "index.json rewritten per tag";
   auto index = nlohmann::json::parse(read_file(dir.path() / "index.json"));
   EXPECT_EQ(index["manifests"].size(), 200u);
 
   // Reopened, the file is rebuilt from the metadata: nothing depends on the last write.
-  s.reset();
   fs::remove(dir.path() / "index.json");
   s = open_store(dir.path());
   ASSERT_TRUE(s);
