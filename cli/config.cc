@@ -20,6 +20,7 @@
 #include "adapters/docker_config.h"
 #include "adapters/google/google.h"
 #include "adapters/registry_kind.h"
+#include "oci/reference.h"
 
 namespace ocirelay::cli {
 namespace {
@@ -532,10 +533,10 @@ Result<HostPort> parse_listen(std::string_view s) {
 
 std::vector<std::string> config_warnings(const Config& config) {
   std::vector<std::string> out;
-  if (config.server.upstreams.empty())
-    out.push_back(config.source + ": this configuration serves nothing: no upstreams are "
-                  "configured, so every repository request is answered 404 (add `upstreams:`, "
-                  "see conf/ocirelay.yaml)");
+  if (config.server.upstreams.empty() && config.server.local_repositories.empty())
+    out.push_back(config.source + ": this configuration serves nothing: no upstreams and no "
+                  "local repositories are configured, so every repository request is answered "
+                  "404 (add `upstreams:` or `local:`, see conf/ocirelay.yaml)");
   return out;
 }
 
@@ -552,7 +553,7 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   cfg.source = std::string(source);
   if (!root || root.IsNull()) ctx.fail(root, "", "empty config");
   reject_duplicate_keys(ctx, root, "");
-  check_keys(ctx, root, "", {"listen", "tls", "store", "upstreams", "log"});
+  check_keys(ctx, root, "", {"listen", "tls", "store", "upstreams", "local", "log"});
 
   if (auto l = root["listen"]) set_listen(ctx, l, "listen", scalar(ctx, l, "listen"), cfg.server);
 
@@ -611,6 +612,23 @@ Config parse_config(std::string_view yaml, std::string_view source) {
         default_name = up.name;
       }
       cfg.server.upstreams.push_back(std::move(up));
+    }
+  }
+
+  if (auto loc = root["local"]) {
+    check_keys(ctx, loc, "local", {"repositories"});
+    if (auto r = loc["repositories"]) {
+      if (!r.IsSequence()) ctx.fail(r, "local.repositories", "expected a list of repository globs");
+      for (std::size_t i = 0; i < r.size(); ++i) {
+        std::string key = "local.repositories[" + std::to_string(i) + "]";
+        std::string g = scalar(ctx, r[i], key);
+        if (auto st = oci::valid_repository_glob(g); !st) ctx.fail(r[i], key, st.error().message);
+        for (const auto& up : cfg.server.upstreams)
+          if (g == up.name || g.starts_with(up.name + "/"))
+            ctx.fail(r[i], key, "'" + g + "' starts with upstream name '" + up.name +
+                                    "': such names go to that upstream, never to a local repository");
+        cfg.server.local_repositories.push_back(std::move(g));
+      }
     }
   }
 

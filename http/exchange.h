@@ -67,10 +67,20 @@ class Exchange {
   virtual std::string_view method_name() const = 0;
   virtual std::string_view target() const = 0;  // as sent: path and query, not decoded
   virtual unsigned version() const = 0;         // 10 or 11
-  // The request announced a body (Content-Length > 0 or chunked). It is not read: a
-  // handler that does not consume it must answer with close (the bytes would be taken for
-  // the next request).
+  // The request announced a body (Content-Length > 0 or chunked). A handler reads it with
+  // read_body; a body not read to its end closes the connection after the response (its
+  // bytes would be taken for the next request).
   virtual bool has_body() const = 0;
+  // The announced Content-Length; nullopt for a chunked body (or none).
+  virtual std::optional<std::uint64_t> body_length() const = 0;
+  // Reads the next bytes of the body into `buf` (at most `n`): `n` 0 at the end. `ok` false
+  // when the client went away, stalled (idle_timeout) or framed the body wrongly.
+  struct BodyRead {
+    std::size_t n = 0;
+    bool ok = true;
+    std::string error;
+  };
+  virtual boost::asio::awaitable<BodyRead> read_body(char* buf, std::size_t n) = 0;
   // A request header's values joined with ", "; empty when absent.
   virtual std::string header(std::string_view name) const = 0;
 

@@ -46,7 +46,8 @@ constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
 
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-using Request = bhttp::request<bhttp::empty_body>;
+using Request = bhttp::request<bhttp::buffer_body>;
+using Parser = bhttp::request_parser<bhttp::buffer_body>;
 using Header = bhttp::response<bhttp::empty_body>;
 
 // How long stop() lets responses in flight finish before the I/O threads stop.
@@ -141,14 +142,25 @@ class ListenerImpl;
 template <class Stream>
 class ExchangeImpl final : public Exchange {
  public:
-  ExchangeImpl(ListenerImpl& l, Stream& stream, const Request& req, bool has_body)
-      : l_(l), stream_(stream), req_(req), has_body_(has_body) {}
+  // `parser` (null for an answer to a request that could not be parsed) holds the request,
+  // its header read, its body not yet.
+  ExchangeImpl(ListenerImpl& l, Stream& stream, beast::flat_buffer& buf, Parser* parser,
+               const Request& req, bool has_body)
+      : l_(l), stream_(stream), buf_(buf), parser_(parser), req_(req), has_body_(has_body) {}
 
   Method method() const override { return to_method(req_.method()); }
   std::string_view method_name() const override { return req_.method_string(); }
   std::string_view target() const override { return req_.target(); }
   unsigned version() const override { return req_.version() ? req_.version() : 11; }
   bool has_body() const override { return has_body_; }
+  std::optional<std::uint64_t> body_length() const override {
+    if (!parser_ || !has_body_ || parser_->chunked()) return std::nullopt;
+    auto n = parser_->content_length();
+    return n ? std::optional<std::uint64_t>(*n) : std::nullopt;
+  }
+  // The body was read to its end (or there was none): the connection can carry another request.
+  bool body_done() const { return !has_body_ || (parser_ && parser_->is_done()); }
+  awaitable<BodyRead> read_body(char* buf, std::size_t n) override;
   std::string header(std::string_view name) const override {
     std::string out;
     for (auto it = req_.find(name); it != req_.end() && beast::iequals(it->name_string(), name); ++it) {
@@ -171,6 +183,8 @@ class ExchangeImpl final : public Exchange {
 
   ListenerImpl& l_;
   Stream& stream_;
+  beast::flat_buffer& buf_;
+  Parser* parser_;
   const Request& req_;
   bool has_body_;
 };
@@ -356,8 +370,9 @@ class ListenerImpl final : public Listener {
     SessionCounters counters(counters_);
     bool first = true;
     while (!stopping_) {
-      bhttp::request_parser<bhttp::empty_body> parser;
+      Parser parser;
       parser.header_limit(static_cast<std::uint32_t>(opt_.max_header_bytes));
+      parser.body_limit(boost::none);  // a blob upload is as large as the blob; handlers bound it
       if (!first && buf.size() == 0) {
         // Keep-alive: wait up to idle_timeout for the next request to start...
         st.idle = true;
@@ -378,29 +393,29 @@ class ListenerImpl final : public Listener {
         const auto seen = beast::buffers_to_string(buf.data());
         const bool line_ended = seen.find("\r\n") != std::string::npos;
         Request bare = bare_request();
-        ExchangeImpl<Stream> ex(*this, stream, bare, false);
+        ExchangeImpl<Stream> ex(*this, stream, buf, nullptr, bare, false);
         co_await send_error(ex, line_ended ? 431 : 414, "UNSUPPORTED",
                             line_ended ? "request header too large" : "request line too long", true);
         co_return false;
       }
       if (ec && is_malformed_request(ec)) {
         Request bare = bare_request();
-        ExchangeImpl<Stream> ex(*this, stream, bare, false);
+        ExchangeImpl<Stream> ex(*this, stream, buf, nullptr, bare, false);
         co_await send_error(ex, 400, "UNSUPPORTED", "malformed request: " + ec.message(), true);
         co_return false;
       }
       if (ec) co_return ec == bhttp::error::end_of_stream;
       auto start = std::chrono::steady_clock::now();
       const bool has_body = parser.chunked() || (parser.content_length() && *parser.content_length() > 0);
-      Request req = parser.release();
-      ExchangeImpl<Stream> ex(*this, stream, req, has_body);
+      const Request& req = parser.get();
+      ExchangeImpl<Stream> ex(*this, stream, buf, &parser, req, has_body);
       Outcome out;
       if (const Handler* h = routes_.find(path_only(req.target()))) {
         out = co_await (*h)(ex);
       } else {
         out = co_await send_error(ex, 404, "NAME_UNKNOWN", "no such route");
       }
-      if (has_body) out.close = true;  // the unread body makes the connection unusable
+      if (!ex.body_done()) out.close = true;  // an unread body makes the connection unusable
       record(req, out, start, counters);
       if (out.close || !req.keep_alive() || stopping_) co_return !out.close;
     }
@@ -464,7 +479,7 @@ Header ExchangeImpl<Stream>::to_beast(const Response& res) const {
   for (const auto& [name, value] : l_.options().default_headers) h.set(name, value);
   for (std::size_t i = 0; i < res.field_count(); ++i) h.set(res.field(i).first, res.field(i).second);
   // A body nobody read ends the connection: its bytes would be taken for the next request.
-  h.keep_alive(req_.keep_alive() && !l_.is_stopping() && !res.closes() && !has_body_);
+  h.keep_alive(req_.keep_alive() && !l_.is_stopping() && !res.closes() && body_done());
   if (res.is_chunked()) h.chunked(true);
   else if (res.length()) h.content_length(*res.length());
   return h;
@@ -499,6 +514,32 @@ awaitable<Outcome> ExchangeImpl<Stream>::send(Response res, std::string_view bod
   else
     out.bytes = body.size();
   co_return out;
+}
+
+template <class Stream>
+awaitable<Exchange::BodyRead> ExchangeImpl<Stream>::read_body(char* dst, std::size_t n) {
+  BodyRead r;
+  if (!parser_ || !has_body_ || n == 0) co_return r;
+  // A read may parse framing only (a chunk header): go on until bytes or the end arrive.
+  while (!parser_->is_done()) {
+    auto& body = parser_->get().body();
+    body.data = dst;
+    body.size = n;
+    body.more = true;
+    beast::get_lowest_layer(stream_).expires_after(l_.options().idle_timeout);
+    auto [ec, ignored] = co_await bhttp::async_read_some(stream_, buf_, *parser_, tuple_awaitable);
+    if (ec == bhttp::error::need_buffer) ec = {};
+    r.n = n - body.size;
+    body.data = nullptr;
+    body.size = 0;
+    if (ec) {
+      r.ok = false;
+      r.error = "reading the request body: " + ec.message();
+      co_return r;
+    }
+    if (r.n > 0) co_return r;
+  }
+  co_return r;
 }
 
 template <class Stream>

@@ -114,4 +114,56 @@ Result<ImageRef> parse_image_ref(std::string_view s) {
   return out;
 }
 
+bool repository_glob_match(std::string_view pattern, std::string_view name) {
+  // Backtracking over the last "*" and "**" seen, as in fnmatch without FNM_PATHNAME for
+  // "**" and with it for "*".
+  std::size_t p = 0, n = 0;
+  std::size_t star_p = std::string_view::npos, star_n = 0;
+  bool star_crosses = false;
+  while (n < name.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star_crosses = p + 1 < pattern.size() && pattern[p + 1] == '*';
+      p += star_crosses ? 2 : 1;
+      star_p = p;
+      star_n = n;
+      continue;
+    }
+    if (p < pattern.size() && pattern[p] == name[n]) {
+      ++p;
+      ++n;
+      continue;
+    }
+    // Mismatch: let the last star take one more character (a single star never takes '/').
+    if (star_p != std::string_view::npos && (star_crosses || name[star_n] != '/')) {
+      n = ++star_n;
+      p = star_p;
+      continue;
+    }
+    return false;
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+Status valid_repository_glob(std::string_view pattern) {
+  if (pattern.empty()) return Error{Errc::invalid_argument, "empty repository pattern"};
+  std::string probe;  // the pattern with each star run as one letter: must be a valid name
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    char c = pattern[i];
+    if (c == '*') {
+      if (i + 2 < pattern.size() && pattern[i + 1] == '*' && pattern[i + 2] == '*')
+        return Error{Errc::invalid_argument, "'" + std::string(pattern) + "': use * or **, not ***"};
+      probe += 'x';
+      while (i + 1 < pattern.size() && pattern[i + 1] == '*') ++i;
+      continue;
+    }
+    probe += c;
+  }
+  if (!valid_repository(probe))
+    return Error{Errc::invalid_argument,
+                 "'" + std::string(pattern) +
+                     "' is not a repository pattern (lowercase letters, digits, . _ - / and * or **)"};
+  return {};
+}
+
 }  // namespace ocirelay::oci

@@ -18,6 +18,13 @@ bool valid_repository(std::string_view name);
 // [A-Za-z0-9_][A-Za-z0-9._-]{0,127}
 bool valid_tag(std::string_view tag);
 
+// A repository glob: "*" matches within one path component, "**" across components
+// ("apps/**" matches "apps/web" and "apps/a/b", not "apps"; "ci/*" matches "ci/x" only).
+bool repository_glob_match(std::string_view pattern, std::string_view name);
+// Whether `pattern` is a glob repository_glob_match understands: repository characters,
+// "/" and "*" only, no empty components. Errors name the problem.
+Status valid_repository_glob(std::string_view pattern);
+
 // A manifest reference in a URL: a tag or a digest.
 struct ManifestRef {
   std::string tag;               // set when the reference is a tag

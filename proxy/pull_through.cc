@@ -177,7 +177,8 @@ Result<std::optional<ManifestReply>> PullThrough::manifest_from_cache(const Upst
     if (!found) return found.error();
     const auto& t = *found;
     if (!t) return Found();
-    if (unix_now() - t->fetched_at >= route.upstream->tag_ttl.count()) return Found();
+    // A local tag is the truth; a mirrored one is trusted for tag_ttl.
+    if (!route.local() && unix_now() - t->fetched_at >= route.upstream->tag_ttl.count()) return Found();
     if (!oci::accept_allows(accept, t->media_type)) return Found();
     reply.media_type = t->media_type;
     reply.digest = t->digest;
@@ -411,8 +412,10 @@ Result<BlobSource> PullThrough::find_blob(const UpstreamRoute& route, const oci:
   } else {
     auto held = store_.blob(d);
     if (!held) return held.error();
-    if (*held) return BlobSource{};  // held, not referenced here: the upstream must confirm
+    // Held, not referenced here: the upstream must confirm (a local repository has none).
+    if (*held && !route.local()) return BlobSource{};
   }
+  if (route.local()) return Error{Errc::not_found, "blob unknown to repository " + route.repository};
   if (head && !fetcher_.coalescer().find(route.store_repo, d)) return BlobSource{};
   return join_fill(route, d);
 }
@@ -468,6 +471,7 @@ Result<ListingReply> PullThrough::tags_list(const UpstreamRoute& route,
                                             std::optional<std::uint64_t> n,
                                             const std::string& last, const std::string& link_base,
                                             const std::string& extra_query) {
+  if (route.local()) return stored_tags(route, n, last, link_base, extra_query);
   std::string query;
   if (n) query += "n=" + std::to_string(*n);
   if (!last.empty()) query += std::string(query.empty() ? "" : "&") + "last=" + url_encode(last);
@@ -499,10 +503,20 @@ Result<ListingReply> PullThrough::tags_list(const UpstreamRoute& route,
   settle_pending(route.store_repo);
   auto stored = store_.tags(route.store_repo);
   if (!stored) return stored.error();
-  const auto& tags = *stored;
-  if (tags.empty()) return resp.error();
+  if (stored->empty()) return resp.error();
   spdlog::warn("tags list {} from the store: upstream {}: {}", route.store_repo,
                route.upstream->name, resp.error().to_string());
+  return stored_tags(route, n, last, link_base, extra_query);
+}
+
+Result<ListingReply> PullThrough::stored_tags(const UpstreamRoute& route, std::optional<std::uint64_t> n,
+                                              const std::string& last, const std::string& link_base,
+                                              const std::string& extra_query) {
+  auto stored = store_.tags(route.store_repo);
+  if (!stored) return stored.error();
+  const auto& tags = *stored;
+  if (tags.empty() && route.local())
+    return Error{Errc::not_found, "repository " + route.repository + " has no tags"};
   auto begin = last.empty() ? tags.begin() : std::upper_bound(tags.begin(), tags.end(), last);
   std::vector<std::string> page(begin, tags.end());
   ListingReply r;
@@ -527,14 +541,15 @@ Result<ListingReply> PullThrough::referrers(const UpstreamRoute& route, const oc
   nlohmann::json index;
   std::string suffix = "/referrers/" + subject.str();
   if (!artifact_type.empty()) suffix += "?artifactType=" + url_encode(artifact_type);
-  auto resp = client(route).get(upstream_path(route.repository, suffix),
-                                std::string(oci::media::kOciIndex));
+  Result<adapters::Response> resp = Error{Errc::not_found, "a local repository"};
+  if (!route.local())
+    resp = client(route).get(upstream_path(route.repository, suffix), std::string(oci::media::kOciIndex));
   if (resp && resp->head.status == 200) {
     index = oci::json::parse(resp->body);
     if (index.is_discarded() || !index.is_object())
       return Error{Errc::upstream_protocol, "upstream referrers response is not a JSON object"};
   } else {
-    if (!resp)
+    if (!resp && !route.local())
       spdlog::debug("referrers {} {} from the store: upstream: {}", route.store_repo,
                     subject.str(), resp.error().to_string());
     r.source = "cache";

@@ -181,6 +181,10 @@ class PullThrough {
                                                 const oci::ManifestRef& ref,
                                                 std::string_view accept);
   void run_manifest_writer();
+  // A page of the tags the store holds for the route's repository.
+  Result<ListingReply> stored_tags(const UpstreamRoute& route, std::optional<std::uint64_t> n,
+                                   const std::string& last, const std::string& link_base,
+                                   const std::string& extra_query);
   // Blocks until the writer stored every pending manifest of `store_repo`: answers built
   // from the store's indexes (referrers, tags) must include them.
   void settle_pending(const std::string& store_repo);

@@ -130,6 +130,12 @@ Result<RequestPath> parse_request_path(std::string_view target) {
       if (tail.empty() || tail.find('/') != tail.npos) return rp;  // unknown
       rp.reference = std::string(tail);
       break;
+    case RouteKind::blob_upload:
+      // "/blobs/uploads" or "/blobs/uploads/" (a new upload), "/blobs/uploads/<id>".
+      if (!tail.empty()) tail.remove_prefix(1);
+      if (tail.find('/') != tail.npos) return rp;  // unknown
+      rp.reference = std::string(tail);
+      break;
     default:
       break;
   }
@@ -158,7 +164,8 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
 
 Result<UpstreamRoute> select_upstream(const std::vector<fetch::UpstreamConfig>& upstreams,
                                       std::string_view name,
-                                      std::optional<std::string_view> ns) {
+                                      std::optional<std::string_view> ns,
+                                      const std::vector<std::string>& local_globs) {
   UpstreamRoute r;
   std::string_view repo = name;
   if (ns) {
@@ -175,6 +182,14 @@ Result<UpstreamRoute> select_upstream(const std::vector<fetch::UpstreamConfig>& 
           repo = name.substr(slash + 1);
         }
     }
+    if (!r.upstream)
+      for (const auto& g : local_globs)
+        if (oci::repository_glob_match(g, name)) {
+          if (!oci::valid_repository(name)) return Error{Errc::name_invalid, "invalid repository name"};
+          r.repository = std::string(name);
+          r.store_repo = r.repository;
+          return r;
+        }
     if (!r.upstream)
       for (const auto& u : upstreams)
         if (u.is_default) {

@@ -17,7 +17,7 @@ enum class RouteKind {
   base,         // /v2/
   manifest,     // /v2/<name>/manifests/<ref>
   blob,         // /v2/<name>/blobs/<digest>
-  blob_upload,  // /v2/<name>/blobs/uploads/... (push: unsupported on a read-only mirror)
+  blob_upload,  // /v2/<name>/blobs/uploads/[<session id>] (push, local repositories)
   tags_list,    // /v2/<name>/tags/list
   referrers,    // /v2/<name>/referrers/<digest>
   metrics,      // /metrics
@@ -32,7 +32,7 @@ std::string_view route_label(RouteKind kind);
 struct RequestPath {
   RouteKind kind = RouteKind::unknown;
   std::string name;       // repository as the client named it (may carry an upstream prefix)
-  std::string reference;  // tag or digest string (manifest, blob, referrers)
+  std::string reference;  // tag or digest (manifest, blob, referrers); session id (uploads)
   std::string query;      // raw query string, without '?'
 };
 
@@ -49,20 +49,24 @@ Result<RequestPath> parse_request_path(std::string_view target);
 std::optional<std::string> query_param(std::string_view query, std::string_view key);
 
 struct UpstreamRoute {
-  const fetch::UpstreamConfig* upstream = nullptr;
-  std::string repository;  // name on the upstream ("library/alpine")
-  std::string store_repo;  // "<upstream name>/<repository>"
+  const fetch::UpstreamConfig* upstream = nullptr;  // null for a local repository
+  std::string repository;  // name on the upstream ("library/alpine"), or the local name
+  std::string store_repo;  // "<upstream name>/<repository>", or the local name itself
+  bool local() const { return upstream == nullptr; }
 };
 
 // Picks the upstream for a client-supplied repository name:
 //  1. `ns` (from ?ns=) names an upstream by its configured name (never a host to dial);
 //     no such upstream -> Errc::not_found "no upstream named <ns>";
 //  2. else a first path segment equal to an upstream name selects it and is stripped;
-//  3. else the default upstream; none -> Errc::not_found.
+//  3. else a name matching one of `local_globs` is a local repository (served from the
+//     store only, never from an upstream; pushes land there);
+//  4. else the default upstream; none -> Errc::not_found.
 // Upstreams with library_prefix give one-segment names "library/". The resulting
 // repository is validated (Errc::name_invalid) before anything else may use it.
 Result<UpstreamRoute> select_upstream(const std::vector<fetch::UpstreamConfig>& upstreams,
                                       std::string_view name,
-                                      std::optional<std::string_view> ns);
+                                      std::optional<std::string_view> ns,
+                                      const std::vector<std::string>& local_globs = {});
 
 }  // namespace ocirelay::proxy

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -25,6 +26,7 @@
 #include "proxy/pull_through.h"
 #include "proxy/range.h"
 #include "proxy/router.h"
+#include "proxy/uploads.h"
 #include "store/file_system.h"
 #include "store/store.h"
 
@@ -62,7 +64,8 @@ class ServerImpl final : public Server {
         metrics_(deps.metrics),
         registries_(deps.registries),
         pool_(opt_.fetch_threads ? opt_.fetch_threads : 16),
-        fill_pool_(opt_.fill_threads ? opt_.fill_threads : 16) {
+        fill_pool_(opt_.fill_threads ? opt_.fill_threads : 16),
+        uploads_(deps.store, std::chrono::hours(24)) {
     describe_proxy_metrics(metrics_);
     bytes_from_cache_ = metrics_.counter("ocirelay_bytes_served_total", {{"source", "cache"}});
     bytes_from_upstream_ = metrics_.counter("ocirelay_bytes_served_total", {{"source", "upstream"}});
@@ -77,6 +80,15 @@ class ServerImpl final : public Server {
   }
 
   Status start() {
+    if (!opt_.local_repositories.empty()) {
+      boost::system::error_code ec;
+      auto addr = asio::ip::make_address(opt_.listen_host, ec);
+      if (ec || !addr.is_loopback())
+        return Error{Errc::invalid_argument,
+                     "local.repositories accept anonymous pushes, and client authentication is not "
+                     "built yet: listen on a loopback address (127.0.0.1 or ::1), not " +
+                         opt_.listen_host};
+    }
     for (const auto& u : opt_.upstreams)
       if (registries_.find(u.name) == nullptr)
         return Error{Errc::invalid_argument, "no registry client for upstream " + u.name};
@@ -144,7 +156,9 @@ class ServerImpl final : public Server {
     RouteKind kind = RouteKind::unknown;
     Outcome out;
     const bool read_method = ex.method() == http::Method::get || ex.method() == http::Method::head;
-    if (ex.has_body() || !read_method) {
+    if (!read_method && pushable(ex, kind)) {
+      out = co_await handle(ex, kind);
+    } else if (ex.has_body() || !read_method) {
       if (auto p = parse_request_path(ex.target())) kind = p->kind;
       if (read_method)
         out = co_await http::send_error(ex, 400, "UNSUPPORTED",
@@ -195,8 +209,6 @@ class ServerImpl final : public Server {
         res.set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
         co_return co_await ex.send(std::move(res), metrics_.render());
       }
-      case RouteKind::blob_upload:
-        co_return co_await http::send_error(ex, 405, "UNSUPPORTED", "this mirror is read-only");
       case RouteKind::unknown:
         co_return co_await http::send_error(ex, 404, "NAME_UNKNOWN", "no such route");
       default:
@@ -205,13 +217,17 @@ class ServerImpl final : public Server {
     // Repository routes: pick the upstream and validate the name before anything else.
     std::optional<std::string> ns = query_param(parsed->query, "ns");
     auto route = select_upstream(opt_.upstreams, parsed->name,
-                                 ns ? std::optional<std::string_view>(*ns) : std::nullopt);
+                                 ns ? std::optional<std::string_view>(*ns) : std::nullopt,
+                                 opt_.local_repositories);
     if (!route) co_return co_await send_oci_error(ex, route.error(), oci::ObjectKind::repository);
     switch (parsed->kind) {
-      case RouteKind::manifest: co_return co_await serve_manifest(ex, *route, parsed->reference);
+      case RouteKind::manifest:
+        if (ex.method() == http::Method::put) co_return co_await put_manifest(ex, *route, *parsed);
+        co_return co_await serve_manifest(ex, *route, parsed->reference);
       case RouteKind::blob: co_return co_await serve_blob(ex, *route, parsed->reference);
       case RouteKind::tags_list: co_return co_await serve_tags(ex, *route, *parsed, ns);
       case RouteKind::referrers: co_return co_await serve_referrers(ex, *route, *parsed);
+      case RouteKind::blob_upload: co_return co_await serve_upload(ex, *route, *parsed);
       default: break;
     }
     co_return co_await http::send_error(ex, 404, "NAME_UNKNOWN", "no such route");
@@ -232,6 +248,16 @@ class ServerImpl final : public Server {
     auto cached = pull_->manifest_from_cache(route, *ref, accept, /*memory_only=*/true);
     if (!cached) co_return co_await send_oci_error(ex, cached.error(), oci::ObjectKind::manifest);
     std::optional<ManifestReply> reply = std::move(*cached);
+    if (!reply && route.local()) {
+      // The store is all there is: look again, disk included.
+      auto stored = co_await on_pool<Result<std::optional<ManifestReply>>>(
+          [this, &route, &ref, &accept] { return pull_->manifest_from_cache(route, *ref, accept, false); });
+      if (!stored) co_return co_await send_oci_error(ex, stored.error(), oci::ObjectKind::manifest);
+      if (!*stored)
+        co_return co_await http::send_error(ex, 404, "MANIFEST_UNKNOWN",
+                                            "manifest unknown: " + route.repository + ":" + reference);
+      reply = std::move(*stored);
+    }
     if (!reply) {
       auto fetched = co_await on_pool<Result<ManifestReply>>(
           [this, &route, &ref, &accept] { return pull_->manifest_with_upstream(route, *ref, accept); });
@@ -577,6 +603,228 @@ class ServerImpl final : public Server {
   }
 
 
+  // --- push (local repositories) -------------------------------------------------------
+
+  // A write this server may take: an upload, or a manifest PUT (for local repositories;
+  // handle() refuses mirrored ones by name). A hostile path goes to handle() too, for its 400.
+  static bool pushable(const http::Exchange& ex, RouteKind& kind) {
+    auto p = parse_request_path(ex.target());
+    if (!p) return true;
+    kind = p->kind;
+    return p->kind == RouteKind::blob_upload ||
+           (p->kind == RouteKind::manifest && ex.method() == http::Method::put);
+  }
+
+  awaitable<Outcome> refuse_push(http::Exchange& ex, const UpstreamRoute& route) {
+    co_return co_await http::send_error(
+        ex, 405, "UNSUPPORTED",
+        "repository " + route.repository + " is mirrored from " + route.upstream->name +
+            ": pushes go to local repositories (local.repositories in the config)",
+        true);
+  }
+
+  // Appends the request body to `w` (on the fetch pool, 1 MiB at a time).
+  awaitable<Status> append_body(http::Exchange& ex, store::BlobWriter& w) {
+    std::vector<char> buf(1 << 20);
+    for (;;) {
+      auto r = co_await ex.read_body(buf.data(), buf.size());
+      if (!r.ok) co_return Status(Error{Errc::invalid_argument, r.error});
+      if (r.n == 0) co_return Status();
+      auto st = co_await on_pool<Status>([&w, &buf, n = r.n] { return w.append(buf.data(), n); });
+      if (!st) co_return st;
+    }
+  }
+
+  static std::string upload_range(std::uint64_t size) {
+    return "0-" + std::to_string(size == 0 ? 0 : size - 1);
+  }
+
+  // The answer that tells a client where its session is and how much it holds.
+  awaitable<Outcome> send_session(http::Exchange& ex, unsigned status, const RequestPath& path,
+                                  const UploadSession& s) {
+    http::Response res(status);
+    res.set("Location", "/v2/" + path.name + "/blobs/uploads/" + s.id);
+    res.set("Range", upload_range(s.writer->size()));
+    res.set("Docker-Upload-UUID", s.id);
+    co_return co_await ex.send(std::move(res), "");
+  }
+
+  // Verifies the session's bytes against `digest_param` and commits them to the repository.
+  awaitable<Outcome> finish_upload(http::Exchange& ex, const RequestPath& path,
+                                   const std::shared_ptr<UploadSession>& s, const std::string& digest_param) {
+    auto want = oci::Digest::parse(digest_param);
+    if (!want) {
+      uploads_.give_back(s);
+      co_return co_await http::send_error(ex, 400, "DIGEST_INVALID",
+                                          "digest query parameter missing or invalid: '" + digest_param + "'");
+    }
+    auto committed = co_await on_pool<Result<store::BlobInfo>>([&]() -> Result<store::BlobInfo> {
+      auto got = s->writer->verify();
+      if (!got) return got.error();
+      if (*got != *want)
+        return Error{Errc::digest_invalid, "the uploaded bytes hash to " + got->str() + ", not " + want->str()};
+      return s->writer->commit(s->repo);
+    });
+    uploads_.remove(s->id);  // done either way: a failed upload starts again
+    if (!committed) {
+      if (committed.error().code == Errc::digest_invalid)
+        co_return co_await http::send_error(ex, 400, "DIGEST_INVALID", committed.error().message);
+      co_return co_await send_oci_error(ex, committed.error(), oci::ObjectKind::blob);
+    }
+    spdlog::info("push blob {} {} bytes={}", s->repo, want->str(), committed->size);
+    http::Response res(201);
+    res.set("Location", "/v2/" + path.name + "/blobs/" + want->str());
+    res.set("Docker-Content-Digest", want->str());
+    co_return co_await ex.send(std::move(res), "");
+  }
+
+  awaitable<Outcome> serve_upload(http::Exchange& ex, const UpstreamRoute& route, const RequestPath& path) {
+    if (!route.local()) co_return co_await refuse_push(ex, route);
+    const auto method = ex.method();
+    if (path.reference.empty()) {
+      if (method != http::Method::post)
+        co_return co_await http::send_error(ex, 405, "UNSUPPORTED", "a new upload is a POST");
+      // ?mount= is not honoured yet: a normal session, as the spec allows.
+      auto started = uploads_.start(route.store_repo);
+      if (!started) co_return co_await send_oci_error(ex, started.error(), oci::ObjectKind::blob);
+      auto s = *started;
+      if (auto digest = query_param(path.query, "digest")) {  // monolithic: the blob is the body
+        s->busy = true;
+        if (auto st = co_await append_body(ex, *s->writer); !st) {
+          uploads_.remove(s->id);
+          co_return co_await send_oci_error(ex, st.error(), oci::ObjectKind::blob);
+        }
+        co_return co_await finish_upload(ex, path, s, *digest);
+      }
+      co_return co_await send_session(ex, 202, path, *s);
+    }
+    auto taken = uploads_.take(path.reference, route.store_repo);
+    if (!taken) {
+      if (taken.error().code == Errc::busy)
+        co_return co_await http::send_error(ex, 409, "BLOB_UPLOAD_INVALID", taken.error().message);
+      co_return co_await http::send_error(ex, 404, "BLOB_UPLOAD_UNKNOWN", taken.error().message);
+    }
+    auto s = *taken;
+    switch (method) {
+      case http::Method::get: {
+        uploads_.give_back(s);
+        co_return co_await send_session(ex, 204, path, *s);
+      }
+      case http::Method::delete_: {
+        uploads_.remove(s->id);
+        co_return co_await ex.send(http::Response(204), "");
+      }
+      case http::Method::patch:
+      case http::Method::put: {
+        // A chunk must start where the session ends; a range that disagrees with the
+        // body's length is refused before any byte is taken.
+        if (auto cr = ex.header("Content-Range"); !cr.empty()) {
+          std::string_view v = cr;
+          if (v.starts_with("bytes ")) v.remove_prefix(6);
+          auto dash = v.find('-');
+          std::uint64_t first = 0, last = 0;
+          bool parsed = dash != v.npos &&
+                        std::from_chars(v.data(), v.data() + dash, first).ptr == v.data() + dash &&
+                        std::from_chars(v.data() + dash + 1, v.data() + v.size(), last).ptr == v.data() + v.size() &&
+                        last >= first;
+          auto len = ex.body_length();
+          if (!parsed || first != s->writer->size() || (len && *len != last - first + 1)) {
+            http::Response res(416);
+            res.set("Location", "/v2/" + path.name + "/blobs/uploads/" + s->id);
+            res.set("Range", upload_range(s->writer->size()));
+            res.set("Content-Type", "application/json");
+            uploads_.give_back(s);
+            co_return co_await ex.send(
+                std::move(res),
+                oci::error_body("BLOB_UPLOAD_INVALID",
+                                "Content-Range " + cr + " does not continue the upload at " +
+                                    std::to_string(s->writer->size()) + " or disagrees with the body"));
+          }
+        }
+        if (auto st = co_await append_body(ex, *s->writer); !st) {
+          uploads_.remove(s->id);
+          co_return co_await send_oci_error(ex, st.error(), oci::ObjectKind::blob);
+        }
+        if (method == http::Method::put)
+          co_return co_await finish_upload(ex, path, s, query_param(path.query, "digest").value_or(""));
+        uploads_.give_back(s);
+        co_return co_await send_session(ex, 202, path, *s);
+      }
+      default:
+        uploads_.give_back(s);
+        co_return co_await http::send_error(ex, 405, "UNSUPPORTED", "not an upload method");
+    }
+  }
+
+  // PUT of a manifest into a local repository: verified, every blob and child it names
+  // already in the repository, stored, its tag pinned (pushed content cannot be fetched
+  // again, so the quota never evicts it).
+  awaitable<Outcome> put_manifest(http::Exchange& ex, const UpstreamRoute& route, const RequestPath& path) {
+    if (!route.local()) co_return co_await refuse_push(ex, route);
+    constexpr std::size_t kMax = 4 << 20;
+    auto ref = oci::parse_manifest_ref(path.reference);
+    if (!ref)
+      co_return co_await http::send_error(ex, 400, "TAG_INVALID",
+                                          "'" + path.reference + "' is neither a tag nor a digest", true);
+    if (auto len = ex.body_length(); len && *len > kMax)
+      co_return co_await http::send_error(ex, 413, "SIZE_INVALID", "a manifest is at most 4 MiB", true);
+    std::string bytes;
+    std::vector<char> buf(64 << 10);
+    for (;;) {
+      auto r = co_await ex.read_body(buf.data(), buf.size());
+      if (!r.ok) co_return co_await http::send_error(ex, 400, "MANIFEST_INVALID", r.error, true);
+      if (r.n == 0) break;
+      if (bytes.size() + r.n > kMax)
+        co_return co_await http::send_error(ex, 413, "SIZE_INVALID", "a manifest is at most 4 MiB", true);
+      bytes.append(buf.data(), r.n);
+    }
+    std::string content_type = ex.header("Content-Type");
+    content_type = content_type.substr(0, content_type.find(';'));
+    while (!content_type.empty() && content_type.back() == ' ') content_type.pop_back();
+    auto parsed = oci::parse_manifest(bytes, content_type);
+    if (!parsed) co_return co_await http::send_error(ex, 400, "MANIFEST_INVALID", parsed.error().message);
+    if (!content_type.empty() && !parsed->media_type.empty() && parsed->media_type != content_type)
+      co_return co_await http::send_error(ex, 400, "MANIFEST_INVALID",
+                                          "Content-Type " + content_type + " disagrees with mediaType " +
+                                              parsed->media_type);
+    const std::string type = content_type.empty() ? parsed->media_type : content_type;
+    auto stored = co_await on_pool<Result<store::ManifestInfo>>([&]() -> Result<store::ManifestInfo> {
+      for (const auto& b : parsed->blob_digests()) {
+        auto linked = store_.repo_references(route.store_repo, b);
+        if (!linked) return linked.error();
+        if (!*linked) return Error{Errc::not_found, "blob " + b.str() + " is not in " + route.repository};
+      }
+      for (const auto& m : parsed->manifests) {
+        auto linked = store_.repo_references(route.store_repo, m.digest);
+        if (!linked) return linked.error();
+        if (!*linked)
+          return Error{Errc::invalid_argument, "manifest " + m.digest.str() + " is not in " + route.repository};
+      }
+      std::optional<oci::Digest> expected;
+      std::optional<std::string> tag;
+      if (ref->is_digest()) expected = *ref->digest;
+      else tag = ref->tag;
+      auto info = store_.put_manifest(route.store_repo, bytes, type, expected, tag, 0, "");
+      if (!info) return info.error();
+      if (tag)
+        if (auto st = store_.set_pinned(route.store_repo, *tag, true); !st) return st.error();
+      return info;
+    });
+    if (!stored) {
+      const auto& e = stored.error();
+      if (e.code == Errc::not_found) co_return co_await http::send_error(ex, 400, "MANIFEST_BLOB_UNKNOWN", e.message);
+      if (e.code == Errc::invalid_argument) co_return co_await http::send_error(ex, 400, "MANIFEST_UNKNOWN", e.message);
+      if (e.code == Errc::digest_mismatch) co_return co_await http::send_error(ex, 400, "DIGEST_INVALID", e.message);
+      co_return co_await send_oci_error(ex, e, oci::ObjectKind::manifest);
+    }
+    spdlog::info("push manifest {}:{} {}", route.store_repo, path.reference, stored->digest.str());
+    http::Response res(201);
+    res.set("Location", "/v2/" + path.name + "/manifests/" + stored->digest.str());
+    res.set("Docker-Content-Digest", stored->digest.str());
+    if (stored->subject) res.set("OCI-Subject", stored->subject->str());
+    co_return co_await ex.send(std::move(res), "");
+  }
+
   ServerOptions opt_;
   store::Store& store_;
   metrics::Metrics& metrics_;
@@ -585,6 +833,7 @@ class ServerImpl final : public Server {
   asio::thread_pool pool_;       // control work: manifests, HEADs, listings, store reads
   asio::thread_pool fill_pool_;  // blob fills from upstream
   std::unique_ptr<PullThrough> pull_;
+  UploadSessions uploads_;
   std::unique_ptr<http::Listener> listener_;
   std::optional<asio::steady_timer> flush_timer_;  // on the listener's executor: destroyed first
   std::atomic<bool> stopping_{false};

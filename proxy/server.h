@@ -25,6 +25,9 @@ struct ServerOptions {
   std::uint16_t listen_port = 5000;    // 0: pick a free port (see Server::port())
   std::string tls_cert_file, tls_key_file;  // both set: HTTPS
   std::vector<fetch::UpstreamConfig> upstreams;
+  // Globs of local repositories (local.repositories): served from the store only, and the
+  // only ones that accept pushes. Anonymous, so only on a loopback listener for now.
+  std::vector<std::string> local_repositories;
   unsigned io_threads = 0;             // 0: one per core
   // Blocking work runs on two pools, so minute-long blob transfers never starve the
   // millisecond ones: manifests, HEADs, listings and store reads on the first, blob fills

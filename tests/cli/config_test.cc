@@ -37,6 +37,19 @@ TEST(ConfigTest, DuplicateKeysAreRefusedWithTheLineOfTheCopy) {
               HasSubstr("upstreams[0].name: duplicate key"));
 }
 
+TEST(ConfigTest, LocalRepositoriesAreGlobsThatNoUpstreamOwns) {
+  Config c = parse_config("local:\n  repositories: [\"apps/**\", \"ci/*\"]\n", "config.yaml");
+  EXPECT_EQ(c.server.local_repositories, (std::vector<std::string>{"apps/**", "ci/*"}));
+  EXPECT_EQ(error_of("local:\n  repositories: [\"Apps/**\"]\n"),
+            "config.yaml:2: local.repositories[0]: 'Apps/**' is not a repository pattern (lowercase "
+            "letters, digits, . _ - / and * or **)");
+  EXPECT_THAT(error_of("upstreams:\n  - {name: docker.io, url: https://registry-1.docker.io}\n"
+                       "local:\n  repositories: [\"docker.io/**\"]\n"),
+              HasSubstr("local.repositories[0]: 'docker.io/**' starts with upstream name 'docker.io'"));
+  EXPECT_THAT(error_of("local:\n  delete: true\n"), HasSubstr("local.delete: unknown key"));
+  EXPECT_THAT(error_of("local:\n  repositories: apps\n"), HasSubstr("expected a list"));
+}
+
 TEST(ConfigTest, AConfigThatServesNothingIsWarnedAbout) {
   Config none = parse_config("listen: 127.0.0.1:5000\n", "quiet.yaml");
   auto warnings = config_warnings(none);

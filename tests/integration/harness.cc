@@ -209,6 +209,7 @@ bool OcirelayProcess::start(std::uint16_t port) {
   if (!tls_cert_.empty())
     cfg += "tls: {cert: " + tls_cert_.string() + ", key: " + tls_key_.string() + "}\n";
   cfg += "log:\n  level: debug\n  format: text\n";
+  cfg += extra_config_;
   write_file(config_file(), cfg);
   ++generation_;
   const auto log_from = log_size(dir_ / "ocirelay.log");

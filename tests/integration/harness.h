@@ -95,6 +95,9 @@ class OcirelayProcess {
   void set_tag_ttl(std::chrono::seconds ttl) { tag_ttl_ = ttl; }
   // More keys of the `store:` section from the next start(), e.g. "max_size: 1MiB".
   void add_store_key(std::string line) { store_keys_.push_back(std::move(line)); }
+  // Top-level YAML appended to the config from the next start(), e.g.
+  // "local:\n  repositories: [\"apps/**\"]\n".
+  void add_config(std::string yaml) { extra_config_ += std::move(yaml); }
   // Writes the config, starts `ocirelay serve` on `port` (0: a port it binds itself and
   // logs, see port()), waits for /readyz.
   bool start(std::uint16_t port = 0);
@@ -121,6 +124,7 @@ class OcirelayProcess {
   fs::path auth_password_file_;
   std::string auth_yaml_, upstream_type_;
   std::vector<std::string> store_keys_;
+  std::string extra_config_;
   fs::path tls_cert_, tls_key_;
   std::chrono::seconds tag_ttl_ = std::chrono::minutes(5);
   std::uint16_t port_ = 0;

@@ -70,5 +70,29 @@ TEST(ImageRef, RejectsBadNames) {
   EXPECT_FALSE(parse_image_ref("alpine@sha256:nothex").ok());
 }
 
+TEST(RepositoryGlob, StarStaysInAComponentDoubleStarCrosses) {
+  EXPECT_TRUE(repository_glob_match("apps/**", "apps/web"));
+  EXPECT_TRUE(repository_glob_match("apps/**", "apps/a/b/c"));
+  EXPECT_FALSE(repository_glob_match("apps/**", "apps"));
+  EXPECT_FALSE(repository_glob_match("apps/**", "appsx/web"));
+  EXPECT_TRUE(repository_glob_match("ci/*", "ci/x"));
+  EXPECT_FALSE(repository_glob_match("ci/*", "ci/x/y"));
+  EXPECT_TRUE(repository_glob_match("*/cache", "team/cache"));
+  EXPECT_FALSE(repository_glob_match("*/cache", "a/team/cache"));
+  EXPECT_TRUE(repository_glob_match("**/cache", "a/team/cache"));
+  EXPECT_TRUE(repository_glob_match("team/app", "team/app"));
+  EXPECT_FALSE(repository_glob_match("team/app", "team/app2"));
+  EXPECT_TRUE(repository_glob_match("team/*-dev", "team/web-dev"));
+  EXPECT_TRUE(repository_glob_match("**", "anything/at/all"));
+
+  EXPECT_TRUE(valid_repository_glob("apps/**").ok());
+  EXPECT_TRUE(valid_repository_glob("ci/*").ok());
+  EXPECT_FALSE(valid_repository_glob("").ok());
+  EXPECT_FALSE(valid_repository_glob("Apps/**").ok());
+  EXPECT_FALSE(valid_repository_glob("apps//x").ok());
+  EXPECT_FALSE(valid_repository_glob("apps/***").ok());
+  EXPECT_FALSE(valid_repository_glob("apps/[ab]").ok());
+}
+
 }  // namespace
 }  // namespace ocirelay::oci

@@ -118,5 +118,28 @@ TEST(StoreErrors, AnUnreadableStoreIsAnErrorNotAMiss) {
   io.join();
 }
 
+// Pushes are anonymous until client authentication exists: local repositories only on a
+// loopback listener.
+TEST(ServerTest, LocalRepositoriesRefuseANonLoopbackListener) {
+  ocirelay::testing::TempDir dir;
+  store::StoreOptions so;
+  so.root = dir.path() / "store";
+  auto st = store::Store::open(so);
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  ServerOptions opt;
+  opt.listen_host = "0.0.0.0";
+  opt.listen_port = 0;
+  opt.local_repositories = {"apps/**"};
+  metrics::Metrics metrics;
+  auto registries = fetch::RegistryClients::create(opt.upstreams, &metrics);
+  auto server = Server::create(opt, ServerDeps{**st, metrics, *registries});
+  ASSERT_FALSE(server.ok());
+  EXPECT_NE(server.error().message.find("listen on a loopback address"), std::string::npos)
+      << server.error().message;
+  opt.listen_host = "127.0.0.1";
+  auto loopback = Server::create(opt, ServerDeps{**st, metrics, *registries});
+  EXPECT_TRUE(loopback.ok()) << loopback.error().to_string();
+}
+
 }  // namespace
 }  // namespace ocirelay::proxy

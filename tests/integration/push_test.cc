@@ -1,0 +1,144 @@
+// Pushing to local repositories: skopeo pushes an image into ocirelay and pulls it back;
+// hostile pushes get a clear 4xx and change nothing.
+#include "tests/integration/fixture.h"
+
+#include <nlohmann/json.hpp>
+
+namespace ocirelay::testing {
+namespace {
+
+class PushTest : public MirrorTest {
+ protected:
+  bool start_local_relay() {
+    relay = std::make_unique<OcirelayProcess>(tmp / "ocirelay", kUpstream, registry.url());
+    relay->add_config("local:\n  repositories: [\"apps/**\"]\n");
+    return relay->start();
+  }
+  HttpResponse send(const std::string& method, const std::string& target, const std::string& body,
+                    std::map<std::string, std::string> headers = {}) {
+    return http_request_with_body(relay->port(), method, target, headers, body);
+  }
+};
+
+TEST_F(PushTest, SkopeoPushesIntoALocalRepositoryAndPullsItBack) {
+  auto img = push_image("team/app", "1.0", 3, 300 * 1024);  // built in images/, also upstream
+  ASSERT_TRUE(start_local_relay());
+  ASSERT_TRUE(images.push(relay->host(), "apps/web", "1.0")) << relay->log();
+
+  // Served from the store: the upstream has no apps/web, and is never asked.
+  auto r = pull(relay->host(), "apps/web", "1.0", tmp / "out");
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << relay->log();
+  expect_dir_matches(tmp / "out", img);
+  EXPECT_EQ(registry.count_requests("apps/web"), 0) << registry.access_log();
+
+  auto tags = http_request(relay->port(), "GET", "/v2/apps/web/tags/list");
+  ASSERT_EQ(tags.status, 200) << tags.body;
+  EXPECT_EQ(nlohmann::json::parse(tags.body)["tags"], nlohmann::json::array({"1.0"}));
+
+  // The store is an OCI layout that names the pushed tag.
+  relay->stop();
+  auto copy = skopeo_copy("oci:" + relay->store_dir().string() + ":apps/web:1.0",
+                          "dir:" + (tmp / "from-store").string());
+  ASSERT_EQ(copy.exit_code, 0) << copy.err;
+  expect_dir_matches(tmp / "from-store", img);
+}
+
+TEST_F(PushTest, ChunkedUploadFollowsTheSessionAndRefusesGapsAndWrongDigests) {
+  ASSERT_TRUE(start_local_relay());
+  const std::string blob = random_bytes(200000, 3);
+  const std::string digest = sha256_digest(blob);
+
+  auto post = send("POST", "/v2/apps/x/blobs/uploads/", "");
+  ASSERT_EQ(post.status, 202) << post.body;
+  const std::string loc = post.headers["location"];
+  ASSERT_FALSE(loc.empty());
+  EXPECT_EQ(post.headers["range"], "0-0");
+  EXPECT_FALSE(post.headers["docker-upload-uuid"].empty());
+
+  // A chunk that does not start where the session ends: 416 with the current range.
+  auto gap = send("PATCH", loc, blob.substr(5, 5), {{"Content-Range", "5-9"}});
+  EXPECT_EQ(gap.status, 416) << gap.body;
+  EXPECT_EQ(gap.headers["range"], "0-0");
+
+  auto first = send("PATCH", loc, blob.substr(0, 100000), {{"Content-Range", "0-99999"}});
+  ASSERT_EQ(first.status, 202) << first.body;
+  EXPECT_EQ(first.headers["range"], "0-99999");
+  auto status = http_request(relay->port(), "GET", loc);
+  EXPECT_EQ(status.status, 204);
+  EXPECT_EQ(status.headers["range"], "0-99999");
+
+  // The last chunk with the PUT, but the wrong digest: refused, nothing stored.
+  const std::string wrong = sha256_digest("something else");
+  auto bad = send("PUT", loc + "?digest=" + wrong, blob.substr(100000));
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_NE(bad.body.find("DIGEST_INVALID"), std::string::npos) << bad.body;
+  EXPECT_EQ(http_request(relay->port(), "HEAD", "/v2/apps/x/blobs/" + digest).status, 404);
+  EXPECT_EQ(http_request(relay->port(), "GET", loc).status, 404) << "the failed session is gone";
+
+  // Again, whole in one POST: stored, and served under that repository.
+  auto mono = send("POST", "/v2/apps/x/blobs/uploads/?digest=" + digest, blob);
+  ASSERT_EQ(mono.status, 201) << mono.body;
+  EXPECT_EQ(mono.headers["docker-content-digest"], digest);
+  auto got = http_request(relay->port(), "GET", "/v2/apps/x/blobs/" + digest);
+  ASSERT_EQ(got.status, 200);
+  EXPECT_EQ(got.body, blob);
+}
+
+TEST_F(PushTest, HostilePushesGetA4xxAndChangeNothing) {
+  ASSERT_TRUE(start_local_relay());
+  const std::string blob = "a blob";
+  const std::string digest = sha256_digest(blob);
+
+  // Unknown session, a session id that climbs out, another repository's session.
+  auto unknown = send("PATCH", "/v2/apps/x/blobs/uploads/0123456789abcdef", "bytes");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.body.find("BLOB_UPLOAD_UNKNOWN"), std::string::npos) << unknown.body;
+  EXPECT_EQ(send("PATCH", "/v2/apps/x/blobs/uploads/../../../etc", "bytes").status, 400);
+  auto post = send("POST", "/v2/apps/x/blobs/uploads/", "");
+  ASSERT_EQ(post.status, 202);
+  std::string other = post.headers["location"];
+  other.replace(other.find("apps/x"), 6, "apps/y");
+  EXPECT_EQ(send("PATCH", other, "bytes").status, 404) << "a session belongs to its repository";
+
+  // Pushes to a mirrored repository.
+  auto mirrored = send("POST", "/v2/team/app/blobs/uploads/?digest=" + digest, blob);
+  EXPECT_EQ(mirrored.status, 405) << mirrored.body;
+  EXPECT_NE(mirrored.body.find("mirrored"), std::string::npos) << mirrored.body;
+
+  // A manifest naming a blob the repository lacks; one over 4 MiB; a bad tag.
+  nlohmann::json m = {{"schemaVersion", 2},
+                      {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                      {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                                  {"digest", digest}, {"size", blob.size()}}},
+                      {"layers", nlohmann::json::array()}};
+  const std::map<std::string, std::string> oci_type = {
+      {"Content-Type", "application/vnd.oci.image.manifest.v1+json"}};
+  auto missing = send("PUT", "/v2/apps/x/manifests/1.0", m.dump(), oci_type);
+  EXPECT_EQ(missing.status, 400);
+  EXPECT_NE(missing.body.find("MANIFEST_BLOB_UNKNOWN"), std::string::npos) << missing.body;
+  auto huge = send("PUT", "/v2/apps/x/manifests/1.0", std::string(5 << 20, ' '), oci_type);
+  EXPECT_EQ(huge.status, 413);
+  auto mismatch = send("PUT", "/v2/apps/x/manifests/1.0", m.dump(),
+                       {{"Content-Type", "application/vnd.docker.distribution.manifest.v2+json"}});
+  EXPECT_EQ(mismatch.status, 400) << mismatch.body;
+  EXPECT_EQ(send("PUT", "/v2/apps/x/manifests/-bad-tag", m.dump(), oci_type).status, 400);
+
+  // Nothing of it is visible.
+  EXPECT_EQ(http_request(relay->port(), "GET", "/v2/apps/x/manifests/1.0").status, 404);
+  EXPECT_EQ(http_request(relay->port(), "HEAD", "/v2/apps/x/blobs/" + digest).status, 404);
+
+  // With the blob pushed first, the manifest goes in and is served by tag and digest.
+  ASSERT_EQ(send("POST", "/v2/apps/x/blobs/uploads/?digest=" + digest, blob).status, 201);
+  auto put = send("PUT", "/v2/apps/x/manifests/1.0", m.dump(), oci_type);
+  ASSERT_EQ(put.status, 201) << put.body;
+  const std::string mdigest = sha256_digest(m.dump());
+  EXPECT_EQ(put.headers["docker-content-digest"], mdigest);
+  EXPECT_EQ(put.headers["location"], "/v2/apps/x/manifests/" + mdigest);
+  auto by_tag = http_request(relay->port(), "GET", "/v2/apps/x/manifests/1.0",
+                             {{"Accept", "application/vnd.oci.image.manifest.v1+json"}});
+  ASSERT_EQ(by_tag.status, 200);
+  EXPECT_EQ(by_tag.body, m.dump());
+}
+
+}  // namespace
+}  // namespace ocirelay::testing
