@@ -616,7 +616,15 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   }
 
   if (auto loc = root["local"]) {
-    check_keys(ctx, loc, "local", {"repositories"});
+    check_keys(ctx, loc, "local", {"repositories", "max_upload_sessions"});
+    if (auto m = loc["max_upload_sessions"]) {
+      std::string v = scalar(ctx, m, "local.max_upload_sessions");
+      std::size_t n = 0;
+      auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (ec != std::errc() || ptr != v.data() + v.size() || n == 0)
+        ctx.fail(m, "local.max_upload_sessions", "expected a whole number above 0, not '" + v + "'");
+      cfg.server.max_upload_sessions = n;
+    }
     if (auto r = loc["repositories"]) {
       if (!r.IsSequence()) ctx.fail(r, "local.repositories", "expected a list of repository globs");
       for (std::size_t i = 0; i < r.size(); ++i) {

@@ -187,6 +187,7 @@ class ExchangeImpl final : public Exchange {
   Parser* parser_;
   const Request& req_;
   bool has_body_;
+  bool continued_ = false;  // "100 Continue" sent
 };
 
 template <>
@@ -498,7 +499,8 @@ awaitable<Outcome> ExchangeImpl<Stream>::send(Response res, std::string_view bod
   Outcome out;
   out.status = res.status();
   out.close = res.closes();
-  res.content_length(body.size());
+  // 204 and 304 carry no body, and no Content-Length either (RFC 9110).
+  if (res.status() != 204 && res.status() != 304) res.content_length(body.size());
   Header h = to_beast(res);
   if (req_.method() == bhttp::verb::head || body.empty()) {
     if (!co_await write_header(h)) out.close = true;
@@ -520,6 +522,15 @@ template <class Stream>
 awaitable<Exchange::BodyRead> ExchangeImpl<Stream>::read_body(char* dst, std::size_t n) {
   BodyRead r;
   if (!parser_ || !has_body_ || n == 0) co_return r;
+  if (!continued_ && beast::iequals(req_[bhttp::field::expect], "100-continue")) {
+    // The client waits for this before it sends the body (curl: a second, then it sends).
+    continued_ = true;
+    if (!co_await write("HTTP/1.1 100 Continue\r\n\r\n")) {
+      r.ok = false;
+      r.error = "the client went away";
+      co_return r;
+    }
+  }
   // A read may parse framing only (a chunk header): go on until bytes or the end arrive.
   while (!parser_->is_done()) {
     auto& body = parser_->get().body();

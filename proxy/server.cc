@@ -65,7 +65,7 @@ class ServerImpl final : public Server {
         registries_(deps.registries),
         pool_(opt_.fetch_threads ? opt_.fetch_threads : 16),
         fill_pool_(opt_.fill_threads ? opt_.fill_threads : 16),
-        uploads_(deps.store, std::chrono::hours(24)) {
+        uploads_(deps.store, std::chrono::hours(24), opt_.max_upload_sessions) {
     describe_proxy_metrics(metrics_);
     bytes_from_cache_ = metrics_.counter("ocirelay_bytes_served_total", {{"source", "cache"}});
     bytes_from_upstream_ = metrics_.counter("ocirelay_bytes_served_total", {{"source", "upstream"}});
@@ -635,6 +635,11 @@ class ServerImpl final : public Server {
     }
   }
 
+  awaitable<Outcome> bad_digest(http::Exchange& ex, const std::string& d) {
+    co_return co_await http::send_error(ex, 400, "DIGEST_INVALID",
+                                        "digest query parameter missing or invalid: '" + d + "'", true);
+  }
+
   static std::string upload_range(std::uint64_t size) {
     return "0-" + std::to_string(size == 0 ? 0 : size - 1);
   }
@@ -652,11 +657,10 @@ class ServerImpl final : public Server {
   // Verifies the session's bytes against `digest_param` and commits them to the repository.
   awaitable<Outcome> finish_upload(http::Exchange& ex, const RequestPath& path,
                                    const std::shared_ptr<UploadSession>& s, const std::string& digest_param) {
-    auto want = oci::Digest::parse(digest_param);
+    auto want = oci::Digest::parse(digest_param);  // REQUIRES: checked by the caller
     if (!want) {
-      uploads_.give_back(s);
-      co_return co_await http::send_error(ex, 400, "DIGEST_INVALID",
-                                          "digest query parameter missing or invalid: '" + digest_param + "'");
+      uploads_.remove(s->id);
+      co_return co_await bad_digest(ex, digest_param);
     }
     auto committed = co_await on_pool<Result<store::BlobInfo>>([&]() -> Result<store::BlobInfo> {
       auto got = s->writer->verify();
@@ -685,10 +689,17 @@ class ServerImpl final : public Server {
       if (method != http::Method::post)
         co_return co_await http::send_error(ex, 405, "UNSUPPORTED", "a new upload is a POST");
       // ?mount= is not honoured yet: a normal session, as the spec allows.
+      auto digest = query_param(path.query, "digest");
+      if (digest && !oci::Digest::parse(*digest))  // before a byte is taken
+        co_return co_await bad_digest(ex, *digest);
       auto started = uploads_.start(route.store_repo);
-      if (!started) co_return co_await send_oci_error(ex, started.error(), oci::ObjectKind::blob);
+      if (!started) {
+        if (started.error().code == Errc::too_many_requests)
+          co_return co_await http::send_error(ex, 429, "TOOMANYREQUESTS", started.error().message, true);
+        co_return co_await send_oci_error(ex, started.error(), oci::ObjectKind::blob);
+      }
       auto s = *started;
-      if (auto digest = query_param(path.query, "digest")) {  // monolithic: the blob is the body
+      if (digest) {  // monolithic: the blob is the body
         s->busy = true;
         if (auto st = co_await append_body(ex, *s->writer); !st) {
           uploads_.remove(s->id);
@@ -716,6 +727,15 @@ class ServerImpl final : public Server {
       }
       case http::Method::patch:
       case http::Method::put: {
+        // A PUT names the digest; a bad one is refused before a byte is taken, the session
+        // unchanged.
+        if (method == http::Method::put) {
+          auto d = query_param(path.query, "digest").value_or("");
+          if (!oci::Digest::parse(d)) {
+            uploads_.give_back(s);
+            co_return co_await bad_digest(ex, d);
+          }
+        }
         // A chunk must start where the session ends; a range that disagrees with the
         // body's length is refused before any byte is taken.
         if (auto cr = ex.header("Content-Range"); !cr.empty()) {
@@ -742,6 +762,12 @@ class ServerImpl final : public Server {
           }
         }
         if (auto st = co_await append_body(ex, *s->writer); !st) {
+          // The client went away or framed its body wrongly: what arrived stays, and a GET
+          // on the session tells where to resume. A store error ends the session.
+          if (st.error().code == Errc::invalid_argument) {
+            uploads_.give_back(s);
+            co_return co_await http::send_error(ex, 400, "BLOB_UPLOAD_INVALID", st.error().message, true);
+          }
           uploads_.remove(s->id);
           co_return co_await send_oci_error(ex, st.error(), oci::ObjectKind::blob);
         }
@@ -789,10 +815,19 @@ class ServerImpl final : public Server {
                                               parsed->media_type);
     const std::string type = content_type.empty() ? parsed->media_type : content_type;
     auto stored = co_await on_pool<Result<store::ManifestInfo>>([&]() -> Result<store::ManifestInfo> {
-      for (const auto& b : parsed->blob_digests()) {
-        auto linked = store_.repo_references(route.store_repo, b);
+      std::vector<const oci::Descriptor*> blobs;
+      if (parsed->config) blobs.push_back(&*parsed->config);
+      for (const auto& l : parsed->layers) blobs.push_back(&l);
+      for (const oci::Descriptor* b : blobs) {
+        auto linked = store_.repo_references(route.store_repo, b->digest);
         if (!linked) return linked.error();
-        if (!*linked) return Error{Errc::not_found, "blob " + b.str() + " is not in " + route.repository};
+        if (!*linked) return Error{Errc::not_found, "blob " + b->digest.str() + " is not in " + route.repository};
+        auto info = store_.blob(b->digest);
+        if (!info) return info.error();
+        if (*info && static_cast<std::int64_t>((*info)->size) != b->size)
+          return Error{Errc::size_mismatch, "the descriptor of " + b->digest.str() + " gives " +
+                                                std::to_string(b->size) + " bytes; the blob has " +
+                                                std::to_string((*info)->size)};
       }
       for (const auto& m : parsed->manifests) {
         auto linked = store_.repo_references(route.store_repo, m.digest);
@@ -815,6 +850,7 @@ class ServerImpl final : public Server {
       if (e.code == Errc::not_found) co_return co_await http::send_error(ex, 400, "MANIFEST_BLOB_UNKNOWN", e.message);
       if (e.code == Errc::invalid_argument) co_return co_await http::send_error(ex, 400, "MANIFEST_UNKNOWN", e.message);
       if (e.code == Errc::digest_mismatch) co_return co_await http::send_error(ex, 400, "DIGEST_INVALID", e.message);
+      if (e.code == Errc::size_mismatch) co_return co_await http::send_error(ex, 400, "SIZE_INVALID", e.message);
       co_return co_await send_oci_error(ex, e, oci::ObjectKind::manifest);
     }
     spdlog::info("push manifest {}:{} {}", route.store_repo, path.reference, stored->digest.str());

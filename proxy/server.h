@@ -28,6 +28,8 @@ struct ServerOptions {
   // Globs of local repositories (local.repositories): served from the store only, and the
   // only ones that accept pushes. Anonymous, so only on a loopback listener for now.
   std::vector<std::string> local_repositories;
+  // Upload sessions open at once (each holds a file open); a POST past it gets 429.
+  std::size_t max_upload_sessions = 1000;
   unsigned io_threads = 0;             // 0: one per core
   // Blocking work runs on two pools, so minute-long blob transfers never starve the
   // millisecond ones: manifests, HEADs, listings and store reads on the first, blob fills

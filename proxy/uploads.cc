@@ -20,6 +20,13 @@ std::string new_id() {
 }  // namespace
 
 Result<std::shared_ptr<UploadSession>> UploadSessions::start(const std::string& repo) {
+  {
+    std::lock_guard lock(mu_);
+    expire_locked(std::chrono::steady_clock::now());
+    if (sessions_.size() >= max_sessions_)
+      return Error{Errc::too_many_requests, std::to_string(max_sessions_) +
+                                                " uploads are in progress: finish or DELETE one, or retry later"};
+  }
   auto w = store_.begin_blob(std::nullopt, std::nullopt);
   if (!w) return w.error();
   auto s = std::make_shared<UploadSession>();

@@ -26,9 +26,11 @@ struct UploadSession {
 
 class UploadSessions {
  public:
-  UploadSessions(store::Store& store, std::chrono::seconds expiry) : store_(store), expiry_(expiry) {}
+  UploadSessions(store::Store& store, std::chrono::seconds expiry, std::size_t max_sessions)
+      : store_(store), expiry_(expiry), max_sessions_(max_sessions) {}
 
-  // A new session for `repo`. Errors: the store cannot take a blob (no_space, ...).
+  // A new session for `repo`. Errors: too_many_requests (max_sessions open), the store
+  // cannot take a blob (no_space, ...).
   Result<std::shared_ptr<UploadSession>> start(const std::string& repo);
   // The session `id` of `repo`, marked busy, or: not_found (unknown, expired, or another
   // repository's), busy (a request is writing it).
@@ -44,6 +46,7 @@ class UploadSessions {
 
   store::Store& store_;
   const std::chrono::seconds expiry_;
+  const std::size_t max_sessions_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<UploadSession>> sessions_;
 };

@@ -2,6 +2,11 @@
 // hostile pushes get a clear 4xx and change nothing.
 #include "tests/integration/fixture.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 namespace ocirelay::testing {
@@ -9,10 +14,16 @@ namespace {
 
 class PushTest : public MirrorTest {
  protected:
-  bool start_local_relay() {
+  bool start_local_relay(std::string extra = "") {
     relay = std::make_unique<OcirelayProcess>(tmp / "ocirelay", kUpstream, registry.url());
-    relay->add_config("local:\n  repositories: [\"apps/**\"]\n");
+    relay->add_config("local:\n  repositories: [\"apps/**\"]\n" + extra);
     return relay->start();
+  }
+  bool ingest_empty() {
+    auto dir = relay->store_dir() / "ingest";
+    for (const auto& e : fs::directory_iterator(dir))
+      if (!e.path().filename().string().starts_with("meta-")) return false;
+    return true;
   }
   HttpResponse send(const std::string& method, const std::string& target, const std::string& body,
                     std::map<std::string, std::string> headers = {}) {
@@ -67,6 +78,11 @@ TEST_F(PushTest, ChunkedUploadFollowsTheSessionAndRefusesGapsAndWrongDigests) {
   EXPECT_EQ(status.status, 204);
   EXPECT_EQ(status.headers["range"], "0-99999");
 
+  // A malformed digest is refused before a byte is taken: the session is unchanged.
+  auto malformed = send("PUT", loc + "?digest=sha256:oops", blob.substr(100000));
+  EXPECT_EQ(malformed.status, 400) << malformed.body;
+  EXPECT_EQ(http_request(relay->port(), "GET", loc).headers["range"], "0-99999");
+
   // The last chunk with the PUT, but the wrong digest: refused, nothing stored.
   const std::string wrong = sha256_digest("something else");
   auto bad = send("PUT", loc + "?digest=" + wrong, blob.substr(100000));
@@ -74,6 +90,10 @@ TEST_F(PushTest, ChunkedUploadFollowsTheSessionAndRefusesGapsAndWrongDigests) {
   EXPECT_NE(bad.body.find("DIGEST_INVALID"), std::string::npos) << bad.body;
   EXPECT_EQ(http_request(relay->port(), "HEAD", "/v2/apps/x/blobs/" + digest).status, 404);
   EXPECT_EQ(http_request(relay->port(), "GET", loc).status, 404) << "the failed session is gone";
+
+  // A monolithic POST with a malformed digest takes nothing.
+  EXPECT_EQ(send("POST", "/v2/apps/x/blobs/uploads/?digest=bogus", blob).status, 400);
+  EXPECT_TRUE(ingest_empty()) << "a refused upload left its bytes in ingest/";
 
   // Again, whole in one POST: stored, and served under that repository.
   auto mono = send("POST", "/v2/apps/x/blobs/uploads/?digest=" + digest, blob);
@@ -122,13 +142,19 @@ TEST_F(PushTest, HostilePushesGetA4xxAndChangeNothing) {
                        {{"Content-Type", "application/vnd.docker.distribution.manifest.v2+json"}});
   EXPECT_EQ(mismatch.status, 400) << mismatch.body;
   EXPECT_EQ(send("PUT", "/v2/apps/x/manifests/-bad-tag", m.dump(), oci_type).status, 400);
+  {  // a descriptor whose size is not the blob's
+    ASSERT_EQ(send("POST", "/v2/apps/x/blobs/uploads/?digest=" + digest, blob).status, 201);
+    auto lying = m;
+    lying["config"]["size"] = 99999;
+    auto r = send("PUT", "/v2/apps/x/manifests/1.0", lying.dump(), oci_type);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_NE(r.body.find("SIZE_INVALID"), std::string::npos) << r.body;
+  }
 
-  // Nothing of it is visible.
+  // No manifest of it is visible.
   EXPECT_EQ(http_request(relay->port(), "GET", "/v2/apps/x/manifests/1.0").status, 404);
-  EXPECT_EQ(http_request(relay->port(), "HEAD", "/v2/apps/x/blobs/" + digest).status, 404);
 
-  // With the blob pushed first, the manifest goes in and is served by tag and digest.
-  ASSERT_EQ(send("POST", "/v2/apps/x/blobs/uploads/?digest=" + digest, blob).status, 201);
+  // With the blob pushed (above), the manifest goes in and is served by tag and digest.
   auto put = send("PUT", "/v2/apps/x/manifests/1.0", m.dump(), oci_type);
   ASSERT_EQ(put.status, 201) << put.body;
   const std::string mdigest = sha256_digest(m.dump());
@@ -138,6 +164,58 @@ TEST_F(PushTest, HostilePushesGetA4xxAndChangeNothing) {
                              {{"Accept", "application/vnd.oci.image.manifest.v1+json"}});
   ASSERT_EQ(by_tag.status, 200);
   EXPECT_EQ(by_tag.body, m.dump());
+}
+
+// A PATCH whose client goes away mid-body keeps what arrived: the session's Range says
+// where to resume, and the upload finishes from there.
+TEST_F(PushTest, AnInterruptedChunkKeepsTheSessionAndWhatArrived) {
+  ASSERT_TRUE(start_local_relay());
+  const std::string blob = random_bytes(300000, 9);
+  auto post = send("POST", "/v2/apps/x/blobs/uploads/", "");
+  ASSERT_EQ(post.status, 202);
+  const std::string loc = post.headers["location"];
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(relay->port());
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    std::string req = "PATCH " + loc + " HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                      std::to_string(blob.size()) + "\r\n\r\n" + blob.substr(0, 100000);
+    ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    // The server has the first 100000 bytes once the session says so; then the client dies.
+    ASSERT_TRUE(wait_until([&] { return http_request(relay->port(), "GET", loc).status == 409; }, 10s))
+        << "the PATCH never started";
+    ::close(fd);
+  }
+  std::string range;
+  ASSERT_TRUE(wait_until([&] {
+    auto r = http_request(relay->port(), "GET", loc);
+    range = r.headers["range"];
+    return r.status == 204;
+  }, 10s)) << relay->log();
+  ASSERT_EQ(range.substr(0, 2), "0-");
+  const std::size_t kept = std::stoul(range.substr(2)) + 1;
+  ASSERT_GT(kept, 0u);
+  ASSERT_LE(kept, 100000u);
+  auto rest = send("PUT", loc + "?digest=" + sha256_digest(blob), blob.substr(kept));
+  ASSERT_EQ(rest.status, 201) << rest.body;
+  EXPECT_EQ(http_request(relay->port(), "GET", "/v2/apps/x/blobs/" + sha256_digest(blob)).body, blob);
+}
+
+TEST_F(PushTest, OpenUploadsAreCappedAndACapSessionFreesItsPlace) {
+  ASSERT_TRUE(start_local_relay("  max_upload_sessions: 3\n"));
+  std::vector<std::string> sessions;
+  for (int i = 0; i < 3; ++i) {
+    auto r = send("POST", "/v2/apps/x/blobs/uploads/", "");
+    ASSERT_EQ(r.status, 202) << r.body;
+    sessions.push_back(r.headers["location"]);
+  }
+  auto refused = send("POST", "/v2/apps/x/blobs/uploads/", "");
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_EQ(send("DELETE", sessions[0], "").status, 204);
+  EXPECT_EQ(send("POST", "/v2/apps/x/blobs/uploads/", "").status, 202);
 }
 
 }  // namespace
