@@ -90,10 +90,10 @@ int run_serve(const Config& config) {
     return 1;
   }
   auto& srv = **server;
-  std::string host = config.server.listen_host;
+  std::string host = config.server.listener.host;
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   spdlog::info("listening on {}:{}{}", host, srv.port(),
-               config.server.tls_cert_file.empty() ? "" : " (TLS)");
+               config.server.listener.tls_cert_file.empty() ? "" : " (TLS)");
 
   std::mutex mu;
   std::condition_variable cv;

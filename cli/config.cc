@@ -433,8 +433,8 @@ void set_listen(const Ctx& ctx, const YAML::Node& n, const std::string& key, std
   auto hp = parse_listen(v);
   if (!hp)
     ctx.fail(n, key, "invalid address '" + std::string(v) + "' (use host:port, e.g. 127.0.0.1:5000)");
-  server.listen_host = hp->host;
-  server.listen_port = hp->port;
+  server.listener.host = hp->host;
+  server.listener.port = hp->port;
 }
 
 bool valid_level(std::string_view v) {
@@ -560,12 +560,12 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   if (auto t = root["tls"]) {
     check_keys(ctx, t, "tls", {"cert", "key"});
     if (!t["cert"] || !t["key"]) ctx.fail(t, "tls", "needs both cert and key");
-    cfg.server.tls_cert_file = scalar(ctx, t["cert"], "tls.cert");
-    cfg.server.tls_key_file = scalar(ctx, t["key"], "tls.key");
-    if (!std::ifstream(cfg.server.tls_cert_file))
-      ctx.fail(t["cert"], "tls.cert", "cannot read '" + cfg.server.tls_cert_file + "'");
-    if (!std::ifstream(cfg.server.tls_key_file))
-      ctx.fail(t["key"], "tls.key", "cannot read '" + cfg.server.tls_key_file + "'");
+    cfg.server.listener.tls_cert_file = scalar(ctx, t["cert"], "tls.cert");
+    cfg.server.listener.tls_key_file = scalar(ctx, t["key"], "tls.key");
+    if (!std::ifstream(cfg.server.listener.tls_cert_file))
+      ctx.fail(t["cert"], "tls.cert", "cannot read '" + cfg.server.listener.tls_cert_file + "'");
+    if (!std::ifstream(cfg.server.listener.tls_key_file))
+      ctx.fail(t["key"], "tls.key", "cannot read '" + cfg.server.listener.tls_key_file + "'");
   }
 
   if (auto s = root["store"]) {
@@ -672,8 +672,8 @@ void apply_overrides(Config& config, const ConfigOverrides& o) {
   if (o.listen) {
     auto hp = parse_listen(*o.listen);
     if (!hp) fail("--listen", "invalid address '" + *o.listen + "' (use host:port, e.g. 127.0.0.1:5000)");
-    config.server.listen_host = hp->host;
-    config.server.listen_port = hp->port;
+    config.server.listener.host = hp->host;
+    config.server.listener.port = hp->port;
   }
   if (o.store_path) {
     if (o.store_path->empty()) fail("--store", "must not be empty");

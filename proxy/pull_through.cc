@@ -91,13 +91,11 @@ PullThrough::PullThrough(fetch::RegistryClients& registries, store::Store& store
     : registries_(registries),
       store_(store),
       metrics_(metrics),
+      fetcher_(store, metrics),  // first: it describes the fetch families counted below
       manifest_hits_(metrics.counter("ocirelay_cache_hits_total", {{"kind", "manifest"}})),
       blob_hits_(metrics.counter("ocirelay_cache_hits_total", {{"kind", "blob"}})),
       blob_misses_(metrics.counter("ocirelay_cache_misses_total", {{"kind", "blob"}})),
-      // The family is fetch/'s (Fetcher describes it too, later in this list).
-      fill_waiters_((fetch::describe_fetch_metrics(metrics),
-                     metrics.counter("ocirelay_coalesced_waiters_total"))),
-      fetcher_(store, metrics),
+      fill_waiters_(metrics.counter("ocirelay_coalesced_waiters_total")),
       writer_([this] { run_manifest_writer(); }) {}
 
 PullThrough::~PullThrough() {
@@ -372,12 +370,9 @@ void PullThrough::stream_uncached(const UpstreamRoute& route, const oci::Digest&
   fetcher_.stream_uncached(origin(route), d, described_size(route, d), pipe);
 }
 
-Result<std::optional<BlobSource>> PullThrough::stored_blob(const UpstreamRoute& route,
-                                                           const oci::Digest& d) {
+Result<std::optional<BlobSource>> PullThrough::open_stored(const store::BlobInfo& info) {
   using Found = std::optional<BlobSource>;
-  auto info = store_.blob(d);
-  if (!info) return info.error();
-  if (!*info) return Found();
+  const oci::Digest& d = info.digest;
   auto file = store_.open_blob(d);
   if (!file) {
     if (file.error().code == Errc::not_found) return Found();  // evicted since the lookup
@@ -388,7 +383,7 @@ Result<std::optional<BlobSource>> PullThrough::stored_blob(const UpstreamRoute& 
   BlobSource src;
   src.kind = BlobSource::Kind::stored;
   src.file = std::move(*file);
-  src.size = (*info)->size;
+  src.size = info.size;
   return Found(std::move(src));
 }
 
@@ -403,17 +398,19 @@ BlobSource PullThrough::join_fill(const UpstreamRoute& route, const oci::Digest&
 }
 
 Result<BlobSource> PullThrough::find_blob(const UpstreamRoute& route, const oci::Digest& d, bool head) {
-  auto linked = store_.repo_references(route.store_repo, d);
-  if (!linked) return linked.error();
-  if (*linked) {
-    auto stored = stored_blob(route, d);
-    if (!stored) return stored.error();
-    if (*stored) return std::move(**stored);
-  } else {
-    auto held = store_.blob(d);
-    if (!held) return held.error();
-    // Held, not referenced here: the upstream must confirm (a local repository has none).
-    if (*held && !route.local()) return BlobSource{};
+  auto held = store_.blob(d);
+  if (!held) return held.error();
+  if (*held) {
+    auto linked = store_.repo_references(route.store_repo, d);
+    if (!linked) return linked.error();
+    if (*linked) {
+      auto stored = open_stored(**held);
+      if (!stored) return stored.error();
+      if (*stored) return std::move(**stored);
+      // Evicted since the lookup: fetched again below.
+    } else if (!route.local()) {
+      return BlobSource{};  // held, not referenced here: the upstream must confirm
+    }
   }
   if (route.local()) return Error{Errc::not_found, "blob unknown to repository " + route.repository};
   if (head && !fetcher_.coalescer().find(route.store_repo, d)) return BlobSource{};
@@ -434,7 +431,7 @@ Result<BlobSource> PullThrough::resolve_blob(const UpstreamRoute& route, const o
         if (st.error().code != Errc::not_found) return st.error();  // not_found: evicted meanwhile
       }
     }
-    auto stored = stored_blob(route, d);
+    auto stored = open_stored(**held);
     if (!stored) return stored.error();
     if (*stored) return std::move(**stored);
   }

@@ -32,6 +32,7 @@
 
 namespace ocirelay::store {
 class Store;
+struct BlobInfo;
 }
 
 namespace ocirelay::proxy {
@@ -162,9 +163,9 @@ class PullThrough {
   std::optional<std::uint64_t> described_size(const UpstreamRoute& route, const oci::Digest& d);
   void remember(const oci::Digest& d, std::shared_ptr<const std::string> bytes,
                 const std::string& media_type);
-  // The store's copy of `d` when the route's repository references it; nullopt when the
-  // store lacks it or lost it since the caller looked.
-  Result<std::optional<BlobSource>> stored_blob(const UpstreamRoute& route, const oci::Digest& d);
+  // The store's copy of a blob the caller found (and checked the repository references);
+  // nullopt when it was evicted since. Counts the hit.
+  Result<std::optional<BlobSource>> open_stored(const store::BlobInfo& info);
   Result<ManifestReply> fetch_manifest(const UpstreamRoute& route, const oci::ManifestRef& ref,
                                        std::string_view accept);
   // A fetched manifest the writer has not stored yet.
@@ -195,9 +196,9 @@ class PullThrough {
   fetch::RegistryClients& registries_;
   store::Store& store_;
   metrics::Metrics& metrics_;
+  fetch::Fetcher fetcher_;
   metrics::Counter manifest_hits_;  // ocirelay_cache_hits_total{kind="manifest"}: every cached GET
   metrics::Counter blob_hits_, blob_misses_, fill_waiters_;
-  fetch::Fetcher fetcher_;
 
   std::mutex inflight_mu_;  // manifest exchanges in flight, by repo + reference + Accept
   std::map<std::string, std::shared_future<Result<ManifestReply>>> inflight_manifests_;

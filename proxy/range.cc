@@ -61,4 +61,17 @@ std::string content_range(const ByteRange& r, std::uint64_t size) {
          std::to_string(size);
 }
 
+std::optional<ByteRange> parse_upload_range(std::string_view v) {
+  if (v.starts_with("bytes ")) v.remove_prefix(6);
+  auto dash = v.find('-');
+  if (dash == v.npos) return std::nullopt;
+  ByteRange r;
+  auto a = std::from_chars(v.data(), v.data() + dash, r.first);
+  auto b = std::from_chars(v.data() + dash + 1, v.data() + v.size(), r.last);
+  if (a.ec != std::errc() || a.ptr != v.data() + dash || b.ec != std::errc() ||
+      b.ptr != v.data() + v.size() || r.last < r.first)
+    return std::nullopt;
+  return r;
+}
+
 }  // namespace ocirelay::proxy

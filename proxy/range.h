@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -28,5 +29,9 @@ RangeRequest parse_range(std::string_view header, std::uint64_t size);
 
 // "bytes first-last/size"
 std::string content_range(const ByteRange& r, std::uint64_t size);
+
+// The Content-Range of an upload chunk (distribution spec: "first-last"; a "bytes " prefix
+// is accepted); nullopt when malformed or last < first.
+std::optional<ByteRange> parse_upload_range(std::string_view header);
 
 }  // namespace ocirelay::proxy

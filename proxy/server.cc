@@ -82,27 +82,18 @@ class ServerImpl final : public Server {
   Status start() {
     if (!opt_.local_repositories.empty()) {
       boost::system::error_code ec;
-      auto addr = asio::ip::make_address(opt_.listen_host, ec);
+      auto addr = asio::ip::make_address(opt_.listener.host, ec);
       if (ec || !addr.is_loopback())
         return Error{Errc::invalid_argument,
                      "local.repositories accept anonymous pushes, and client authentication is not "
                      "built yet: listen on a loopback address (127.0.0.1 or ::1), not " +
-                         opt_.listen_host};
+                         opt_.listener.host};
     }
     for (const auto& u : opt_.upstreams)
       if (registries_.find(u.name) == nullptr)
         return Error{Errc::invalid_argument, "no registry client for upstream " + u.name};
     pull_ = std::make_unique<PullThrough>(registries_, store_, metrics_);
-    http::ListenerOptions lo;
-    lo.host = opt_.listen_host;
-    lo.port = opt_.listen_port;
-    lo.tls_cert_file = opt_.tls_cert_file;
-    lo.tls_key_file = opt_.tls_key_file;
-    lo.io_threads = opt_.io_threads;
-    lo.max_connections = opt_.max_connections;
-    lo.max_header_bytes = opt_.max_header_bytes;
-    lo.header_timeout = opt_.header_timeout;
-    lo.idle_timeout = opt_.idle_timeout;
+    http::ListenerOptions lo = opt_.listener;
     lo.default_headers = {{"Docker-Distribution-API-Version", "registry/2.0"}};
     http::RouteTable routes;
     // Every path: the distribution API answers unknown ones itself (404 NAME_UNKNOWN, 400
@@ -739,16 +730,9 @@ class ServerImpl final : public Server {
         // A chunk must start where the session ends; a range that disagrees with the
         // body's length is refused before any byte is taken.
         if (auto cr = ex.header("Content-Range"); !cr.empty()) {
-          std::string_view v = cr;
-          if (v.starts_with("bytes ")) v.remove_prefix(6);
-          auto dash = v.find('-');
-          std::uint64_t first = 0, last = 0;
-          bool parsed = dash != v.npos &&
-                        std::from_chars(v.data(), v.data() + dash, first).ptr == v.data() + dash &&
-                        std::from_chars(v.data() + dash + 1, v.data() + v.size(), last).ptr == v.data() + v.size() &&
-                        last >= first;
+          auto chunk = parse_upload_range(cr);
           auto len = ex.body_length();
-          if (!parsed || first != s->writer->size() || (len && *len != last - first + 1)) {
+          if (!chunk || chunk->first != s->writer->size() || (len && *len != chunk->length())) {
             http::Response res(416);
             res.set("Location", "/v2/" + path.name + "/blobs/uploads/" + s->id);
             res.set("Range", upload_range(s->writer->size()));

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fetch/registries.h"
+#include "http/listener_options.h"
 #include "oci/result.h"
 
 namespace ocirelay::store {
@@ -21,25 +22,19 @@ class Metrics;
 namespace ocirelay::proxy {
 
 struct ServerOptions {
-  std::string listen_host = "127.0.0.1";
-  std::uint16_t listen_port = 5000;    // 0: pick a free port (see Server::port())
-  std::string tls_cert_file, tls_key_file;  // both set: HTTPS
+  // Address, TLS, I/O threads and limits; default_headers are the server's own.
+  http::ListenerOptions listener;
   std::vector<fetch::UpstreamConfig> upstreams;
   // Globs of local repositories (local.repositories): served from the store only, and the
   // only ones that accept pushes. Anonymous, so only on a loopback listener for now.
   std::vector<std::string> local_repositories;
   // Upload sessions open at once (each holds a file open); a POST past it gets 429.
   std::size_t max_upload_sessions = 1000;
-  unsigned io_threads = 0;             // 0: one per core
   // Blocking work runs on two pools, so minute-long blob transfers never starve the
   // millisecond ones: manifests, HEADs, listings and store reads on the first, blob fills
   // from upstream on the second (fills past its size wait their turn).
   unsigned fetch_threads = 16;
   unsigned fill_threads = 16;
-  std::size_t max_connections = 4096;
-  std::size_t max_header_bytes = 64 * 1024;
-  std::chrono::seconds header_timeout{30};  // to receive a request's headers
-  std::chrono::seconds idle_timeout{120};   // keep-alive idle
   std::chrono::seconds access_flush_interval{30};  // Store::flush_access period
 };
 

@@ -20,6 +20,8 @@ std::string new_id() {
 }  // namespace
 
 Result<std::shared_ptr<UploadSession>> UploadSessions::start(const std::string& repo) {
+  // Checked before the temp file is made, so a flood of refused POSTs costs no disk work;
+  // concurrent starts may pass the cap by the few that raced here.
   {
     std::lock_guard lock(mu_);
     expire_locked(std::chrono::steady_clock::now());

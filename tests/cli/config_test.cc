@@ -82,9 +82,9 @@ TEST(ConfigTest, FullConfigParses) {
                      "    url: http://10.0.0.1:5000\n"
                      "log: {level: debug, format: json}\n";
   Config c = parse_config(yaml, "config.yaml");
-  EXPECT_EQ(c.server.listen_host, "0.0.0.0");
-  EXPECT_EQ(c.server.listen_port, 5001);
-  EXPECT_EQ(c.server.tls_cert_file, (dir / "cert.pem").string());
+  EXPECT_EQ(c.server.listener.host, "0.0.0.0");
+  EXPECT_EQ(c.server.listener.port, 5001);
+  EXPECT_EQ(c.server.listener.tls_cert_file, (dir / "cert.pem").string());
   EXPECT_EQ(c.store.root, "/srv/cache");
   EXPECT_EQ(c.store.max_size, 200ull << 30);
   EXPECT_EQ(c.store.max_blob_size, 100ull << 30);
@@ -111,8 +111,8 @@ TEST(ConfigTest, FullConfigParses) {
 
 TEST(ConfigTest, EmbeddedDefaultIsADockerHubMirror) {
   Config c = parse_config(embedded_default_config(), "<embedded>");
-  EXPECT_EQ(c.server.listen_host, "127.0.0.1");
-  EXPECT_EQ(c.server.listen_port, 5000);
+  EXPECT_EQ(c.server.listener.host, "127.0.0.1");
+  EXPECT_EQ(c.server.listener.port, 5000);
   EXPECT_EQ(c.store.root, "/var/lib/ocirelay");
   ASSERT_EQ(c.server.upstreams.size(), 1u);
   EXPECT_EQ(c.server.upstreams[0].name, "docker.io");
@@ -248,8 +248,8 @@ TEST(ConfigTest, FlagsOverrideConfigKeys) {
   o.log_format = "json";
   o.max_size = "1GiB";
   apply_overrides(c, o);
-  EXPECT_EQ(c.server.listen_host, "0.0.0.0");
-  EXPECT_EQ(c.server.listen_port, 0);
+  EXPECT_EQ(c.server.listener.host, "0.0.0.0");
+  EXPECT_EQ(c.server.listener.port, 0);
   EXPECT_EQ(c.store.root, "/tmp/store");
   EXPECT_EQ(c.log.level, "warn");
   EXPECT_EQ(c.log.format, "json");

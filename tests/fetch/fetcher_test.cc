@@ -14,6 +14,7 @@
 
 #include "oci/media_types.h"
 #include "store/store.h"
+#include "tests/store/store_test_support.h"
 #include "tests/support/files.h"
 #include "tests/support/memory_registry.h"
 
@@ -29,11 +30,8 @@ nlohmann::json descriptor(const std::string& type, const std::string& bytes) {
 class FetcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    store::StoreOptions so;
-    so.root = dir_.path() / "store";
-    auto s = store::Store::open(so);
-    ASSERT_TRUE(s.ok()) << s.error().to_string();
-    store_ = std::move(*s);
+    store_ = store::testing::open_store(dir_.path() / "store");
+    ASSERT_TRUE(store_);
     fetcher_ = std::make_unique<Fetcher>(*store_, metrics_);
   }
 

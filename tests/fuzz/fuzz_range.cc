@@ -1,6 +1,6 @@
 // proxy::parse_range: a client's Range header against a blob size. Input: the size in
 // decimal on the first line, then the header value. A partial answer always lies inside
-// the blob.
+// the blob. The header is also read as an upload's Content-Range.
 #include <charconv>
 
 #include "proxy/range.h"
@@ -25,5 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case proxy::RangeKind::full:
       break;
   }
+  // The same header as an upload chunk's Content-Range: parsed ranges are ordered.
+  if (auto chunk = proxy::parse_upload_range(header)) FUZZ_CHECK(chunk->first <= chunk->last);
   return 0;
 }

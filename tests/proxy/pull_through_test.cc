@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "store/store.h"
+#include "tests/store/store_test_support.h"
 #include "tests/support/files.h"
 #include "tests/support/memory_registry.h"
 
@@ -14,11 +15,8 @@ namespace {
 class PullThroughTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    store::StoreOptions so;
-    so.root = dir_.path() / "store";
-    auto s = store::Store::open(so);
-    ASSERT_TRUE(s.ok()) << s.error().to_string();
-    store_ = std::move(*s);
+    store_ = store::testing::open_store(dir_.path() / "store");
+    ASSERT_TRUE(store_);
     auto reg = std::make_unique<ocirelay::testing::MemoryRegistry>();
     reg_ = reg.get();
     registries_.add("mem.test", std::move(reg));

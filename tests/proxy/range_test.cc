@@ -63,5 +63,19 @@ TEST(Range, CaseAndWhitespaceTolerant) {
   EXPECT_EQ(r.range.last, 2u);
 }
 
+TEST(UploadRange, FirstDashLastWithOptionalBytesPrefix) {
+  auto r = parse_upload_range("0-99999");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->first, 0u);
+  EXPECT_EQ(r->length(), 100000u);
+  auto b = parse_upload_range("bytes 100-199");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->first, 100u);
+  EXPECT_EQ(b->last, 199u);
+  for (std::string_view bad : {"", "-", "5", "5-", "-5", "9-5", "a-b", "0-1/2", " 0-1", "bytes=0-1",
+                               "0-99999999999999999999999"})
+    EXPECT_FALSE(parse_upload_range(bad)) << bad;
+}
+
 }  // namespace
 }  // namespace ocirelay::proxy

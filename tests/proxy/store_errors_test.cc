@@ -91,7 +91,7 @@ TEST(StoreErrors, AnUnreadableStoreIsAnErrorNotAMiss) {
   UnreadableStore store(std::move(*inner));
 
   ServerOptions opt;
-  opt.listen_port = 0;
+  opt.listener.port = 0;
   fetch::UpstreamConfig up;
   up.name = "up.test";
   up.endpoint.name = "up.test";
@@ -127,8 +127,8 @@ TEST(ServerTest, LocalRepositoriesRefuseANonLoopbackListener) {
   auto st = store::Store::open(so);
   ASSERT_TRUE(st.ok()) << st.error().to_string();
   ServerOptions opt;
-  opt.listen_host = "0.0.0.0";
-  opt.listen_port = 0;
+  opt.listener.host = "0.0.0.0";
+  opt.listener.port = 0;
   opt.local_repositories = {"apps/**"};
   metrics::Metrics metrics;
   auto registries = fetch::RegistryClients::create(opt.upstreams, &metrics);
@@ -136,7 +136,7 @@ TEST(ServerTest, LocalRepositoriesRefuseANonLoopbackListener) {
   ASSERT_FALSE(server.ok());
   EXPECT_NE(server.error().message.find("listen on a loopback address"), std::string::npos)
       << server.error().message;
-  opt.listen_host = "127.0.0.1";
+  opt.listener.host = "127.0.0.1";
   auto loopback = Server::create(opt, ServerDeps{**st, metrics, *registries});
   EXPECT_TRUE(loopback.ok()) << loopback.error().to_string();
 }
