@@ -616,7 +616,19 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   }
 
   if (auto loc = root["local"]) {
-    check_keys(ctx, loc, "local", {"repositories", "max_upload_sessions"});
+    check_keys(ctx, loc, "local", {"repositories", "max_upload_sessions", "delete", "upload_expiry"});
+    if (auto d = loc["delete"]) {
+      std::string v = scalar(ctx, d, "local.delete");
+      if (v != "true" && v != "false") ctx.fail(d, "local.delete", "expected true or false, not '" + v + "'");
+      cfg.server.allow_delete = v == "true";
+    }
+    if (auto e = loc["upload_expiry"]) {
+      std::string v = scalar(ctx, e, "local.upload_expiry");
+      auto dur = parse_duration(v);
+      if (!dur || dur->count() <= 0)
+        ctx.fail(e, "local.upload_expiry", "invalid duration '" + v + "' (use e.g. 30m, 24h)");
+      cfg.server.upload_expiry = *dur;
+    }
     if (auto m = loc["max_upload_sessions"]) {
       std::string v = scalar(ctx, m, "local.max_upload_sessions");
       std::size_t n = 0;

@@ -40,6 +40,7 @@ std::string_view route_label(RouteKind kind) {
     case RouteKind::blob_upload: return "blob_upload";
     case RouteKind::tags_list: return "tags";
     case RouteKind::referrers: return "referrers";
+    case RouteKind::catalog: return "catalog";
     case RouteKind::metrics: return "metrics";
     case RouteKind::healthz: return "healthz";
     case RouteKind::readyz: return "readyz";
@@ -91,6 +92,7 @@ Result<RequestPath> parse_request_path(std::string_view target) {
   else if (path == "/healthz") rp.kind = RouteKind::healthz;
   else if (path == "/readyz") rp.kind = RouteKind::readyz;
   else if (path == "/v2" || path == "/v2/") rp.kind = RouteKind::base;
+  else if (path == "/v2/_catalog") rp.kind = RouteKind::catalog;
   if (rp.kind != RouteKind::unknown || !path.starts_with("/v2/")) return rp;
 
   std::string_view rest = path.substr(4);

@@ -20,6 +20,7 @@ enum class RouteKind {
   blob_upload,  // /v2/<name>/blobs/uploads/[<session id>] (push, local repositories)
   tags_list,    // /v2/<name>/tags/list
   referrers,    // /v2/<name>/referrers/<digest>
+  catalog,      // /v2/_catalog
   metrics,      // /metrics
   healthz,      // /healthz
   readyz,       // /readyz

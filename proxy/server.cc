@@ -23,10 +23,11 @@
 #include "metrics/metrics.h"
 #include "oci/errors.h"
 #include "oci/reference.h"
+#include "proxy/on_pool.h"
 #include "proxy/pull_through.h"
+#include "proxy/push_api.h"
 #include "proxy/range.h"
 #include "proxy/router.h"
-#include "proxy/uploads.h"
 #include "store/file_system.h"
 #include "store/store.h"
 
@@ -65,7 +66,9 @@ class ServerImpl final : public Server {
         registries_(deps.registries),
         pool_(opt_.fetch_threads ? opt_.fetch_threads : 16),
         fill_pool_(opt_.fill_threads ? opt_.fill_threads : 16),
-        uploads_(deps.store, std::chrono::hours(24), opt_.max_upload_sessions) {
+        push_(deps.store, pool_,
+              PushOptions{opt_.upstreams, opt_.local_repositories, opt_.max_upload_sessions,
+                          opt_.upload_expiry, opt_.allow_delete}) {
     describe_proxy_metrics(metrics_);
     bytes_from_cache_ = metrics_.counter("ocirelay_bytes_served_total", {{"source", "cache"}});
     bytes_from_upstream_ = metrics_.counter("ocirelay_bytes_served_total", {{"source", "upstream"}});
@@ -116,28 +119,23 @@ class ServerImpl final : public Server {
   void stop() override { listener_->stop(); }
 
  private:
-  // Runs f() (returning Result<...> or Status) on the fetch pool and resumes the calling
-  // coroutine on its own executor. A throw becomes an internal error (see guarded()).
+  // Runs f() (returning Result<...> or Status) on the fetch pool (see proxy/on_pool.h).
   template <class T, class F>
   awaitable<T> on_pool(F f) {
-    // co_spawn with use_awaitable resumes the caller on its own executor when f() returns;
-    // the blocking work runs on the fetch pool.
-    // (std::optional because co_spawn needs a default-constructible result; Result has none.)
-    auto out = co_await asio::co_spawn(
-        pool_,
-        [fn = std::move(f)]() mutable -> awaitable<std::optional<T>> {
-          co_return guarded("request on the fetch pool", [&]() -> T { return fn(); });
-        },
-        use_awaitable);
-    co_return std::move(*out);
+    return proxy::on_pool<T>(pool_, std::move(f));
   }
 
   awaitable<void> flush_loop() {
     while (!stopping_) {
-      flush_timer_->expires_after(opt_.access_flush_interval);
+      // Also the upload sweep's clock: abandoned sessions go within a quarter of their expiry.
+      flush_timer_->expires_after(std::min<std::chrono::seconds>(
+          opt_.access_flush_interval, std::max<std::chrono::seconds>(std::chrono::seconds(1), opt_.upload_expiry / 4)));
       auto [ec] = co_await flush_timer_->async_wait(tuple_awaitable);
       if (ec || stopping_) break;
-      asio::post(pool_, [p = pull_.get()] { p->flush_access(); });
+      asio::post(pool_, [this] {
+        pull_->flush_access();
+        push_.sweep();
+      });
     }
     asio::post(pool_, [p = pull_.get()] { p->flush_access(); });
   }
@@ -200,6 +198,7 @@ class ServerImpl final : public Server {
         res.set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
         co_return co_await ex.send(std::move(res), metrics_.render());
       }
+      case RouteKind::catalog: co_return co_await push_.catalog(ex, *parsed);
       case RouteKind::unknown:
         co_return co_await http::send_error(ex, 404, "NAME_UNKNOWN", "no such route");
       default:
@@ -211,14 +210,20 @@ class ServerImpl final : public Server {
                                  ns ? std::optional<std::string_view>(*ns) : std::nullopt,
                                  opt_.local_repositories);
     if (!route) co_return co_await send_oci_error(ex, route.error(), oci::ObjectKind::repository);
+    const bool write = ex.method() != http::Method::get && ex.method() != http::Method::head;
+    if (write && !route->local()) co_return co_await refuse_push(ex, *route);
+    const std::string user;  // anonymous until client authentication exists
     switch (parsed->kind) {
       case RouteKind::manifest:
-        if (ex.method() == http::Method::put) co_return co_await put_manifest(ex, *route, *parsed);
+        if (ex.method() == http::Method::put) co_return co_await push_.put_manifest(ex, *route, *parsed, user);
+        if (ex.method() == http::Method::delete_) co_return co_await push_.remove(ex, *route, *parsed, user);
         co_return co_await serve_manifest(ex, *route, parsed->reference);
-      case RouteKind::blob: co_return co_await serve_blob(ex, *route, parsed->reference);
+      case RouteKind::blob:
+        if (ex.method() == http::Method::delete_) co_return co_await push_.remove(ex, *route, *parsed, user);
+        co_return co_await serve_blob(ex, *route, parsed->reference);
       case RouteKind::tags_list: co_return co_await serve_tags(ex, *route, *parsed, ns);
       case RouteKind::referrers: co_return co_await serve_referrers(ex, *route, *parsed);
-      case RouteKind::blob_upload: co_return co_await serve_upload(ex, *route, *parsed);
+      case RouteKind::blob_upload: co_return co_await push_.upload(ex, *route, *parsed, user);
       default: break;
     }
     co_return co_await http::send_error(ex, 404, "NAME_UNKNOWN", "no such route");
@@ -596,253 +601,25 @@ class ServerImpl final : public Server {
 
   // --- push (local repositories) -------------------------------------------------------
 
-  // A write this server may take: an upload, or a manifest PUT (for local repositories;
-  // handle() refuses mirrored ones by name). A hostile path goes to handle() too, for its 400.
+  // A write this server may take: an upload, a manifest PUT, a DELETE of a manifest or
+  // blob (for local repositories; handle() refuses mirrored ones by name). A hostile path
+  // goes to handle() too, for its 400.
   static bool pushable(const http::Exchange& ex, RouteKind& kind) {
     auto p = parse_request_path(ex.target());
     if (!p) return true;
     kind = p->kind;
     return p->kind == RouteKind::blob_upload ||
-           (p->kind == RouteKind::manifest && ex.method() == http::Method::put);
+           (p->kind == RouteKind::manifest && ex.method() == http::Method::put) ||
+           ((p->kind == RouteKind::manifest || p->kind == RouteKind::blob) &&
+            ex.method() == http::Method::delete_);
   }
 
   awaitable<Outcome> refuse_push(http::Exchange& ex, const UpstreamRoute& route) {
     co_return co_await http::send_error(
         ex, 405, "UNSUPPORTED",
         "repository " + route.repository + " is mirrored from " + route.upstream->name +
-            ": pushes go to local repositories (local.repositories in the config)",
+            ": pushes and deletes go to local repositories (local.repositories in the config)",
         true);
-  }
-
-  // Appends the request body to `w` (on the fetch pool, 1 MiB at a time).
-  awaitable<Status> append_body(http::Exchange& ex, store::BlobWriter& w) {
-    std::vector<char> buf(1 << 20);
-    for (;;) {
-      auto r = co_await ex.read_body(buf.data(), buf.size());
-      if (!r.ok) co_return Status(Error{Errc::invalid_argument, r.error});
-      if (r.n == 0) co_return Status();
-      auto st = co_await on_pool<Status>([&w, &buf, n = r.n] { return w.append(buf.data(), n); });
-      if (!st) co_return st;
-    }
-  }
-
-  awaitable<Outcome> bad_digest(http::Exchange& ex, const std::string& d) {
-    co_return co_await http::send_error(ex, 400, "DIGEST_INVALID",
-                                        "digest query parameter missing or invalid: '" + d + "'", true);
-  }
-
-  static std::string upload_range(std::uint64_t size) {
-    return "0-" + std::to_string(size == 0 ? 0 : size - 1);
-  }
-
-  // The answer that tells a client where its session is and how much it holds.
-  awaitable<Outcome> send_session(http::Exchange& ex, unsigned status, const RequestPath& path,
-                                  const UploadSession& s) {
-    http::Response res(status);
-    res.set("Location", "/v2/" + path.name + "/blobs/uploads/" + s.id);
-    res.set("Range", upload_range(s.writer->size()));
-    res.set("Docker-Upload-UUID", s.id);
-    co_return co_await ex.send(std::move(res), "");
-  }
-
-  // Verifies the session's bytes against `digest_param` and commits them to the repository.
-  awaitable<Outcome> finish_upload(http::Exchange& ex, const RequestPath& path,
-                                   const std::shared_ptr<UploadSession>& s, const std::string& digest_param) {
-    auto want = oci::Digest::parse(digest_param);  // REQUIRES: checked by the caller
-    if (!want) {
-      uploads_.remove(s->id);
-      co_return co_await bad_digest(ex, digest_param);
-    }
-    auto committed = co_await on_pool<Result<store::BlobInfo>>([&]() -> Result<store::BlobInfo> {
-      auto got = s->writer->verify();
-      if (!got) return got.error();
-      if (*got != *want)
-        return Error{Errc::digest_invalid, "the uploaded bytes hash to " + got->str() + ", not " + want->str()};
-      return s->writer->commit(s->repo);
-    });
-    uploads_.remove(s->id);  // done either way: a failed upload starts again
-    if (!committed) {
-      if (committed.error().code == Errc::digest_invalid)
-        co_return co_await http::send_error(ex, 400, "DIGEST_INVALID", committed.error().message);
-      co_return co_await send_oci_error(ex, committed.error(), oci::ObjectKind::blob);
-    }
-    spdlog::info("push blob {} {} bytes={}", s->repo, want->str(), committed->size);
-    http::Response res(201);
-    res.set("Location", "/v2/" + path.name + "/blobs/" + want->str());
-    res.set("Docker-Content-Digest", want->str());
-    co_return co_await ex.send(std::move(res), "");
-  }
-
-  awaitable<Outcome> serve_upload(http::Exchange& ex, const UpstreamRoute& route, const RequestPath& path) {
-    if (!route.local()) co_return co_await refuse_push(ex, route);
-    const auto method = ex.method();
-    if (path.reference.empty()) {
-      if (method != http::Method::post)
-        co_return co_await http::send_error(ex, 405, "UNSUPPORTED", "a new upload is a POST");
-      // ?mount= is not honoured yet: a normal session, as the spec allows.
-      auto digest = query_param(path.query, "digest");
-      if (digest && !oci::Digest::parse(*digest))  // before a byte is taken
-        co_return co_await bad_digest(ex, *digest);
-      auto started = uploads_.start(route.store_repo);
-      if (!started) {
-        if (started.error().code == Errc::too_many_requests)
-          co_return co_await http::send_error(ex, 429, "TOOMANYREQUESTS", started.error().message, true);
-        co_return co_await send_oci_error(ex, started.error(), oci::ObjectKind::blob);
-      }
-      auto s = *started;
-      if (digest) {  // monolithic: the blob is the body
-        s->busy = true;
-        if (auto st = co_await append_body(ex, *s->writer); !st) {
-          uploads_.remove(s->id);
-          co_return co_await send_oci_error(ex, st.error(), oci::ObjectKind::blob);
-        }
-        co_return co_await finish_upload(ex, path, s, *digest);
-      }
-      co_return co_await send_session(ex, 202, path, *s);
-    }
-    auto taken = uploads_.take(path.reference, route.store_repo);
-    if (!taken) {
-      if (taken.error().code == Errc::busy)
-        co_return co_await http::send_error(ex, 409, "BLOB_UPLOAD_INVALID", taken.error().message);
-      co_return co_await http::send_error(ex, 404, "BLOB_UPLOAD_UNKNOWN", taken.error().message);
-    }
-    auto s = *taken;
-    switch (method) {
-      case http::Method::get: {
-        uploads_.give_back(s);
-        co_return co_await send_session(ex, 204, path, *s);
-      }
-      case http::Method::delete_: {
-        uploads_.remove(s->id);
-        co_return co_await ex.send(http::Response(204), "");
-      }
-      case http::Method::patch:
-      case http::Method::put: {
-        // A PUT names the digest; a bad one is refused before a byte is taken, the session
-        // unchanged.
-        if (method == http::Method::put) {
-          auto d = query_param(path.query, "digest").value_or("");
-          if (!oci::Digest::parse(d)) {
-            uploads_.give_back(s);
-            co_return co_await bad_digest(ex, d);
-          }
-        }
-        // A chunk must start where the session ends; a range that disagrees with the
-        // body's length is refused before any byte is taken.
-        if (auto cr = ex.header("Content-Range"); !cr.empty()) {
-          auto chunk = parse_upload_range(cr);
-          auto len = ex.body_length();
-          if (!chunk || chunk->first != s->writer->size() || (len && *len != chunk->length())) {
-            http::Response res(416);
-            res.set("Location", "/v2/" + path.name + "/blobs/uploads/" + s->id);
-            res.set("Range", upload_range(s->writer->size()));
-            res.set("Content-Type", "application/json");
-            uploads_.give_back(s);
-            co_return co_await ex.send(
-                std::move(res),
-                oci::error_body("BLOB_UPLOAD_INVALID",
-                                "Content-Range " + cr + " does not continue the upload at " +
-                                    std::to_string(s->writer->size()) + " or disagrees with the body"));
-          }
-        }
-        if (auto st = co_await append_body(ex, *s->writer); !st) {
-          // The client went away or framed its body wrongly: what arrived stays, and a GET
-          // on the session tells where to resume. A store error ends the session.
-          if (st.error().code == Errc::invalid_argument) {
-            uploads_.give_back(s);
-            co_return co_await http::send_error(ex, 400, "BLOB_UPLOAD_INVALID", st.error().message, true);
-          }
-          uploads_.remove(s->id);
-          co_return co_await send_oci_error(ex, st.error(), oci::ObjectKind::blob);
-        }
-        if (method == http::Method::put)
-          co_return co_await finish_upload(ex, path, s, query_param(path.query, "digest").value_or(""));
-        uploads_.give_back(s);
-        co_return co_await send_session(ex, 202, path, *s);
-      }
-      default:
-        uploads_.give_back(s);
-        co_return co_await http::send_error(ex, 405, "UNSUPPORTED", "not an upload method");
-    }
-  }
-
-  // PUT of a manifest into a local repository: verified, every blob and child it names
-  // already in the repository, stored, its tag pinned (pushed content cannot be fetched
-  // again, so the quota never evicts it).
-  awaitable<Outcome> put_manifest(http::Exchange& ex, const UpstreamRoute& route, const RequestPath& path) {
-    if (!route.local()) co_return co_await refuse_push(ex, route);
-    constexpr std::size_t kMax = 4 << 20;
-    auto ref = oci::parse_manifest_ref(path.reference);
-    if (!ref)
-      co_return co_await http::send_error(ex, 400, "TAG_INVALID",
-                                          "'" + path.reference + "' is neither a tag nor a digest", true);
-    if (auto len = ex.body_length(); len && *len > kMax)
-      co_return co_await http::send_error(ex, 413, "SIZE_INVALID", "a manifest is at most 4 MiB", true);
-    std::string bytes;
-    std::vector<char> buf(64 << 10);
-    for (;;) {
-      auto r = co_await ex.read_body(buf.data(), buf.size());
-      if (!r.ok) co_return co_await http::send_error(ex, 400, "MANIFEST_INVALID", r.error, true);
-      if (r.n == 0) break;
-      if (bytes.size() + r.n > kMax)
-        co_return co_await http::send_error(ex, 413, "SIZE_INVALID", "a manifest is at most 4 MiB", true);
-      bytes.append(buf.data(), r.n);
-    }
-    std::string content_type = ex.header("Content-Type");
-    content_type = content_type.substr(0, content_type.find(';'));
-    while (!content_type.empty() && content_type.back() == ' ') content_type.pop_back();
-    auto parsed = oci::parse_manifest(bytes, content_type);
-    if (!parsed) co_return co_await http::send_error(ex, 400, "MANIFEST_INVALID", parsed.error().message);
-    if (!content_type.empty() && !parsed->media_type.empty() && parsed->media_type != content_type)
-      co_return co_await http::send_error(ex, 400, "MANIFEST_INVALID",
-                                          "Content-Type " + content_type + " disagrees with mediaType " +
-                                              parsed->media_type);
-    const std::string type = content_type.empty() ? parsed->media_type : content_type;
-    auto stored = co_await on_pool<Result<store::ManifestInfo>>([&]() -> Result<store::ManifestInfo> {
-      std::vector<const oci::Descriptor*> blobs;
-      if (parsed->config) blobs.push_back(&*parsed->config);
-      for (const auto& l : parsed->layers) blobs.push_back(&l);
-      for (const oci::Descriptor* b : blobs) {
-        auto linked = store_.repo_references(route.store_repo, b->digest);
-        if (!linked) return linked.error();
-        if (!*linked) return Error{Errc::not_found, "blob " + b->digest.str() + " is not in " + route.repository};
-        auto info = store_.blob(b->digest);
-        if (!info) return info.error();
-        if (*info && static_cast<std::int64_t>((*info)->size) != b->size)
-          return Error{Errc::size_mismatch, "the descriptor of " + b->digest.str() + " gives " +
-                                                std::to_string(b->size) + " bytes; the blob has " +
-                                                std::to_string((*info)->size)};
-      }
-      for (const auto& m : parsed->manifests) {
-        auto linked = store_.repo_references(route.store_repo, m.digest);
-        if (!linked) return linked.error();
-        if (!*linked)
-          return Error{Errc::invalid_argument, "manifest " + m.digest.str() + " is not in " + route.repository};
-      }
-      std::optional<oci::Digest> expected;
-      std::optional<std::string> tag;
-      if (ref->is_digest()) expected = *ref->digest;
-      else tag = ref->tag;
-      auto info = store_.put_manifest(route.store_repo, bytes, type, expected, tag, 0, "");
-      if (!info) return info.error();
-      if (tag)
-        if (auto st = store_.set_pinned(route.store_repo, *tag, true); !st) return st.error();
-      return info;
-    });
-    if (!stored) {
-      const auto& e = stored.error();
-      if (e.code == Errc::not_found) co_return co_await http::send_error(ex, 400, "MANIFEST_BLOB_UNKNOWN", e.message);
-      if (e.code == Errc::invalid_argument) co_return co_await http::send_error(ex, 400, "MANIFEST_UNKNOWN", e.message);
-      if (e.code == Errc::digest_mismatch) co_return co_await http::send_error(ex, 400, "DIGEST_INVALID", e.message);
-      if (e.code == Errc::size_mismatch) co_return co_await http::send_error(ex, 400, "SIZE_INVALID", e.message);
-      co_return co_await send_oci_error(ex, e, oci::ObjectKind::manifest);
-    }
-    spdlog::info("push manifest {}:{} {}", route.store_repo, path.reference, stored->digest.str());
-    http::Response res(201);
-    res.set("Location", "/v2/" + path.name + "/manifests/" + stored->digest.str());
-    res.set("Docker-Content-Digest", stored->digest.str());
-    if (stored->subject) res.set("OCI-Subject", stored->subject->str());
-    co_return co_await ex.send(std::move(res), "");
   }
 
   ServerOptions opt_;
@@ -853,7 +630,7 @@ class ServerImpl final : public Server {
   asio::thread_pool pool_;       // control work: manifests, HEADs, listings, store reads
   asio::thread_pool fill_pool_;  // blob fills from upstream
   std::unique_ptr<PullThrough> pull_;
-  UploadSessions uploads_;
+  PushApi push_;
   std::unique_ptr<http::Listener> listener_;
   std::optional<asio::steady_timer> flush_timer_;  // on the listener's executor: destroyed first
   std::atomic<bool> stopping_{false};

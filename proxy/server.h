@@ -28,8 +28,12 @@ struct ServerOptions {
   // Globs of local repositories (local.repositories): served from the store only, and the
   // only ones that accept pushes. Anonymous, so only on a loopback listener for now.
   std::vector<std::string> local_repositories;
-  // Upload sessions open at once (each holds a file open); a POST past it gets 429.
+  // Upload sessions open at once (each holds a file in <store>/uploads); a POST past it
+  // gets 429. Sessions survive restarts; one not continued for upload_expiry is removed.
   std::size_t max_upload_sessions = 1000;
+  std::chrono::seconds upload_expiry{std::chrono::hours(24)};
+  // local.delete: DELETE of manifests, tags and blobs in local repositories (else 405).
+  bool allow_delete = false;
   // Blocking work runs on two pools, so minute-long blob transfers never starve the
   // millisecond ones: manifests, HEADs, listings and store reads on the first, blob fills
   // from upstream on the second (fills past its size wait their turn).

@@ -133,6 +133,16 @@ Result<std::unique_ptr<ReadableFile>> PosixFileSystem::open_read(const fs::path&
   return std::unique_ptr<ReadableFile>(new PosixReadableFile(p, fd));
 }
 
+Result<std::unique_ptr<WritableFile>> PosixFileSystem::open_append(const fs::path& p, bool create) {
+  const int flags = O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
+  int fd = ::open(p.c_str(), flags, 0644);
+  if (fd < 0) {
+    if (errno == ENOENT) return Error{Errc::not_found, "open " + p.string() + ": no such file"};
+    return error_from_errno(errno, "open " + p.string() + " for appending");
+  }
+  return std::unique_ptr<WritableFile>(new PosixWritableFile(p.string(), fd));
+}
+
 Status PosixFileSystem::rename(const fs::path& from, const fs::path& to) {
   if (::rename(from.c_str(), to.c_str()) != 0)
     return error_from_errno(errno, "rename " + from.string() + " to " + to.string());

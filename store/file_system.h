@@ -58,6 +58,11 @@ class FileSystem {
   virtual Result<std::unique_ptr<WritableFile>> create_temp(const std::filesystem::path& dir,
                                                             std::string_view prefix) = 0;
   virtual Result<std::unique_ptr<ReadableFile>> open_read(const std::filesystem::path& p) = 0;
+  // Opens `p` for appending at its end; with `create`, makes a new file (an existing one is
+  // an error). Upload sessions reopen their file this way after a restart.
+  // Errors: not_found, io_error.
+  virtual Result<std::unique_ptr<WritableFile>> open_append(const std::filesystem::path& p,
+                                                            bool create) = 0;
   // rename(2): atomically replaces `to`.
   virtual Status rename(const std::filesystem::path& from, const std::filesystem::path& to) = 0;
   // fsync of a directory, making renames and unlinks in it durable.
@@ -84,6 +89,8 @@ class PosixFileSystem : public FileSystem {
   Result<std::unique_ptr<WritableFile>> create_temp(const std::filesystem::path& dir,
                                                     std::string_view prefix) override;
   Result<std::unique_ptr<ReadableFile>> open_read(const std::filesystem::path& p) override;
+  Result<std::unique_ptr<WritableFile>> open_append(const std::filesystem::path& p,
+                                                    bool create) override;
   Status rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
   Status sync_dir(const std::filesystem::path& dir) override;
   Status remove(const std::filesystem::path& p) override;

@@ -43,13 +43,16 @@ constexpr const char* kBlobRepos = "blob_repos";
 constexpr const char* kTags = "tags";
 constexpr const char* kManifests = "manifests";
 constexpr const char* kReferrers = "referrers";
+constexpr const char* kUploads = "uploads";
+constexpr const char* kEvents = "events";
 }  // namespace db
 
 class LayoutStore;
 
-// Hashes while appending to a temp file in ingest/; LayoutStore::publish makes it visible.
-// REQUIRES: the store outlives its writers.
-class IngestWriter final : public BlobWriter {
+// Hashes while appending to a temp file in ingest/ (or, for a client's upload, to
+// uploads/<id>); LayoutStore::publish makes it visible. REQUIRES: the store outlives its
+// writers.
+class IngestWriter final : public UploadWriter {
  public:
   IngestWriter(LayoutStore* store, std::unique_ptr<WritableFile> file,
                std::optional<oci::Digest> expected, std::optional<std::uint64_t> expected_size)
@@ -87,9 +90,13 @@ class IngestWriter final : public BlobWriter {
   Result<std::unique_ptr<ReadableFile>> open_reader() const override;
   Result<oci::Digest> verify() override;
   Result<BlobInfo> commit(std::string_view repo) override;
+  const std::string& id() const override { return upload_id_; }
+  const std::string& repo() const override { return upload_repo_; }
+  Status checkpoint() override;
 
  private:
   friend class LayoutStore;
+  bool is_upload() const { return !upload_id_.empty(); }
   // Counts the writer's first `total` bytes against the store's limits (LayoutStore::admit).
   Status admit(std::uint64_t total);
   LayoutStore* store_;
@@ -102,6 +109,14 @@ class IngestWriter final : public BlobWriter {
   std::uint64_t accounted_ = 0;  // bytes counted in the store's ingest total
   std::optional<Error> failed_;
   bool done_ = false;  // committed or abandoned: the temp file is no longer ours
+  bool pin_ = false;   // published pinned (pushed content)
+  // A client's upload (begin_upload/resume_upload): kept on disk when the writer goes.
+  std::string upload_id_, upload_repo_, upload_user_;
+};
+
+// A push's marks on its transaction: who, for the event.
+struct PushMark {
+  std::string_view user;
 };
 
 // Rows and links the publication of one blob adds to its LMDB transaction.
@@ -113,6 +128,7 @@ class LayoutStore final : public Store {
       : opt_(std::move(options)), fs_(std::move(fs)) {
     blobs_dir_ = opt_.root / "blobs" / "sha256";
     ingest_dir_ = opt_.root / "ingest";
+    uploads_dir_ = opt_.root / "uploads";
   }
 
   ~LayoutStore() override {
@@ -186,6 +202,25 @@ class LayoutStore final : public Store {
   Status flush_index() override { return write_index(); }
   Status set_pinned(std::string_view repo, std::string_view tag, bool pinned) override;
 
+  Result<std::unique_ptr<UploadWriter>> begin_upload(std::string_view repo,
+                                                     std::string_view user) override;
+  Result<std::unique_ptr<UploadWriter>> resume_upload(std::string_view id) override;
+  Result<std::optional<UploadInfo>> upload(std::string_view id) const override;
+  Status cancel_upload(std::string_view id) override;
+  Result<std::size_t> upload_count() const override;
+  Result<std::size_t> expire_uploads(std::chrono::seconds idle) override;
+  Result<ManifestInfo> push_manifest(std::string_view repo, std::string_view bytes,
+                                     std::string_view content_type,
+                                     std::optional<oci::Digest> expected,
+                                     std::optional<std::string> tag, std::string_view user) override;
+  Status mount_blob(std::string_view repo, const oci::Digest& d, std::string_view user) override;
+  Status delete_tag(std::string_view repo, std::string_view tag, std::string_view user) override;
+  Status delete_manifest(std::string_view repo, const oci::Digest& d, std::string_view user) override;
+  Status delete_blob(std::string_view repo, const oci::Digest& d, std::string_view user) override;
+  Result<std::vector<Event>> events(std::uint64_t after, std::size_t limit) const override;
+  Result<std::vector<std::string>> repositories(std::string_view after,
+                                                std::size_t limit) const override;
+
   StoreStats stats() const override;
   Result<EvictReport> enforce_quota() override;
   Result<GcReport> gc() override;
@@ -198,8 +233,13 @@ class LayoutStore final : public Store {
   // a blob of unknown size) and when stored + ingest would exceed max_size even after
   // evicting what may go.
   Status admit(IngestWriter& w, std::uint64_t total);
-  // Gives back w's share of the ingest total (its bytes are stored now, or dropped).
+  // Gives back w's share of the ingest total (its bytes are stored now, or dropped), and
+  // for an upload, its claim on the upload.
   void release(IngestWriter& w);
+  // fsync of an upload's file, then its row's touched time.
+  Status checkpoint_upload(IngestWriter& w);
+  // In the commit of an upload: ends it (row gone) and records its blob_pushed event.
+  Status finish_upload_in(lmdb::WriteTxn& t, IngestWriter& w, std::string_view repo);
 
  private:
   // Reads repo:tag's row, applies `change`, writes it back in one transaction.
@@ -207,6 +247,21 @@ class LayoutStore final : public Store {
   Status update_tag(std::string_view repo, std::string_view tag,
                     const std::function<void(TagRow&)>& change);
   lmdb::Dbi dbi(const char* name) const { return env_->dbi(name); }
+  // The manifest ingest behind put_manifest and push_manifest (push: pinned, with event).
+  Result<ManifestInfo> store_manifest(std::string_view repo, std::string_view bytes,
+                                      std::string_view content_type,
+                                      std::optional<oci::Digest> expected,
+                                      std::optional<std::string> tag, std::int64_t fetched_at,
+                                      std::string etag, const PushMark* push);
+  // Appends an event to the outbox in `t` (seq and time are set here).
+  Status append_event(lmdb::WriteTxn& t, Event e);
+  // Sets the pinned mark of d's blob row, when there is one.
+  Status pin_in(lmdb::WriteTxn& t, const oci::Digest& d);
+  // Removes `repo`'s link to `d` (both directions).
+  Status unlink_in(lmdb::WriteTxn& t, std::string_view repo, const oci::Digest& d);
+  // Open at start: drops upload files without rows and rows without files.
+  Status reconcile_uploads();
+  fs::path upload_path(std::string_view id) const { return uploads_dir_ / std::string(id); }
   // Records that `repo` references `d`; `descriptor_size` is what a manifest of `repo`
   // says d's size is (kept when a later link knows none).
   Status link_in(lmdb::WriteTxn& t, std::string_view repo, const oci::Digest& d,
@@ -282,7 +337,7 @@ class LayoutStore final : public Store {
   StoreOptions opt_;
   std::shared_ptr<FileSystem> fs_;
   std::string claimed_;  // this store's entry in open_roots()
-  fs::path blobs_dir_, ingest_dir_;
+  fs::path blobs_dir_, ingest_dir_, uploads_dir_;
   std::unique_ptr<FileLock> lock_;  // held for the life of a read-write store
   std::unique_ptr<lmdb::Env> env_;
 
@@ -298,6 +353,8 @@ class LayoutStore final : public Store {
   std::thread index_writer_;  // read-write stores only
   std::mutex temps_mu_;
   std::set<std::string> temps_;  // names of live temp files in ingest/ (gc leaves them)
+  std::mutex uploads_mu_;
+  std::set<std::string> open_uploads_;  // ids with a writer in this process
   std::atomic<std::uint64_t> ingest_bytes_{0};  // bytes writers counted with admit()
   // Decoded tag rows by <repo>\0<tag>: a cached manifest GET by tag reads one, and decoding
   // its JSON was a third of that request's cost. Coherent because this process is the

@@ -32,21 +32,40 @@ Result<std::optional<std::string>> Txn::get(Dbi dbi, std::string_view key) const
 
 Status Txn::scan(Dbi dbi, std::string_view prefix,
                  const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  return scan_from(dbi, prefix, [&](std::string_view k, std::string_view v) {
+    return k.substr(0, prefix.size()) == prefix && fn(k, v);
+  });
+}
+
+Status Txn::scan_from(Dbi dbi, std::string_view start,
+                      const std::function<bool(std::string_view, std::string_view)>& fn) const {
   MDB_cursor* cur = nullptr;
   int rc = mdb_cursor_open(txn_, dbi, &cur);
   if (rc != 0) return lmdb_error(rc, "lmdb cursor open");
-  MDB_val k = to_val(prefix), v{};
-  rc = prefix.empty() ? mdb_cursor_get(cur, &k, &v, MDB_FIRST)
-                      : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  MDB_val k = to_val(start), v{};
+  rc = start.empty() ? mdb_cursor_get(cur, &k, &v, MDB_FIRST)
+                     : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
   while (rc == 0) {
-    std::string_view key = from_val(k);
-    if (key.substr(0, prefix.size()) != prefix) break;
-    if (!fn(key, from_val(v))) break;
+    if (!fn(from_val(k), from_val(v))) break;
     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
   }
   mdb_cursor_close(cur);
   if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_error(rc, "lmdb cursor");
   return {};
+}
+
+Result<std::optional<std::pair<std::string, std::string>>> Txn::seek(Dbi dbi,
+                                                                    std::string_view start) const {
+  MDB_cursor* cur = nullptr;
+  int rc = mdb_cursor_open(txn_, dbi, &cur);
+  if (rc != 0) return lmdb_error(rc, "lmdb cursor open");
+  MDB_val k = to_val(start), v{};
+  rc = start.empty() ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  std::optional<std::pair<std::string, std::string>> out;
+  if (rc == 0) out.emplace(std::string(from_val(k)), std::string(from_val(v)));
+  mdb_cursor_close(cur);
+  if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_error(rc, "lmdb cursor");
+  return out;
 }
 
 Result<std::size_t> Txn::count(Dbi dbi) const {

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include <utility>
 
 #include "oci/result.h"
 
@@ -33,7 +34,13 @@ class Txn {
   // Visits keys starting with `prefix` in order; `fn` returns false to stop.
   Status scan(Dbi dbi, std::string_view prefix,
               const std::function<bool(std::string_view key, std::string_view value)>& fn) const;
+  // Visits keys >= `start` in order; `fn` returns false to stop.
+  Status scan_from(Dbi dbi, std::string_view start,
+                   const std::function<bool(std::string_view key, std::string_view value)>& fn) const;
   Result<std::size_t> count(Dbi dbi) const;
+  // The first key >= `start`, with its value (copied); nullopt past the last key. Lets a
+  // caller skip through a database (distinct key prefixes) without visiting every key.
+  Result<std::optional<std::pair<std::string, std::string>>> seek(Dbi dbi, std::string_view start) const;
 
   MDB_txn* handle() const { return txn_; }
 

@@ -162,8 +162,8 @@ Result<EvictReport> LayoutStore::enforce_quota() {
   };
   auto lru_order = [&](const std::unordered_set<oci::Digest>& keep) {
     std::vector<std::pair<std::int64_t, oci::Digest>> out;
-    for (const auto& [d, row] : snap.blobs)
-      if (!keep.contains(d)) out.emplace_back(row.last_access, d);
+    for (const auto& [d, row] : snap.blobs)  // pushed content is never evicted
+      if (!keep.contains(d) && !row.pinned) out.emplace_back(row.last_access, d);
     std::sort(out.begin(), out.end());
     return out;
   };

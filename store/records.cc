@@ -44,7 +44,9 @@ std::vector<std::string_view> split(std::string_view k) {
 }
 
 std::string encode(const BlobRow& r) {
-  return json::dump(Json{{"size", r.size}, {"created", r.created}, {"last_access", r.last_access}});
+  Json j{{"size", r.size}, {"created", r.created}, {"last_access", r.last_access}};
+  if (r.pinned) j["pinned"] = true;
+  return json::dump(j);
 }
 
 std::optional<BlobRow> decode_blob(std::string_view v) {
@@ -54,6 +56,7 @@ std::optional<BlobRow> decode_blob(std::string_view v) {
   r.size = json::uint_field(j, "size").value_or(0);
   r.created = json::int_field(j, "created").value_or(0);
   r.last_access = json::int_field(j, "last_access").value_or(0);
+  r.pinned = json::bool_field(j, "pinned").value_or(false);
   return r;
 }
 
@@ -110,6 +113,58 @@ std::optional<ManifestInfo> decode_manifest(std::string_view v) {
   list("blobs", m.blobs);
   list("children", m.children);
   return m;
+}
+
+std::string encode(const UploadRow& r) {
+  return json::dump(Json{{"repo", r.repo}, {"user", r.user}, {"started", r.started},
+                         {"touched", r.touched}});
+}
+
+std::optional<UploadRow> decode_upload(std::string_view v) {
+  Json j = json::parse(v);
+  if (!j.is_object()) return std::nullopt;
+  UploadRow r;
+  auto repo = json::string_field(j, "repo");
+  if (!repo || repo->empty()) return std::nullopt;
+  r.repo = *repo;
+  r.user = string_or(j, "user");
+  r.started = json::int_field(j, "started").value_or(0);
+  r.touched = json::int_field(j, "touched").value_or(0);
+  return r;
+}
+
+std::string encode(const Event& e) {
+  Json j{{"seq", e.seq}, {"time", e.time}, {"kind", to_string(e.kind)},
+         {"repository", e.repository}, {"digest", e.digest.str()}, {"user", e.user}};
+  if (!e.tag.empty()) j["tag"] = e.tag;
+  if (!e.media_type.empty()) j["media_type"] = e.media_type;
+  return json::dump(j);
+}
+
+std::optional<Event> decode_event(std::string_view v) {
+  Json j = json::parse(v);
+  if (!j.is_object()) return std::nullopt;
+  Event e;
+  auto kind = parse_event_kind(string_or(j, "kind"));
+  auto d = digest_field(j, "digest");
+  auto seq = json::uint_field(j, "seq");
+  if (!kind || !d || !seq) return std::nullopt;
+  e.seq = *seq;
+  e.kind = *kind;
+  e.digest = *d;
+  e.time = json::int_field(j, "time").value_or(0);
+  e.repository = string_or(j, "repository");
+  e.tag = string_or(j, "tag");
+  e.media_type = string_or(j, "media_type");
+  e.user = string_or(j, "user");
+  return e;
+}
+
+std::string event_key(std::uint64_t seq) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string k(16, '0');
+  for (int i = 15; i >= 0; --i, seq >>= 4) k[static_cast<std::size_t>(i)] = kHex[seq & 15];
+  return k;
 }
 
 }  // namespace ocirelay::store::records

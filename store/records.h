@@ -10,6 +10,9 @@
 //   tags        <repo>\0<tag> -> {"digest","media_type","fetched_at","etag","pinned"}
 //   manifests   <digest> -> ManifestInfo as JSON
 //   referrers   <repo>\0<subject>\0<digest> -> ""
+//   uploads     <upload id> -> {"repo","user","started","touched"}     (new in 3)
+//   events      <seq as 16 hex digits> -> Event as JSON: the outbox   (new in 3)
+//   blobs rows gain "pinned" in 3: pushed content, never evicted
 #pragma once
 
 #include <cstdint>
@@ -23,14 +26,16 @@
 
 namespace ocirelay::store::records {
 
-inline constexpr std::string_view kSchemaVersion = "2";
+inline constexpr std::string_view kSchemaVersion = "3";
 inline constexpr std::string_view kBlobBytesKey = "blob_bytes";
 inline constexpr std::string_view kEvictedBlobsKey = "evicted_blobs";
+inline constexpr std::string_view kEventSeqKey = "event_seq";  // the last event's seq
 
 struct BlobRow {
   std::uint64_t size = 0;
   std::int64_t created = 0;
   std::int64_t last_access = 0;
+  bool pinned = false;  // pushed (or referenced by pushed content): never evicted
 };
 
 struct TagRow {
@@ -39,6 +44,13 @@ struct TagRow {
   std::int64_t fetched_at = 0;
   std::string etag;
   bool pinned = false;
+};
+
+struct UploadRow {
+  std::string repo;
+  std::string user;
+  std::int64_t started = 0;
+  std::int64_t touched = 0;  // unix seconds of the last checkpoint
 };
 
 std::string key(std::string_view a, std::string_view b);
@@ -52,5 +64,11 @@ std::string encode(const TagRow& r);
 std::optional<TagRow> decode_tag(std::string_view v);
 std::string encode(const ManifestInfo& m);
 std::optional<ManifestInfo> decode_manifest(std::string_view v);
+std::string encode(const UploadRow& r);
+std::optional<UploadRow> decode_upload(std::string_view v);
+std::string encode(const Event& e);
+std::optional<Event> decode_event(std::string_view v);
+// Event keys sort by sequence number: 16 lower-case hex digits.
+std::string event_key(std::uint64_t seq);
 
 }  // namespace ocirelay::store::records

@@ -26,13 +26,17 @@ constexpr std::string_view kIndexMediaType = "application/vnd.oci.image.index.v1
 constexpr std::string_view kRefNameAnnotation = "org.opencontainers.image.ref.name";
 const std::vector<std::string> kDatabases = {db::kMeta,      db::kBlobs,     db::kRepoBlobs,
                                              db::kBlobRepos, db::kTags,      db::kManifests,
-                                             db::kReferrers};
+                                             db::kReferrers, db::kUploads,   db::kEvents};
 }  // namespace
 
 IngestWriter::~IngestWriter() {
-  if (!done_) store_->abandon(*this);
+  // An upload outlives its writer: the client continues it later, or expiry removes it.
+  if (!done_ && !is_upload()) store_->abandon(*this);
+  if (!done_ && is_upload()) (void)file_->close();
   store_->release(*this);
 }
+
+Status IngestWriter::checkpoint() { return store_->checkpoint_upload(*this); }
 
 Status IngestWriter::admit(std::uint64_t total) { return store_->admit(*this, total); }
 
@@ -63,7 +67,10 @@ Result<oci::Digest> IngestWriter::verify() {
 }
 
 Result<BlobInfo> IngestWriter::commit(std::string_view repo) {
-  return store_->publish(*this, repo, nullptr);
+  if (!is_upload()) return store_->publish(*this, repo, nullptr);
+  return store_->publish(*this, repo, [&](lmdb::WriteTxn& t) -> Status {
+    return store_->finish_upload_in(t, *this, repo);
+  });
 }
 
 // ------------------------------------------------------------------------------------
@@ -113,7 +120,7 @@ Status LayoutStore::init() {
   if (auto st = fs_->create_dirs(opt_.root); !st.ok()) return st;
   // Before anything is touched: a second writer would delete the holder's downloads.
   if (auto st = lock_root(); !st.ok()) return st;
-  for (const auto& dir : {blobs_dir_, ingest_dir_, opt_.root / "meta"})
+  for (const auto& dir : {blobs_dir_, ingest_dir_, uploads_dir_, opt_.root / "meta"})
     if (auto st = fs_->create_dirs(dir); !st.ok()) return st;
   if (!fs_->exists(opt_.root / "oci-layout")) {
     if (auto st = write_file_atomically(opt_.root / "oci-layout",
@@ -133,33 +140,36 @@ Status LayoutStore::init() {
 
   // Schema 1 had no blob_bytes counter. Version 2 counts the rows once and from then on
   // moves the counter with them; a binary that reads only version 1 refuses the upgraded
-  // store instead of changing rows without keeping the counter.
+  // store instead of changing rows without keeping the counter. Version 3 adds the uploads
+  // and events databases (created empty by the open above) and pinned blob rows, which an
+  // older binary would evict.
   std::string found;
   bool upgraded = false;
   auto st = env_->write([&](lmdb::WriteTxn& t) -> Status {
     auto v = t.get(dbi(db::kMeta), "schema_version");
     if (!v.ok()) return v.error();
     found = *v ? **v : std::string(records::kSchemaVersion);
-    if (found != "1" && found != records::kSchemaVersion) return {};  // refused below
+    if (found != "1" && found != "2" && found != records::kSchemaVersion) return {};  // refused below
+    if (found == records::kSchemaVersion && *v) return {};
     if (found == "1" || !*v) {
       auto sum = sum_blob_rows(t);
       if (!sum.ok()) return sum.error();
       if (auto s = t.put(dbi(db::kMeta), records::kBlobBytesKey, std::to_string(*sum)); !s.ok())
         return s;
-      upgraded = found == "1";
-      found = records::kSchemaVersion;
-      return t.put(dbi(db::kMeta), "schema_version", records::kSchemaVersion);
     }
-    return {};
+    upgraded = v->has_value();
+    found = records::kSchemaVersion;
+    return t.put(dbi(db::kMeta), "schema_version", records::kSchemaVersion);
   });
   if (!st.ok()) return st;
   if (found != records::kSchemaVersion)
     return Error{Errc::unsupported, "store " + opt_.root.string() + ": schema version " + found +
-                                        " is not supported (this build reads versions 1 and " +
+                                        " is not supported (this build reads versions 1 to " +
                                         std::string(records::kSchemaVersion) + ")"};
   if (upgraded)
-    spdlog::info("store {}: metadata upgraded to schema {} (blob byte counter)", opt_.root.string(),
+    spdlog::info("store {}: metadata upgraded to schema {}", opt_.root.string(),
                  records::kSchemaVersion);
+  if (auto st = reconcile_uploads(); !st.ok()) return st;
   // index.json is written behind tag commits: after a crash it may lag. Rebuilt here.
   if (auto st = load_index(); !st.ok()) return st;
   if (auto st = write_index(); !st.ok()) return st;
@@ -373,11 +383,19 @@ Status LayoutStore::admit(IngestWriter& w, std::uint64_t total) {
 void LayoutStore::release(IngestWriter& w) {
   ingest_bytes_ -= w.accounted_;
   w.accounted_ = 0;
+  if (w.is_upload()) {
+    std::lock_guard lk(uploads_mu_);
+    open_uploads_.erase(w.upload_id_);
+  }
 }
 
 void LayoutStore::abandon(IngestWriter& w) {
   w.done_ = true;
   (void)w.file_->close();
+  if (w.is_upload())  // a failed upload is over: its bytes went to the wrong digest
+    if (auto st = env_->write([&](lmdb::WriteTxn& t) { return t.del(dbi(db::kUploads), w.upload_id_); });
+        !st.ok())
+      spdlog::warn("store: upload {}: {}", w.upload_id_, st.error().to_string());  // open drops it
   if (auto st = fs_->remove(w.file_->path()); !st.ok())
     spdlog::warn("store: {}", st.error().to_string());  // gc removes it later
   forget_temp(w.file_->path());
@@ -422,8 +440,10 @@ Result<BlobInfo> LayoutStore::publish(IngestWriter& w, std::string_view repo,
       if (auto prev = records::decode_blob(**old)) {
         row.created = prev->created;
         row.last_access = std::max(prev->last_access, row.last_access);
+        row.pinned = prev->pinned;  // a refill of pushed content keeps it pinned
         counted = static_cast<std::int64_t>(prev->size);
       }
+    row.pinned = row.pinned || w.pin_;
     if (auto s = t.put(dbi(db::kBlobs), d.str(), records::encode(row)); !s.ok()) return s;
     if (auto s = add_meta_count(t, records::kBlobBytesKey, static_cast<std::int64_t>(size) - counted); !s.ok()) return s;
     if (!repo.empty())
@@ -475,6 +495,16 @@ Result<ManifestInfo> LayoutStore::put_manifest(std::string_view repo, std::strin
                                                std::optional<oci::Digest> expected,
                                                std::optional<std::string> tag,
                                                std::int64_t fetched_at, std::string etag) {
+  return store_manifest(repo, bytes, content_type, std::move(expected), std::move(tag),
+                        fetched_at, std::move(etag), nullptr);
+}
+
+Result<ManifestInfo> LayoutStore::store_manifest(std::string_view repo, std::string_view bytes,
+                                                 std::string_view content_type,
+                                                 std::optional<oci::Digest> expected,
+                                                 std::optional<std::string> tag,
+                                                 std::int64_t fetched_at, std::string etag,
+                                                 const PushMark* push) {
   auto parsed = oci::parse_manifest(bytes, content_type);
   if (!parsed.ok()) return parsed.error();
   // Hashed once, by the writer: verify() checks `expected` and names the digest.
@@ -499,12 +529,29 @@ Result<ManifestInfo> LayoutStore::put_manifest(std::string_view repo, std::strin
   for (const auto& m : parsed->manifests) info.children.push_back(m.digest);
   info.annotations_json = parsed->annotations_json;
 
+  auto& writer = static_cast<IngestWriter&>(**w);
+  writer.pin_ = push != nullptr;
   auto extra = [&](lmdb::WriteTxn& t) -> Status {
     if (auto s = t.put(dbi(db::kManifests), d.str(), records::encode(info)); !s.ok()) return s;
     for (const auto& [b, size] : blob_sizes)
       if (auto s = link_in(t, repo, b, size); !s.ok()) return s;
     for (const auto& c : info.children)
       if (auto s = link_in(t, repo, c); !s.ok()) return s;
+    if (push) {
+      // Pushed content cannot be fetched again: what it needs stays too.
+      for (const auto& b : info.blobs)
+        if (auto s = pin_in(t, b); !s.ok()) return s;
+      for (const auto& c : info.children)
+        if (auto s = pin_in(t, c); !s.ok()) return s;
+      Event e;
+      e.kind = EventKind::manifest_pushed;
+      e.repository = std::string(repo);
+      e.tag = tag.value_or("");
+      e.digest = d;
+      e.media_type = info.media_type;
+      e.user = std::string(push->user);
+      if (auto s = append_event(t, std::move(e)); !s.ok()) return s;
+    }
     if (info.subject)
       if (auto s = t.put(dbi(db::kReferrers), records::key(repo, info.subject->str(), d.str()), "");
           !s.ok())
@@ -520,9 +567,10 @@ Result<ManifestInfo> LayoutStore::put_manifest(std::string_view repo, std::strin
     row.media_type = info.media_type;
     row.fetched_at = fetched_at;
     row.etag = etag;
+    row.pinned = row.pinned || push != nullptr;
     return t.put(dbi(db::kTags), k, records::encode(row));
   };
-  auto published = publish(static_cast<IngestWriter&>(**w), repo, extra);
+  auto published = publish(writer, repo, extra);
   if (tag) forget_tag(records::key(repo, *tag));
   if (!published.ok()) return published.error();
   if (tag) index_tag(repo, *tag);

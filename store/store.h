@@ -10,6 +10,7 @@
 // record_access() which only touches memory.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -89,6 +90,46 @@ class BlobWriter {
   // to `repo` (when not empty). Errors: digest_mismatch, size_mismatch (temp file removed),
   // no_space, io_error.
   virtual Result<BlobInfo> commit(std::string_view repo) = 0;
+};
+
+// A client's upload of one blob (the push API): its bytes live in <root>/uploads/<id> and
+// survive a restart or kill -9 up to the last checkpoint(); resume_upload() reopens it.
+// Destroying the writer keeps the upload (cancel_upload or expiry removes it). commit()
+// publishes the blob pinned, links it to the upload's repository, records a blob_pushed
+// event and ends the upload, in one transaction.
+class UploadWriter : public BlobWriter {
+ public:
+  virtual const std::string& id() const = 0;
+  virtual const std::string& repo() const = 0;
+  // Makes the bytes appended so far durable (fsync) and restarts the expiry clock: after a
+  // crash, resume_upload() keeps at least these bytes. Errors: io_error.
+  virtual Status checkpoint() = 0;
+};
+
+struct UploadInfo {
+  std::string id;
+  std::string repo;
+  std::uint64_t size = 0;
+  std::int64_t started = 0;  // unix seconds
+  std::int64_t touched = 0;  // unix seconds of the last checkpoint
+};
+
+// What the event outbox records (invariant 8): every push and delete of local content, in
+// the transaction that makes it visible, so a consumer (the relay's push trigger, the audit
+// trail) that reads events after its last seq misses none, crash or not.
+enum class EventKind { blob_pushed, manifest_pushed, manifest_deleted, tag_deleted, blob_deleted };
+std::string_view to_string(EventKind k);  // "blob_pushed", ...
+std::optional<EventKind> parse_event_kind(std::string_view s);
+
+struct Event {
+  std::uint64_t seq = 0;  // 1, 2, ... in commit order
+  std::int64_t time = 0;  // unix seconds
+  EventKind kind = EventKind::blob_pushed;
+  std::string repository;
+  std::string tag;        // manifest_pushed by tag, tag_deleted; else empty
+  oci::Digest digest;
+  std::string media_type;  // manifests
+  std::string user;        // who pushed or deleted; "" = anonymous
 };
 
 struct EvictReport { std::uint64_t blobs = 0, bytes = 0, tags = 0; };
@@ -173,6 +214,46 @@ class Store {
   virtual Status flush_index() = 0;
   // Pinned tags (and everything they reference) are never evicted.
   virtual Status set_pinned(std::string_view repo, std::string_view tag, bool pinned) = 0;
+
+  // --- pushes to local repositories (pinned, recorded as events) ----------------------
+  // Errors: no_space (disk or quota: a quota that cannot be met without evicting pushed
+  // content fails the push, naming store.max_size), io_error.
+  virtual Result<std::unique_ptr<UploadWriter>> begin_upload(std::string_view repo,
+                                                             std::string_view user) = 0;
+  // Reopens an upload kept on disk (after a restart, or after its writer was destroyed),
+  // rehashing the bytes kept so far. Errors: not_found (unknown, expired, finished),
+  // busy (a writer of it is open in this process), io_error.
+  virtual Result<std::unique_ptr<UploadWriter>> resume_upload(std::string_view id) = 0;
+  virtual Result<std::optional<UploadInfo>> upload(std::string_view id) const = 0;
+  // Removes an upload and its bytes (a client's DELETE). Not an error when it is unknown;
+  // busy when a writer of it is open.
+  virtual Status cancel_upload(std::string_view id) = 0;
+  virtual Result<std::size_t> upload_count() const = 0;
+  // Removes uploads whose last checkpoint is older than `idle`, unless a writer of them is
+  // open; returns how many went.
+  virtual Result<std::size_t> expire_uploads(std::chrono::seconds idle) = 0;
+  // As put_manifest, for a client's push: the manifest, the blobs and children it lists and
+  // the tag are pinned, and a manifest_pushed event is recorded, in one transaction.
+  virtual Result<ManifestInfo> push_manifest(std::string_view repo, std::string_view bytes,
+                                             std::string_view content_type,
+                                             std::optional<oci::Digest> expected,
+                                             std::optional<std::string> tag,
+                                             std::string_view user) = 0;
+  // A cross-repository mount: links (and pins) a stored blob to `repo`, recording a
+  // blob_pushed event. Errors: not_found.
+  virtual Status mount_blob(std::string_view repo, const oci::Digest& d, std::string_view user) = 0;
+  // Deletes, each with its event. Errors: not_found when `repo` has no such tag/manifest/blob.
+  // A manifest's tags in `repo` go with it, and so do its blobs' links that no other
+  // manifest of `repo` needs; gc reclaims what nothing references any more.
+  virtual Status delete_tag(std::string_view repo, std::string_view tag, std::string_view user) = 0;
+  virtual Status delete_manifest(std::string_view repo, const oci::Digest& d,
+                                 std::string_view user) = 0;
+  virtual Status delete_blob(std::string_view repo, const oci::Digest& d, std::string_view user) = 0;
+  // The outbox: events with seq > after, oldest first, at most `limit`.
+  virtual Result<std::vector<Event>> events(std::uint64_t after, std::size_t limit) const = 0;
+  // Repositories referencing anything, sorted, those after `after` only, at most `limit`.
+  virtual Result<std::vector<std::string>> repositories(std::string_view after,
+                                                        std::size_t limit) const = 0;
 
   // --- maintenance -------------------------------------------------------------------
   virtual StoreStats stats() const = 0;

@@ -46,7 +46,12 @@ TEST(ConfigTest, LocalRepositoriesAreGlobsThatNoUpstreamOwns) {
   EXPECT_THAT(error_of("upstreams:\n  - {name: docker.io, url: https://registry-1.docker.io}\n"
                        "local:\n  repositories: [\"docker.io/**\"]\n"),
               HasSubstr("local.repositories[0]: 'docker.io/**' starts with upstream name 'docker.io'"));
-  EXPECT_THAT(error_of("local:\n  delete: true\n"), HasSubstr("local.delete: unknown key"));
+  EXPECT_THAT(error_of("local:\n  deletes: true\n"), HasSubstr("local.deletes: unknown key"));
+  EXPECT_THAT(error_of("local:\n  delete: maybe\n"), HasSubstr("local.delete: expected true or false"));
+  EXPECT_THAT(error_of("local:\n  upload_expiry: 0\n"), HasSubstr("local.upload_expiry: invalid duration"));
+  Config d = parse_config("local:\n  delete: true\n  upload_expiry: 30m\n", "config.yaml");
+  EXPECT_TRUE(d.server.allow_delete);
+  EXPECT_EQ(d.server.upload_expiry, std::chrono::minutes(30));
   EXPECT_THAT(error_of("local:\n  repositories: apps\n"), HasSubstr("expected a list"));
 }
 

@@ -67,6 +67,41 @@ class UnreadableStore final : public store::Store {
   Status set_pinned(std::string_view repo, std::string_view tag, bool p) override {
     return inner_->set_pinned(repo, tag, p);
   }
+  Result<std::unique_ptr<store::UploadWriter>> begin_upload(std::string_view repo,
+                                                            std::string_view user) override {
+    return inner_->begin_upload(repo, user);
+  }
+  Result<std::unique_ptr<store::UploadWriter>> resume_upload(std::string_view id) override {
+    return inner_->resume_upload(id);
+  }
+  Result<std::optional<store::UploadInfo>> upload(std::string_view) const override { return failure(); }
+  Status cancel_upload(std::string_view id) override { return inner_->cancel_upload(id); }
+  Result<std::size_t> upload_count() const override { return failure(); }
+  Result<std::size_t> expire_uploads(std::chrono::seconds idle) override {
+    return inner_->expire_uploads(idle);
+  }
+  Result<store::ManifestInfo> push_manifest(std::string_view repo, std::string_view bytes,
+                                            std::string_view ct, std::optional<oci::Digest> d,
+                                            std::optional<std::string> tag,
+                                            std::string_view user) override {
+    return inner_->push_manifest(repo, bytes, ct, std::move(d), std::move(tag), user);
+  }
+  Status mount_blob(std::string_view repo, const oci::Digest& d, std::string_view user) override {
+    return inner_->mount_blob(repo, d, user);
+  }
+  Status delete_tag(std::string_view repo, std::string_view tag, std::string_view user) override {
+    return inner_->delete_tag(repo, tag, user);
+  }
+  Status delete_manifest(std::string_view repo, const oci::Digest& d, std::string_view user) override {
+    return inner_->delete_manifest(repo, d, user);
+  }
+  Status delete_blob(std::string_view repo, const oci::Digest& d, std::string_view user) override {
+    return inner_->delete_blob(repo, d, user);
+  }
+  Result<std::vector<store::Event>> events(std::uint64_t, std::size_t) const override { return failure(); }
+  Result<std::vector<std::string>> repositories(std::string_view, std::size_t) const override {
+    return failure();
+  }
   store::StoreStats stats() const override { return inner_->stats(); }
   Result<store::EvictReport> enforce_quota() override { return inner_->enforce_quota(); }
   Result<store::GcReport> gc() override { return inner_->gc(); }

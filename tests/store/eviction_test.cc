@@ -236,7 +236,7 @@ TEST(StoreSizeTest, OpeningAVersion1StoreCountsItsRowsAndUpgradesIt) {
   EXPECT_TRUE(f.store->fsck(false)->clean());
   f.store.reset();
   // Upgraded, so a binary that keeps no counter refuses the store rather than drift it.
-  EXPECT_EQ(schema_version(f.dir.path()), "2");
+  EXPECT_EQ(schema_version(f.dir.path()), std::string(store::records::kSchemaVersion));
 }
 
 TEST(StoreSizeTest, FsckReportsAndRepairsAWrongCounterThatWouldHideAQuotaBreach) {
