@@ -531,6 +531,9 @@ awaitable<Exchange::BodyRead> ExchangeImpl<Stream>::read_body(char* dst, std::si
       co_return r;
     }
   }
+  // Beast reads at most what the buffer has room for (512 bytes when it is nearly full):
+  // room for 64 KiB reads keeps a blob upload at a syscall per 64 KiB.
+  if (buf_.capacity() < buf_.size() + (128 << 10)) buf_.reserve(buf_.size() + (128 << 10));
   // A read may parse framing only (a chunk header): go on until bytes or the end arrive.
   while (!parser_->is_done()) {
     auto& body = parser_->get().body();

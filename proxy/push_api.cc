@@ -79,15 +79,35 @@ awaitable<Outcome> PushApi::send_session(http::Exchange& ex, unsigned status, co
 // Appends the request body to the session (on the pool, 1 MiB at a time), keeping
 // `s.size` current for GETs that arrive meanwhile.
 awaitable<Status> PushApi::append_body(http::Exchange& ex, UploadSession& s) {
+  // Reads come in pieces of the connection's buffer (tens of KiB): gathered to 1 MiB, so
+  // that the hop to the pool and the write happen once per MiB, not once per read.
   std::vector<char> buf(1 << 20);
-  for (;;) {
-    auto r = co_await ex.read_body(buf.data(), buf.size());
-    if (!r.ok) co_return Status(Error{Errc::invalid_argument, r.error});
-    if (r.n == 0) co_return Status();
-    auto st = co_await on_pool<Status>(pool_, [&s, &buf, n = r.n] { return s.writer->append(buf.data(), n); });
+  bool end = false;
+  while (!end) {
+    std::size_t filled = 0;
+    while (filled < buf.size()) {
+      auto r = co_await ex.read_body(buf.data() + filled, buf.size() - filled);
+      if (!r.ok) {
+        // What arrived before the failure is kept: the session's Range says where to resume.
+        if (filled > 0) {
+          auto st = co_await on_pool<Status>(pool_, [&s, &buf, filled] { return s.writer->append(buf.data(), filled); });
+          s.size = s.writer->size();
+          if (!st) co_return st;
+        }
+        co_return Status(Error{Errc::invalid_argument, r.error});
+      }
+      if (r.n == 0) {
+        end = true;
+        break;
+      }
+      filled += r.n;
+    }
+    if (filled == 0) break;
+    auto st = co_await on_pool<Status>(pool_, [&s, &buf, filled] { return s.writer->append(buf.data(), filled); });
     if (!st) co_return st;
     s.size = s.writer->size();
   }
+  co_return Status();
 }
 
 // Verifies the session's bytes against `digest_param` and commits them to the repository.
@@ -148,22 +168,24 @@ awaitable<Outcome> PushApi::start_upload(http::Exchange& ex, const UpstreamRoute
     if (d && from_name) {
       auto from = select_upstream(opt_.upstreams, *from_name, std::nullopt, opt_.local_repositories);
       if (from) {
-        auto mounted = co_await on_pool<Result<bool>>(pool_, [&, from = *from]() -> Result<bool> {
-          auto held = store_.repo_references(from.store_repo, *d);
+        const std::string from_repo = from->store_repo;
+        const oci::Digest blob = *d;
+        auto mounted = co_await on_pool<Result<bool>>(pool_, [this, &from_repo, &blob, &route, &user]() -> Result<bool> {
+          auto held = store_.repo_references(from_repo, blob);
           if (!held) return held.error();
           if (!*held) return false;
-          auto stored = store_.blob(*d);
+          auto stored = store_.blob(blob);
           if (!stored) return stored.error();
           if (!*stored) return false;
-          if (auto st = store_.mount_blob(route.store_repo, *d, user); !st) return st.error();
+          if (auto st = store_.mount_blob(route.store_repo, blob, user); !st) return st.error();
           return true;
         });
         if (!mounted) co_return co_await send_write_error(ex, mounted.error(), oci::ObjectKind::blob);
         if (*mounted) {
-          spdlog::info("push mount {} {} from {}", route.store_repo, d->str(), from->store_repo);
+          spdlog::info("push mount {} {} from {}", route.store_repo, blob.str(), from_repo);
           http::Response res(201);
-          res.set("Location", "/v2/" + path.name + "/blobs/" + d->str());
-          res.set("Docker-Content-Digest", d->str());
+          res.set("Location", "/v2/" + path.name + "/blobs/" + blob.str());
+          res.set("Docker-Content-Digest", blob.str());
           co_return co_await ex.send(std::move(res), "");
         }
       }

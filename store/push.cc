@@ -239,10 +239,10 @@ Status LayoutStore::cancel_upload(std::string_view id) {
     if (open_uploads_.contains(std::string(id)))
       return Error{Errc::busy, "another request is writing this upload"};
   }
-  // Row first: a crash before the file goes leaves a file without a row, dropped at open.
-  if (auto st = env_->write([&](lmdb::WriteTxn& t) { return t.del(dbi(db::kUploads), id); }); !st.ok())
-    return st;
-  return fs_->remove(upload_path(id));
+  // File first: on a full disk, removing it is what makes room for the row's commit. A
+  // crash between leaves a row without a file, which reads as no upload and open drops.
+  if (auto st = fs_->remove(upload_path(id)); !st.ok()) return st;
+  return env_->write([&](lmdb::WriteTxn& t) { return t.del(dbi(db::kUploads), id); });
 }
 
 Result<std::size_t> LayoutStore::upload_count() const {

@@ -392,13 +392,15 @@ void LayoutStore::release(IngestWriter& w) {
 void LayoutStore::abandon(IngestWriter& w) {
   w.done_ = true;
   (void)w.file_->close();
-  if (w.is_upload())  // a failed upload is over: its bytes went to the wrong digest
-    if (auto st = env_->write([&](lmdb::WriteTxn& t) { return t.del(dbi(db::kUploads), w.upload_id_); });
-        !st.ok())
-      spdlog::warn("store: upload {}: {}", w.upload_id_, st.error().to_string());  // open drops it
   if (auto st = fs_->remove(w.file_->path()); !st.ok())
     spdlog::warn("store: {}", st.error().to_string());  // gc removes it later
   forget_temp(w.file_->path());
+  // A failed upload is over (its bytes went to the wrong digest). File first: on a full
+  // disk that is what makes room for this commit; a row without its file is no upload.
+  if (w.is_upload())
+    if (auto st = env_->write([&](lmdb::WriteTxn& t) { return t.del(dbi(db::kUploads), w.upload_id_); });
+        !st.ok())
+      spdlog::warn("store: upload {}: {}", w.upload_id_, st.error().to_string());  // open drops it
 }
 
 Result<BlobInfo> LayoutStore::publish(IngestWriter& w, std::string_view repo,

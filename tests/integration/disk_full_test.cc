@@ -67,5 +67,35 @@ TEST_F(DiskFullTest, BlobTheDiskCannotHoldIsStreamedUncachedAndTheStoreStaysCons
   EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
 }
 
+// A push the disk cannot hold: a clear error, nothing visible, the session's bytes gone, the
+// store clean; smaller pushes still land.
+TEST_F(DiskFullTest, AnUploadTheDiskCannotHoldFailsCleanly) {
+  TmpfsMount small(tmp / "small", "12m");
+  if (!small.ok()) {
+    missing_requirement("cannot mount a tmpfs here: " + small.error());
+    return;
+  }
+  relay = std::make_unique<OcirelayProcess>(tmp / "small/ocirelay", kUpstream, registry.url());
+  relay->add_config("local:\n  repositories: [\"apps/**\"]\n");
+  ASSERT_TRUE(relay->start());
+  const std::string big = random_bytes(24 << 20, 77);
+  auto post = http_request_with_body(relay->port(), "POST", "/v2/apps/x/blobs/uploads/", {}, "");
+  ASSERT_EQ(post.status, 202);
+  auto patch = http_request_with_body(relay->port(), "PATCH", post.headers["location"], {}, big);
+  EXPECT_EQ(patch.status, 507) << patch.body << relay->log();
+  EXPECT_NE(patch.body.find("No space left on device"), std::string::npos) << patch.body;
+  EXPECT_EQ(http_request(relay->port(), "GET", post.headers["location"]).status, 404);
+  EXPECT_EQ(http_request(relay->port(), "HEAD", "/v2/apps/x/blobs/" + sha256_digest(big)).status, 404);
+  EXPECT_TRUE(fs::is_empty(relay->store_dir() / "uploads"));
+
+  const std::string tiny = "a small blob";
+  auto ok = http_request_with_body(relay->port(), "POST",
+                                   "/v2/apps/x/blobs/uploads/?digest=" + sha256_digest(tiny), {}, tiny);
+  EXPECT_EQ(ok.status, 201) << ok.body << relay->log();
+  relay->stop();
+  auto fsck = relay->run({"fsck"});
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
+}
+
 }  // namespace
 }  // namespace ocirelay::testing
