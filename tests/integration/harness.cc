@@ -329,6 +329,12 @@ CommandResult ContainerdProcess::pull(const std::string& ref, const fs::path& ho
   return run_command(args, 180s);
 }
 
+CommandResult ContainerdProcess::ctr(const std::vector<std::string>& args) {
+  std::vector<std::string> all = {"ctr", "--address", address()};
+  all.insert(all.end(), args.begin(), args.end());
+  return run_command(all, 180s);
+}
+
 CommandResult ContainerdProcess::fetch(const std::string& ref, const fs::path& hosts_dir,
                                        const std::vector<std::string>& extra) {
   std::vector<std::string> args = {"ctr", "--address", address(), "content", "fetch",

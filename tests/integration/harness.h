@@ -154,6 +154,8 @@ class ContainerdProcess {
   // ctr images pull with the native snapshotter: fetch, then unpack every layer.
   CommandResult pull(const std::string& ref, const fs::path& hosts_dir,
                      const std::vector<std::string>& extra = {});
+  // Any other ctr command against this containerd, e.g. {"images", "push", ...}.
+  CommandResult ctr(const std::vector<std::string>& args);
   // Where the native snapshotter unpacked its snapshots (one directory per layer).
   fs::path snapshots_dir() const { return dir_ / "root/io.containerd.snapshotter.v1.native/snapshots"; }
   std::string address() const { return (dir_ / "containerd.sock").string(); }

@@ -201,6 +201,68 @@ TEST_F(PushTest, HostilePushesGetA4xxAndChangeNothing) {
   EXPECT_EQ(by_tag.body, m.dump());
 }
 
+// A multi-arch image pushed with skopeo into two repositories that share its layers, pulled
+// back whole; the index keeps its digest, and the store's OCI layout reads it.
+TEST_F(PushTest, SkopeoPushesAMultiArchIndexIntoRepositoriesThatShareLayers) {
+  const std::string shared = random_bytes(150000, 61);
+  auto amd = images.add_image("", {shared, random_bytes(20000, 62)}, {"linux", "amd64"});
+  auto arm = images.add_image("", {shared, random_bytes(20000, 63)}, {"linux", "arm64"});
+  auto idx = images.add_index("2.0", {{amd, {"linux", "amd64"}}, {arm, {"linux", "arm64"}}});
+  ASSERT_TRUE(start_local_relay());
+  ASSERT_TRUE(images.push(relay->host(), "apps/multi", "2.0")) << relay->log();
+  ASSERT_TRUE(images.push(relay->host(), "apps/multi-copy", "2.0")) << relay->log();
+  for (const char* repo : {"apps/multi", "apps/multi-copy"}) {
+    auto head = http_request(relay->port(), "HEAD", std::string("/v2/") + repo + "/manifests/2.0",
+                             {{"Accept", idx.media_type}});
+    ASSERT_EQ(head.status, 200) << repo;
+    EXPECT_EQ(head.headers["docker-content-digest"], idx.digest) << repo;
+  }
+  // The shared layer is one file.
+  EXPECT_TRUE(fs::exists(relay->store_dir() / "blobs/sha256" / sha256_digest(shared).substr(7)));
+  auto r = pull(relay->host(), "apps/multi-copy", "2.0", tmp / "multi", /*all=*/true);
+  ASSERT_EQ(r.exit_code, 0) << r.err << relay->log();
+  EXPECT_EQ(sha256_digest(read_file(tmp / "multi" / "manifest.json")), idx.digest);
+  relay->stop();
+  auto copy = skopeo_copy("oci:" + relay->store_dir().string() + ":apps/multi:2.0",
+                          "dir:" + (tmp / "multi-store").string(), {"--all"});
+  ASSERT_EQ(copy.exit_code, 0) << copy.err;
+  EXPECT_EQ(sha256_digest(read_file(tmp / "multi-store" / "manifest.json")), idx.digest);
+}
+
+// containerd pushes to a local repository and pulls the image back from it.
+TEST_F(PushTest, CtrPushesAndPullsBack) {
+  if (!require_programs({"containerd", "ctr"})) return;
+  images.add_image("1.0", {tar_layer({{"app/hello.txt", "pushed by ctr\n"}})});
+  ASSERT_TRUE(images.push(registry.host(), "team/ctr", "1.0"));
+  ASSERT_TRUE(start_local_relay());
+  ContainerdProcess first(tmp / "containerd1");
+  ASSERT_TRUE(first.start());
+  auto hosts = first.write_hosts(kUpstream, relay->host());
+  const std::string src = std::string(kUpstream) + "/team/ctr:1.0";
+  auto pulled = first.pull(src, hosts);
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.out << pulled.err << relay->log();
+  const std::string dst = relay->host() + "/apps/ctr:1.0";
+  auto tagged = first.ctr({"images", "tag", src, dst});
+  ASSERT_EQ(tagged.exit_code, 0) << tagged.err;
+  auto pushed = first.ctr({"images", "push", "--plain-http", dst});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.out << pushed.err << relay->log();
+  auto upstream_digest = http_request(relay->port(), "HEAD", "/v2/team/ctr/manifests/1.0",
+                                      {{"Accept", kOciManifest}}).headers["docker-content-digest"];
+  auto local = http_request(relay->port(), "HEAD", "/v2/apps/ctr/manifests/1.0", {{"Accept", kOciManifest}});
+  ASSERT_EQ(local.status, 200);
+  EXPECT_EQ(local.headers["docker-content-digest"], upstream_digest);
+  first.stop();
+
+  ContainerdProcess second(tmp / "containerd2");
+  ASSERT_TRUE(second.start());
+  auto back = second.pull(dst, tmp / "no-hosts");
+  ASSERT_EQ(back.exit_code, 0) << back.out << back.err << relay->log();
+  bool found = false;
+  for (const auto& e : fs::directory_iterator(second.snapshots_dir()))
+    found = found || read_file(e.path() / "app/hello.txt") == "pushed by ctr\n";
+  EXPECT_TRUE(found);
+}
+
 // A PATCH whose client goes away mid-body keeps what arrived: the session's Range says
 // where to resume, and the upload finishes from there.
 TEST_F(PushTest, AnInterruptedChunkKeepsTheSessionAndWhatArrived) {
