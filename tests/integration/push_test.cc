@@ -154,6 +154,15 @@ TEST_F(PushTest, HostilePushesGetA4xxAndChangeNothing) {
   std::string other = post.headers["location"];
   other.replace(other.find("apps/x"), 6, "apps/y");
   EXPECT_EQ(send("PATCH", other, "bytes").status, 404) << "a session belongs to its repository";
+  // A Content-Range that disagrees with the body's length: refused before a byte is taken.
+  auto lying_range = send("PATCH", post.headers["location"], "12345", {{"Content-Range", "0-9"}});
+  EXPECT_EQ(lying_range.status, 416) << lying_range.body;
+  EXPECT_EQ(http_request(relay->port(), "GET", post.headers["location"]).headers["range"], "0-0");
+  // Bad repository and tag names.
+  EXPECT_EQ(send("POST", "/v2/apps/Upper/blobs/uploads/", "").status, 400);
+  EXPECT_EQ(send("POST", "/v2/apps/a..b/blobs/uploads/", "").status, 400);
+  EXPECT_EQ(send("PUT", "/v2/apps/x/manifests/" + std::string(129, 't'), "{}",
+                 {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}}).status, 400);
 
   // Pushes to a mirrored repository.
   auto mirrored = send("POST", "/v2/team/app/blobs/uploads/?digest=" + digest, blob);
