@@ -99,6 +99,7 @@ start_ocirelay() {  # start_ocirelay NAME PORT UPSTREAM_PORT
   cat > "$dir/ocirelay.yaml" <<YAML
 listen: 127.0.0.1:$2
 store: {path: $dir/store}
+local: {repositories: ["pushed/**"]}
 upstreams:
   - {name: bench.local, url: "http://127.0.0.1:$3", default: true, tag_ttl: 1h}
 log: {level: warn, format: text}
@@ -329,6 +330,62 @@ rss_kib=$(awk '/VmHWM/{print $2}' "/proc/$OCIRELAY_PID/status")
 rss_mib=$(awk -v k="$rss_kib" 'BEGIN{printf "%.1f", k/1024}')
 echo "   peak RSS ${rss_mib} MiB"
 
+echo "== 6. skopeo pushes a 1 GiB image (4 x 256 MiB layers): into ocirelay vs into distribution"
+# An OCI layout skopeo pushes from; the receivers are pinned to core 1, skopeo to core 0.
+layout="$work/layout"; mkdir -p "$layout/blobs/sha256"
+echo '{"imageLayoutVersion":"1.0.0"}' > "$layout/oci-layout"
+plist=""
+for i in 1 2 3 4; do
+  [[ $i == 1 ]] && cp "$work/blob256" "$work/p$i" || rand_file "$work/p$i" 256
+  d=$(sha "$work/p$i"); mv "$work/p$i" "$layout/blobs/sha256/${d#sha256:}"
+  plist+="${plist:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"$d\",\"size\":$((256 * 1024 * 1024))}"
+done
+printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' > "$work/pcfg"
+pcd=$(sha "$work/pcfg"); cp "$work/pcfg" "$layout/blobs/sha256/${pcd#sha256:}"
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' \
+  "$pcd" "$(stat -c %s "$work/pcfg")" "$plist" > "$work/pman"
+pmd=$(sha "$work/pman"); cp "$work/pman" "$layout/blobs/sha256/${pmd#sha256:}"
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"v1"}}]}' \
+  "$pmd" "$(stat -c %s "$work/pman")" > "$layout/index.json"
+preg=$(free_port); start_registry pushreg "$preg"
+PREG_PID=$REGISTRY_PID
+pin 1 "$OCIRELAY_PID"; pin 1 "$PREG_PID"
+push_secs() {  # push_secs PORT REPO
+  local t0 t1; t0=$(date +%s.%N)
+  $pin_client skopeo copy --quiet --dest-tls-verify=false "oci:$layout:v1" "docker://127.0.0.1:$1/$2:v1" >/dev/null
+  t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}'
+}
+p_oci="" p_reg="" p_ticks=0 p_secs=0
+for r in 1 2 3; do  # distinct repositories: nothing is already there
+  for k in 0 1; do
+    if (((r + k) % 2 == 0)); then
+      t0=$(cpu_ticks "$OCIRELAY_PID"); secs=$(push_secs "$mirror" "pushed/run$r"); p_oci+=" $secs"
+      p_ticks=$((p_ticks + $(cpu_ticks "$OCIRELAY_PID") - t0))
+      p_secs=$(awk -v a="$p_secs" -v b="$secs" 'BEGIN{print a+b}')
+    else
+      p_reg+=" $(push_secs "$preg" "pushed/run$r")"
+    fi
+  done
+done
+unpin "$OCIRELAY_PID"
+p_cpu=$(awk -v t="$p_ticks" -v s="$p_secs" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.0f", t / hz / s * 100}')
+p_oci_med=$(echo "$p_oci" | median); p_reg_med=$(echo "$p_reg" | median)
+p_oci_mbps=$(awk -v s="$p_oci_med" 'BEGIN{printf "%.0f", 1024 / s}')
+p_reg_mbps=$(awk -v s="$p_reg_med" 'BEGIN{printf "%.0f", 1024 / s}')
+echo "   into ocirelay:${p_oci} s | into distribution:${p_reg} s; ocirelay cpu ${p_cpu}%"
+
+echo "== 7. peak RSS of a fresh ocirelay receiving a ${big_mib} MiB blob (one streamed PATCH)"
+kill "$OCIRELAY_PID"; wait "$OCIRELAY_PID" 2>/dev/null || true
+rm -rf "$work/mirror"
+start_ocirelay mirror "$mirror" "$up"
+loc=$(curl -fsS -D - -o /dev/null -X POST "http://127.0.0.1:$mirror/v2/pushed/huge/blobs/uploads/" |
+      tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
+curl -fsS -o /dev/null -X PATCH -H 'Content-Type: application/octet-stream' -T "$work/blobhuge" "http://127.0.0.1:$mirror$loc"
+curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$mirror$loc?digest=$huge"
+rss_in_kib=$(awk '/VmHWM/{print $2}' "/proc/$OCIRELAY_PID/status")
+rss_in_mib=$(awk -v k="$rss_in_kib" 'BEGIN{printf "%.1f", k/1024}')
+echo "   peak RSS ${rss_in_mib} MiB"
+
 r1=$(ratio "$m_oci" "$m_ngx"); r1d=$(ratio "$m_oci" "$m_dp"); r1g=$(ratio "$md_oci" "$md_ngx")
 r2=$(ratio "$b_oci" "$b_ngx")
 r3=$(ratio "$c_mirror" "$c_direct"); r3n=$(ratio "$c_mirror" "$c_cache")
@@ -341,6 +398,8 @@ summary=$(cat <<TXT
 | 3 | cold 3-layer pull, pinned (s, skopeo, median of $cold_runs) | $c_mirror | cache $c_cache | direct $c_direct | ${r3}x direct, ${r3n}x nginx cache | <= 1.1x direct | ${c_cpu}% |
 | 4 | 20 concurrent cold GETs of one blob: upstream GETs | $h_oci ($h_ok_oci/20 ok) | — | $h_dp ($h_ok_dp/20 ok) | — | = 1 | — |
 | 5 | peak RSS streaming a cold ${big_mib} MiB blob (MiB) | $rss_mib | — | — | — | < 64 | — |
+| 6 | skopeo push of a 1 GiB image, pinned (MiB/s, median of 3) | $p_oci_mbps | — | registry $p_reg_mbps | $(ratio "$p_oci_mbps" "$p_reg_mbps")x distribution | >= 1.0x distribution | ${p_cpu}% |
+| 7 | peak RSS receiving a ${big_mib} MiB blob (MiB) | $rss_in_mib | — | — | — | < 64 | — |
 TXT
 )
 echo

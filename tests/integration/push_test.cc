@@ -272,6 +272,24 @@ TEST_F(PushTest, CtrPushesAndPullsBack) {
   EXPECT_TRUE(found);
 }
 
+// Pushed content is never evicted: once the quota holds only pushed content, a push that
+// does not fit fails naming the quota, and pulls keep working.
+TEST_F(PushTest, APushTheQuotaCannotHoldFailsNamingItAndPullsGoOn) {
+  relay = std::make_unique<OcirelayProcess>(tmp / "ocirelay", kUpstream, registry.url());
+  relay->add_store_key("max_size: 1MiB");
+  relay->add_config("local:\n  repositories: [\"apps/**\"]\n");
+  ASSERT_TRUE(relay->start());
+  auto kept = put_image("apps/q", "1.0", random_bytes(600 << 10, 71));
+  auto refused = send("POST", "/v2/apps/q/blobs/uploads/?digest=" + sha256_digest(random_bytes(600 << 10, 72)),
+                      random_bytes(600 << 10, 72));
+  EXPECT_EQ(refused.status, 507) << refused.body;
+  EXPECT_NE(refused.body.find("store.max_size"), std::string::npos) << refused.body;
+  auto layer = http_request(relay->port(), "GET", "/v2/apps/q/blobs/" + kept["layers"][0]["digest"].get<std::string>());
+  EXPECT_EQ(layer.status, 200);
+  EXPECT_EQ(layer.body, random_bytes(600 << 10, 71));
+  EXPECT_EQ(http_request(relay->port(), "GET", "/v2/apps/q/manifests/1.0", {{"Accept", kOciManifest}}).status, 200);
+}
+
 // A PATCH whose client goes away mid-body keeps what arrived: the session's Range says
 // where to resume, and the upload finishes from there.
 TEST_F(PushTest, AnInterruptedChunkKeepsTheSessionAndWhatArrived) {
