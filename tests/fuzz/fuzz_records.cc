@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (auto b = records::decode_blob(v)) {
     auto again = records::decode_blob(records::encode(*b));
     FUZZ_CHECK(again && again->size == b->size && again->created == b->created &&
-               again->last_access == b->last_access);
+               again->last_access == b->last_access && again->pinned == b->pinned);
   }
   if (auto t = records::decode_tag(v)) {
     auto again = records::decode_tag(records::encode(*t));
@@ -31,6 +31,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (auto m = records::decode_manifest(v)) {
     auto again = records::decode_manifest(records::encode(*m));
     FUZZ_CHECK(again && same(*again, *m));
+  }
+  if (auto u = records::decode_upload(v)) {
+    auto again = records::decode_upload(records::encode(*u));
+    FUZZ_CHECK(again && again->repo == u->repo && again->user == u->user &&
+               again->started == u->started && again->touched == u->touched);
+  }
+  if (auto e = records::decode_event(v)) {
+    auto again = records::decode_event(records::encode(*e));
+    FUZZ_CHECK(again && again->seq == e->seq && again->kind == e->kind && again->digest == e->digest &&
+               again->repository == e->repository && again->tag == e->tag &&
+               again->user == e->user && again->time == e->time && again->media_type == e->media_type);
   }
   // Keys: split undoes key().
   auto parts = records::split(v);
