@@ -58,6 +58,21 @@ class PushTest : public MirrorTest {
     EXPECT_EQ(r.status, 201) << r.body;
     return m;
   }
+  // Opens a connection to the relay and sends `bytes` (a request that may stop short);
+  // returns the socket, or -1.
+  int send_raw(const std::string& bytes) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(relay->port());
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size())) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
   std::size_t upload_files() {
     std::size_t n = 0;
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(relay->store_dir() / "uploads")) ++n;
@@ -299,15 +314,9 @@ TEST_F(PushTest, AnInterruptedChunkKeepsTheSessionAndWhatArrived) {
   ASSERT_EQ(post.status, 202);
   const std::string loc = post.headers["location"];
   {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(relay->port());
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    std::string req = "PATCH " + loc + " HTTP/1.1\r\nHost: x\r\nContent-Length: " +
-                      std::to_string(blob.size()) + "\r\n\r\n" + blob.substr(0, 100000);
-    ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    int fd = send_raw("PATCH " + loc + " HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                      std::to_string(blob.size()) + "\r\n\r\n" + blob.substr(0, 100000));
+    ASSERT_GE(fd, 0);
     // The client dies after 100000 of its 300000 bytes.
     ::close(fd);
   }
@@ -367,16 +376,10 @@ TEST_F(PushTest, AnUploadSurvivesKill9AndFinishesFromTheKeptOffset) {
     ASSERT_EQ(r.status, 202) << r.body;
   }
   // The fifth chunk is half sent when the server dies.
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(relay->port());
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  std::string req = "PATCH " + loc + " HTTP/1.1\r\nHost: x\r\nContent-Range: " +
+  int fd = send_raw("PATCH " + loc + " HTTP/1.1\r\nHost: x\r\nContent-Range: " +
                     range_of(4 * kChunk, kChunk) + "\r\nContent-Length: " + std::to_string(kChunk) +
-                    "\r\n\r\n" + chunks[4].substr(0, kChunk / 2);
-  ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+                    "\r\n\r\n" + chunks[4].substr(0, kChunk / 2));
+  ASSERT_GE(fd, 0);
   ASSERT_TRUE(wait_until([&] {
     auto r = http_request(relay->port(), "GET", loc);
     return r.status == 204 && r.headers["range"] != range_of(0, 4 * kChunk);
