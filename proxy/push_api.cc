@@ -1,5 +1,6 @@
 #include "proxy/push_api.h"
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <charconv>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -78,36 +79,63 @@ awaitable<Outcome> PushApi::send_session(http::Exchange& ex, unsigned status, co
 
 // Appends the request body to the session (on the pool, 1 MiB at a time), keeping
 // `s.size` current for GETs that arrive meanwhile.
-awaitable<Status> PushApi::append_body(http::Exchange& ex, UploadSession& s) {
-  // Reads come in pieces of the connection's buffer (tens of KiB): gathered to 1 MiB, so
-  // that the hop to the pool and the write happen once per MiB, not once per read.
-  std::vector<char> buf(1 << 20);
-  bool end = false;
-  while (!end) {
-    std::size_t filled = 0;
-    while (filled < buf.size()) {
-      auto r = co_await ex.read_body(buf.data() + filled, buf.size() - filled);
-      if (!r.ok) {
-        // What arrived before the failure is kept: the session's Range says where to resume.
-        if (filled > 0) {
-          auto st = co_await on_pool<Status>(pool_, [&s, &buf, filled] { return s.writer->append(buf.data(), filled); });
-          s.size = s.writer->size();
-          if (!st) co_return st;
-        }
-        co_return Status(Error{Errc::invalid_argument, r.error});
-      }
-      if (r.n == 0) {
-        end = true;
-        break;
-      }
-      filled += r.n;
+namespace {
+
+// Up to a buffer of the request body: reads come in pieces of the connection's buffer
+// (tens of KiB) and are gathered, so that the hop to the pool and the write happen once
+// per buffer, not once per read.
+struct Filled {
+  std::size_t n = 0;
+  bool end = false;   // the body ended
+  std::string error;  // the client went away or framed the body wrongly (what came is in n)
+};
+
+awaitable<Filled> fill(http::Exchange& ex, std::vector<char>& buf) {
+  Filled f;
+  while (f.n < buf.size()) {
+    auto r = co_await ex.read_body(buf.data() + f.n, buf.size() - f.n);
+    if (!r.ok) {
+      f.error = r.error.empty() ? "reading the request body failed" : r.error;
+      co_return f;
     }
-    if (filled == 0) break;
-    auto st = co_await on_pool<Status>(pool_, [&s, &buf, filled] { return s.writer->append(buf.data(), filled); });
-    if (!st) co_return st;
-    s.size = s.writer->size();
+    if (r.n == 0) {
+      f.end = true;
+      co_return f;
+    }
+    f.n += r.n;
   }
-  co_return Status();
+  co_return f;
+}
+
+}  // namespace
+
+// The body is read and stored in a pipeline: while the pool hashes and writes one buffer,
+// the connection reads the next. A failure keeps what arrived before it (the session's
+// Range then says where to resume).
+awaitable<Status> PushApi::append_body(http::Exchange& ex, UploadSession& s) {
+  using namespace boost::asio::experimental::awaitable_operators;
+  constexpr std::size_t kBuffer = 256 << 10;
+  std::vector<char> cur(kBuffer), next(kBuffer);
+  auto store = [&](std::vector<char>& buf, std::size_t n) {
+    return on_pool<Status>(pool_, [&s, &buf, n]() -> Status {
+      if (n == 0) return {};
+      auto st = s.writer->append(buf.data(), n);
+      s.size = s.writer->size();
+      return st;
+    });
+  };
+  Filled f = co_await fill(ex, cur);
+  for (;;) {
+    if (f.end || !f.error.empty()) {
+      if (auto st = co_await store(cur, f.n); !st) co_return st;
+      if (!f.error.empty()) co_return Status(Error{Errc::invalid_argument, f.error});
+      co_return Status();
+    }
+    auto [stored, more] = co_await (store(cur, f.n) && fill(ex, next));
+    if (!stored) co_return stored;
+    std::swap(cur, next);
+    f = std::move(more);
+  }
 }
 
 // Verifies the session's bytes against `digest_param` and commits them to the repository.
