@@ -7,6 +7,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <ctime>
 #include <exception>
 #include <utility>
 
@@ -46,6 +47,9 @@ struct TransferState {
   bool head_delivered = false;
   curl_off_t last_received = -1;  // bytes received at the previous progress call
   std::optional<Error> abort_error;
+  const HttpRequest* req = nullptr;
+  std::uint64_t sent = 0;  // upload bytes handed to libcurl
+  bool rewind_refused = false;
 };
 
 // Header values ocirelay keeps (stores, compares, forwards to clients) must be visible
@@ -116,6 +120,51 @@ std::size_t deliver_body(TransferState* st, char* data, std::size_t size, std::s
 std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
   auto* st = static_cast<TransferState*>(user);
   return callback_guard(st, std::size_t{0}, [&] { return deliver_body(st, data, size, n); });
+}
+
+// Request body from HttpRequest::upload, straight into libcurl's buffer.
+std::size_t on_read(char* buf, std::size_t size, std::size_t n, void* user) {
+  auto* st = static_cast<TransferState*>(user);
+  return callback_guard(st, std::size_t{CURL_READFUNC_ABORT}, [&]() -> std::size_t {
+    const HttpRequest& req = *st->req;
+    const std::uint64_t left = req.upload_length - st->sent;
+    if (left == 0) return 0;
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(size * n, left));
+    for (;;) {
+      const std::uint64_t at = req.upload_offset + st->sent;
+      auto got = req.upload->read(at, buf, want);
+      if (!got) {
+        st->abort_error = std::move(got).error();
+        return CURL_READFUNC_ABORT;
+      }
+      if (*got > 0) {
+        st->sent += *got;
+        if (req.uploaded) *req.uploaded = st->sent;
+        return *got;
+      }
+      if (Status w = req.upload->wait_for_more(at, st->cancel); !w) {
+        st->abort_error = std::move(w).error();
+        return CURL_READFUNC_ABORT;
+      }
+    }
+  });
+}
+
+// libcurl rewinds a body to send it again. Uploads follow no redirects and leave auth to
+// the caller, so a rewind after bytes went out is libcurl resending a request whose
+// reused connection closed without an answer: the registry may have acted on it, and
+// the caller decides (a PUT is checked with a HEAD first), not libcurl.
+int on_seek(void* user, curl_off_t offset, int origin) {
+  auto* st = static_cast<TransferState*>(user);
+  if (st->sent > 0) {
+    st->rewind_refused = true;
+    return CURL_SEEKFUNC_CANTSEEK;
+  }
+  if (origin != SEEK_SET || offset < 0 ||
+      static_cast<std::uint64_t>(offset) > st->req->upload_length)
+    return CURL_SEEKFUNC_CANTSEEK;
+  st->sent = static_cast<std::uint64_t>(offset);
+  return CURL_SEEKFUNC_OK;
 }
 
 // libcurl calls this at least once a second, and more often while bytes flow.
@@ -202,10 +251,35 @@ void parse_header_line(HttpExchange& x, std::string_view line) {
   } else if (iequals(name, "ratelimit-limit")) {
     h.ratelimit_limit = parse_ratelimit(value);
   } else if (iequals(name, "retry-after")) {
-    h.retry_after = parse_ratelimit(value);  // seconds; the HTTP-date form is ignored
+    h.retry_after = parse_retry_after(value, static_cast<std::int64_t>(std::time(nullptr)));
+  } else if (iequals(name, "location")) {
+    h.location = value;
+  } else if (iequals(name, "range")) {
+    h.range = value;
+  } else if (iequals(name, "oci-subject")) {
+    h.oci_subject = value;
+  } else if (iequals(name, "oci-chunk-min-length")) {
+    std::uint64_t n = 0;
+    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec == std::errc() && p == value.data() + value.size()) h.chunk_min_length = n;
   } else if (iequals(name, "www-authenticate")) {
     x.challenges.emplace_back(value);
   }
+}
+
+std::optional<std::int64_t> parse_retry_after(std::string_view value, std::int64_t now_unix) {
+  value = trim(value);
+  if (value.empty()) return std::nullopt;
+  if (std::isdigit(static_cast<unsigned char>(value.front()))) {
+    std::int64_t n = 0;
+    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec != std::errc() || p != value.data() + value.size()) return std::nullopt;
+    return n;
+  }
+  const std::string date(value);
+  const time_t at = curl_getdate(date.c_str(), nullptr);
+  if (at == -1) return std::nullopt;
+  return std::max<std::int64_t>(0, static_cast<std::int64_t>(at) - now_unix);
 }
 
 std::optional<std::int64_t> parse_ratelimit(std::string_view value) {
@@ -278,6 +352,7 @@ Result<HttpExchange> perform_once(CurlHandlePool& pool, const TransferLimits& li
   } release{pool, h};
 
   TransferState st;
+  st.req = &req;
   st.sink = sink;
   st.cancel = limits.cancel;
   st.max_body = max_body;
@@ -290,6 +365,18 @@ Result<HttpExchange> perform_once(CurlHandlePool& pool, const TransferLimits& li
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   if (req.method == "HEAD") {
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+  } else if (req.upload != nullptr) {
+    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, std::string(req.method).c_str());
+    curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.upload_length));
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, &on_read);
+    curl_easy_setopt(h, CURLOPT_READDATA, &st);
+    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, &on_seek);
+    curl_easy_setopt(h, CURLOPT_SEEKDATA, &st);
+    // Large pieces per read: fewer syscalls per chunk of a multi-GB layer.
+    curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 1L << 20);
+    // Registries answer a PATCH or PUT only after its body: no 100-continue round trip.
+    release.headers = curl_slist_append(release.headers, "Expect:");
   } else if (req.method == "POST" || req.method == "PUT") {
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, req.body.data());
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
@@ -329,7 +416,7 @@ Result<HttpExchange> perform_once(CurlHandlePool& pool, const TransferLimits& li
   if (sink != nullptr) curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 1L << 20);
   // The progress callback wakes a streamed body's sink when the upstream pauses, and
   // aborts a cancelled transfer.
-  if (sink != nullptr || limits.cancel != nullptr) {
+  if (sink != nullptr || limits.cancel != nullptr || req.upload != nullptr) {
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &st);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
@@ -345,6 +432,10 @@ Result<HttpExchange> perform_once(CurlHandlePool& pool, const TransferLimits& li
   // upstream should not have sent: it is never reused.
   release.discard = rc != CURLE_OK || st.abort_error.has_value();
   if (st.abort_error) return *std::move(st.abort_error);
+  if (rc == CURLE_SEND_FAIL_REWIND && st.rewind_refused) {
+    return Error{Errc::upstream_unavailable,
+                 "the connection closed after the request was sent, without an answer"};
+  }
   if (rc != CURLE_OK) {
     long connects = 0;
     curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);

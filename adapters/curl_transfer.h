@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "adapters/body_source.h"
 #include "adapters/registry_client.h"
 #include "oci/result.h"
 
@@ -29,13 +30,22 @@ struct TransferLimits {
 };
 
 struct HttpRequest {
-  std::string_view method = "GET";  // "GET", "HEAD", "POST", "PUT", "DELETE"
+  std::string_view method = "GET";  // "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"
   std::string url;
   std::vector<std::string> headers;  // "Name: value" lines; may hold secrets
   bool follow_redirects = false;     // Authorization is never sent to another host
   // Request body for POST/PUT (sent as is; set Content-Type in `headers`). May hold
   // secrets (a client secret, a refresh token): never logged.
   std::string body;
+  // Set (PUT or PATCH): the body is instead `upload_length` bytes of `upload` from
+  // `upload_offset`, read as libcurl sends them (never held whole; a growing source is
+  // waited for, cancellably through TransferLimits::cancel).
+  BodySource* upload = nullptr;
+  std::uint64_t upload_offset = 0;
+  std::uint64_t upload_length = 0;
+  // Set: receives how many upload bytes were handed to libcurl (== upload_length once the
+  // whole body went out, even when no answer came back).
+  std::uint64_t* uploaded = nullptr;
 };
 
 // An HTTP response that arrived, whatever its status.
@@ -80,6 +90,9 @@ Result<HttpExchange> perform_http(CurlHandlePool& pool, const TransferLimits& li
 // challenges and body reset); known headers fill x.head; WWW-Authenticate values go to
 // x.challenges. A value with a byte outside visible ASCII is dropped as if absent.
 void parse_header_line(HttpExchange& x, std::string_view line);
+
+// Retry-After: delta-seconds, or an HTTP-date turned into seconds from `now` (at least 0).
+std::optional<std::int64_t> parse_retry_after(std::string_view value, std::int64_t now_unix);
 
 // "100;w=21600" -> 100. nullopt when the value does not start with a number.
 std::optional<std::int64_t> parse_ratelimit(std::string_view value);

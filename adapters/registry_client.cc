@@ -9,7 +9,9 @@
 #include <chrono>
 #include <mutex>
 #include <optional>
-#include <stdexcept>
+#include <charconv>
+#include <condition_variable>
+#include <random>
 #include <utility>
 #include <vector>
 
@@ -19,10 +21,39 @@
 #include "adapters/token_cache.h"
 #include "adapters/token_response.h"
 #include "adapters/www_authenticate.h"
+#include "oci/json.h"
+#include "oci/media_types.h"
 #include "oci/reference.h"
 
 namespace ocirelay::adapters {
 namespace {
+
+std::vector<std::string> split_scopes(std::string_view s) {
+  std::vector<std::string> out;
+  while (!s.empty()) {
+    auto sp = s.find(' ');
+    if (sp != 0) out.emplace_back(s.substr(0, sp));
+    if (sp == std::string_view::npos) break;
+    s.remove_prefix(sp + 1);
+  }
+  return out;
+}
+
+// Bytes already in memory (a manifest) as a BodySource.
+class BytesBody final : public BodySource {
+ public:
+  explicit BytesBody(std::string_view bytes) : bytes_(bytes) {}
+  std::uint64_t size() const override { return bytes_.size(); }
+  Result<std::size_t> read(std::uint64_t offset, char* buf, std::size_t n) override {
+    if (offset >= bytes_.size()) return std::size_t{0};
+    n = std::min<std::size_t>(n, bytes_.size() - offset);
+    std::copy_n(bytes_.data() + offset, n, buf);
+    return n;
+  }
+
+ private:
+  std::string_view bytes_;
+};
 
 bool safe_path(std::string_view p) {
   if (p.find("..") != std::string_view::npos) return false;
@@ -37,17 +68,23 @@ struct Call {
   Call(std::string_view m, std::string_view k, std::string w, std::string u, std::string s)
       : method(m), kind(k), what(std::move(w)), url(std::move(u)), scope(std::move(s)) {}
 
-  std::string_view method;  // "GET" / "HEAD" / "POST" (token grant)
+  std::string_view method;  // "GET" / "HEAD" / "POST" / "PATCH" / "PUT" / "DELETE"
   std::string_view kind;    // RequestEvent::kind
   std::string what;         // "GET manifest library/alpine:3.20"
   std::string url;
-  std::string scope;        // token scope; "" for /v2/ and catalog-like paths
+  std::string scope;        // token scope(s), space-separated; "" for /v2/ and the catalog
   std::vector<std::string> headers;
   bool follow_redirects = false;
   bool bounded = true;      // request_timeout applies
   BodySink* sink = nullptr;
   std::size_t max_body = 4 << 20;
-  std::string body;         // POST only; may hold a secret
+  std::string body;         // POST/PUT; may hold a secret
+  bool push = false;        // push side: our scope is asked for besides the registry's
+  // Streamed request body (PATCH/PUT of blob bytes); see HttpRequest.
+  BodySource* upload = nullptr;
+  std::uint64_t upload_offset = 0;
+  std::uint64_t upload_length = 0;
+  std::uint64_t* uploaded = nullptr;
 };
 
 class CurlRegistryClient final : public RegistryClient {
@@ -66,7 +103,13 @@ class CurlRegistryClient final : public RegistryClient {
 
   const RegistryEndpoint& endpoint() const override { return ep_; }
 
-  void cancel_transfers() override { cancelled_.store(true); }
+  void cancel_transfers() override {
+    {
+      std::lock_guard lock(pause_mu_);
+      cancelled_.store(true);
+    }
+    pause_cv_.notify_all();
+  }
 
   std::optional<WallClock::time_point> token_expiry() const override {
     std::lock_guard lock(mu_);
@@ -153,7 +196,603 @@ class CurlRegistryClient final : public RegistryClient {
     return Response{std::move(r->head), std::move(r->body), {}};
   }
 
+  Result<std::vector<std::string>> list_tags(std::string_view repo) override {
+    if (!oci::valid_repository(repo)) {
+      return Error{Errc::name_invalid,
+                   ep_.name + ": list tags " + std::string(repo) + ": invalid repository name"};
+    }
+    return list_pages("/v2/" + std::string(repo) + "/tags/list?n=" + std::to_string(ep_.list_page_size), "tags",
+                      "repository:" + std::string(repo) + ":pull", "list tags " + std::string(repo));
+  }
+
+  Result<std::vector<std::string>> catalog() override {
+    return list_pages("/v2/_catalog?n=" + std::to_string(ep_.list_page_size), "repositories", "registry:catalog:*", "catalog");
+  }
+
+  Result<std::vector<oci::Descriptor>> referrers(std::string_view repo, const oci::Digest& subject,
+                                                 std::string_view artifact_type) override {
+    const std::string what = "referrers " + std::string(repo) + "@" + subject.str();
+    if (!oci::valid_repository(repo)) {
+      return Error{Errc::name_invalid, ep_.name + ": " + what + ": invalid repository name"};
+    }
+    if (subject.empty()) return Error{Errc::digest_invalid, ep_.name + ": " + what + ": empty digest"};
+    const std::string scope = "repository:" + std::string(repo) + ":pull";
+    std::string path = "/v2/" + std::string(repo) + "/referrers/" + subject.str();
+    if (!artifact_type.empty()) path += "?artifactType=" + percent_encode(artifact_type);
+    std::vector<oci::Descriptor> out;
+    for (int page = 0; !path.empty(); ++page) {
+      if (page >= kMaxPages) return Error{Errc::upstream_protocol, ep_.name + ": " + what + ": too many pages"};
+      Call c{"GET", "other", what, base_url_ + path, scope};
+      c.headers.push_back("Accept: " + std::string(oci::media::kOciIndex));
+      auto r = execute_retrying(c, /*idempotent=*/true);
+      if (!r) return std::move(r).error();
+      if (r->head.status == 404 && page == 0) return referrers_by_tag(repo, subject, artifact_type);
+      if (r->head.status != 200) return status_error(c, *r);
+      auto index = oci::parse_manifest(r->body, oci::media::kOciIndex);
+      if (!index) return fail(c, Errc::upstream_protocol, "referrers index: " + index.error().message);
+      for (auto& d : index->manifests) {
+        // Registries may ignore the filter (the spec lets them): apply it here too.
+        if (artifact_type.empty() || d.artifact_type == artifact_type) out.push_back(std::move(d));
+      }
+      auto next = next_page(r->head.link);
+      if (!next) return fail(c, Errc::upstream_protocol, next.error().message);
+      path = std::move(*next);
+    }
+    return out;
+  }
+
+  Result<BlobPushed> push_blob(std::string_view repo, const oci::Digest& d, BodySource& body,
+                               std::string_view mount_from, UploadSession* session) override {
+    const std::string what = "push blob " + std::string(repo) + "@" + d.str();
+    if (!oci::valid_repository(repo) || (!mount_from.empty() && !oci::valid_repository(mount_from))) {
+      return Error{Errc::name_invalid, ep_.name + ": " + what + ": invalid repository name"};
+    }
+    if (d.empty()) return Error{Errc::digest_invalid, ep_.name + ": " + what + ": empty digest"};
+    UploadSession local;
+    UploadSession& s = session ? *session : local;
+    Upload up{std::string(repo), d, body, s, what};
+    up.trust_range = ep_.kind != RegistryKind::ecr;
+    if (s.empty()) {
+      auto exists = blob_present(up);
+      if (!exists) return std::move(exists).error();
+      if (*exists) return BlobPushed::existed;
+      auto opened = open_session(up, mount_from);
+      if (!opened) return std::move(opened).error();
+      if (*opened) return BlobPushed::mounted;
+    } else {
+      up.resuming = true;
+    }
+    Status sent = upload_into(up);
+    if (sent) {
+      s = {};
+      return BlobPushed::uploaded;
+    }
+    if (!session || !sent.error().retryable()) {
+      // Never leave a session behind that nobody can resume.
+      if (!s.empty()) (void)abort_upload(repo, s);
+      s = {};
+    }
+    return std::move(sent).error();
+  }
+
+  Status abort_upload(std::string_view repo, const UploadSession& session) override {
+    if (session.empty()) return {};
+    Call c{"DELETE", "upload", "cancel upload in " + std::string(repo), session.location,
+           push_scope(repo)};
+    c.push = true;
+    if (!same_host(session.location)) {
+      return fail(c, Errc::upstream_protocol, "upload session on another host");
+    }
+    auto r = execute_retrying(c, /*idempotent=*/true);
+    if (!r) return std::move(r).error();
+    if (r->head.status == 404 || (r->head.status >= 200 && r->head.status < 300)) return {};
+    return status_error(c, *r);
+  }
+
+  Result<oci::Digest> put_manifest(std::string_view repo, std::string_view ref,
+                                   std::string_view media_type, std::string_view bytes) override {
+    auto call = manifest_call("PUT", repo, ref, {});
+    if (!call) return std::move(call).error();
+    call->scope = push_scope(repo);
+    call->push = true;
+    call->headers.push_back("Content-Type: " + std::string(media_type));
+    // Through the upload path, so a lost answer is the caller's to check (not resent by
+    // libcurl on its own).
+    BytesBody body(bytes);
+    call->upload = &body;
+    call->upload_length = bytes.size();
+    const oci::Digest digest = oci::Digest::of(bytes);
+    if (ref.starts_with("sha256:") && ref != digest.str()) {
+      return fail(*call, Errc::digest_mismatch, "content hashes to " + digest.str());
+    }
+    std::string oci_subject;
+    Status done = put_checked(
+        [&](int) -> Result<Call> { return *call; },
+        [&]() -> Result<bool> {
+          auto h = manifest_digest_at(repo, ref, media_type);
+          if (!h) return std::move(h).error();
+          return *h == digest.str();
+        },
+        [&](const Call& c, const HttpExchange& x) -> Result<bool> {
+          if (x.head.status >= 200 && x.head.status < 300) {
+            const std::string& got = x.head.docker_content_digest;
+            if (!got.empty() && got != digest.str()) {
+              return fail(c, Errc::digest_mismatch,
+                          "registry answered Docker-Content-Digest " + got.substr(0, 80) +
+                              " for content hashing to " + digest.str());
+            }
+            oci_subject = x.head.oci_subject;
+            return true;
+          }
+          if (x.head.status == 400 && tag_already_exists(x.body)) {
+            // Immutable tags (ECR): the same digest there is what we wanted.
+            auto h = manifest_digest_at(repo, ref, media_type);
+            if (h && *h == digest.str()) {
+              oci_subject = "unknown";  // a re-push: the referrers tag was updated before
+              return true;
+            }
+            return fail(c, Errc::denied, "tag exists with other content and is immutable");
+          }
+          return status_error(c, x);
+        });
+    if (!done) return std::move(done).error();
+    if (Status s = update_referrers_tag(repo, media_type, bytes, digest, oci_subject); !s) {
+      return std::move(s).error();
+    }
+    return digest;
+  }
+
+  Status delete_manifest(std::string_view repo, std::string_view ref) override {
+    auto c = manifest_call("DELETE", repo, ref, {});
+    if (!c) return std::move(c).error();
+    c->scope = "repository:" + std::string(repo) + ":delete";
+    c->push = true;
+    auto r = execute_retrying(*c, /*idempotent=*/true);
+    if (!r) return std::move(r).error();
+    if (r->head.status < 200 || r->head.status >= 300) return status_error(*c, *r);
+    return {};
+  }
+
  private:
+  // ---- push side helpers
+
+  static constexpr int kMaxPages = 10000;
+
+  // One blob upload in progress.
+  struct Upload {
+    std::string repo;
+    const oci::Digest& digest;
+    BodySource& body;
+    UploadSession& session;
+    std::string what;          // "push blob team/app@sha256:..."
+    bool trust_range = true;   // the registry's Range says what it holds (not ECR)
+    bool resuming = false;     // continuing a session the caller persisted
+    std::uint64_t chunk_min = 0;  // OCI-Chunk-Min-Length
+  };
+
+  static std::string push_scope(std::string_view repo) {
+    return "repository:" + std::string(repo) + ":pull,push";
+  }
+
+  bool same_host(std::string_view url) const { return url.starts_with(base_url_ + "/"); }
+
+  // A Location (absolute or a path) as a URL on this registry. Credentials go with every
+  // session request, so a session elsewhere is refused.
+  Result<std::string> session_url(const Call& c, std::string_view location) const {
+    if (location.starts_with('/')) return base_url_ + std::string(location);
+    if (same_host(location)) return std::string(location);
+    if (location.empty()) return fail(c, Errc::upstream_protocol, "no Location for the upload session");
+    return fail(c, Errc::upstream_protocol,
+                "upload session on another host (" + url_host(location) +
+                    "): not sending credentials there");
+  }
+
+  static std::string with_query(const std::string& url, const std::string& param) {
+    return url + (url.find('?') == std::string::npos ? '?' : '&') + param;
+  }
+
+  // "0-1234" or "bytes=0-1234": bytes held (1235). "0-0" reads as none: distribution
+  // sends it for an empty session.
+  static std::optional<std::uint64_t> range_end(std::string_view range) {
+    if (range.starts_with("bytes=")) range.remove_prefix(6);
+    auto dash = range.find('-');
+    if (dash == std::string_view::npos) return std::nullopt;
+    auto last = range.substr(dash + 1);
+    std::uint64_t n = 0;
+    auto [p, ec] = std::from_chars(last.data(), last.data() + last.size(), n);
+    if (ec != std::errc() || p != last.data() + last.size()) return std::nullopt;
+    if (n == 0) return 0;
+    return n + 1;
+  }
+
+  std::chrono::milliseconds backoff(int attempt) const {
+    std::chrono::milliseconds d(ep_.retry.backoff.count() << std::min(attempt - 1, 16));
+    d = std::min(d, ep_.retry.max_backoff);
+    thread_local std::mt19937_64 gen{std::random_device{}()};
+    // Jitter: somewhere in [d/2, d], so clients that failed together do not retry together.
+    std::uniform_int_distribution<std::int64_t> dist(d.count() / 2, std::max<std::int64_t>(d.count(), 1));
+    return std::chrono::milliseconds(dist(gen));
+  }
+
+  // Waits `d`, or until cancel_transfers().
+  Status pause(const Call& c, std::chrono::milliseconds d) {
+    std::unique_lock lock(pause_mu_);
+    if (pause_cv_.wait_for(lock, d, [&] { return cancelled_.load(); })) {
+      return fail(c, Errc::cancelled, "cancelled (shutting down)");
+    }
+    return {};
+  }
+
+  // execute_any, again after 429 (its Retry-After, when within retry.max_retry_after) and,
+  // for idempotent requests, after 5xx and lost connections, with backoff; bounded by
+  // retry.attempts. Returns the last answer whatever its status.
+  Result<HttpExchange> execute_retrying(const Call& c, bool idempotent) {
+    for (int attempt = 1;; ++attempt) {
+      auto r = execute_any(c);
+      const bool last = attempt >= std::max(1, ep_.retry.attempts);
+      std::chrono::milliseconds wait{0};
+      std::string why;
+      if (!r) {
+        if (last || !idempotent || r.error().code != Errc::upstream_unavailable) return r;
+        wait = backoff(attempt);
+        why = r.error().message;
+      } else if (r->head.status == 429) {
+        const auto& ra = r->head.retry_after;
+        if (last || (ra && std::chrono::seconds(*ra) > ep_.retry.max_retry_after)) return r;
+        wait = ra ? std::chrono::milliseconds(std::chrono::seconds(*ra)) : backoff(attempt);
+        why = "HTTP 429";
+      } else if (idempotent && r->head.status >= 500 && r->head.status != 501) {
+        if (last) return r;
+        wait = backoff(attempt);
+        why = "HTTP " + std::to_string(r->head.status);
+      } else {
+        return r;
+      }
+      spdlog::info("{}: {}: {}; trying again in {} ms ({} of {})", ep_.name, c.what, why,
+                   wait.count(), attempt + 1, ep_.retry.attempts);
+      if (Status s = pause(c, wait); !s) return std::move(s).error();
+    }
+  }
+
+  // A PUT: not sent again once it may have landed. After a lost answer (or a 5xx), waits,
+  // asks `present` whether it landed (a HEAD), and only then builds and sends it again.
+  // `judge` turns an answer into done (true) or an error.
+  template <class MakeCall, class Present, class Judge>
+  Status put_checked(MakeCall make_call, Present present, Judge judge) {
+    for (int attempt = 1;; ++attempt) {
+      auto c = make_call(attempt);
+      if (!c) return std::move(c).error();
+      auto r = execute_retrying(*c, /*idempotent=*/false);
+      Status outcome;
+      if (!r) {
+        outcome = std::move(r).error();
+      } else if (auto judged = judge(*c, *r); !judged) {
+        outcome = std::move(judged).error();
+      }
+      if (outcome || !outcome.error().retryable() || outcome.error().code == Errc::cancelled ||
+          attempt >= std::max(1, ep_.retry.attempts)) {
+        return outcome;
+      }
+      if (Status s = pause(*c, backoff(attempt)); !s) return s;
+      auto there = present();
+      if (there && *there) {
+        spdlog::info("{}: {}: the answer was lost ({}), but the registry holds it", ep_.name,
+                     c->what, outcome.error().message);
+        return {};
+      }
+      spdlog::info("{}: {}: {}; sending it again", ep_.name, c->what, outcome.error().message);
+    }
+  }
+
+  // HEAD of the blob with the push scope (so the upload that follows reuses the token).
+  Result<bool> blob_present(const Upload& up) {
+    Call c{"HEAD", "blob", "HEAD blob " + up.repo + "@" + up.digest.str(),
+           base_url_ + "/v2/" + up.repo + "/blobs/" + up.digest.str(), push_scope(up.repo)};
+    c.push = true;
+    c.follow_redirects = true;
+    auto r = execute_retrying(c, /*idempotent=*/true);
+    if (!r) return std::move(r).error();
+    if (r->head.status == 404) return false;
+    if (r->head.status >= 200 && r->head.status < 300) return true;
+    return status_error(c, *r);
+  }
+
+  // POST: opens an upload session, or mounts `from`'s blob (true).
+  Result<bool> open_session(Upload& up, std::string_view from) {
+    std::string url = base_url_ + "/v2/" + up.repo + "/blobs/uploads/";
+    Call c{"POST", "upload", "start upload of " + up.what.substr(std::string_view("push ").size()),
+           url, push_scope(up.repo)};
+    const bool mount = !from.empty() && from != up.repo;
+    if (mount) {
+      c.what = "mount blob " + up.digest.str() + " from " + std::string(from) + " into " + up.repo;
+      c.url = with_query(url, "mount=" + up.digest.str() + "&from=" + percent_encode(from));
+      c.scope += " repository:" + std::string(from) + ":pull";
+    }
+    c.push = true;
+    // Resending a POST whose answer was lost opens a second session at most; the
+    // registry expires the first.
+    auto r = execute_retrying(c, /*idempotent=*/true);
+    if (!r) return std::move(r).error();
+    if (mount && r->head.status == 201) return true;
+    if (r->head.status != 202) return status_error(c, *r);
+    auto loc = session_url(c, r->head.location);
+    if (!loc) return std::move(loc).error();
+    up.session = UploadSession{std::move(*loc), 0};
+    up.chunk_min = r->head.chunk_min_length.value_or(0);
+    return false;
+  }
+
+  // GET on the session: what the registry holds. A session it no longer knows starts over.
+  Status sync_offset(Upload& up) {
+    Call c{"GET", "upload", "upload status of " + up.what, up.session.location,
+           push_scope(up.repo)};
+    c.push = true;
+    auto r = execute_retrying(c, /*idempotent=*/true);
+    if (!r) return std::move(r).error();
+    if (r->head.status == 404) {
+      spdlog::warn("{}: {}: the registry lost the upload session; starting again", ep_.name,
+                   up.what);
+      auto opened = open_session(up, {});
+      if (!opened) return std::move(opened).error();
+      return {};
+    }
+    if (r->head.status < 200 || r->head.status >= 300) return status_error(c, *r);
+    if (!r->head.location.empty()) {
+      auto loc = session_url(c, r->head.location);
+      if (!loc) return std::move(loc).error();
+      up.session.location = std::move(*loc);
+    }
+    auto held = range_end(r->head.range);
+    if (!held) return fail(c, Errc::upstream_protocol, "no usable Range in the session status");
+    up.session.offset = *held;
+    return {};
+  }
+
+  // PUT ?digest= with the bytes from the session's offset to the end (none after chunks).
+  Status put_rest(Upload& up) {
+    return put_checked(
+        [&](int attempt) -> Result<Call> {
+          if (attempt > 1 && up.trust_range) {
+            if (Status s = sync_offset(up); !s) return std::move(s).error();
+          }
+          Call c{"PUT", "upload", "finish upload of " + up.what,
+                 with_query(up.session.location, "digest=" + up.digest.str()),
+                 push_scope(up.repo)};
+          c.push = true;
+          c.bounded = false;
+          c.headers.push_back("Content-Type: application/octet-stream");
+          const std::uint64_t size = up.body.size();
+          if (up.session.offset < size) {
+            c.upload = &up.body;
+            c.upload_offset = up.session.offset;
+            c.upload_length = size - up.session.offset;
+          }
+          return c;
+        },
+        [&] { return blob_present(up); },
+        [&](const Call& c, const HttpExchange& x) -> Result<bool> {
+          if (x.head.status >= 200 && x.head.status < 300) {
+            const std::string& got = x.head.docker_content_digest;
+            if (!got.empty() && got != up.digest.str()) {
+              return fail(c, Errc::digest_mismatch, "registry stored " + got.substr(0, 80));
+            }
+            up.session.offset = up.body.size();
+            return true;
+          }
+          if (x.head.status == 413) return fail(c, Errc::too_large, "HTTP 413");
+          return status_error(c, x);
+        });
+  }
+
+  // The 416 GHCR sends for a chunk above its maximum ("exceeds the maximum permissible
+  // limit of 4.00MiB"), unlike distribution's 416 for a chunk out of order.
+  static bool chunk_too_large(std::string_view body) {
+    return body.find("exceeds the maximum") != std::string_view::npos;
+  }
+
+  Status upload_into(Upload& up) {
+    const UploadPolicy policy = effective_upload_policy(ep_.kind, ep_.upload);
+    std::uint64_t chunk = std::max<std::uint64_t>({policy.chunk_size, up.chunk_min, 1});
+    const std::uint64_t size = up.body.size();
+    if (up.resuming && up.trust_range) {
+      if (Status s = sync_offset(up); !s) return s;
+    }
+    if (!up.resuming && size <= policy.monolithic_max) {
+      Status s = put_rest(up);
+      if (s || s.error().code != Errc::too_large) return s;
+      spdlog::info("{}: {}: one-piece upload refused as too large (413); sending chunks of {} "
+                   "bytes", ep_.name, up.what, chunk);
+      if (Status synced = sync_offset(up); !synced) return synced;
+    }
+    int failures = 0;
+    while (up.session.offset < size) {
+      const std::uint64_t at = up.session.offset;
+      const std::uint64_t len = std::min(chunk, size - at);
+      Call c{"PATCH", "upload", "upload chunk of " + up.what, up.session.location,
+             push_scope(up.repo)};
+      c.push = true;
+      c.bounded = false;
+      c.headers.push_back("Content-Type: application/octet-stream");
+      c.headers.push_back("Content-Range: " + std::to_string(at) + "-" + std::to_string(at + len - 1));
+      c.upload = &up.body;
+      c.upload_offset = at;
+      c.upload_length = len;
+      auto r = execute_retrying(c, /*idempotent=*/false);
+      std::optional<Error> failure;
+      if (r && r->head.status >= 200 && r->head.status < 300) {
+        // ECR answers 201 and a Range stuck at its first chunk: count ourselves there.
+        std::uint64_t held = at + len;
+        if (up.trust_range) {
+          if (auto end = range_end(r->head.range)) held = *end;
+        }
+        if (!r->head.location.empty()) {
+          auto loc = session_url(c, r->head.location);
+          if (!loc) return std::move(loc).error();
+          up.session.location = std::move(*loc);
+        }
+        if (held > at) {
+          up.session.offset = std::min(held, size);
+          failures = 0;
+          continue;
+        }
+        failure = fail(c, Errc::upstream_unavailable, "the registry did not take the chunk");
+      } else if (r && r->head.status == 416 && chunk_too_large(r->body)) {
+        if (chunk / 2 < std::max<std::uint64_t>(up.chunk_min, 64 << 10)) return status_error(c, *r);
+        chunk /= 2;
+        spdlog::info("{}: {}: chunk refused as too large; sending chunks of {} bytes", ep_.name,
+                     up.what, chunk);
+        continue;
+      } else if (r && (r->head.status == 405 || r->head.status == 501)) {
+        // No chunked uploads here (Artifact Registry): the rest in one piece.
+        spdlog::info("{}: {}: chunks refused (HTTP {}); sending the rest in one piece", ep_.name,
+                     up.what, r->head.status);
+        return put_rest(up);
+      } else if (r) {
+        Error e = status_error(c, *r);
+        // 416: out of step with the registry (a chunk that landed without its answer).
+        if (!e.retryable() && r->head.status != 416) return e;
+        failure = std::move(e);
+      } else {
+        if (!r.error().retryable() || r.error().code == Errc::cancelled) return std::move(r).error();
+        failure = std::move(r).error();
+      }
+      if (++failures >= std::max(1, ep_.retry.attempts)) {
+        if (!failure->retryable()) failure->code = Errc::upstream_unavailable;
+        return *failure;
+      }
+      spdlog::info("{}: {}: {}; resuming at the offset the registry confirms", ep_.name,
+                   up.what, failure->message);
+      if (Status s = pause(c, backoff(failures)); !s) return s;
+      if (up.trust_range) {
+        if (Status s = sync_offset(up); !s) return s;
+      }
+    }
+    return put_rest(up);
+  }
+
+  // The digest a manifest reference resolves to ("" when it does not exist).
+  Result<std::string> manifest_digest_at(std::string_view repo, std::string_view ref,
+                                         std::string_view media_type) {
+    std::string accept(media_type);
+    if (accept.empty()) accept = std::string(oci::kDefaultManifestAccept);
+    auto c = manifest_call("HEAD", repo, ref, accept);
+    if (!c) return std::move(c).error();
+    c->scope = push_scope(repo);
+    c->push = true;
+    auto r = execute_retrying(*c, /*idempotent=*/true);
+    if (!r) return std::move(r).error();
+    if (r->head.status == 404) return std::string();
+    if (r->head.status < 200 || r->head.status >= 300) return status_error(*c, *r);
+    return r->head.docker_content_digest;
+  }
+
+  static bool tag_already_exists(std::string_view body) {
+    return body.find("ImageTagAlreadyExists") != std::string_view::npos ||
+           body.find("already exists") != std::string_view::npos;
+  }
+
+  // The `sha256-<hex>` index of referrers, for a registry without the referrers API.
+  Result<std::vector<oci::Descriptor>> referrers_by_tag(std::string_view repo,
+                                                        const oci::Digest& subject,
+                                                        std::string_view artifact_type) {
+    auto m = get_manifest(repo, "sha256-" + std::string(subject.hex()), oci::media::kOciIndex,
+                          4 << 20);
+    if (!m) {
+      if (m.error().code == Errc::not_found) return std::vector<oci::Descriptor>{};
+      return std::move(m).error();
+    }
+    auto index = oci::parse_manifest(m->body, m->head.content_type);
+    if (!index || !index->is_index()) {
+      return Error{Errc::upstream_protocol, ep_.name + ": referrers tag of " + std::string(repo) +
+                                                "@" + subject.str() + " is not an index"};
+    }
+    std::vector<oci::Descriptor> out;
+    for (auto& d : index->manifests) {
+      if (artifact_type.empty() || d.artifact_type == artifact_type) out.push_back(std::move(d));
+    }
+    return out;
+  }
+
+  // After a manifest with a subject went to a registry without the referrers API: adds it
+  // to the subject's `sha256-<hex>` index (OCI distribution spec, "referrers tag schema").
+  // Two relays adding referrers to one subject at once can lose one (last write wins).
+  Status update_referrers_tag(std::string_view repo, std::string_view media_type,
+                              std::string_view bytes, const oci::Digest& digest,
+                              const std::string& oci_subject) {
+    if (!oci_subject.empty()) return {};
+    auto parsed = oci::parse_manifest(bytes, media_type);
+    if (!parsed || !parsed->subject) return {};
+    const std::string tag = "sha256-" + std::string(parsed->subject->digest.hex());
+    oci::json::Json index = {{"schemaVersion", 2},
+                             {"mediaType", oci::media::kOciIndex},
+                             {"manifests", oci::json::Json::array()}};
+    auto existing = get_manifest(repo, tag, oci::media::kOciIndex, 4 << 20);
+    if (existing) {
+      auto j = oci::json::parse(existing->body);
+      if (!j.is_discarded() && j.is_object() && oci::json::array_field(j, "manifests")) index = j;
+    } else if (existing.error().code != Errc::not_found) {
+      return std::move(existing).error();
+    }
+    for (const auto& d : index["manifests"]) {
+      if (d.is_object() && oci::json::string_or(d, "digest") == digest.str()) return {};
+    }
+    oci::json::Json d = {{"mediaType", parsed->media_type.empty() ? std::string(media_type)
+                                                                  : parsed->media_type},
+                         {"digest", digest.str()},
+                         {"size", bytes.size()}};
+    if (!parsed->artifact_type.empty()) d["artifactType"] = parsed->artifact_type;
+    if (!parsed->annotations_json.empty()) {
+      auto a = oci::json::parse(parsed->annotations_json);
+      if (!a.is_discarded() && a.is_object()) d["annotations"] = a;
+    }
+    index["manifests"].push_back(std::move(d));
+    auto put = put_manifest(repo, tag, oci::media::kOciIndex, oci::json::dump(index));
+    if (!put) return std::move(put).error();
+    return {};
+  }
+
+  // The next page of a listing from its Link header: a path under /v2/, "" at the end.
+  Result<std::string> next_page(std::string_view link) const {
+    if (link.empty()) return std::string();
+    auto open = link.find('<');
+    auto close = link.find('>');
+    if (open == std::string_view::npos || close == std::string_view::npos || close < open ||
+        link.find("rel=\"next\"", close) == std::string_view::npos) {
+      return std::string();
+    }
+    std::string target(link.substr(open + 1, close - open - 1));
+    if (same_host(target)) target.erase(0, base_url_.size());
+    if (!target.starts_with("/v2/") || !safe_path(target)) {
+      return Error{Errc::upstream_protocol, "unusable Link header for the next page"};
+    }
+    return target;
+  }
+
+  Result<std::vector<std::string>> list_pages(std::string path, std::string_view field,
+                                              const std::string& scope, const std::string& what) {
+    std::vector<std::string> out;
+    for (int page = 0; !path.empty(); ++page) {
+      Call c{"GET", "tags", "GET " + what, base_url_ + path, scope};
+      if (page >= kMaxPages) return fail(c, Errc::upstream_protocol, "too many pages");
+      c.headers.push_back("Accept: application/json");
+      auto r = execute_retrying(c, /*idempotent=*/true);
+      if (!r) return std::move(r).error();
+      if (r->head.status < 200 || r->head.status >= 300) return status_error(c, *r);
+      auto j = oci::json::parse(r->body);
+      if (j.is_discarded() || !j.is_object()) return fail(c, Errc::upstream_protocol, "not a JSON object");
+      if (const auto* items = oci::json::array_field(j, field)) {
+        for (const auto& v : *items) {
+          if (v.is_string()) out.push_back(v.get<std::string>());
+        }
+      }
+      auto next = next_page(r->head.link);
+      if (!next) return fail(c, Errc::upstream_protocol, next.error().message);
+      if (*next == path) break;
+      path = std::move(*next);
+    }
+    return out;
+  }
+
   Result<Call> manifest_call(std::string_view method, std::string_view repo,
                              std::string_view ref, std::string_view accept) {
     std::string what = std::string(method) + " manifest " + std::string(repo) +
@@ -213,6 +852,10 @@ class CurlRegistryClient final : public RegistryClient {
   // One HTTP exchange plus its observer event. `auth` is a full header line or empty.
   Result<HttpExchange> send(const Call& c, const std::string& auth) {
     HttpRequest req{c.method, c.url, c.headers, c.follow_redirects, c.body};
+    req.upload = c.upload;
+    req.upload_offset = c.upload_offset;
+    req.upload_length = c.upload_length;
+    req.uploaded = c.uploaded;
     if (!auth.empty()) req.headers.push_back(auth);
     TransferLimits limits = limits_;
     if (!c.bounded) limits.request_timeout = std::chrono::milliseconds(0);
@@ -293,6 +936,14 @@ class CurlRegistryClient final : public RegistryClient {
   }
 
   Result<HttpExchange> execute(const Call& c) {
+    auto r = execute_any(c);
+    if (!r) return r;
+    if (r->head.status < 200 || r->head.status >= 300) return status_error(c, *r);
+    return r;
+  }
+
+  // One request with the auth dance; any final status is returned (401s as errors).
+  Result<HttpExchange> execute_any(const Call& c) {
     if (cancelled_.load()) return fail(c, Errc::cancelled, "cancelled (shutting down)");
     if (counted(c)) {
       if (auto wait = paused_for(); wait > 0)
@@ -354,7 +1005,6 @@ class CurlRegistryClient final : public RegistryClient {
         return fail(c, Errc::unauthorized, "HTTP 401 after authenticating: access refused");
       }
     }
-    if (r->head.status < 200 || r->head.status >= 300) return status_error(c, *r);
     return r;
   }
 
@@ -402,16 +1052,29 @@ class CurlRegistryClient final : public RegistryClient {
                       host_ + "); refusing to send credentials there (list it in the "
                       "upstream's token_realm_hosts to trust it)");
     }
-    // The registry's scope wins (it may ask for more than pull); ours otherwise.
+    // The registry's scope wins (it may ask for more than pull); ours otherwise. On the
+    // push side both: a HEAD's challenge names pull only, and the upload that follows
+    // would need a second token for pull,push.
     std::string scope = challenge.param("scope");
-    if (scope.empty()) scope = c.scope;
+    if (scope.empty()) {
+      scope = c.scope;
+    } else if (c.push) {
+      for (const auto& ours : split_scopes(c.scope)) {
+        auto theirs = split_scopes(scope);
+        if (std::find(theirs.begin(), theirs.end(), ours) == theirs.end()) scope += " " + ours;
+      }
+    }
     std::string url = realm;
     char sep = realm.find('?') == std::string::npos ? '?' : '&';
     if (auto service = challenge.param("service"); !service.empty()) {
       url += sep + std::string("service=") + percent_encode(service);
       sep = '&';
     }
-    if (!scope.empty()) url += sep + std::string("scope=") + percent_encode(scope);
+    // The docker token flow repeats `scope=` per scope (OAuth2 bodies separate with spaces).
+    for (const auto& one : split_scopes(scope)) {
+      url += sep + std::string("scope=") + percent_encode(one);
+      sep = '&';
+    }
 
     auto cr = current_credentials(c);
     if (!cr) return std::move(cr).error();
@@ -452,6 +1115,8 @@ class CurlRegistryClient final : public RegistryClient {
   TokenCache tokens_;
   std::atomic<bool> basic_scheme_{false};
   std::atomic<bool> cancelled_{false};  // cancel_transfers() was called
+  std::mutex pause_mu_;                 // with pause_cv_: backoff waits cancel_transfers ends
+  std::condition_variable pause_cv_;
   // steady_clock ticks until which counted GETs are refused (rate limited); 0: never.
   std::atomic<std::chrono::steady_clock::rep> paused_until_{0};
   mutable std::mutex mu_;
@@ -461,17 +1126,17 @@ class CurlRegistryClient final : public RegistryClient {
 
 }  // namespace
 
-std::unique_ptr<RegistryClient> RegistryClient::create(
+Result<std::unique_ptr<RegistryClient>> RegistryClient::create(
     RegistryEndpoint endpoint, RequestObserver observer,
     std::function<std::chrono::steady_clock::time_point()> token_now) {
-  // A configuration error, caught at startup: without a scheme libcurl would guess
-  // plain http for "docker.io".
+  // Without a scheme libcurl would guess plain http for "docker.io".
   if (!endpoint.url.starts_with("https://") && !endpoint.url.starts_with("http://")) {
-    throw std::invalid_argument("registry " + endpoint.name + ": url must start with https:// "
-                                "or http://: " + endpoint.url);
+    return Error{Errc::invalid_argument, "registry " + endpoint.name +
+                                             ": url must start with https:// or http://: " +
+                                             endpoint.url};
   }
-  return std::make_unique<CurlRegistryClient>(std::move(endpoint), std::move(observer),
-                                              std::move(token_now));
+  return std::unique_ptr<RegistryClient>(std::make_unique<CurlRegistryClient>(
+      std::move(endpoint), std::move(observer), std::move(token_now)));
 }
 
 }  // namespace ocirelay::adapters

@@ -2,6 +2,9 @@
 // destination registry, with the token flow (Bearer challenge -> realm -> token cached per
 // scope until expiry), Basic auth, redirects for blobs and rate-limit headers.
 //
+// Pull side (manifests, blobs, listings) and push side (blob uploads from a BodySource,
+// mounts, resumable chunked uploads, manifest PUTs, deletes).
+//
 // Every call blocks the calling thread until the transfer ends: call from fetch/worker
 // threads, never from an Asio I/O thread. Thread-safe: calls may run concurrently (each
 // uses its own curl handle; the token cache is shared under a mutex).
@@ -17,9 +20,12 @@
 #include <string_view>
 #include <vector>
 
+#include "adapters/body_source.h"
 #include "adapters/credentials.h"
 #include "adapters/registry_kind.h"
+#include "adapters/upload.h"
 #include "oci/digest.h"
+#include "oci/media_types.h"
 #include "oci/result.h"
 
 namespace ocirelay::adapters {
@@ -37,6 +43,19 @@ struct RegistryEndpoint {
   RegistryKind kind = RegistryKind::generic;
   // Token realm hosts trusted with the credentials besides the registry's own domain.
   std::vector<std::string> token_realm_hosts;
+  // `n` of each tags/list and _catalog page (ECR refuses more than 1000).
+  int list_page_size = 1000;
+  // Push side: how blobs are uploaded here (zero fields: the kind's default).
+  UploadPolicy upload;
+  // Push side: requests answered 5xx or 429, or lost on the way (where resending is safe),
+  // are tried up to `attempts` times in all, `backoff` doubling (with jitter) up to
+  // `max_backoff`; a 429's Retry-After is waited out when it is at most `max_retry_after`.
+  struct Retry {
+    int attempts = 5;
+    std::chrono::milliseconds backoff{250};
+    std::chrono::milliseconds max_backoff{8000};
+    std::chrono::seconds max_retry_after{120};
+  } retry;
 };
 
 // What an upstream answered, minus the body.
@@ -47,9 +66,14 @@ struct ResponseHead {
   std::string docker_content_digest;  // Docker-Content-Digest
   std::string etag;
   std::string link;                   // Link (pagination)
+  std::string location;               // Location (upload sessions)
+  std::string range;                  // Range (upload progress: "0-<last byte>")
+  std::string oci_subject;            // OCI-Subject (manifest PUT: referrers API present)
+  std::optional<std::uint64_t> chunk_min_length;  // OCI-Chunk-Min-Length (upload POST)
   std::optional<std::int64_t> ratelimit_remaining;  // Docker Hub ratelimit-remaining
   std::optional<std::int64_t> ratelimit_limit;
-  std::optional<std::int64_t> retry_after;  // Retry-After, in seconds
+  // Retry-After in seconds from when the answer arrived (an HTTP-date is converted).
+  std::optional<std::int64_t> retry_after;
 };
 
 struct Response {
@@ -73,8 +97,8 @@ class BodySink {
 // One request's outcome, for metrics: upstream latency, status, 429s.
 struct RequestEvent {
   std::string_view registry;  // endpoint name
-  std::string_view method;    // "GET" / "HEAD"
-  std::string_view kind;      // "manifest", "blob", "token", "tags", "ping", "other"
+  std::string_view method;    // "GET" / "HEAD" / "POST" / "PATCH" / "PUT" / "DELETE"
+  std::string_view kind;      // "manifest", "blob", "upload", "token", "tags", "ping", "other"
   int status;                 // HTTP status, 0 when no response
   double seconds;
   const ResponseHead* head;   // null when no response
@@ -84,8 +108,9 @@ using RequestObserver = std::function<void(const RequestEvent&)>;
 class RegistryClient {
  public:
   // `token_now` is the clock cached tokens expire by (TokenCache::Now), injectable so
-  // tests can move time; default: steady_clock::now.
-  static std::unique_ptr<RegistryClient> create(
+  // tests can move time; default: steady_clock::now. A url without http:// or https://
+  // is Errc::invalid_argument (libcurl would guess plain http for "docker.io").
+  static Result<std::unique_ptr<RegistryClient>> create(
       RegistryEndpoint endpoint, RequestObserver observer = {},
       std::function<std::chrono::steady_clock::time_point()> token_now = {});
   virtual ~RegistryClient() = default;
@@ -130,6 +155,52 @@ class RegistryClient {
   // body capped at max_bytes.
   virtual Result<Response> get(std::string_view path_and_query, std::string_view accept,
                                std::size_t max_bytes = 4 << 20) = 0;
+  // Every tag of `repo` / every repository, following each `Link: <...>; rel="next"` page.
+  virtual Result<std::vector<std::string>> list_tags(std::string_view repo) = 0;
+  virtual Result<std::vector<std::string>> catalog() = 0;
+  // The manifests that name `subject` as their subject: the referrers API, or, where the
+  // registry has none (404), the `sha256-<hex>` tag scheme's index; empty when neither
+  // exists. `artifact_type` non-empty: only those.
+  virtual Result<std::vector<oci::Descriptor>> referrers(std::string_view repo,
+                                                         const oci::Digest& subject,
+                                                         std::string_view artifact_type = {}) = 0;
+
+  // ---- Push side. Tokens carry `repository:<repo>:pull,push` (plus
+  // `repository:<from>:pull` for a mount). Requests answered 5xx/429 are retried per
+  // RegistryEndpoint::retry; a PUT whose answer was lost is checked with a HEAD before it
+  // is sent again.
+
+  // Makes blob `d` (body.size() bytes, which must hash to `d`) present in `repo`: a HEAD
+  // first (existed); then, given `mount_from`, a cross-repository mount (mounted on 201;
+  // a 202 opens a normal session, uploaded into); else an upload per the endpoint's
+  // UploadPolicy: one piece (POST + PUT ?digest=), or chunks (POST, PATCH with
+  // Content-Range each, PUT ?digest=).
+  //
+  // `session` (optional) makes a chunked upload resumable: a non-empty session continues
+  // where the registry confirms (GET on its URL -> Range) or, where Range cannot be
+  // trusted (ECR), from session->offset, so at most one chunk is sent again. After each
+  // confirmed chunk *session is updated (persist it to resume after a crash). On success
+  // it is cleared. On a retryable failure it holds the resumable state; on any other
+  // failure, or when no `session` is given, the registry's session is deleted (never
+  // leaked) and *session cleared.
+  virtual Result<BlobPushed> push_blob(std::string_view repo, const oci::Digest& d,
+                                       BodySource& body, std::string_view mount_from = {},
+                                       UploadSession* session = nullptr) = 0;
+  // Deletes an upload session (a caller giving up on a resumable upload). Best effort:
+  // a session the registry no longer knows is success.
+  virtual Status abort_upload(std::string_view repo, const UploadSession& session) = 0;
+  // PUTs manifest `bytes` under `ref` (tag or digest) with `media_type` as Content-Type;
+  // returns their sha256. The registry's Docker-Content-Digest must equal it
+  // (digest_mismatch otherwise). A tag that already exists at the same digest and cannot
+  // be overwritten (ECR immutable tags) is success. A manifest with a subject pushed to a
+  // registry without the referrers API (no OCI-Subject answer) is also added to the
+  // subject's `sha256-<hex>` referrers tag.
+  virtual Result<oci::Digest> put_manifest(std::string_view repo, std::string_view ref,
+                                           std::string_view media_type,
+                                           std::string_view bytes) = 0;
+  // DELETE of a manifest by digest, or of a tag (registries without tag deletion answer
+  // an error). A manifest or tag already gone is not_found.
+  virtual Status delete_manifest(std::string_view repo, std::string_view ref) = 0;
 };
 
 }  // namespace ocirelay::adapters

@@ -41,7 +41,13 @@ std::vector<CheckRow> check_registries(const std::vector<adapters::RegistryEndpo
       }
       expires = creds->expires;
     }
-    auto client = adapters::RegistryClient::create(ep);
+    auto made = adapters::RegistryClient::create(ep);
+    if (!made) {
+      row.result = made.error().to_string();
+      rows.push_back(std::move(row));
+      continue;
+    }
+    auto& client = *made;
     if (Status s = client->ping(); !s) {
       row.result = s.error().to_string();
     } else {

@@ -84,7 +84,11 @@ int run_serve(const Config& config) {
   // registry for /metrics.
   metrics::Metrics metrics;
   auto registries = fetch::RegistryClients::create(config.server.upstreams, &metrics);
-  auto server = proxy::Server::create(config.server, proxy::ServerDeps{**store, metrics, *registries});
+  if (!registries) {
+    spdlog::critical("cannot start server: {}", registries.error().to_string());
+    return 1;
+  }
+  auto server = proxy::Server::create(config.server, proxy::ServerDeps{**store, metrics, **registries});
   if (!server) {
     spdlog::critical("cannot start server: {}", server.error().to_string());
     return 1;
@@ -223,7 +227,11 @@ int run_warm(const Config& config, const std::vector<std::string>& refs,
   opts.progress = stderr;
   opts.progress_is_tty = ::isatty(STDERR_FILENO) == 1;
   auto registries = fetch::RegistryClients::create(config.server.upstreams, nullptr);
-  auto report = warm(*store, *registries, config.server.upstreams, refs, opts);
+  if (!registries) {
+    std::fprintf(stderr, "warm: %s\n", registries.error().to_string().c_str());
+    return 2;
+  }
+  auto report = warm(*store, **registries, config.server.upstreams, refs, opts);
   std::fprintf(stderr, "warm: %zu of %zu images, %zu manifests, %zu blobs fetched (%s), %zu already stored\n",
                report.images, refs.size(), report.manifests, report.blobs_fetched,
                human_bytes(report.bytes_fetched).c_str(), report.blobs_present);

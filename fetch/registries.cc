@@ -17,7 +17,7 @@ void describe_upstream_metrics(metrics::Metrics& m) {
              "Last rate-limit quota (ratelimit-limit) reported by the upstream.");
 }
 
-std::unique_ptr<RegistryClients> RegistryClients::create(const std::vector<UpstreamConfig>& upstreams,
+Result<std::unique_ptr<RegistryClients>> RegistryClients::create(const std::vector<UpstreamConfig>& upstreams,
                                                          metrics::Metrics* m) {
   auto out = std::make_unique<RegistryClients>();
   adapters::RequestObserver observer;
@@ -40,7 +40,9 @@ std::unique_ptr<RegistryClients> RegistryClients::create(const std::vector<Upstr
   for (const auto& u : upstreams) {
     auto endpoint = u.endpoint;
     if (endpoint.name.empty()) endpoint.name = u.name;
-    out->add(u.name, adapters::RegistryClient::create(std::move(endpoint), observer));
+    auto client = adapters::RegistryClient::create(std::move(endpoint), observer);
+    if (!client) return std::move(client).error();
+    out->add(u.name, std::move(*client));
   }
   return out;
 }

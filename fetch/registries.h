@@ -35,8 +35,9 @@ void describe_upstream_metrics(metrics::Metrics& metrics);
 class RegistryClients {
  public:
   // One client per upstream, reporting every request to `metrics` (described here), or to
-  // nothing when null. Does not contact any registry.
-  static std::unique_ptr<RegistryClients> create(const std::vector<UpstreamConfig>& upstreams,
+  // nothing when null. Does not contact any registry. Errors: an upstream whose client
+  // cannot be built (a url without http:// or https://; config loading refuses those).
+  static Result<std::unique_ptr<RegistryClients>> create(const std::vector<UpstreamConfig>& upstreams,
                                                  metrics::Metrics* metrics);
   RegistryClients() = default;
   RegistryClients(const RegistryClients&) = delete;

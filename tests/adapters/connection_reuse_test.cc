@@ -93,7 +93,7 @@ TEST(ConnectionReuse, BytesPastTheContentLengthDoNotBreakTheNextRequest) {
   RegistryEndpoint ep;
   ep.name = "dirty";
   ep.url = upstream.url();
-  auto client = RegistryClient::create(ep);
+  auto client = RegistryClient::create(ep).value();
 
   auto first = client->get("/v2/app/tags/list", "application/json");
   ASSERT_TRUE(first.ok()) << first.error().to_string();

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <memory>
-#include <stdexcept>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -104,7 +103,7 @@ class RegistryClientTest : public ::testing::Test {
   }
 
   std::unique_ptr<RegistryClient> client(RequestObserver observer = {}) {
-    return RegistryClient::create(endpoint("local", registry_->url()), std::move(observer));
+    return RegistryClient::create(endpoint("local", registry_->url()), std::move(observer)).value();
   }
 
   static RegistryProcess* registry_;
@@ -249,11 +248,12 @@ TEST(RegistryClientDown, ConnectionRefusedIsUpstreamUnavailableQuickly) {
   int events = 0;
   int last_status = -1;
   auto c = RegistryClient::create(
-      endpoint("down", down.url()),
-      [&](const RequestEvent& e) {
-        ++events;
-        last_status = e.status;
-      });
+                endpoint("down", down.url()),
+                [&](const RequestEvent& e) {
+                  ++events;
+                  last_status = e.status;
+                })
+                .value();
   const auto start = std::chrono::steady_clock::now();
   auto r = c->get_manifest("library/alpine", "3.20", kOciManifest);
   const auto elapsed = std::chrono::steady_clock::now() - start;
@@ -267,10 +267,12 @@ TEST(RegistryClientDown, ConnectionRefusedIsUpstreamUnavailableQuickly) {
   EXPECT_EQ(last_status, 0);
 }
 
-TEST(RegistryClientConfig, UrlWithoutSchemeIsAStartupError) {
-  EXPECT_THROW(RegistryClient::create(endpoint("hub", "registry-1.docker.io")),
-               std::invalid_argument);
-  EXPECT_NO_THROW(RegistryClient::create(endpoint("hub", "https://registry-1.docker.io/")));
+TEST(RegistryClientConfig, UrlWithoutSchemeIsAnError) {
+  auto bad = RegistryClient::create(endpoint("hub", "registry-1.docker.io"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, Errc::invalid_argument);
+  EXPECT_NE(bad.error().message.find("https://"), std::string::npos) << bad.error().message;
+  EXPECT_TRUE(RegistryClient::create(endpoint("hub", "https://registry-1.docker.io/")).ok());
 }
 
 // A registry behind htpasswd (Basic auth).
@@ -291,7 +293,7 @@ class BasicAuthRegistryTest : public ::testing::Test {
     registry_ = nullptr;
   }
   std::unique_ptr<RegistryClient> client(Credentials creds) {
-    return RegistryClient::create(endpoint("basic", registry_->url(), std::move(creds)));
+    return RegistryClient::create(endpoint("basic", registry_->url(), std::move(creds))).value();
   }
   static RegistryProcess* registry_;
   static Image* image_;

@@ -38,7 +38,7 @@ std::unique_ptr<RegistryClient> client_for(const FakeTokenRegistry& fake, Creden
   ep.name = "fake";
   ep.url = fake.url();
   ep.credentials = fixed_credentials(std::move(creds));
-  return RegistryClient::create(std::move(ep), std::move(observer), std::move(token_now));
+  return RegistryClient::create(std::move(ep), std::move(observer), std::move(token_now)).value();
 }
 
 // A steady clock the test moves by hand, read by the client's token cache and by the fake
@@ -299,7 +299,7 @@ TEST(TokenFlow, SilentUpstreamHitsTheRequestTimeout) {
   ep.name = "fake";
   ep.url = fake.url();
   ep.request_timeout = std::chrono::milliseconds(500);
-  auto c = RegistryClient::create(ep);
+  auto c = RegistryClient::create(ep).value();
   const auto start = std::chrono::steady_clock::now();
   auto r = c->get_manifest("team/a", "hang", kOciManifest);
   const auto elapsed = std::chrono::steady_clock::now() - start;
@@ -315,7 +315,7 @@ TEST(TokenFlow, StalledBlobBodyIsAbortedAsUnavailable) {
   ep.url = fake.url();
   ep.stall_timeout = std::chrono::milliseconds(1000);
   ep.request_timeout = std::chrono::milliseconds(500);  // must not apply to blob bodies
-  auto c = RegistryClient::create(ep);
+  auto c = RegistryClient::create(ep).value();
   StringSink sink;
   const auto start = std::chrono::steady_clock::now();
   auto r = c->get_blob("team/a", oci::Digest::of("stall"), sink);

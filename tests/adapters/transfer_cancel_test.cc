@@ -35,7 +35,7 @@ TEST(TransferCancel, StalledBlobAndConnectEndWithCancelled) {
   RegistryEndpoint ep;
   ep.name = "stalling";
   ep.url = upstream.url();
-  auto client = RegistryClient::create(ep);
+  auto client = RegistryClient::create(ep).value();
   const auto d = oci::Digest::of("never arrives");
 
   NullSink sink;

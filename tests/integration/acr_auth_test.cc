@@ -94,7 +94,7 @@ struct TokenAuthRegistry {
     ep.name = "token-registry";
     ep.url = registry.url();
     ep.credentials = std::move(creds);
-    return RegistryClient::create(std::move(ep));
+    return RegistryClient::create(std::move(ep)).value();
   }
 
   TempDir dir;

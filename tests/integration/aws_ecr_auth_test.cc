@@ -56,7 +56,7 @@ class AwsEcrAuthTest : public ::testing::Test {
     ep.name = "ecr-test";
     ep.url = registry_->url();
     ep.credentials = std::move(creds);
-    return adapters::RegistryClient::create(ep);
+    return adapters::RegistryClient::create(ep).value();
   }
 
   static aws::AwsAuthOptions us_east_1() {

@@ -54,7 +54,7 @@ class GoogleRegistryTest : public ::testing::Test {
     e.name = "us-docker.pkg.dev";
     e.url = registry.url();
     e.credentials = std::move(credentials);
-    return RegistryClient::create(std::move(e));
+    return RegistryClient::create(std::move(e)).value();
   }
 
   void expect_pulls(RegistryClient& c) {

@@ -72,7 +72,7 @@ std::unique_ptr<RegistryClient> client(const std::string& name, const std::strin
   ep.url = url;
   ep.kind = kind;
   ep.credentials = std::move(creds);
-  return RegistryClient::create(ep);
+  return RegistryClient::create(ep).value();
 }
 
 TEST(PrepareTest, HarborProjectIsCreatedOnceAndRefusalsNameTheStep) {

@@ -135,7 +135,8 @@ TEST(StoreErrors, AnUnreadableStoreIsAnErrorNotAMiss) {
   opt.upstreams.push_back(up);
   metrics::Metrics metrics;
   auto registries = fetch::RegistryClients::create(opt.upstreams, &metrics);
-  auto server = Server::create(opt, ServerDeps{store, metrics, *registries});
+  ASSERT_TRUE(registries.ok()) << registries.error().to_string();
+  auto server = Server::create(opt, ServerDeps{store, metrics, **registries});
   ASSERT_TRUE(server.ok()) << server.error().to_string();
   std::thread io([&] { (*server)->run(); });
   const std::uint16_t port = (*server)->port();
@@ -167,12 +168,13 @@ TEST(ServerTest, LocalRepositoriesRefuseANonLoopbackListener) {
   opt.local_repositories = {"apps/**"};
   metrics::Metrics metrics;
   auto registries = fetch::RegistryClients::create(opt.upstreams, &metrics);
-  auto server = Server::create(opt, ServerDeps{**st, metrics, *registries});
+  ASSERT_TRUE(registries.ok()) << registries.error().to_string();
+  auto server = Server::create(opt, ServerDeps{**st, metrics, **registries});
   ASSERT_FALSE(server.ok());
   EXPECT_NE(server.error().message.find("listen on a loopback address"), std::string::npos)
       << server.error().message;
   opt.listener.host = "127.0.0.1";
-  auto loopback = Server::create(opt, ServerDeps{**st, metrics, *registries});
+  auto loopback = Server::create(opt, ServerDeps{**st, metrics, **registries});
   EXPECT_TRUE(loopback.ok()) << loopback.error().to_string();
 }
 
