@@ -1,4 +1,4 @@
-// Seeds a registry over plain libcurl (RegistryClient has no push yet): blob uploads
+// Seeds a registry over plain libcurl, apart from RegistryClient's push side: blob uploads
 // (POST then PUT ?digest=) and manifest PUTs. Test-only; throws on failure.
 #pragma once
 

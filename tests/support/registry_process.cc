@@ -24,7 +24,9 @@ bool RegistryProcess::write_config() {
                     "log:\n  level: info\n  accesslog:\n    disabled: false\n"
                     "storage:\n  filesystem:\n    rootdirectory: " + (dir_ / "data").string() + "\n"
                     "  delete:\n    enabled: true\n"
-                    "http:\n  addr: 127.0.0.1:" + std::to_string(port_) + "\n";
+                    "http:\n  addr: 127.0.0.1:" + std::to_string(port_) + "\n"
+                    // Fixed: upload sessions (their signed _state) survive a restart.
+                    "  secret: ocirelay-test-upload-state\n";
   if (options_.token_auth) {
     const auto& t = *options_.token_auth;
     cfg += "auth:\n  token:\n    realm: " + t.realm + "\n    service: " + t.service +
