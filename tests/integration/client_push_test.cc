@@ -14,6 +14,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "adapters/body_source.h"
@@ -44,6 +45,7 @@ using testing::RegistryOptions;
 using testing::RegistryProcess;
 using testing::TempDir;
 using testing::TokenServer;
+using namespace std::chrono_literals;
 namespace media = oci::media;
 
 constexpr const char* kUser = "pusher";
@@ -562,6 +564,75 @@ TEST_F(ClientPushTest, AManifestPutAnsweredWithAnotherDigestIsAnError) {
   auto m = c->put_manifest("team/wrong", "v1", media::kOciManifest, manifest);
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.error().code, Errc::digest_mismatch) << m.error().to_string();
+}
+
+TEST_F(ClientPushTest, RetriesA5xxWithBackoffAndStopsWaitingWhenCancelled) {
+  if (!ready_) return;
+  RegistryProcess registry;
+  ASSERT_TRUE(registry.start());
+  QuirkProxy proxy(registry.port(), Quirks::none);
+  auto c = make_client(endpoint(proxy.url()));
+  ASSERT_TRUE(c);
+  const std::string bytes = random_bytes(64 << 10, 13);
+  proxy.reply_once("POST", "/blobs/uploads/", 503);
+  proxy.reply_once("HEAD", "/blobs/", 502);
+  CountingBody body(bytes);
+  auto r = c->push_blob("team/flaky", oci::Digest::of(bytes), body);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(proxy.count("POST", "/blobs/uploads/"), 2);
+  EXPECT_EQ(proxy.count("HEAD", "/blobs/"), 2);
+
+  // A minute's Retry-After is waited out... until shutdown cancels the client.
+  const std::string other = random_bytes(64 << 10, 14);
+  proxy.reply_once("PUT", "/blobs/uploads/", 429, {{"Retry-After", "60"}});
+  CountingBody b(other);
+  std::thread cancel([&] {
+    testing::wait_until([&] { return proxy.count("PUT", "/blobs/uploads/") >= 2; }, 30s);
+    c->cancel_transfers();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto cancelled = c->push_blob("team/flaky", oci::Digest::of(other), b);
+  cancel.join();
+  ASSERT_FALSE(cancelled.ok());
+  EXPECT_EQ(cancelled.error().code, Errc::cancelled) << cancelled.error().to_string();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+}
+
+TEST_F(ClientPushTest, AnImmutableTagAlreadyAtTheSameDigestIsSuccess) {
+  if (!ready_) return;
+  RegistryProcess registry;
+  ASSERT_TRUE(registry.start());
+  QuirkProxy proxy(registry.port(), Quirks::none);
+  auto ep = endpoint(proxy.url());
+  ep.kind = RegistryKind::ecr;
+  auto c = make_client(ep);
+  ASSERT_TRUE(c);
+  const std::string config = "{}";
+  CountingBody body(config);
+  ASSERT_TRUE(c->push_blob("team/immutable", oci::Digest::of(config), body).ok());
+  auto manifest = [&](const std::string& note) {
+    return nlohmann::json{{"schemaVersion", 2},
+                          {"mediaType", media::kOciManifest},
+                          {"annotations", {{"note", note}}},
+                          {"config", descriptor(blob(config, std::string(media::kOciEmpty)))},
+                          {"layers", nlohmann::json::array()}}
+        .dump();
+  };
+  const std::string first = manifest("first");
+  ASSERT_TRUE(c->put_manifest("team/immutable", "v1", media::kOciManifest, first).ok());
+  const std::string ecr_refusal =
+      R"x({"errors":[{"code":"TAG_INVALID","message":"The image tag 'v1' already exists in the )x"
+      R"x('team/immutable' repository and cannot be overwritten because the repository is )x"
+      R"x(immutable. (ImageTagAlreadyExistsException)"}]})x";
+  proxy.reply_once("PUT", "/manifests/v1", 400, {}, ecr_refusal);
+  auto same = c->put_manifest("team/immutable", "v1", media::kOciManifest, first);
+  ASSERT_TRUE(same.ok()) << same.error().to_string();
+  EXPECT_EQ(*same, oci::Digest::of(first));
+
+  proxy.reply_once("PUT", "/manifests/v1", 400, {}, ecr_refusal);
+  auto other = c->put_manifest("team/immutable", "v1", media::kOciManifest, manifest("second"));
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().code, Errc::denied) << other.error().to_string();
 }
 
 TEST_F(ClientPushTest, ListsEveryPageOfTagsAndCatalogAndDeletesManifests) {

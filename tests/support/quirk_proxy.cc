@@ -82,19 +82,21 @@ void QuirkProxy::accept_loop() {
 }
 
 void QuirkProxy::reply_once(const std::string& method, const std::string& needle, int status,
-                            std::vector<std::pair<std::string, std::string>> headers) {
+                            std::vector<std::pair<std::string, std::string>> headers,
+                            std::string body) {
   std::lock_guard lock(mu_);
-  faults_.push_back({Fault::reply, method, needle, status, std::move(headers)});
+  if (body.empty()) body = R"({"errors":[{"code":"TOOMANYREQUESTS","message":"injected"}]})";
+  faults_.push_back({Fault::reply, method, needle, status, std::move(headers), std::move(body)});
 }
 
 void QuirkProxy::drop_answer_once(const std::string& method, const std::string& needle) {
   std::lock_guard lock(mu_);
-  faults_.push_back({Fault::drop, method, needle, 0, {}});
+  faults_.push_back({Fault::drop, method, needle, 0, {}, {}});
 }
 
 void QuirkProxy::wrong_digest_once(const std::string& method, const std::string& needle) {
   std::lock_guard lock(mu_);
-  faults_.push_back({Fault::wrong_digest, method, needle, 0, {}});
+  faults_.push_back({Fault::wrong_digest, method, needle, 0, {}, {}});
 }
 
 std::optional<QuirkProxy::PendingFault> QuirkProxy::take_fault(const std::string& method,
@@ -162,8 +164,7 @@ void QuirkProxy::serve(int fd) {
 
     auto fault = take_fault(method, target);
     if (fault && fault->fault == Fault::reply) {
-      auto res = local_reply(req.version(), fault->status,
-                             R"({"errors":[{"code":"TOOMANYREQUESTS","message":"injected"}]})");
+      auto res = local_reply(req.version(), fault->status, fault->body);
       for (auto& [k, v] : fault->headers) res.set(k, v);
       if (!answer(res)) break;
       continue;

@@ -52,9 +52,11 @@ class QuirkProxy {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
   // The next request with `method` whose target contains `needle` is answered `status`
-  // with `headers` by the proxy itself (not forwarded).
+  // with `headers` and `body` (empty: a TOOMANYREQUESTS error body) by the proxy itself
+  // (not forwarded).
   void reply_once(const std::string& method, const std::string& needle, int status,
-                  std::vector<std::pair<std::string, std::string>> headers = {});
+                  std::vector<std::pair<std::string, std::string>> headers = {},
+                  std::string body = {});
   // The next such request is forwarded, but its answer is never delivered: the client's
   // connection is closed instead (an answer lost after the registry acted).
   void drop_answer_once(const std::string& method, const std::string& needle);
@@ -74,6 +76,7 @@ class QuirkProxy {
     std::string method, needle;
     int status = 0;
     std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
   };
   void accept_loop();
   void serve(int fd);
