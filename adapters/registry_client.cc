@@ -201,12 +201,14 @@ class CurlRegistryClient final : public RegistryClient {
       return Error{Errc::name_invalid,
                    ep_.name + ": list tags " + std::string(repo) + ": invalid repository name"};
     }
-    return list_pages("/v2/" + std::string(repo) + "/tags/list?n=" + std::to_string(ep_.list_page_size), "tags",
-                      "repository:" + std::string(repo) + ":pull", "list tags " + std::string(repo));
+    return list_pages(
+        "/v2/" + std::string(repo) + "/tags/list?n=" + std::to_string(ep_.list_page_size), "tags",
+        "repository:" + std::string(repo) + ":pull", "list tags " + std::string(repo));
   }
 
   Result<std::vector<std::string>> catalog() override {
-    return list_pages("/v2/_catalog?n=" + std::to_string(ep_.list_page_size), "repositories", "registry:catalog:*", "catalog");
+    return list_pages("/v2/_catalog?n=" + std::to_string(ep_.list_page_size), "repositories",
+                      "registry:catalog:*", "catalog");
   }
 
   Result<std::vector<oci::Descriptor>> referrers(std::string_view repo, const oci::Digest& subject,
@@ -215,13 +217,15 @@ class CurlRegistryClient final : public RegistryClient {
     if (!oci::valid_repository(repo)) {
       return Error{Errc::name_invalid, ep_.name + ": " + what + ": invalid repository name"};
     }
-    if (subject.empty()) return Error{Errc::digest_invalid, ep_.name + ": " + what + ": empty digest"};
+    if (subject.empty())
+      return Error{Errc::digest_invalid, ep_.name + ": " + what + ": empty digest"};
     const std::string scope = "repository:" + std::string(repo) + ":pull";
     std::string path = "/v2/" + std::string(repo) + "/referrers/" + subject.str();
     if (!artifact_type.empty()) path += "?artifactType=" + percent_encode(artifact_type);
     std::vector<oci::Descriptor> out;
     for (int page = 0; !path.empty(); ++page) {
-      if (page >= kMaxPages) return Error{Errc::upstream_protocol, ep_.name + ": " + what + ": too many pages"};
+      if (page >= kMaxPages)
+        return Error{Errc::upstream_protocol, ep_.name + ": " + what + ": too many pages"};
       Call c{"GET", "other", what, base_url_ + path, scope};
       c.headers.push_back("Accept: " + std::string(oci::media::kOciIndex));
       auto r = execute_retrying(c, /*idempotent=*/true);
@@ -229,7 +233,8 @@ class CurlRegistryClient final : public RegistryClient {
       if (r->head.status == 404 && page == 0) return referrers_by_tag(repo, subject, artifact_type);
       if (r->head.status != 200) return status_error(c, *r);
       auto index = oci::parse_manifest(r->body, oci::media::kOciIndex);
-      if (!index) return fail(c, Errc::upstream_protocol, "referrers index: " + index.error().message);
+      if (!index)
+        return fail(c, Errc::upstream_protocol, "referrers index: " + index.error().message);
       for (auto& d : index->manifests) {
         // Registries may ignore the filter (the spec lets them): apply it here too.
         if (artifact_type.empty() || d.artifact_type == artifact_type) out.push_back(std::move(d));
@@ -244,7 +249,8 @@ class CurlRegistryClient final : public RegistryClient {
   Result<BlobPushed> push_blob(std::string_view repo, const oci::Digest& d, BodySource& body,
                                std::string_view mount_from, UploadSession* session) override {
     const std::string what = "push blob " + std::string(repo) + "@" + d.str();
-    if (!oci::valid_repository(repo) || (!mount_from.empty() && !oci::valid_repository(mount_from))) {
+    if (!oci::valid_repository(repo) ||
+        (!mount_from.empty() && !oci::valid_repository(mount_from))) {
       return Error{Errc::name_invalid, ep_.name + ": " + what + ": invalid repository name"};
     }
     if (d.empty()) return Error{Errc::digest_invalid, ep_.name + ": " + what + ": empty digest"};
@@ -381,7 +387,8 @@ class CurlRegistryClient final : public RegistryClient {
   Result<std::string> session_url(const Call& c, std::string_view location) const {
     if (location.starts_with('/')) return base_url_ + std::string(location);
     if (same_host(location)) return std::string(location);
-    if (location.empty()) return fail(c, Errc::upstream_protocol, "no Location for the upload session");
+    if (location.empty())
+      return fail(c, Errc::upstream_protocol, "no Location for the upload session");
     return fail(c, Errc::upstream_protocol,
                 "upload session on another host (" + url_host(location) +
                     "): not sending credentials there");
@@ -410,7 +417,8 @@ class CurlRegistryClient final : public RegistryClient {
     d = std::min(d, ep_.retry.max_backoff);
     thread_local std::mt19937_64 gen{std::random_device{}()};
     // Jitter: somewhere in [d/2, d], so clients that failed together do not retry together.
-    std::uniform_int_distribution<std::int64_t> dist(d.count() / 2, std::max<std::int64_t>(d.count(), 1));
+    std::uniform_int_distribution<std::int64_t> dist(d.count() / 2,
+                                                     std::max<std::int64_t>(d.count(), 1));
     return std::chrono::milliseconds(dist(gen));
   }
 
@@ -613,7 +621,8 @@ class CurlRegistryClient final : public RegistryClient {
       c.push = true;
       c.bounded = false;
       c.headers.push_back("Content-Type: application/octet-stream");
-      c.headers.push_back("Content-Range: " + std::to_string(at) + "-" + std::to_string(at + len - 1));
+      c.headers.push_back("Content-Range: " + std::to_string(at) + "-" +
+                          std::to_string(at + len - 1));
       c.upload = &up.body;
       c.upload_offset = at;
       c.upload_length = len;
@@ -653,7 +662,8 @@ class CurlRegistryClient final : public RegistryClient {
         if (!e.retryable() && r->head.status != 416) return e;
         failure = std::move(e);
       } else {
-        if (!r.error().retryable() || r.error().code == Errc::cancelled) return std::move(r).error();
+        if (!r.error().retryable() || r.error().code == Errc::cancelled)
+          return std::move(r).error();
         failure = std::move(r).error();
       }
       if (++failures >= std::max(1, ep_.retry.attempts)) {
@@ -779,7 +789,8 @@ class CurlRegistryClient final : public RegistryClient {
       if (!r) return std::move(r).error();
       if (r->head.status < 200 || r->head.status >= 300) return status_error(c, *r);
       auto j = oci::json::parse(r->body);
-      if (j.is_discarded() || !j.is_object()) return fail(c, Errc::upstream_protocol, "not a JSON object");
+      if (j.is_discarded() || !j.is_object())
+        return fail(c, Errc::upstream_protocol, "not a JSON object");
       if (const auto* items = oci::json::array_field(j, field)) {
         for (const auto& v : *items) {
           if (v.is_string()) out.push_back(v.get<std::string>());

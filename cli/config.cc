@@ -369,7 +369,8 @@ std::shared_ptr<adapters::CredentialSource> parse_auth(const Ctx& ctx, const YAM
 
 fetch::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
   check_keys(ctx, n, path,
-             {"name", "url", "type", "default", "tag_ttl", "auth", "ca_file", "token_realm_hosts"});
+             {"name", "url", "type", "default", "tag_ttl", "auth", "ca_file", "token_realm_hosts",
+              "upload"});
   fetch::UpstreamConfig up;
   if (!n["name"]) ctx.fail(n, path + ".name", "required");
   if (!n["url"]) ctx.fail(n, path + ".url", "required");
@@ -413,6 +414,22 @@ fetch::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const 
       for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       up.endpoint.token_realm_hosts.push_back(std::move(h));
     }
+  }
+  if (auto u = n["upload"]) {
+    // Push side: overrides the registry kind's upload policy (adapters/upload.h).
+    const std::string key = path + ".upload";
+    check_keys(ctx, u, key, {"chunk_size", "monolithic_max"});
+    auto size_of = [&](const char* name, std::uint64_t& out) {
+      if (auto v = u[name]) {
+        std::string text = scalar(ctx, v, key + "." + name);
+        auto sz = parse_size(text);
+        if (!sz) ctx.fail(v, key + "." + name, sz.error().message);
+        if (*sz == 0) ctx.fail(v, key + "." + name, "must be more than 0");
+        out = *sz;
+      }
+    };
+    size_of("chunk_size", up.endpoint.upload.chunk_size);
+    size_of("monolithic_max", up.endpoint.upload.monolithic_max);
   }
   if (auto a = n["auth"])
     up.endpoint.credentials = parse_auth(ctx, a, path + ".auth",

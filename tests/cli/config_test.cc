@@ -397,5 +397,25 @@ TEST(ConfigAuthTest, TokenRealmHostsAndOcirUsernames) {
   ::unsetenv("OCIRELAY_TEST_OCIR");
 }
 
+TEST(ConfigUploadTest, AnUpstreamMayOverrideItsUploadPolicy) {
+  Config c = parse_config("upstreams:\n"
+                          "  - name: reg.corp\n    url: https://reg.corp\n"
+                          "    upload: {chunk_size: 8MiB, monolithic_max: 1MiB}\n"
+                          "  - name: other.corp\n    url: https://other.corp\n",
+                          "c");
+  EXPECT_EQ(c.server.upstreams[0].endpoint.upload.chunk_size, 8u << 20);
+  EXPECT_EQ(c.server.upstreams[0].endpoint.upload.monolithic_max, 1u << 20);
+  // Unset: the registry kind's default applies.
+  EXPECT_EQ(c.server.upstreams[1].endpoint.upload.chunk_size, 0u);
+  EXPECT_NE(auth_error("upstreams:\n  - name: a.io\n    url: https://a.io\n"
+                       "    upload: {chunk_size: lots}\n")
+                .find("upstreams[0].upload.chunk_size: invalid size"),
+            std::string::npos);
+  EXPECT_NE(auth_error("upstreams:\n  - name: a.io\n    url: https://a.io\n"
+                       "    upload: {chunks: 1MiB}\n")
+                .find("upload"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace ocirelay::cli

@@ -386,9 +386,12 @@ INSTANTIATE_TEST_SUITE_P(
         QuirkCase{"ghcr", Quirks::ghcr, RegistryKind::ghcr, {}},
         // Told nothing: 8 MiB chunks get 416 "exceeds the maximum" and shrink to 4 MiB.
         QuirkCase{"ghcr_learned", Quirks::ghcr, RegistryKind::generic, {8 * kMiB, 1 * kMiB}},
-        QuirkCase{"artifact_registry", Quirks::artifact_registry, RegistryKind::artifact_registry, {}},
+        QuirkCase{
+            "artifact_registry", Quirks::artifact_registry, RegistryKind::artifact_registry, {}},
         // Told nothing: chunks get 405 and the blob goes in one piece.
-        QuirkCase{"artifact_registry_learned", Quirks::artifact_registry, RegistryKind::generic,
+        QuirkCase{"artifact_registry_learned",
+                  Quirks::artifact_registry,
+                  RegistryKind::generic,
                   {4 * kMiB, 1 * kMiB}},
         QuirkCase{"acr", Quirks::acr, RegistryKind::acr, {}},
         // Told nothing: the one-piece PUT gets 413 and the blob goes in chunks.
@@ -530,7 +533,9 @@ TEST_F(ClientPushTest, ALostPutAnswerIsCheckedWithAHeadBeforeSendingAgain) {
   EXPECT_EQ(body.bytes_read, bytes.size());
 
   const std::string config = blob("{}", std::string(media::kOciEmpty)).bytes;
-  ASSERT_TRUE(c->push_blob("team/lost", oci::Digest::of(config), *std::make_unique<CountingBody>(config)).ok());
+  ASSERT_TRUE(
+      c->push_blob("team/lost", oci::Digest::of(config), *std::make_unique<CountingBody>(config))
+          .ok());
   const std::string manifest =
       nlohmann::json{{"schemaVersion", 2},
                      {"mediaType", media::kOciManifest},
@@ -652,12 +657,13 @@ TEST_F(ClientPushTest, ListsEveryPageOfTagsAndCatalogAndDeletesManifests) {
   std::vector<std::string> tags = {"t1", "t2", "t3", "t4", "t5"};
   std::vector<oci::Digest> digests;
   for (const auto& t : tags) {
-    const std::string m = nlohmann::json{{"schemaVersion", 2},
-                                         {"mediaType", media::kOciManifest},
-                                         {"annotations", {{"tag", t}}},
-                                         {"config", descriptor(blob(config, std::string(media::kOciEmpty)))},
-                                         {"layers", nlohmann::json::array()}}
-                              .dump();
+    const std::string m =
+        nlohmann::json{{"schemaVersion", 2},
+                       {"mediaType", media::kOciManifest},
+                       {"annotations", {{"tag", t}}},
+                       {"config", descriptor(blob(config, std::string(media::kOciEmpty)))},
+                       {"layers", nlohmann::json::array()}}
+            .dump();
     auto d = c->put_manifest("a/one", t, media::kOciManifest, m);
     ASSERT_TRUE(d.ok()) << d.error().to_string();
     digests.push_back(*d);
@@ -668,13 +674,15 @@ TEST_F(ClientPushTest, ListsEveryPageOfTagsAndCatalogAndDeletesManifests) {
   EXPECT_EQ(*listed, tags);  // docker-registry 2.8 pages its catalog, not tags/list
 
   for (const auto& repo : {"a/two", "b/three"}) {
-    ASSERT_TRUE(c->put_manifest(repo, "v1", media::kOciManifest,
-                                nlohmann::json{{"schemaVersion", 2},
-                                               {"mediaType", media::kOciManifest},
-                                               {"config", descriptor(blob(config, std::string(media::kOciEmpty)))},
-                                               {"layers", nlohmann::json::array()}}
-                                    .dump())
-                    .ok());
+    ASSERT_TRUE(
+        c->put_manifest(
+             repo, "v1", media::kOciManifest,
+             nlohmann::json{{"schemaVersion", 2},
+                            {"mediaType", media::kOciManifest},
+                            {"config", descriptor(blob(config, std::string(media::kOciEmpty)))},
+                            {"layers", nlohmann::json::array()}}
+                 .dump())
+            .ok());
   }
   auto cat = c->catalog();
   ASSERT_TRUE(cat.ok()) << cat.error().to_string();
