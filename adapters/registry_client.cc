@@ -246,8 +246,10 @@ class CurlRegistryClient final : public RegistryClient {
     return out;
   }
 
-  Result<BlobPushed> push_blob(std::string_view repo, const oci::Digest& d, BodySource& body,
-                               std::string_view mount_from, UploadSession* session) override {
+  Result<BlobPushed> push_blob(
+      std::string_view repo, const oci::Digest& d, BodySource& body, std::string_view mount_from,
+      UploadSession* session,
+      const std::function<void(const UploadSession&)>& on_confirmed) override {
     const std::string what = "push blob " + std::string(repo) + "@" + d.str();
     if (!oci::valid_repository(repo) ||
         (!mount_from.empty() && !oci::valid_repository(mount_from))) {
@@ -258,6 +260,7 @@ class CurlRegistryClient final : public RegistryClient {
     UploadSession& s = session ? *session : local;
     Upload up{std::string(repo), d, body, s, what};
     up.trust_range = ep_.kind != RegistryKind::ecr;
+    up.on_confirmed = &on_confirmed;
     if (s.empty()) {
       auto exists = blob_present(up);
       if (!exists) return std::move(exists).error();
@@ -374,6 +377,7 @@ class CurlRegistryClient final : public RegistryClient {
     bool trust_range = true;   // the registry's Range says what it holds (not ECR)
     bool resuming = false;     // continuing a session the caller persisted
     std::uint64_t chunk_min = 0;  // OCI-Chunk-Min-Length
+    const std::function<void(const UploadSession&)>* on_confirmed = nullptr;
   };
 
   static std::string push_scope(std::string_view repo) {
@@ -642,6 +646,7 @@ class CurlRegistryClient final : public RegistryClient {
         if (held > at) {
           up.session.offset = std::min(held, size);
           failures = 0;
+          if (up.on_confirmed && *up.on_confirmed) (*up.on_confirmed)(up.session);
           continue;
         }
         failure = fail(c, Errc::upstream_unavailable, "the registry did not take the chunk");

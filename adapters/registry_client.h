@@ -179,13 +179,15 @@ class RegistryClient {
   // `session` (optional) makes a chunked upload resumable: a non-empty session continues
   // where the registry confirms (GET on its URL -> Range) or, where Range cannot be
   // trusted (ECR), from session->offset, so at most one chunk is sent again. After each
-  // confirmed chunk *session is updated (persist it to resume after a crash). On success
-  // it is cleared. On a retryable failure it holds the resumable state; on any other
-  // failure, or when no `session` is given, the registry's session is deleted (never
-  // leaked) and *session cleared.
-  virtual Result<BlobPushed> push_blob(std::string_view repo, const oci::Digest& d,
-                                       BodySource& body, std::string_view mount_from = {},
-                                       UploadSession* session = nullptr) = 0;
+  // confirmed chunk *session is updated and `on_confirmed` (if set) called with it, on
+  // this thread: persist it there to resume after a crash. On success it is cleared. On a
+  // retryable failure it holds the resumable state; on any other failure, or when no
+  // `session` is given, the registry's session is deleted (never leaked) and *session
+  // cleared.
+  virtual Result<BlobPushed> push_blob(
+      std::string_view repo, const oci::Digest& d, BodySource& body,
+      std::string_view mount_from = {}, UploadSession* session = nullptr,
+      const std::function<void(const UploadSession&)>& on_confirmed = {}) = 0;
   // Deletes an upload session (a caller giving up on a resumable upload). Best effort:
   // a session the registry no longer knows is success.
   virtual Status abort_upload(std::string_view repo, const UploadSession& session) = 0;

@@ -413,8 +413,11 @@ TEST_F(ClientPushTest, ResumesAfterTheRegistryDiedMidUploadResendingAtMostOneChu
   // The registry dies as the second chunk starts.
   body.at_offset(4 * kMiB, [&] { registry.stop(); });
   UploadSession session;
-  auto first = c->push_blob("team/resume", digest, body, {}, &session);
+  std::vector<std::uint64_t> confirmed;  // what a caller would persist, chunk by chunk
+  auto first = c->push_blob("team/resume", digest, body, {}, &session,
+                            [&](const UploadSession& s) { confirmed.push_back(s.offset); });
   ASSERT_FALSE(first.ok());
+  EXPECT_EQ(confirmed, std::vector<std::uint64_t>{4 * kMiB});
   EXPECT_TRUE(first.error().retryable()) << first.error().to_string();
   EXPECT_FALSE(session.empty());
   EXPECT_EQ(session.offset, 4 * kMiB);
