@@ -331,22 +331,32 @@ rss_mib=$(awk -v k="$rss_kib" 'BEGIN{printf "%.1f", k/1024}')
 echo "   peak RSS ${rss_mib} MiB"
 
 echo "== 6. skopeo pushes a 1 GiB image (4 x 256 MiB layers): into ocirelay vs into distribution"
-# An OCI layout skopeo pushes from; the receivers are pinned to core 1, skopeo to core 0.
-layout="$work/layout"; mkdir -p "$layout/blobs/sha256"
-echo '{"imageLayoutVersion":"1.0.0"}' > "$layout/oci-layout"
-plist=""
-for i in 1 2 3 4; do
-  [[ $i == 1 ]] && cp "$work/blob256" "$work/p$i" || rand_file "$work/p$i" 256
-  d=$(sha "$work/p$i"); mv "$work/p$i" "$layout/blobs/sha256/${d#sha256:}"
-  plist+="${plist:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"$d\",\"size\":$((256 * 1024 * 1024))}"
-done
-printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' > "$work/pcfg"
-pcd=$(sha "$work/pcfg"); cp "$work/pcfg" "$layout/blobs/sha256/${pcd#sha256:}"
-printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' \
-  "$pcd" "$(stat -c %s "$work/pcfg")" "$plist" > "$work/pman"
-pmd=$(sha "$work/pman"); cp "$work/pman" "$layout/blobs/sha256/${pmd#sha256:}"
-printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"v1"}}]}' \
-  "$pmd" "$(stat -c %s "$work/pman")" > "$layout/index.json"
+# An OCI layout skopeo pushes from, made anew for each run: a receiver (or skopeo's blob
+# cache) that already holds a layer would skip it. Receivers on core 1, skopeo on core 0.
+layout="$work/layout"
+make_layout() {  # make_layout RUN: 4 fresh 256 MiB layers
+  rm -rf "$layout"; mkdir -p "$layout/blobs/sha256"
+  echo '{"imageLayoutVersion":"1.0.0"}' > "$layout/oci-layout"
+  local plist="" i d
+  for i in 1 2 3 4; do
+    # A gzip stream (stored blocks: made at memcpy speed) of random bytes. skopeo copies a
+    # compressed layer as it is; an uncompressed one it would gzip on the way, and its
+    # compression (~60 MB/s) would be what the row measures.
+    python3 -c 'import os,sys,zlib
+c = zlib.compressobj(0, zlib.DEFLATED, 31); out = sys.stdout.buffer
+for _ in range(256): out.write(c.compress(os.urandom(1 << 20)))
+out.write(c.flush())' > "$work/p$i"
+    d=$(sha "$work/p$i"); mv "$work/p$i" "$layout/blobs/sha256/${d#sha256:}"
+    plist+="${plist:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"$d\",\"size\":$(stat -c %s "$layout/blobs/sha256/${d#sha256:}")}"
+  done
+  printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"run":"%s"}' "$1" > "$work/pcfg"
+  local pcd pmd; pcd=$(sha "$work/pcfg"); cp "$work/pcfg" "$layout/blobs/sha256/${pcd#sha256:}"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' \
+    "$pcd" "$(stat -c %s "$work/pcfg")" "$plist" > "$work/pman"
+  pmd=$(sha "$work/pman"); cp "$work/pman" "$layout/blobs/sha256/${pmd#sha256:}"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"v1"}}]}' \
+    "$pmd" "$(stat -c %s "$work/pman")" > "$layout/index.json"
+}
 preg=$(free_port); start_registry pushreg "$preg"
 PREG_PID=$REGISTRY_PID
 pin 1 "$OCIRELAY_PID"; pin 1 "$PREG_PID"
@@ -356,8 +366,9 @@ push_secs() {  # push_secs PORT REPO
   t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}'
 }
 p_oci="" p_reg="" p_ticks=0 p_secs=0
-for r in 1 2 3; do  # distinct repositories: nothing is already there
-  for k in 0 1; do
+for r in 1 2 3; do
+  make_layout "$r"
+  for k in 0 1; do  # alternate who goes first: the layout's pages are warm for the second
     if (((r + k) % 2 == 0)); then
       t0=$(cpu_ticks "$OCIRELAY_PID"); secs=$(push_secs "$mirror" "pushed/run$r"); p_oci+=" $secs"
       p_ticks=$((p_ticks + $(cpu_ticks "$OCIRELAY_PID") - t0))

@@ -13,6 +13,8 @@
 #include "cli/commands.h"
 #include "cli/config.h"
 #include "cli/logging.h"
+#include "adapters/registry_kind.h"
+#include "cli/copy.h"
 #include "cli/warm.h"
 
 namespace {
@@ -115,6 +117,33 @@ int main(int argc, char** argv) {
   warm->add_option("--platform", platform_text,
                    "fetch only this platform of multi-arch images, e.g. linux/arm64");
 
+  Flags copy_flags;
+  ocirelay::cli::CopyCommand copy_cmd;
+  bool no_referrers = false;
+  auto* copy = app.add_subcommand(
+      "copy", "Send an image from the store to another registry, bottom-up (blobs, child\n"
+              "manifests, the index, then the tag; referrers after their subject), e.g.\n"
+              "  ocirelay copy apps/web:1.0 https://registry.example.com/team/web:1.0 --dest-creds ci\n"
+              "    --dest-password-file /run/secrets/registry\n"
+              "SOURCE is a repository as the store names it (a local repository, or\n"
+              "<upstream>/<repository> for mirrored content) with :tag or @digest. Blobs the\n"
+              "destination has are not sent; interrupted chunked uploads resume.");
+  add_config_flags(copy, copy_flags, false);
+  copy->add_option("source", copy_cmd.source, "<repository>:<tag> or <repository>@<digest> in the store")->required();
+  copy->add_option("destination", copy_cmd.destination,
+                   "[http://|https://]host[:port]/<repository>[:<tag>] (https unless http:// is given; "
+                   "no tag: the source's)")->required();
+  copy->add_option("--dest-creds", copy_cmd.creds,
+                   "USER or USER:PASSWORD for the destination (a password here is visible to other "
+                   "users of this machine: prefer --dest-password-file)");
+  copy->add_option("--dest-password-file", copy_cmd.password_file, "file whose first line is the password");
+  copy->add_option("--dest-type", copy_cmd.dest_type,
+                   "registry kind for its upload quirks (" + std::string(ocirelay::adapters::registry_kind_names()) +
+                       "); default: from the host name");
+  copy->add_option("--mount-from", copy_cmd.mount_from,
+                   "a repository on the destination that holds the blobs already: mount them from it");
+  copy->add_flag("--no-referrers", no_referrers, "do not send signatures, SBOMs and other referrers");
+
   Flags check_flags;
   auto* check = app.add_subcommand(
       "check", "Check every configured upstream: obtain its credentials, get a token and\n"
@@ -144,6 +173,12 @@ int main(int argc, char** argv) {
       Config c = load(gc_flags);
       ocirelay::cli::setup_logging(c.log);
       return ocirelay::cli::run_gc(c.store);
+    }
+    if (copy->parsed()) {
+      Config c = load(copy_flags);
+      ocirelay::cli::setup_logging(c.log);
+      copy_cmd.referrers = !no_referrers;
+      return ocirelay::cli::run_copy(c, copy_cmd);
     }
     if (check->parsed()) {
       Config c = load(check_flags);

@@ -96,6 +96,26 @@ class MemoryRegistry final : public adapters::RegistryClient {
   Result<adapters::Response> get(std::string_view, std::string_view, std::size_t) override {
     return Error{Errc::not_found, "not here"};
   }
+  // A pull-side fake: listings are empty and pushes are refused (the push side is tested
+  // against the real docker-registry).
+  Result<std::vector<std::string>> list_tags(std::string_view) override { return std::vector<std::string>{}; }
+  Result<std::vector<std::string>> catalog() override { return std::vector<std::string>{}; }
+  Result<std::vector<oci::Descriptor>> referrers(std::string_view, const oci::Digest&, std::string_view) override {
+    return std::vector<oci::Descriptor>{};
+  }
+  Result<adapters::BlobPushed> push_blob(std::string_view, const oci::Digest&, adapters::BodySource&,
+                                         std::string_view, adapters::UploadSession*,
+                                         const std::function<void(const adapters::UploadSession&)>&) override {
+    return Error{Errc::unsupported, "MemoryRegistry takes no pushes"};
+  }
+  Status abort_upload(std::string_view, const adapters::UploadSession&) override { return {}; }
+  Result<oci::Digest> put_manifest(std::string_view, std::string_view, std::string_view,
+                                   std::string_view) override {
+    return Error{Errc::unsupported, "MemoryRegistry takes no pushes"};
+  }
+  Status delete_manifest(std::string_view, std::string_view) override {
+    return Error{Errc::unsupported, "MemoryRegistry takes no deletes"};
+  }
 
  private:
   adapters::RegistryEndpoint endpoint_ = [] {

@@ -1,0 +1,24 @@
+// `ocirelay copy`: sends an image from the store to another registry (relay/copy.h does
+// the transfer), the manual form of what the relay's rules will do.
+#pragma once
+
+#include <string>
+
+#include "cli/config.h"
+
+namespace ocirelay::cli {
+
+struct CopyCommand {
+  std::string source;       // <repository>:<tag> or @<digest>, as the store names it
+  std::string destination;  // [http://|https://]host[:port]/<repository>[:<tag>]
+  std::string creds;        // USER:PASSWORD for the destination (or user only, with password_file)
+  std::string password_file;
+  std::string dest_type;    // registry kind (ecr, gar, acr, ghcr, ...); empty: from the host
+  std::string mount_from;   // a repository on the destination that holds the blobs already
+  bool referrers = true;
+};
+
+// Exit code: 0 copied, 1 the copy failed (the cause is printed), 2 bad arguments.
+int run_copy(const Config& config, const CopyCommand& cmd);
+
+}  // namespace ocirelay::cli

@@ -1,0 +1,137 @@
+// `ocirelay copy`: ocirelay's own client sends an image from the store to a real
+// docker-registry (with htpasswd) and to another ocirelay; skopeo confirms what arrived; a
+// second repository on the same destination is served by mounts, with no blob bytes sent.
+#include "tests/integration/fixture.h"
+
+#include <nlohmann/json.hpp>
+
+namespace ocirelay::testing {
+namespace {
+
+constexpr const char* kUser = "relay";
+constexpr const char* kPassword = "C0py-S3cret";
+
+class CopyTest : public MirrorTest {
+ protected:
+  // A multi-arch index (two platforms sharing a layer) pushed into a local repository of
+  // a relay, with a cosign-style referrer of the index.
+  void SetUp() override {
+    MirrorTest::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
+    const std::string shared = random_bytes(300000, 81);
+    auto amd = images.add_image("", {shared, random_bytes(40000, 82)}, {"linux", "amd64"});
+    auto arm = images.add_image("", {shared, random_bytes(40000, 83)}, {"linux", "arm64"});
+    index = images.add_index("3.0", {{amd, {"linux", "amd64"}}, {arm, {"linux", "arm64"}}});
+    relay = std::make_unique<OcirelayProcess>(tmp / "ocirelay", kUpstream, registry.url());
+    relay->add_config("local:\n  repositories: [\"apps/**\"]\n");
+    ASSERT_TRUE(relay->start());
+    ASSERT_TRUE(images.push(relay->host(), "apps/multi", "3.0")) << relay->log();
+    // The referrer: an artifact manifest whose subject is the index.
+    const std::string sig = "signature payload";
+    const std::string sig_digest = sha256_digest(sig);
+    ASSERT_EQ(http_request_with_body(relay->port(), "POST",
+                                     "/v2/apps/multi/blobs/uploads/?digest=" + sig_digest, {}, sig).status,
+              201);
+    const std::string empty = "{}";
+    ASSERT_EQ(http_request_with_body(relay->port(), "POST",
+                                     "/v2/apps/multi/blobs/uploads/?digest=" + sha256_digest(empty), {}, empty)
+                  .status,
+              201);
+    nlohmann::json m{{"schemaVersion", 2},
+                     {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                     {"artifactType", "application/vnd.dev.cosign.artifact.sig.v1+json"},
+                     {"config", {{"mediaType", "application/vnd.oci.empty.v1+json"},
+                                 {"digest", sha256_digest(empty)}, {"size", 2}}},
+                     {"layers", nlohmann::json::array({{{"mediaType", "application/octet-stream"},
+                                                        {"digest", sig_digest}, {"size", sig.size()}}})},
+                     {"subject", {{"mediaType", index.media_type}, {"digest", index.digest},
+                                  {"size", 100}}}};
+    referrer = m.dump();
+    referrer_digest = sha256_digest(referrer);
+    auto put = http_request_with_body(relay->port(), "PUT", "/v2/apps/multi/manifests/" + referrer_digest,
+                                      {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}},
+                                      referrer);
+    ASSERT_EQ(put.status, 201) << put.body;
+  }
+
+  CommandResult copy(const std::string& dest, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"copy", "apps/multi:3.0", dest};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return relay->run(args);
+  }
+
+  BuiltImage index;
+  std::string referrer, referrer_digest;
+};
+
+TEST_F(CopyTest, CopiesAMultiArchImageWithItsReferrerToARegistryAndMountsForASecondRepository) {
+  RegistryProcess dest(tmp / "dest", RegistryOptions{kUser, kPassword});
+  ASSERT_TRUE(dest.start());
+  const std::string creds = std::string(kUser) + ":" + kPassword;
+  auto r = copy(dest.url() + "/team/multi:3.0", {"--dest-creds", creds});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.err.find(kPassword), std::string::npos) << "the password was printed";
+
+  auto inspect = run_command({"skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", creds,
+                              "docker://" + dest.host() + "/team/multi:3.0"});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_EQ(sha256_digest(inspect.out), index.digest);
+  auto all = skopeo_copy("docker://" + dest.host() + "/team/multi:3.0", "dir:" + (tmp / "back").string(),
+                         {"--all", "--src-creds", creds});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  // distribution 2.8 has no referrers API: the referrer is under the sha256-<hex> tag.
+  auto fallback = run_command({"skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", creds,
+                               "docker://" + dest.host() + "/team/multi:sha256-" + index.digest.substr(7)});
+  ASSERT_EQ(fallback.exit_code, 0) << fallback.err;
+  EXPECT_NE(fallback.out.find(referrer_digest), std::string::npos) << fallback.out;
+
+  // A second repository: every blob mounted from the first, none sent again.
+  const int blob_bodies = dest.count_requests("PATCH /v2/team/other/blobs/") +
+                          dest.count_requests("PUT /v2/team/other/blobs/");
+  ASSERT_EQ(blob_bodies, 0);
+  auto again = copy(dest.url() + "/team/other:3.0", {"--dest-creds", creds, "--mount-from", "team/multi"});
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_NE(again.err.find("0 uploaded (0 bytes)"), std::string::npos) << again.err;
+  EXPECT_EQ(dest.count_requests("PATCH /v2/team/other/blobs/") + dest.count_requests("PUT /v2/team/other/blobs/"),
+            0)
+      << dest.access_log();
+  EXPECT_GT(dest.count_requests("mount="), 0);
+  auto other = run_command({"skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", creds,
+                            "docker://" + dest.host() + "/team/other:3.0"});
+  ASSERT_EQ(other.exit_code, 0) << other.err;
+  EXPECT_EQ(sha256_digest(other.out), index.digest);
+
+  // A re-run sends nothing: every blob is already there.
+  auto noop = copy(dest.url() + "/team/multi:3.0", {"--dest-creds", creds});
+  ASSERT_EQ(noop.exit_code, 0) << noop.err;
+  EXPECT_NE(noop.err.find("0 uploaded (0 bytes)"), std::string::npos) << noop.err;
+}
+
+TEST_F(CopyTest, CopiesToAnotherOcirelayAndItsReferrersApiListsTheReferrer) {
+  OcirelayProcess other(tmp / "other", kUpstream, registry.url());
+  other.add_config("local:\n  repositories: [\"mirror/**\"]\n");
+  ASSERT_TRUE(other.start());
+  auto r = copy("http://" + other.host() + "/mirror/multi");  // no tag: the source's
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << other.log();
+  auto head = http_request(other.port(), "HEAD", "/v2/mirror/multi/manifests/3.0", {{"Accept", index.media_type}});
+  ASSERT_EQ(head.status, 200);
+  EXPECT_EQ(head.headers["docker-content-digest"], index.digest);
+  auto refs = http_request(other.port(), "GET", "/v2/mirror/multi/referrers/" + index.digest);
+  ASSERT_EQ(refs.status, 200);
+  auto j = nlohmann::json::parse(refs.body);
+  ASSERT_EQ(j["manifests"].size(), 1u) << refs.body;
+  EXPECT_EQ(j["manifests"][0]["digest"], referrer_digest);
+  auto back = pull(other.host(), "mirror/multi", "3.0", tmp / "back", /*all=*/true);
+  ASSERT_EQ(back.exit_code, 0) << back.err;
+}
+
+TEST_F(CopyTest, BadArgumentsAndMissingImagesAreClearErrors) {
+  EXPECT_EQ(relay->run({"copy", "no-tag-here", "http://127.0.0.1:1/x"}).exit_code, 2);
+  EXPECT_EQ(relay->run({"copy", "apps/multi:3.0", "not a destination"}).exit_code, 2);
+  auto missing = relay->run({"copy", "apps/multi:9.9", "http://127.0.0.1:1/x"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("apps/multi:9.9 is not in the store"), std::string::npos) << missing.err;
+}
+
+}  // namespace
+}  // namespace ocirelay::testing
