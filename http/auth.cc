@@ -235,27 +235,35 @@ class AuthenticatorImpl final : public Authenticator {
     return Decision::challenge;  // a token without this scope: the client asks for one
   }
 
-  awaitable<std::optional<Outcome>> guard(Exchange& ex, const AccessRequest* what) override {
+  awaitable<Admission> guard(Exchange& ex, const AccessRequest* what, const AccessRequest* also) override {
+    Admission out;
     auto who = co_await authenticate(ex);
     if (!who) {
-      if (who.error().code == Errc::too_many_requests) co_return co_await too_many(ex);
-      co_return co_await unauthorized(ex, what, who.error().message, false);
+      if (who.error().code == Errc::too_many_requests) out.refused = co_await too_many(ex);
+      else out.refused = co_await unauthorized(ex, what, who.error().message, false);
+      co_return out;
     }
+    out.user = who->user;
     if (!what) {
       if (who->user.empty() && !who->bearer)
-        co_return co_await unauthorized(ex, what, "authentication required", false);
-      co_return std::nullopt;
+        out.refused = co_await unauthorized(ex, nullptr, "authentication required", false);
+      co_return out;
     }
-    switch (authorize(*who, *what)) {
-      case Decision::allow: co_return std::nullopt;
-      case Decision::challenge:
-        co_return co_await unauthorized(ex, what, "authentication required", who->bearer);
-      case Decision::deny:
-        break;
+    for (const AccessRequest* w : {what, also}) {
+      if (w == nullptr) continue;
+      const Decision d = authorize(*who, *w);
+      if (d == Decision::allow) continue;
+      if (d == Decision::challenge) {
+        out.refused = co_await unauthorized(ex, w, "authentication required", who->bearer);
+        co_return out;
+      }
+      const std::string message = "requested access to the resource is denied: " +
+                                  (who->user.empty() ? std::string("anonymous") : who->user) + " may not " +
+                                  std::string(action_name(w->action)) + " " + w->name;
+      out.refused = co_await send_error(ex, 403, "DENIED", message);
+      co_return out;
     }
-    const std::string message = "requested access to the resource is denied: " + who->user + " may not " +
-                                std::string(action_name(what->action)) + " " + what->name;
-    co_return co_await send_error(ex, 403, "DENIED", message);
+    co_return out;
   }
 
   std::string challenge(const Exchange& ex, const AccessRequest* what,

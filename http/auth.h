@@ -77,12 +77,18 @@ class Authenticator {
   // Pure: the rules (and a token's grants) against one request.
   virtual Decision authorize(const Identity& who, const AccessRequest& what) const = 0;
 
-  // Both, answering the request when it may not go on: returns the refusal sent (401
-  // with the challenge, 403 DENIED, 429 TOOMANYREQUESTS with Retry-After), or nullopt
-  // when the handler may run. `what` null (the /v2/ base): any signed-in user passes,
-  // anonymous gets the challenge (so `docker login` sees it). A pointer, not an optional:
-  // no temporary is made in the caller's co_await (GCC 12 destroys such a temporary twice).
-  virtual boost::asio::awaitable<std::optional<Outcome>> guard(Exchange& ex, const AccessRequest* what) = 0;
+  // Both, answering the request when it may not go on: `refused` holds the refusal sent
+  // (401 with the challenge, 403 DENIED, 429 TOOMANYREQUESTS with Retry-After), else the
+  // handler may run as `user`. `what` null (the /v2/ base, the catalog): any signed-in user
+  // passes, anonymous gets the challenge (so `docker login` sees it). `also`: a second
+  // repository the request reads (a mount's `from`). Pointers, not optionals: the caller's
+  // co_await makes no temporary (GCC 12 destroys such a temporary twice).
+  struct Admission {
+    std::optional<Outcome> refused;
+    std::string user;  // empty: anonymous
+  };
+  virtual boost::asio::awaitable<Admission> guard(Exchange& ex, const AccessRequest* what,
+                                                  const AccessRequest* also = nullptr) = 0;
 
   // The token endpoint's handler (mount at kTokenPath when issues_tokens()).
   virtual boost::asio::awaitable<Outcome> serve_token(Exchange& ex) = 0;

@@ -315,7 +315,8 @@ class AuthenticatorTest : public ::testing::Test {
         std::string name(t.substr(3));
         what = AccessRequest{name, name, action_for(ex.method())};
       }
-      if (auto refused = co_await auth->guard(ex, what ? &*what : nullptr)) co_return *refused;
+      auto admitted = co_await auth->guard(ex, what ? &*what : nullptr);
+      if (admitted.refused) co_return *admitted.refused;
       co_return co_await ex.send(Response(200), "ok");
     });
     ListenerOptions lo;
