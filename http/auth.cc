@@ -158,6 +158,13 @@ bool plausible_host(std::string_view h) {
   return true;
 }
 
+// A client-chosen name fit for one log line: printable ASCII, at most 64 characters.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 64)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return out;
+}
+
 std::string rfc3339(std::time_t t) {
   std::tm tm{};
   gmtime_r(&t, &tm);
@@ -435,7 +442,7 @@ class AuthenticatorImpl final : public Authenticator {
     bool ok = co_await asio::co_spawn(pool_, verify_on_pool(user, password), asio::use_awaitable);
     if (!ok) {
       limiter_.record_failure(remote, Clock::now());
-      spdlog::warn("authentication failed for user '{}' from {}", user, remote);
+      spdlog::warn("authentication failed for user '{}' from {}", printable(user), remote);
       co_return failure(Errc::unauthorized, "wrong user name or password");
     }
     std::lock_guard lock(mu_);

@@ -187,6 +187,16 @@ class ServerImpl final : public Server {
 
   // --- routes ----------------------------------------------------------------------
 
+  // The repository a mount reads (POST .../blobs/uploads/?mount=<digest>&from=<name>).
+  std::optional<http::AccessRequest> mount_source(const RequestPath& path, http::Method method) const {
+    if (path.kind != RouteKind::blob_upload || method != http::Method::post) return std::nullopt;
+    auto from = query_param(path.query, "from");
+    if (!from || !query_param(path.query, "mount")) return std::nullopt;
+    auto r = select_upstream(opt_.upstreams, *from, std::nullopt, opt_.local_repositories);
+    if (!r) return std::nullopt;
+    return http::AccessRequest{*from, r->store_repo, http::Action::pull};
+  }
+
   awaitable<Outcome> handle(http::Exchange& ex, RouteKind& kind) {
     auto parsed = parse_request_path(ex.target());
     if (!parsed) co_return co_await http::send_error(ex, 400, "NAME_INVALID", "invalid repository name");
@@ -246,11 +256,7 @@ class ServerImpl final : public Server {
     std::string user;  // "" = anonymous
     if (auth_) {
       const http::AccessRequest want{parsed->name, route->store_repo, http::action_for(ex.method())};
-      std::optional<http::AccessRequest> from;
-      if (parsed->kind == RouteKind::blob_upload && ex.method() == http::Method::post)
-        if (auto f = query_param(parsed->query, "from"); f && query_param(parsed->query, "mount"))
-          if (auto r = select_upstream(opt_.upstreams, *f, std::nullopt, opt_.local_repositories))
-            from = http::AccessRequest{*f, r->store_repo, http::Action::pull};
+      const std::optional<http::AccessRequest> from = mount_source(*parsed, ex.method());
       auto admitted = co_await auth_->guard(ex, &want, from ? &*from : nullptr);
       if (admitted.refused) co_return *admitted.refused;
       user = std::move(admitted.user);

@@ -302,6 +302,7 @@ class AuthenticatorTest : public ::testing::Test {
       o.token->service = "test-svc";
     }
     o.access = {{{"ci-bot"}, {"apps/**"}, bit(Action::pull) | bit(Action::push)},
+                {{"*"}, {"secret/**"}, 0},
                 {{"*"}, {"**"}, bit(Action::pull)}};
     auto a = Authenticator::create(std::move(o));
     ASSERT_TRUE(a.ok()) << a.error().to_string();
@@ -310,13 +311,18 @@ class AuthenticatorTest : public ::testing::Test {
     routes.exact("/token", [this](Exchange& ex) { return auth->serve_token(ex); });
     routes.prefix("/", [this](Exchange& ex) -> boost::asio::awaitable<Outcome> {
       std::string_view t = ex.target();
-      std::optional<AccessRequest> what;
+      std::optional<AccessRequest> what, also;  // /r/<name>[?from=<name>]: a mount reads <from>
       if (t.starts_with("/r/")) {
-        std::string name(t.substr(3));
+        std::string name(t.substr(3, t.find('?') == std::string_view::npos ? t.npos : t.find('?') - 3));
         what = AccessRequest{name, name, action_for(ex.method())};
+        if (auto q = t.find("?from="); q != std::string_view::npos) {
+          std::string from(t.substr(q + 6));
+          also = AccessRequest{from, from, Action::pull};
+        }
       }
-      auto admitted = co_await auth->guard(ex, what ? &*what : nullptr);
+      auto admitted = co_await auth->guard(ex, what ? &*what : nullptr, also ? &*also : nullptr);
       if (admitted.refused) co_return *admitted.refused;
+      if (t == "/whoami") co_return co_await ex.send(Response(200), admitted.user);
       co_return co_await ex.send(Response(200), "ok");
     });
     ListenerOptions lo;
@@ -373,6 +379,11 @@ TEST_F(AuthenticatorTest, BasicChallengesDeniesAndAllows) {
   EXPECT_EQ(wrong.body.find("nope"), std::string::npos);
   EXPECT_EQ(get("GET", "/v2/", {{"Authorization", "Bearer abc"}}).status, 401);
   EXPECT_EQ(get("GET", "/token").status, 404) << "no token endpoint without token options";
+  // A mount also needs pull on its source.
+  EXPECT_EQ(get("POST", "/r/apps/web?from=apps/db", {{"Authorization", basic("ci-bot", "ci-pass")}}).status, 200);
+  EXPECT_EQ(get("POST", "/r/apps/web?from=secret/x", {{"Authorization", basic("ci-bot", "ci-pass")}}).status, 403);
+  // The handler learns who it serves.
+  EXPECT_EQ(get("GET", "/whoami", {{"Authorization", basic("reader", "read-pass")}}).body, "reader");
 }
 
 TEST_F(AuthenticatorTest, RepeatedFailuresFromOneAddressGet429) {

@@ -186,8 +186,10 @@ TEST_F(InboundAuthTest, TokenFlowWithSkopeoAndContainerd) {
   auto denied = ctr({"images", "push", "--plain-http", "--user", std::string("reader:") + kReaderPassword,
                      relay->host() + "/apps/private/from-ctr:1.0", ref});
   EXPECT_NE(denied.exit_code, 0) << "the reader may not push";
+  // Another repository: ctr mounts the blobs from apps/private/web (pull needed there too).
   auto ctr_push = ctr({"images", "push", "--plain-http", "--user", user, relay->host() + "/apps/private/from-ctr:1.0", ref});
   ASSERT_EQ(ctr_push.exit_code, 0) << ctr_push.out << ctr_push.err << "\n" << relay->log();
+  EXPECT_TRUE(relay->wait_for_log("push mount apps/private/from-ctr")) << "ctr mounted across repositories";
   auto again = call("GET", "/v2/apps/private/from-ctr/manifests/1.0", "ci-bot", kCiPassword);
   EXPECT_EQ(again.status, 200) << "Basic is taken beside tokens (curl, scripts)";
   EXPECT_EQ(skopeo_copy("docker://" + relay->host() + "/apps/private/from-ctr:1.0", "dir:" + (tmp / "from-ctr").string(),
