@@ -20,6 +20,8 @@
 #include "adapters/docker_config.h"
 #include "adapters/google/google.h"
 #include "adapters/registry_kind.h"
+#include "http/htpasswd.h"
+#include "http/token_signer.h"
 #include "oci/reference.h"
 
 namespace ocirelay::cli {
@@ -454,6 +456,77 @@ void set_listen(const Ctx& ctx, const YAML::Node& n, const std::string& key, std
   server.listener.port = hp->port;
 }
 
+std::vector<std::string> string_list(const Ctx& ctx, const YAML::Node& n, const std::string& key) {
+  if (!n.IsSequence()) ctx.fail(n, key, "expected a list");
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < n.size(); ++i) out.push_back(scalar(ctx, n[i], key + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+// `auth:`: the htpasswd file (read now, so a bad entry stops startup with its line), the
+// optional token key, and the access rules (first match wins).
+http::AuthOptions parse_inbound_auth(const Ctx& ctx, const YAML::Node& n) {
+  check_keys(ctx, n, "auth", {"htpasswd", "token", "access"});
+  http::AuthOptions o;
+  if (!n["htpasswd"]) ctx.fail(n, "auth.htpasswd", "required (a file of bcrypt entries: htpasswd -B)");
+  o.htpasswd_file = scalar(ctx, n["htpasswd"], "auth.htpasswd");
+  auto users = http::Htpasswd::load(o.htpasswd_file);
+  if (!users) ctx.fail(n["htpasswd"], "auth.htpasswd", users.error().message);
+  if (auto t = n["token"]) {
+    check_keys(ctx, t, "auth.token", {"key_file", "expiry", "service", "issuer"});
+    http::TokenOptions to;
+    if (!t["key_file"]) ctx.fail(t, "auth.token.key_file", "required (a PEM EC P-256 or RSA private key)");
+    to.key_file = scalar(ctx, t["key_file"], "auth.token.key_file");
+    if (auto e = t["expiry"]) {
+      std::string v = scalar(ctx, e, "auth.token.expiry");
+      auto d = parse_duration(v);
+      if (!d || d->count() == 0)
+        ctx.fail(e, "auth.token.expiry", "invalid duration '" + v + "' (use e.g. 5m, 15m, 1h)");
+      to.expiry = *d;
+    }
+    if (auto s = t["service"]) to.service = scalar(ctx, s, "auth.token.service");
+    if (auto s = t["issuer"]) to.issuer = scalar(ctx, s, "auth.token.issuer");
+    if (to.service.empty() || to.service.find('"') != std::string::npos)
+      ctx.fail(t["service"], "auth.token.service", "must be a non-empty name without quotes");
+    if (to.issuer.empty()) ctx.fail(t["issuer"], "auth.token.issuer", "must not be empty");
+    auto signer = http::TokenSigner::load(to.key_file, to.issuer, to.service);
+    if (!signer) ctx.fail(t["key_file"], "auth.token.key_file", signer.error().message);
+    o.token = std::move(to);
+  }
+  auto a = n["access"];
+  if (!a) ctx.fail(n, "auth.access", "required: a list of {users, repositories, actions} rules");
+  if (!a.IsSequence()) ctx.fail(a, "auth.access", "expected a list of {users, repositories, actions} rules");
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const std::string path = "auth.access[" + std::to_string(i) + "]";
+    const YAML::Node r = a[i];
+    check_keys(ctx, r, path, {"users", "repositories", "actions"});
+    for (const char* k : {"users", "repositories", "actions"})
+      if (!r[k]) ctx.fail(r, path + "." + k, "required");
+    http::AccessRule rule;
+    rule.users = string_list(ctx, r["users"], path + ".users");
+    for (std::size_t j = 0; j < rule.users.size(); ++j) {
+      const auto& u = rule.users[j];
+      if (u != "*" && u != "authenticated" && !users->has_user(u))
+        ctx.fail(r["users"][j], path + ".users[" + std::to_string(j) + "]",
+                 "'" + u + "' is not in " + o.htpasswd_file + " (use a user name, \"authenticated\" or \"*\")");
+    }
+    rule.repositories = string_list(ctx, r["repositories"], path + ".repositories");
+    for (std::size_t j = 0; j < rule.repositories.size(); ++j)
+      if (auto st = oci::valid_repository_glob(rule.repositories[j]); !st)
+        ctx.fail(r["repositories"][j], path + ".repositories[" + std::to_string(j) + "]", st.error().message);
+    auto actions = string_list(ctx, r["actions"], path + ".actions");
+    for (std::size_t j = 0; j < actions.size(); ++j) {
+      auto act = http::parse_action(actions[j]);
+      if (!act)
+        ctx.fail(r["actions"][j], path + ".actions[" + std::to_string(j) + "]",
+                 "unknown action '" + actions[j] + "' (use pull, push or delete)");
+      rule.actions |= http::bit(*act);
+    }
+    o.access.push_back(std::move(rule));
+  }
+  return o;
+}
+
 bool valid_level(std::string_view v) {
   return v == "trace" || v == "debug" || v == "info" || v == "warn" || v == "error" ||
          v == "critical" || v == "off";
@@ -554,6 +627,11 @@ std::vector<std::string> config_warnings(const Config& config) {
     out.push_back(config.source + ": this configuration serves nothing: no upstreams and no "
                   "local repositories are configured, so every repository request is answered "
                   "404 (add `upstreams:` or `local:`, see conf/ocirelay.yaml)");
+  const auto& l = config.server.listener;
+  const bool loopback = l.host == "127.0.0.1" || l.host == "::1" || l.host == "localhost";
+  if (config.server.auth && l.tls_cert_file.empty() && !loopback)
+    out.push_back(config.source + ": auth on a plain-HTTP listener at " + l.host +
+                  ": passwords and tokens cross the network unencrypted (configure `tls:`)");
   return out;
 }
 
@@ -570,7 +648,7 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   cfg.source = std::string(source);
   if (!root || root.IsNull()) ctx.fail(root, "", "empty config");
   reject_duplicate_keys(ctx, root, "");
-  check_keys(ctx, root, "", {"listen", "tls", "store", "upstreams", "local", "log"});
+  check_keys(ctx, root, "", {"listen", "tls", "store", "upstreams", "local", "auth", "log"});
 
   if (auto l = root["listen"]) set_listen(ctx, l, "listen", scalar(ctx, l, "listen"), cfg.server);
 
@@ -668,6 +746,8 @@ Config parse_config(std::string_view yaml, std::string_view source) {
       }
     }
   }
+
+  if (auto a = root["auth"]) cfg.server.auth = parse_inbound_auth(ctx, a);
 
   if (auto l = root["log"]) {
     check_keys(ctx, l, "log", {"level", "format"});

@@ -96,6 +96,14 @@ class Exchange {
   virtual boost::asio::awaitable<std::uint64_t> send_file(int fd, std::uint64_t offset,
                                                           std::uint64_t n) = 0;
 
+  // The client's address ("192.0.2.7", "2001:db8::1"), for limits keyed by client.
+  virtual std::string remote_address() const = 0;
+  // The address the connection came in on, as a URL authority ("127.0.0.1:5000",
+  // "[::1]:5000"): for a URL pointing back at this server when the request has no Host.
+  virtual std::string local_address() const = 0;
+  // The connection is TLS.
+  virtual bool secure() const = 0;
+
   // The connection's executor: timers and resumptions of this exchange run there.
   virtual boost::asio::any_io_executor executor() const = 0;
   // True once the listener is stopping (a response should not promise keep-alive).

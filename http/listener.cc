@@ -174,6 +174,23 @@ class ExchangeImpl final : public Exchange {
   awaitable<bool> send_header(Response res) override;
   awaitable<bool> write(std::string_view bytes) override;
   awaitable<std::uint64_t> send_file(int fd, std::uint64_t offset, std::uint64_t n) override;
+  std::string remote_address() const override {
+    boost::system::error_code ec;
+    auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
+    if (ec) return "unknown";
+    auto a = ep.address();
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+    return a.to_string();
+  }
+  std::string local_address() const override {
+    boost::system::error_code ec;
+    auto ep = beast::get_lowest_layer(stream_).socket().local_endpoint(ec);
+    if (ec) return "localhost";
+    std::string host = ep.address().to_string();
+    if (ep.address().is_v6()) host = "[" + host + "]";
+    return host + ":" + std::to_string(ep.port());
+  }
+  bool secure() const override { return !std::is_same_v<Stream, PlainStream>; }
   asio::any_io_executor executor() const override { return stream_.get_executor(); }
   bool stopping() const override;
 

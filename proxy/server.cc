@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fetch/blob_pipe.h"
+#include "http/auth.h"
 #include "http/listener.h"
 #include "metrics/metrics.h"
 #include "oci/errors.h"
@@ -83,14 +84,25 @@ class ServerImpl final : public Server {
   }
 
   Status start() {
-    if (!opt_.local_repositories.empty()) {
+    if (!opt_.local_repositories.empty() && !opt_.auth) {
       boost::system::error_code ec;
       auto addr = asio::ip::make_address(opt_.listener.host, ec);
       if (ec || !addr.is_loopback())
         return Error{Errc::invalid_argument,
-                     "local.repositories accept anonymous pushes, and client authentication is not "
-                     "built yet: listen on a loopback address (127.0.0.1 or ::1), not " +
-                         opt_.listener.host};
+                     "local.repositories accept anonymous pushes without an `auth` section: "
+                     "configure `auth` (who may push) or listen on a loopback address "
+                     "(127.0.0.1 or ::1), not " + opt_.listener.host};
+    }
+    if (opt_.auth) {
+      // Token scopes name repositories as clients do; the rules match where they resolve.
+      auto resolve = [this](std::string_view name) -> std::optional<std::string> {
+        auto r = select_upstream(opt_.upstreams, name, std::nullopt, opt_.local_repositories);
+        if (!r) return std::nullopt;
+        return r->store_repo;
+      };
+      auto auth = http::Authenticator::create(*opt_.auth, resolve);
+      if (!auth) return auth.error();
+      auth_ = std::move(*auth);
     }
     for (const auto& u : opt_.upstreams)
       if (registries_.find(u.name) == nullptr)
@@ -102,6 +114,13 @@ class ServerImpl final : public Server {
     // Every path: the distribution API answers unknown ones itself (404 NAME_UNKNOWN, 400
     // for hostile paths), as a registry does.
     routes.prefix("/", [this](http::Exchange& ex) { return serve(ex); });
+    if (auth_ && auth_->issues_tokens())
+      routes.exact(std::string(http::Authenticator::kTokenPath),
+                   [this](http::Exchange& ex) -> awaitable<Outcome> {
+                     auto out = co_await auth_->serve_token(ex);
+                     out.route = "token";
+                     co_return out;
+                   });
     auto listener = http::Listener::create(std::move(lo), std::move(routes), metrics_);
     if (!listener) return listener.error();
     listener_ = std::move(*listener);
@@ -168,12 +187,27 @@ class ServerImpl final : public Server {
 
   // --- routes ----------------------------------------------------------------------
 
+  // The repository a mount reads (POST .../blobs/uploads/?mount=<digest>&from=<name>).
+  std::optional<http::AccessRequest> mount_source(const RequestPath& path, http::Method method) const {
+    if (path.kind != RouteKind::blob_upload || method != http::Method::post) return std::nullopt;
+    auto from = query_param(path.query, "from");
+    if (!from || !query_param(path.query, "mount")) return std::nullopt;
+    auto r = select_upstream(opt_.upstreams, *from, std::nullopt, opt_.local_repositories);
+    if (!r) return std::nullopt;
+    return http::AccessRequest{*from, r->store_repo, http::Action::pull};
+  }
+
   awaitable<Outcome> handle(http::Exchange& ex, RouteKind& kind) {
     auto parsed = parse_request_path(ex.target());
     if (!parsed) co_return co_await http::send_error(ex, 400, "NAME_INVALID", "invalid repository name");
     kind = parsed->kind;
     switch (parsed->kind) {
       case RouteKind::base: {
+        // With auth, /v2/ tells clients to log in (docker login checks it).
+        if (auth_) {
+          auto admitted = co_await auth_->guard(ex, nullptr);
+          if (admitted.refused) co_return *admitted.refused;
+        }
         auto res = http::Response(200);
         res.set("Content-Type", "application/json");
         co_return co_await ex.send(std::move(res), "{}");
@@ -198,7 +232,14 @@ class ServerImpl final : public Server {
         res.set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
         co_return co_await ex.send(std::move(res), metrics_.render());
       }
-      case RouteKind::catalog: co_return co_await push_.catalog(ex, *parsed);
+      case RouteKind::catalog: {
+        // With auth, the catalog (every local repository's name) is for signed-in users.
+        if (auth_) {
+          auto admitted = co_await auth_->guard(ex, nullptr);
+          if (admitted.refused) co_return *admitted.refused;
+        }
+        co_return co_await push_.catalog(ex, *parsed);
+      }
       case RouteKind::unknown:
         co_return co_await http::send_error(ex, 404, "NAME_UNKNOWN", "no such route");
       default:
@@ -210,9 +251,18 @@ class ServerImpl final : public Server {
                                  ns ? std::optional<std::string_view>(*ns) : std::nullopt,
                                  opt_.local_repositories);
     if (!route) co_return co_await send_oci_error(ex, route.error(), oci::ObjectKind::repository);
+    // Authorization, before any route handler: the method says the action; a mount also
+    // reads its `from`.
+    std::string user;  // "" = anonymous
+    if (auth_) {
+      const http::AccessRequest want{parsed->name, route->store_repo, http::action_for(ex.method())};
+      const std::optional<http::AccessRequest> from = mount_source(*parsed, ex.method());
+      auto admitted = co_await auth_->guard(ex, &want, from ? &*from : nullptr);
+      if (admitted.refused) co_return *admitted.refused;
+      user = std::move(admitted.user);
+    }
     const bool write = ex.method() != http::Method::get && ex.method() != http::Method::head;
     if (write && !route->local()) co_return co_await refuse_push(ex, *route);
-    const std::string user;  // anonymous until client authentication exists
     switch (parsed->kind) {
       case RouteKind::manifest:
         if (ex.method() == http::Method::put) co_return co_await push_.put_manifest(ex, *route, *parsed, user);
@@ -632,6 +682,9 @@ class ServerImpl final : public Server {
   std::unique_ptr<PullThrough> pull_;
   PushApi push_;
   std::unique_ptr<http::Listener> listener_;
+  // After the listener: destroyed (its bcrypt pool joined) while the I/O contexts its
+  // work resumes on still exist.
+  std::unique_ptr<http::Authenticator> auth_;
   std::optional<asio::steady_timer> flush_timer_;  // on the listener's executor: destroyed first
   std::atomic<bool> stopping_{false};
 };

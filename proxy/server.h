@@ -5,10 +5,12 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "fetch/registries.h"
+#include "http/auth_options.h"
 #include "http/listener_options.h"
 #include "oci/result.h"
 
@@ -26,8 +28,14 @@ struct ServerOptions {
   http::ListenerOptions listener;
   std::vector<fetch::UpstreamConfig> upstreams;
   // Globs of local repositories (local.repositories): served from the store only, and the
-  // only ones that accept pushes. Anonymous, so only on a loopback listener for now.
+  // only ones that accept pushes. Without `auth` anyone may push, so only on a loopback
+  // listener.
   std::vector<std::string> local_repositories;
+  // Client authentication (the config's `auth:`): every repository route is authorized
+  // (GET/HEAD pull, POST/PATCH/PUT push, DELETE delete) against its access rules, which
+  // match local repositories by name and mirrored ones as "<upstream>/<repository>".
+  // Unset: anonymous pull and push, as before.
+  std::optional<http::AuthOptions> auth;
   // Upload sessions open at once (each holds a file in <store>/uploads); a POST past it
   // gets 429. Sessions survive restarts; one not continued for upload_expiry is removed.
   std::size_t max_upload_sessions = 1000;

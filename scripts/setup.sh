@@ -19,7 +19,8 @@ cd "$repo"
 
 build_packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libssl-dev
   libcurl4-openssl-dev liblmdb-dev libzstd-dev libspdlog-dev nlohmann-json3-dev
-  libyaml-cpp-dev libcli11-dev libpsl-dev publicsuffix libgtest-dev libgmock-dev ca-certificates)
+  libyaml-cpp-dev libcli11-dev libpsl-dev publicsuffix libcrypt-dev libgtest-dev libgmock-dev
+  ca-certificates)
 # The integration tests drive real registries and clients; under CI=true a test whose tool
 # is missing fails (tests/support/requirements.h). containerd brings ctr, apache2-utils
 # htpasswd, bsdutils `script` (a pseudo-terminal for the warm progress bars); nginx-light

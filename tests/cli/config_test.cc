@@ -419,3 +419,73 @@ TEST(ConfigUploadTest, AnUpstreamMayOverrideItsUploadPolicy) {
 
 }  // namespace
 }  // namespace ocirelay::cli
+
+namespace ocirelay::cli {
+namespace {
+
+// Inbound `auth:`: the htpasswd file is read at load time, rules are checked key by key.
+class InboundAuthConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = std::filesystem::temp_directory_path() / ("ocirelay-auth-config-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    // A fixed bcrypt entry ("password" at cost 4): the parser only checks the format.
+    std::ofstream(dir / "htpasswd") << "ci-bot:$2y$04$abcdefghijklmnopqrstuuJ3Xx3kW1c1Jx2D8Z0m1m8o3lKp4aG1e\n";
+    std::ofstream(dir / "md5") << "old:$apr1$abcdefgh$0123456789abcdefghijkl\n";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir); }
+  std::string auth(const std::string& body) {
+    return "auth:\n  htpasswd: " + (dir / "htpasswd").string() + "\n" + body;
+  }
+  std::filesystem::path dir;
+};
+
+TEST_F(InboundAuthConfigTest, RulesParseIntoActions) {
+  Config c = parse_config(auth("  access:\n"
+                               "    - {users: [ci-bot], repositories: [\"apps/**\"], actions: [pull, push]}\n"
+                               "    - {users: [\"*\"], repositories: [\"**\"], actions: [pull]}\n"),
+                          "config.yaml");
+  ASSERT_TRUE(c.server.auth);
+  EXPECT_FALSE(c.server.auth->token);
+  ASSERT_EQ(c.server.auth->access.size(), 2u);
+  EXPECT_EQ(c.server.auth->access[0].users, std::vector<std::string>{"ci-bot"});
+  EXPECT_EQ(c.server.auth->access[0].actions, http::bit(http::Action::pull) | http::bit(http::Action::push));
+  EXPECT_EQ(c.server.auth->access[1].repositories, std::vector<std::string>{"**"});
+  EXPECT_FALSE(parse_config("listen: 127.0.0.1:5000\n", "c").server.auth) << "no auth: section, no auth";
+}
+
+TEST_F(InboundAuthConfigTest, MistakesNameFileLineAndKey) {
+  const std::string rule = "  access:\n    - {users: [ci-bot], repositories: [\"**\"], actions: [pull]}\n";
+  EXPECT_THAT(error_of("auth:\n  access: []\n"), HasSubstr("config.yaml:2: auth.htpasswd: required"));
+  EXPECT_THAT(error_of(auth("")), HasSubstr("auth.access: required"));
+  EXPECT_THAT(error_of(auth(rule + "  realm: x\n")), HasSubstr("config.yaml:5: auth.realm: unknown key"));
+  EXPECT_THAT(error_of(auth("  access:\n    - {users: [nobody], repositories: [\"**\"], actions: [pull]}\n")),
+              HasSubstr("config.yaml:4: auth.access[0].users[0]: 'nobody' is not in"));
+  EXPECT_THAT(error_of(auth("  access:\n    - {users: [ci-bot], repositories: [\"**\"], actions: [pul]}\n")),
+              HasSubstr("auth.access[0].actions[0]: unknown action 'pul'"));
+  EXPECT_THAT(error_of(auth("  access:\n    - {users: [ci-bot], repositories: [\"A/**\"], actions: [pull]}\n")),
+              HasSubstr("auth.access[0].repositories[0]"));
+  EXPECT_THAT(error_of(auth("  access:\n    - {users: [ci-bot], actions: [pull]}\n")),
+              HasSubstr("auth.access[0].repositories: required"));
+  EXPECT_THAT(error_of(auth("  token: {expiry: 5m}\n" + rule)), HasSubstr("auth.token.key_file: required"));
+  EXPECT_THAT(error_of(auth("  token: {key_file: " + (dir / "htpasswd").string() + "}\n" + rule)),
+              HasSubstr("auth.token.key_file: "));
+  EXPECT_THAT(error_of("auth:\n  htpasswd: " + (dir / "missing").string() + "\n" + rule),
+              HasSubstr("config.yaml:2: auth.htpasswd: cannot read htpasswd file"));
+  std::string md5 = error_of("auth:\n  htpasswd: " + (dir / "md5").string() + "\n" + rule);
+  EXPECT_THAT(md5, HasSubstr("auth.htpasswd: "));
+  EXPECT_THAT(md5, HasSubstr("htpasswd -B"));
+  EXPECT_THAT(md5, Not(HasSubstr("0123456789abcdefghijkl"))) << "the hash is never echoed";
+}
+
+TEST_F(InboundAuthConfigTest, PlainHttpAuthOffLoopbackIsWarnedAbout) {
+  const std::string rule = "  access:\n    - {users: [\"*\"], repositories: [\"**\"], actions: [pull]}\n";
+  Config c = parse_config("listen: 0.0.0.0:5000\nlocal: {repositories: [\"apps/**\"]}\n" + auth(rule), "c.yaml");
+  auto w = config_warnings(c);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_THAT(w[0], HasSubstr("unencrypted"));
+  EXPECT_TRUE(config_warnings(parse_config("local: {repositories: [\"apps/**\"]}\n" + auth(rule), "c")).empty());
+}
+
+}  // namespace
+}  // namespace ocirelay::cli
