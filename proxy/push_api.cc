@@ -427,7 +427,8 @@ awaitable<Outcome> PushApi::remove(http::Exchange& ex, const UpstreamRoute& rout
   co_return co_await ex.send(http::Response(202), "");
 }
 
-awaitable<Outcome> PushApi::catalog(http::Exchange& ex, const RequestPath& path) {
+awaitable<Outcome> PushApi::catalog(http::Exchange& ex, const RequestPath& path,
+                                    const std::function<bool(const std::string&)>* visible) {
   bool bad = false;
   auto n = page_size(path.query, bad);
   if (bad) co_return co_await http::send_error(ex, 400, "PAGINATION_NUMBER_INVALID", "invalid n");
@@ -444,7 +445,7 @@ awaitable<Outcome> PushApi::catalog(http::Exchange& ex, const RequestPath& path)
         // Mirrored repositories are keyed "<upstream>/<name>": the catalog lists what was
         // pushed here, the local repositories.
         auto route = select_upstream(opt_.upstreams, r, std::nullopt, opt_.local_repositories);
-        if (route && route->local() && route->store_repo == r) out.push_back(r);
+        if (route && route->local() && route->store_repo == r && (!visible || (*visible)(r))) out.push_back(r);
         if (out.size() > limit) break;
       }
       if (batch->size() < 256) break;

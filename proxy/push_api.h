@@ -7,6 +7,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,8 +39,10 @@ class PushApi {
   // DELETE /v2/<name>/manifests/<ref> and /v2/<name>/blobs/<digest>.
   boost::asio::awaitable<http::Outcome> remove(http::Exchange& ex, const UpstreamRoute& route,
                                                const RequestPath& path, const std::string& user);
-  // GET /v2/_catalog?n=&last=: the local repositories holding anything, sorted.
-  boost::asio::awaitable<http::Outcome> catalog(http::Exchange& ex, const RequestPath& path);
+  // GET /v2/_catalog?n=&last=: the local repositories holding anything, sorted; with
+  // `visible`, only those it accepts (called on the pool).
+  boost::asio::awaitable<http::Outcome> catalog(http::Exchange& ex, const RequestPath& path,
+                                                const std::function<bool(const std::string&)>* visible);
   // Periodic (blocking, on a worker): expires abandoned uploads.
   void sweep() { uploads_.sweep(); }
 

@@ -234,11 +234,23 @@ class ServerImpl final : public Server {
       }
       case RouteKind::catalog: {
         // With auth, the catalog (every local repository's name) is for signed-in users.
+        // It lists what the user's rules let them pull (a token's scope, for the catalog
+        // registry:catalog:*, names no repository: the user's rules decide).
         if (auth_) {
           auto admitted = co_await auth_->guard(ex, nullptr);
           if (admitted.refused) co_return *admitted.refused;
+          // Named, not a temporary in the co_await: GCC 12 destroys such temporaries twice.
+          std::function<bool(const std::string&)> visible = [this, user = admitted.user](const std::string& repo) {
+            http::Identity who;
+            who.user = user;
+            http::AccessRequest want;
+            want.name = want.canonical = repo;
+            want.action = http::Action::pull;
+            return auth_->authorize(who, want) == http::Decision::allow;
+          };
+          co_return co_await push_.catalog(ex, *parsed, &visible);
         }
-        co_return co_await push_.catalog(ex, *parsed);
+        co_return co_await push_.catalog(ex, *parsed, nullptr);
       }
       case RouteKind::unknown:
         co_return co_await http::send_error(ex, 404, "NAME_UNKNOWN", "no such route");

@@ -135,6 +135,16 @@ TEST_F(InboundAuthTest, BasicAuthLetsTheRightUsersPushAndPull) {
                 .exit_code,
             0);
 
+  // The catalog lists what each user may pull.
+  auto private_push = skopeo_copy(src, "docker://" + relay->host() + "/apps/private/x:1.0",
+                                  {"--dest-creds", std::string("ci-bot:") + kCiPassword});
+  ASSERT_EQ(private_push.exit_code, 0) << private_push.err;
+  EXPECT_EQ(call("GET", "/v2/_catalog").status, 401);
+  auto for_ci = call("GET", "/v2/_catalog", "ci-bot", kCiPassword);
+  EXPECT_EQ(for_ci.body, R"({"repositories":["apps/private/x","apps/web"]})");
+  auto for_reader = call("GET", "/v2/_catalog", "reader", kReaderPassword);
+  EXPECT_EQ(for_reader.body, R"({"repositories":["apps/web"]})") << for_reader.status;
+
   expect_no_secrets({});
 }
 

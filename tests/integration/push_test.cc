@@ -320,8 +320,9 @@ TEST_F(PushTest, AnInterruptedChunkKeepsTheSessionAndWhatArrived) {
     // The client dies after 100000 of its 300000 bytes.
     ::close(fd);
   }
-  // Once the server saw the client go, the session is free again: an empty PATCH (which
-  // 409s while the interrupted one still holds it) reports what was kept.
+  // The server keeps what arrived once it sees the client go; then the session is free
+  // again: an empty PATCH (which 409s while the interrupted one still holds it) reports it.
+  ASSERT_TRUE(wait_until([&] { return http_request(relay->port(), "GET", loc).headers["range"] != "0-0"; }, 10s));
   std::string range;
   ASSERT_TRUE(wait_until([&] {
     auto r = send("PATCH", loc, "");
