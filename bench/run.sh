@@ -30,7 +30,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
-for tool in docker-registry nginx wrk skopeo curl sha256sum; do
+for tool in docker-registry nginx wrk skopeo curl sha256sum python3 /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench: $tool not installed (run scripts/setup.sh test)" >&2; exit 2; }
 done
 [[ -x "$bin" ]] || { echo "bench: $bin not built" >&2; exit 2; }
@@ -385,6 +385,32 @@ p_oci_mbps=$(awk -v s="$p_oci_med" 'BEGIN{printf "%.0f", 1024 / s}')
 p_reg_mbps=$(awk -v s="$p_reg_med" 'BEGIN{printf "%.0f", 1024 / s}')
 echo "   into ocirelay:${p_oci} s | into distribution:${p_reg} s; ocirelay cpu ${p_cpu}%"
 
+echo "== 8. sending that image from the store to a distribution registry: ocirelay copy vs skopeo copy oci:<store>"
+# The sender (the system under test) on core 1, the receiving registry on core 0; each run
+# into a registry of its own, so nothing is there already.
+s_oci="" s_sko="" s_rss=0
+for r in 1 2; do
+  for k in 0 1; do
+    rp=$(free_port); start_registry "sendreg$r$k" "$rp" "" "$pin_client"
+    t0=$(date +%s.%N)
+    if (((r + k) % 2 == 0)); then
+      $pin_sut /usr/bin/time -f "%M" -o "$work/copy.rss" "$bin" copy --config "$work/mirror/ocirelay.yaml" \
+        pushed/run3:v1 "http://127.0.0.1:$rp/sent/img:v1" 2>"$work/copy.log" >/dev/null ||
+        { cat "$work/copy.log" >&2; exit 1; }
+      s_oci+=" $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.3f", b-a}')"
+      s_rss=$(awk -v a="$s_rss" -v b="$(cat "$work/copy.rss")" 'BEGIN{print (b > a ? b : a)}')
+    else
+      $pin_sut skopeo copy --quiet --dest-tls-verify=false "oci:$work/mirror/store:pushed/run3:v1" \
+        "docker://127.0.0.1:$rp/sent/img:v1" >/dev/null
+      s_sko+=" $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.3f", b-a}')"
+    fi
+    kill "$REGISTRY_PID"; wait "$REGISTRY_PID" 2>/dev/null || true
+  done
+done
+s_oci_med=$(echo "$s_oci" | median); s_sko_med=$(echo "$s_sko" | median)
+s_rss_mib=$(awk -v k="$s_rss" 'BEGIN{printf "%.1f", k/1024}')
+echo "   ocirelay copy:${s_oci} s (peak RSS ${s_rss_mib} MiB) | skopeo copy:${s_sko} s"
+
 echo "== 7. peak RSS of a fresh ocirelay receiving a ${big_mib} MiB blob (one streamed PATCH)"
 kill "$OCIRELAY_PID"; wait "$OCIRELAY_PID" 2>/dev/null || true
 rm -rf "$work/mirror"
@@ -411,6 +437,7 @@ summary=$(cat <<TXT
 | 5 | peak RSS streaming a cold ${big_mib} MiB blob (MiB) | $rss_mib | — | — | — | < 64 | — |
 | 6 | skopeo push of a 1 GiB image, pinned (MiB/s, median of 3) | $p_oci_mbps | — | registry $p_reg_mbps | $(ratio "$p_oci_mbps" "$p_reg_mbps")x distribution | >= 1.0x distribution | ${p_cpu}% |
 | 7 | peak RSS receiving a ${big_mib} MiB blob (MiB) | $rss_in_mib | — | — | — | < 64 | — |
+| 8 | sending the 1 GiB image from the store to distribution, pinned (s, median of 2) | copy $s_oci_med (RSS ${s_rss_mib} MiB) | — | skopeo $s_sko_med | $(ratio "$s_oci_med" "$s_sko_med")x skopeo | <= 1.0x skopeo, RSS < 64 | — |
 TXT
 )
 echo
