@@ -437,7 +437,7 @@ summary=$(cat <<TXT
 | 5 | peak RSS streaming a cold ${big_mib} MiB blob (MiB) | $rss_mib | — | — | — | < 64 | — |
 | 6 | skopeo push of a 1 GiB image, pinned (MiB/s, median of 3) | $p_oci_mbps | — | registry $p_reg_mbps | $(ratio "$p_oci_mbps" "$p_reg_mbps")x distribution | >= 1.0x distribution | ${p_cpu}% |
 | 7 | peak RSS receiving a ${big_mib} MiB blob (MiB) | $rss_in_mib | — | — | — | < 64 | — |
-| 8 | sending the 1 GiB image from the store to distribution, pinned (s, median of 2) | copy $s_oci_med (RSS ${s_rss_mib} MiB) | — | skopeo $s_sko_med | $(ratio "$s_oci_med" "$s_sko_med")x skopeo | <= 1.0x skopeo, RSS < 64 | — |
+| 8 | sending the 1 GiB image from the store to distribution, pinned (s, best of 2) | copy $s_oci_med (RSS ${s_rss_mib} MiB) | — | skopeo $s_sko_med | $(ratio "$s_oci_med" "$s_sko_med")x skopeo | <= 1.0x skopeo, RSS < 64 | — |
 TXT
 )
 echo

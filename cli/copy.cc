@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "adapters/credentials.h"
+#include "adapters/prepare.h"
 #include "adapters/registry_client.h"
 #include "adapters/registry_kind.h"
 #include "cli/commands.h"
@@ -108,6 +109,12 @@ int run_copy(const Config& config, const CopyCommand& cmd) {
     std::fprintf(stderr, "ocirelay copy: %s\n", client.error().to_string().c_str());
     return 1;
   }
+
+  if (cmd.create_repository)
+    if (auto st = adapters::prepare_destination(**client, dest->repo, adapters::PrepareOptions{}); !st) {
+      std::fprintf(stderr, "ocirelay copy: FAILED %s: %s\n", cmd.destination.c_str(), st.error().to_string().c_str());
+      return 1;
+    }
 
   store::StoreOptions so = config.store;
   so.read_only = true;  // beside a running `serve`, like fsck: the copy only reads

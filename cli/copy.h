@@ -16,6 +16,9 @@ struct CopyCommand {
   std::string dest_type;    // registry kind (ecr, gar, acr, ghcr, ...); empty: from the host
   std::string mount_from;   // a repository on the destination that holds the blobs already
   bool referrers = true;
+  // Run the destination's prepare step first (adapters/prepare.h): prove the credentials,
+  // create the ECR / Artifact Registry repository or Harbor project when missing.
+  bool create_repository = false;
 };
 
 // Exit code: 0 copied, 1 the copy failed (the cause is printed), 2 bad arguments.

@@ -143,6 +143,10 @@ int main(int argc, char** argv) {
   copy->add_option("--mount-from", copy_cmd.mount_from,
                    "a repository on the destination that holds the blobs already: mount them from it");
   copy->add_flag("--no-referrers", no_referrers, "do not send signatures, SBOMs and other referrers");
+  copy->add_flag("--create-repository", copy_cmd.create_repository,
+                 "first prove the credentials and create the repository where the registry needs it "
+                 "(ECR repository, Artifact Registry repository, Harbor project; AWS and Google "
+                 "credentials from their standard environment)");
 
   Flags check_flags;
   auto* check = app.add_subcommand(

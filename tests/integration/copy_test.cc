@@ -125,6 +125,20 @@ TEST_F(CopyTest, CopiesToAnotherOcirelayAndItsReferrersApiListsTheReferrer) {
   ASSERT_EQ(back.exit_code, 0) << back.err;
 }
 
+// --create-repository runs the prepare step first: wrong credentials fail there, before
+// any blob is sent.
+TEST_F(CopyTest, ThePrepareStepRefusesWrongCredentialsBeforeAnyBlobIsSent) {
+  RegistryProcess dest(tmp / "dest", RegistryOptions{kUser, kPassword});
+  ASSERT_TRUE(dest.start());
+  auto wrong = copy(dest.url() + "/team/multi:3.0", {"--dest-creds", std::string(kUser) + ":wrong", "--create-repository"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("FAILED"), std::string::npos) << wrong.err;
+  EXPECT_EQ(wrong.err.find("copy: blob"), std::string::npos) << wrong.err;
+  EXPECT_EQ(dest.count_requests("/blobs/"), 0) << dest.access_log();
+  auto ok = copy(dest.url() + "/team/multi:3.0", {"--dest-creds", std::string(kUser) + ":" + kPassword, "--create-repository"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
 TEST_F(CopyTest, BadArgumentsAndMissingImagesAreClearErrors) {
   EXPECT_EQ(relay->run({"copy", "no-tag-here", "http://127.0.0.1:1/x"}).exit_code, 2);
   EXPECT_EQ(relay->run({"copy", "apps/multi:3.0", "not a destination"}).exit_code, 2);
