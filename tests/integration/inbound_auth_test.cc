@@ -239,6 +239,51 @@ TEST_F(InboundAuthTest, TokenFlowWithSkopeoAndContainerd) {
   expect_no_secrets({access, refresh, push_token});
 }
 
+// podman logs in, pushes and pulls back, with Basic and with tokens.
+class PodmanAuthTest : public InboundAuthTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  CommandResult podman(std::vector<std::string> args) {
+    std::vector<std::string> all = {"podman", "--root", (tmp / "podman/root").string(), "--runroot",
+                                    (tmp / "podman/run").string(), "--storage-driver", "vfs"};
+    all.insert(all.end(), args.begin(), args.end());
+    return run_command(all, 120s);
+  }
+};
+
+TEST_P(PodmanAuthTest, PodmanLogsInPushesAndPullsBack) {
+  if (!require_programs({"podman"})) return;
+  ASSERT_TRUE(start_auth_relay(/*tokens=*/GetParam()));
+  images.add_image("1.0", {tar_layer({{"hello.txt", "pushed by podman\n"}})});
+  const std::string ref = relay->host() + "/apps/podman:1.0";
+  const std::string authfile = (tmp / "auth.json").string();
+  // Into podman's storage (skopeo names it; podman would derive a name from the path).
+  auto local = run_command({"skopeo", "copy", "oci:" + images.dir().string() + ":1.0",
+                            "containers-storage:[vfs@" + (tmp / "podman/root").string() + "+" +
+                                (tmp / "podman/run").string() + "]localhost/src:1.0"});
+  ASSERT_EQ(local.exit_code, 0) << local.out << local.err;
+  ASSERT_EQ(podman({"tag", "localhost/src:1.0", ref}).exit_code, 0);
+
+  EXPECT_NE(podman({"login", "--tls-verify=false", "--authfile", authfile, "-u", "ci-bot", "-p", "wrong",
+                    relay->host()}).exit_code, 0);
+  auto login = podman({"login", "--tls-verify=false", "--authfile", authfile, "-u", "ci-bot", "-p",
+                       kCiPassword, relay->host()});
+  ASSERT_EQ(login.exit_code, 0) << login.out << login.err << relay->log();
+  auto push = podman({"push", "--tls-verify=false", "--authfile", authfile, ref});
+  ASSERT_EQ(push.exit_code, 0) << push.err << relay->log();
+  auto pushed = http_request(relay->port(), "HEAD", "/v2/apps/podman/manifests/1.0",
+                             {{"Accept", "application/vnd.oci.image.manifest.v1+json"}});
+  EXPECT_EQ(pushed.status, 200);
+
+  ASSERT_EQ(podman({"rmi", "-a", "-f"}).exit_code, 0);
+  auto back = podman({"pull", "--tls-verify=false", "--authfile", authfile, ref});
+  ASSERT_EQ(back.exit_code, 0) << back.err << relay->log();
+  auto listed = podman({"images", "--format", "{{.Repository}}:{{.Tag}}"});
+  EXPECT_NE(listed.out.find(ref), std::string::npos) << listed.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(BasicAndTokens, PodmanAuthTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Tokens" : "Basic"; });
+
 TEST_F(InboundAuthTest, RepeatedFailedLoginsFromOneAddressGet429) {
   ASSERT_TRUE(start_auth_relay(false));
   for (int i = 0; i < 10; ++i) {
