@@ -22,13 +22,13 @@ build_packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libssl-dev
   libyaml-cpp-dev libcli11-dev libpsl-dev publicsuffix libcrypt-dev libgtest-dev libgmock-dev
   ca-certificates)
 # The integration tests drive real registries and clients; under CI=true a test whose tool
-# is missing fails (tests/support/requirements.h). containerd brings ctr, podman logs in
-# and pushes, apache2-utils
+# is missing fails (tests/support/requirements.h). containerd brings ctr; podman and docker.io
+# (its dockerd, started by the tests on a socket of their own) log in and push; apache2-utils
 # htpasswd, bsdutils `script` (a pseudo-terminal for the warm progress bars); nginx-light
 # wrk and time are for bench/. The fuzz targets need clang and its runtimes (libclang-rt-14-dev
 # holds libFuzzer and the sanitizers for clang 14).
 test_packages=(docker-registry skopeo containerd apache2-utils bsdutils curl openssl
-  podman nginx-light wrk time clang libclang-rt-14-dev)
+  podman docker.io nginx-light wrk time clang libclang-rt-14-dev)
 
 packages=("${build_packages[@]}")
 if [[ "$mode" == test ]]; then

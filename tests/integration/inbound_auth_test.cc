@@ -284,6 +284,65 @@ TEST_P(PodmanAuthTest, PodmanLogsInPushesAndPullsBack) {
 INSTANTIATE_TEST_SUITE_P(BasicAndTokens, PodmanAuthTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Tokens" : "Basic"; });
 
+// docker logs in, pushes and pulls back, with Basic and with tokens, through a dockerd of
+// the test's own (its data, socket and client config in the test's temp dir).
+class DockerAuthTest : public InboundAuthTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void TearDown() override {
+    if (dockerd_.running()) dockerd_.stop(20s);  // it stops the containerd it started
+  }
+  bool start_dockerd() {
+    const fs::path d = tmp / "docker";
+    fs::create_directories(d);
+    sock_ = "unix://" + (d / "sock").string();
+    if (!dockerd_.start({"dockerd", "--data-root", (d / "data").string(), "--exec-root", (d / "exec").string(),
+                         "--pidfile", (d / "pid").string(), "-H", sock_, "--iptables=false",
+                         "--ip6tables=false", "--bridge=none", "--storage-driver=vfs"},
+                        d / "out.log", d / "err.log"))
+      return false;
+    return wait_until([&] { return docker({"version"}).exit_code == 0; }, 60s, 200ms);
+  }
+  CommandResult docker(std::vector<std::string> args) {
+    std::vector<std::string> all = {"docker", "-H", sock_, "--config", (tmp / "docker/client").string()};
+    all.insert(all.end(), args.begin(), args.end());
+    return run_command(all, 120s);
+  }
+  std::string dockerd_log() { return read_file(tmp / "docker/err.log"); }
+
+  Process dockerd_;
+  std::string sock_;
+};
+
+TEST_P(DockerAuthTest, DockerLogsInPushesAndPullsBack) {
+  if (!require_programs({"docker", "dockerd"})) return;
+  ASSERT_TRUE(start_auth_relay(/*tokens=*/GetParam()));
+  ASSERT_TRUE(start_dockerd()) << dockerd_log();
+  images.add_image("1.0", {tar_layer({{"hello.txt", "pushed by docker\n"}})});
+  const std::string ref = relay->host() + "/apps/docker:1.0";
+  const fs::path archive = tmp / "image.tar";
+  auto saved = run_command({"skopeo", "copy", "oci:" + images.dir().string() + ":1.0",
+                            "docker-archive:" + archive.string() + ":" + ref});
+  ASSERT_EQ(saved.exit_code, 0) << saved.err;
+  auto loaded = docker({"load", "-i", archive.string()});
+  ASSERT_EQ(loaded.exit_code, 0) << loaded.err << dockerd_log();
+
+  EXPECT_NE(docker({"login", "-u", "ci-bot", "-p", "wrong", relay->host()}).exit_code, 0);
+  auto login = docker({"login", "-u", "ci-bot", "-p", kCiPassword, relay->host()});
+  ASSERT_EQ(login.exit_code, 0) << login.out << login.err << relay->log();
+  auto push = docker({"push", ref});
+  ASSERT_EQ(push.exit_code, 0) << push.out << push.err << relay->log();
+  EXPECT_EQ(http_request(relay->port(), "HEAD", "/v2/apps/docker/manifests/1.0",
+                         {{"Accept", "application/vnd.docker.distribution.manifest.v2+json"}}).status,
+            200);
+  ASSERT_EQ(docker({"rmi", ref}).exit_code, 0);
+  auto back = docker({"pull", ref});
+  ASSERT_EQ(back.exit_code, 0) << back.out << back.err << relay->log();
+  EXPECT_EQ(docker({"image", "inspect", ref}).exit_code, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(BasicAndTokens, DockerAuthTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Tokens" : "Basic"; });
+
 TEST_F(InboundAuthTest, RepeatedFailedLoginsFromOneAddressGet429) {
   ASSERT_TRUE(start_auth_relay(false));
   for (int i = 0; i < 10; ++i) {
