@@ -1,22 +1,16 @@
-// Text encodings the registry and cloud protocols need: base64 (Basic auth, ECR tokens),
-// base64url (JWTs), percent-encoding (query strings, form bodies, SigV4).
+// The text encodings (base64, base64url, percent, hex) live in oci/encoding.h, shared with
+// http/ (Basic credentials, JWTs); adapters/ code names them here.
 #pragma once
 
-#include <optional>
-#include <string>
-#include <string_view>
+#include "oci/encoding.h"
 
 namespace ocirelay::adapters {
 
-std::string base64_encode(std::string_view in);
-// Standard alphabet; padding optional; whitespace not allowed. nullopt when malformed.
-std::optional<std::string> base64_decode(std::string_view in);
-// RFC 4648 section 5 alphabet, no padding (JWT).
-std::string base64url_encode(std::string_view in);
-std::optional<std::string> base64url_decode(std::string_view in);
-// RFC 3986: everything but unreserved characters (A-Z a-z 0-9 - . _ ~) as %XX, uppercase.
-std::string percent_encode(std::string_view s);
-// Lowercase hex of bytes.
-std::string hex_encode(std::string_view bytes);
+using oci::base64_decode;
+using oci::base64_encode;
+using oci::base64url_decode;
+using oci::base64url_encode;
+using oci::hex_encode;
+using oci::percent_encode;
 
 }  // namespace ocirelay::adapters

@@ -21,6 +21,7 @@
 #include "http/failure_limiter.h"
 #include "http/htpasswd.h"
 #include "http/token_signer.h"
+#include "oci/encoding.h"
 #include "oci/errors.h"
 #include "oci/reference.h"
 
@@ -80,28 +81,6 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-std::optional<std::string> unbase64(std::string_view in) {
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+') v = 62;
-    else if (c == '/') v = 63;
-    else return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -410,7 +389,7 @@ class AuthenticatorImpl final : public Authenticator {
   }
 
   static std::optional<Credentials> decode_basic(std::string_view b64) {
-    auto raw = unbase64(b64);
+    auto raw = oci::base64_decode(b64);
     if (!raw) return std::nullopt;
     auto colon = raw->find(':');
     if (colon == std::string::npos) {

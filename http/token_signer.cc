@@ -15,52 +15,15 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "oci/encoding.h"
+
 namespace ocirelay::http {
 
 namespace {
 
 using json = nlohmann::json;
 
-std::string base64url(std::string_view in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kAlphabet[(acc >> bits) & 0x3f];
-    }
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 0x3f];
-  return out;
-}
 
-std::optional<std::string> unbase64url(std::string_view in) {
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '-') v = 62;
-    else if (c == '_') v = 63;
-    else return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  if (bits >= 6) return std::nullopt;  // a dangling character
-  return out;
-}
 
 Error bad(std::string what) { return Error{Errc::unauthorized, "token " + std::move(what)}; }
 
@@ -148,7 +111,7 @@ Result<std::string> TokenSigner::sign(const TokenClaims& c) const {
     }
     claims["access"] = std::move(access);
   }
-  const std::string input = base64url(header.dump()) + "." + base64url(claims.dump());
+  const std::string input = oci::base64url_encode(header.dump()) + "." + oci::base64url_encode(claims.dump());
 
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   if (!ctx) return Error{Errc::internal, "sign token: out of memory"};
@@ -175,7 +138,7 @@ Result<std::string> TokenSigner::sign(const TokenClaims& c) const {
     ECDSA_SIG_free(es);
     sig = std::move(raw);
   }
-  return input + "." + base64url(sig);
+  return input + "." + oci::base64url_encode(sig);
 }
 
 Result<TokenClaims> TokenSigner::verify(std::string_view token, std::int64_t now, bool refresh) const {
@@ -183,9 +146,9 @@ Result<TokenClaims> TokenSigner::verify(std::string_view token, std::int64_t now
   auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
   if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
     return bad("is not a JWT");
-  auto header_bytes = unbase64url(token.substr(0, dot1));
-  auto claims_bytes = unbase64url(token.substr(dot1 + 1, dot2 - dot1 - 1));
-  auto sig = unbase64url(token.substr(dot2 + 1));
+  auto header_bytes = oci::base64url_decode(token.substr(0, dot1));
+  auto claims_bytes = oci::base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  auto sig = oci::base64url_decode(token.substr(dot2 + 1));
   if (!header_bytes || !claims_bytes || !sig) return bad("is not base64url");
   json header = json::parse(*header_bytes, nullptr, false);
   if (!header.is_object() || !header.contains("alg") || !header["alg"].is_string() ||

@@ -1,9 +1,9 @@
-#include "adapters/encoding.h"
+#include "oci/encoding.h"
 
 #include <cctype>
 #include <cstdint>
 
-namespace ocirelay::adapters {
+namespace ocirelay::oci {
 namespace {
 
 constexpr char kStd[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -85,4 +85,4 @@ std::string hex_encode(std::string_view bytes) {
   return out;
 }
 
-}  // namespace ocirelay::adapters
+}  // namespace ocirelay::oci
