@@ -27,22 +27,6 @@
 
 namespace ocirelay::http {
 
-std::optional<Action> parse_action(std::string_view s) {
-  if (s == "pull") return Action::pull;
-  if (s == "push") return Action::push;
-  if (s == "delete") return Action::delete_;
-  return std::nullopt;
-}
-
-std::string_view action_name(Action a) {
-  switch (a) {
-    case Action::pull: return "pull";
-    case Action::push: return "push";
-    case Action::delete_: return "delete";
-  }
-  return "pull";
-}
-
 Actions allowed_actions(const std::vector<AccessRule>& rules, std::string_view user,
                         std::string_view repository) {
   for (const auto& r : rules) {

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "oci/encoding.h"
+#include "oci/reference.h"
 
 namespace ocirelay::http {
 
@@ -111,7 +112,10 @@ Result<std::string> TokenSigner::sign(const TokenClaims& c) const {
     }
     claims["access"] = std::move(access);
   }
-  const std::string input = oci::base64url_encode(header.dump()) + "." + oci::base64url_encode(claims.dump());
+  // Names come from clients (a user name, repositories): bytes that are not UTF-8 are
+  // replaced rather than thrown on.
+  const auto dump = [](const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); };
+  const std::string input = oci::base64url_encode(dump(header)) + "." + oci::base64url_encode(dump(claims));
 
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   if (!ctx) return Error{Errc::internal, "sign token: out of memory"};
@@ -238,7 +242,8 @@ std::optional<RepositoryAccess> parse_scope(std::string_view scope) {
   if (first == std::string_view::npos || first == last) return std::nullopt;
   if (scope.substr(0, first) != "repository") return std::nullopt;
   RepositoryAccess out{std::string(scope.substr(first + 1, last - first - 1)), 0};
-  if (out.name.empty()) return std::nullopt;
+  // A name no repository can have grants nothing (and never reaches a token's claims).
+  if (!oci::valid_repository(out.name)) return std::nullopt;
   std::string_view actions = scope.substr(last + 1);
   while (!actions.empty()) {
     auto comma = actions.find(',');

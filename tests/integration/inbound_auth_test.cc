@@ -5,6 +5,8 @@
 // relay wrote or exposed.
 #include "tests/integration/fixture.h"
 
+#include "oci/encoding.h"
+
 #include <nlohmann/json.hpp>
 
 namespace ocirelay::testing {
@@ -342,6 +344,23 @@ TEST_P(DockerAuthTest, DockerLogsInPushesAndPullsBack) {
 
 INSTANTIATE_TEST_SUITE_P(BasicAndTokens, DockerAuthTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Tokens" : "Basic"; });
+
+// Scopes naming no possible repository (bytes that are not UTF-8 among them) grant
+// nothing, and the token endpoint keeps answering (the fuzzer found signing threw on them).
+TEST_F(InboundAuthTest, ATokenRequestForAnImpossibleRepositoryGrantsNothing) {
+  ASSERT_TRUE(start_auth_relay(true));
+  for (const char* scope : {"repository:app%85/web:pull", "repository:Apps/Web:pull,push", "repository::pull"}) {
+    auto r = call("GET", std::string("/token?service=ocirelay&scope=") + scope, "ci-bot", kCiPassword);
+    ASSERT_EQ(r.status, 200) << scope << ": " << r.body;
+    auto j = nlohmann::json::parse(r.body);
+    auto token = j["token"].get<std::string>();
+    auto claims = nlohmann::json::parse(oci::base64url_decode(token.substr(token.find('.') + 1,
+                                                                          token.rfind('.') - token.find('.') - 1))
+                                            .value_or("{}"));
+    EXPECT_TRUE(!claims.contains("access") || claims["access"].empty()) << scope << ": " << claims.dump();
+  }
+  EXPECT_EQ(call("GET", "/v2/", "ci-bot", kCiPassword).status, 200);
+}
 
 TEST_F(InboundAuthTest, RepeatedFailedLoginsFromOneAddressGet429) {
   ASSERT_TRUE(start_auth_relay(false));
