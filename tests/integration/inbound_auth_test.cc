@@ -61,6 +61,7 @@ class InboundAuthTest : public MirrorTest {
                       "  access:\n"
                       "    - {users: [ci-bot], repositories: [\"apps/**\"], actions: [pull, push]}\n"
                       "    - {users: [\"*\"], repositories: [\"apps/private/**\"], actions: []}\n"
+                      "    - {users: [\"*\"], repositories: [\"" + std::string(kUpstream) + "/team/private/**\"], actions: []}\n"
                       "    - {users: [\"*\"], repositories: [\"**\"], actions: [pull]}\n");
     return relay->start();
   }
@@ -148,6 +149,43 @@ TEST_F(InboundAuthTest, BasicAuthLetsTheRightUsersPushAndPull) {
   EXPECT_EQ(for_reader.body, R"({"repositories":["apps/web"]})") << for_reader.status;
 
   expect_no_secrets({});
+}
+
+// ctr with Basic credentials (no token server): pull, push, and a reader refused.
+TEST_F(InboundAuthTest, CtrWithBasicAuthPullsAndPushes) {
+  if (!require_programs({"containerd", "ctr"})) return;
+  ASSERT_TRUE(start_auth_relay(false));
+  images.add_image("1.0", {random_bytes(90 * 1024, 6)});
+  ASSERT_EQ(skopeo_copy("oci:" + images.dir().string() + ":1.0", "docker://" + relay->host() + "/apps/web:1.0",
+                        {"--dest-creds", std::string("ci-bot:") + kCiPassword})
+                .exit_code,
+            0);
+  ContainerdProcess containerd(tmp / "containerd");
+  ASSERT_TRUE(containerd.start());
+  const std::string user = std::string("ci-bot:") + kCiPassword;
+  const std::string ref = relay->host() + "/apps/web:1.0";
+  auto fetched = containerd.ctr({"content", "fetch", "--plain-http", "--user", user, ref});
+  ASSERT_EQ(fetched.exit_code, 0) << fetched.out << fetched.err << relay->log();
+  auto denied = containerd.ctr({"images", "push", "--plain-http", "--user", std::string("reader:") + kReaderPassword,
+                                relay->host() + "/apps/from-ctr:1.0", ref});
+  EXPECT_NE(denied.exit_code, 0) << "the reader may not push";
+  auto pushed = containerd.ctr({"images", "push", "--plain-http", "--user", user, relay->host() + "/apps/from-ctr:1.0", ref});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.out << pushed.err << relay->log();
+  EXPECT_EQ(call("HEAD", "/v2/apps/from-ctr/manifests/1.0", "ci-bot", kCiPassword).status, 200);
+}
+
+// access: rules cover mirrored repositories too, named <upstream>/<repository>.
+TEST_F(InboundAuthTest, MirroredRepositoriesFollowTheAccessRules) {
+  push_image("team/private/x", "1", 1, 4096);
+  push_image("team/open", "1", 1, 4096);
+  ASSERT_TRUE(start_auth_relay(false));
+  const std::string accept = "application/vnd.oci.image.manifest.v1+json";
+  const int seeded = registry.count_requests("team/private/x/manifests");
+  auto anon = http_request(relay->port(), "GET", "/v2/team/private/x/manifests/1", {{"Accept", accept}});
+  EXPECT_EQ(anon.status, 401);
+  EXPECT_EQ(call("GET", "/v2/team/private/x/manifests/1", "reader", kReaderPassword).status, 403);
+  EXPECT_EQ(registry.count_requests("team/private/x/manifests"), seeded) << "nothing was fetched for them";
+  EXPECT_EQ(http_request(relay->port(), "GET", "/v2/team/open/manifests/1", {{"Accept", accept}}).status, 200);
 }
 
 TEST_F(InboundAuthTest, TokenFlowWithSkopeoAndContainerd) {

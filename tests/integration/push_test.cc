@@ -553,6 +553,14 @@ TEST_F(PushTest, AReferrerPushedByDigestIsListedAtOnceWithItsArtifactType) {
   auto filtered = http_request(relay->port(), "GET", "/v2/apps/r/referrers/" + sdigest + "?artifactType=text/plain");
   EXPECT_EQ(nlohmann::json::parse(filtered.body)["manifests"].size(), 0u);
   EXPECT_EQ(filtered.headers["oci-filters-applied"], "artifactType");
+  // A subject need not exist (yet): the referrer goes in and is listed under it.
+  const std::string absent = sha256_digest("a manifest pushed later, or never");
+  nlohmann::json early = put_image("apps/r", "early", "early signature", absent);
+  auto early_list = http_request(relay->port(), "GET", "/v2/apps/r/referrers/" + absent);
+  ASSERT_EQ(early_list.status, 200) << early_list.body;
+  auto ej = nlohmann::json::parse(early_list.body);
+  ASSERT_EQ(ej["manifests"].size(), 1u) << early_list.body;
+  EXPECT_EQ(ej["manifests"][0]["digest"], sha256_digest(early.dump()));
 }
 
 }  // namespace
