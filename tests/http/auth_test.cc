@@ -14,6 +14,7 @@
 #include "http/listener.h"
 #include "http/token_signer.h"
 #include "metrics/metrics.h"
+#include "oci/encoding.h"
 #include "tests/support/files.h"
 #include "tests/support/loopback_http.h"
 #include "tests/support/process.h"
@@ -51,19 +52,6 @@ std::string make_key(const fs::path& dir, const std::string& name, const std::ve
 const std::vector<std::string> kEc = {"-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"};
 const std::vector<std::string> kRsa = {"-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"};
 
-std::string b64url(std::string_view s) {
-  static constexpr char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : s) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) out += a[(acc >> (bits -= 6)) & 63];
-  }
-  if (bits) out += a[(acc << (6 - bits)) & 63];
-  return out;
-}
 
 std::string basic(const std::string& user, const std::string& password) {
   static constexpr char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -232,10 +220,10 @@ TEST_P(TokenSignerTest, RefusesExpiredForeignTamperedAndMisaddressedTokens) {
   auto dot1 = good.find('.'), dot2 = good.rfind('.');
   nlohmann::json claims = {{"iss", "iss"}, {"aud", "svc"}, {"sub", "u"}, {"exp", now_s() + 300},
                            {"access", {{{"type", "repository"}, {"name", "apps/web"}, {"actions", {"pull", "push"}}}}}};
-  const std::string tampered = good.substr(0, dot1) + "." + b64url(claims.dump()) + good.substr(dot2);
+  const std::string tampered = good.substr(0, dot1) + "." + oci::base64url_encode(claims.dump()) + good.substr(dot2);
   EXPECT_FALSE(signer->verify(tampered, now_s()).ok());
   EXPECT_FALSE(signer->verify(good.substr(0, dot2) + ".", now_s()).ok());
-  const std::string none = b64url(R"({"alg":"none","typ":"JWT"})") + "." + b64url(claims.dump()) + ".";
+  const std::string none = oci::base64url_encode(R"({"alg":"none","typ":"JWT"})") + "." + oci::base64url_encode(claims.dump()) + ".";
   EXPECT_FALSE(signer->verify(none, now_s()).ok());
   EXPECT_FALSE(signer->verify("garbage", now_s()).ok());
   EXPECT_FALSE(signer->verify("a.b.c.d", now_s()).ok());

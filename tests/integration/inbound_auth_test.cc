@@ -12,20 +12,6 @@
 namespace ocirelay::testing {
 namespace {
 
-std::string base64(const std::string& in) {
-  static constexpr char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) out += a[(acc >> (bits -= 6)) & 63];
-  }
-  if (bits) out += a[(acc << (6 - bits)) & 63];
-  while (out.size() % 4) out += '=';
-  return out;
-}
 
 constexpr const char* kCiPassword = "ci-Bot-pa55word-7f3a";
 constexpr const char* kReaderPassword = "reader-pa55word-91c2";
@@ -69,7 +55,7 @@ class InboundAuthTest : public MirrorTest {
   HttpResponse call(const std::string& method, const std::string& target, const std::string& user = "",
                     const std::string& password = "", const std::string& body = "") {
     std::map<std::string, std::string> h;
-    if (!user.empty()) h["Authorization"] = "Basic " + base64(user + ":" + password);
+    if (!user.empty()) h["Authorization"] = "Basic " + oci::base64_encode(user + ":" + password);
     return http_request_with_body(relay->port(), method, target, h, body);
   }
 
@@ -78,7 +64,7 @@ class InboundAuthTest : public MirrorTest {
     std::vector<std::pair<std::string, std::string>> secrets = {
         {"ci-bot's password", kCiPassword}, {"reader's password", kReaderPassword},
         {"ci-bot's bcrypt hash", ci_hash},  {"reader's bcrypt hash", reader_hash},
-        {"base64 credentials", base64(std::string("ci-bot:") + kCiPassword)}};
+        {"base64 credentials", oci::base64_encode(std::string("ci-bot:") + kCiPassword)}};
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       secrets.emplace_back("token " + std::to_string(i), tokens[i]);
       // The signature part alone, too (a log could cut a token at its dots).
@@ -267,7 +253,7 @@ TEST_F(InboundAuthTest, TokenFlowWithSkopeoAndContainerd) {
                                            {{"Authorization", "Bearer " + access}});
   EXPECT_EQ(push_with_pull_token.status, 401) << "the token holds pull only: the client must ask again";
   auto get_token = http_request(relay->port(), "GET", "/token?service=ocirelay&scope=repository:apps/private/web:pull,push",
-                                {{"Authorization", "Basic " + base64(user)}});
+                                {{"Authorization", "Basic " + oci::base64_encode(user)}});
   ASSERT_EQ(get_token.status, 200);
   const std::string push_token = nlohmann::json::parse(get_token.body)["token"];
   EXPECT_EQ(http_request(relay->port(), "POST", "/v2/apps/private/web/blobs/uploads/",
