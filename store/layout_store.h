@@ -259,6 +259,8 @@ class LayoutStore final : public Store {
   Status pin_in(lmdb::WriteTxn& t, const oci::Digest& d);
   // Removes `repo`'s link to `d` (both directions).
   Status unlink_in(lmdb::WriteTxn& t, std::string_view repo, const oci::Digest& d);
+  // Upload `id`'s row; nullopt when there is none (or it does not decode).
+  Result<std::optional<records::UploadRow>> upload_row(std::string_view id) const;
   // Open at start: drops upload files without rows and rows without files.
   Status reconcile_uploads();
   fs::path upload_path(std::string_view id) const { return uploads_dir_ / std::string(id); }

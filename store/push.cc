@@ -145,14 +145,18 @@ Result<std::unique_ptr<UploadWriter>> LayoutStore::begin_upload(std::string_view
   return std::unique_ptr<UploadWriter>(std::move(w));
 }
 
-Result<std::unique_ptr<UploadWriter>> LayoutStore::resume_upload(std::string_view id) {
-  if (auto st = writable(); !st.ok()) return st.error();
-  if (!valid_upload_id(id)) return upload_unknown();
-  auto row = read([&](const lmdb::ReadTxn& t) -> Result<std::optional<records::UploadRow>> {
+Result<std::optional<records::UploadRow>> LayoutStore::upload_row(std::string_view id) const {
+  return read([&](const lmdb::ReadTxn& t) -> Result<std::optional<records::UploadRow>> {
     auto v = t.get(dbi(db::kUploads), id);
     if (!v.ok()) return v.error();
     return *v ? records::decode_upload(**v) : std::nullopt;
   });
+}
+
+Result<std::unique_ptr<UploadWriter>> LayoutStore::resume_upload(std::string_view id) {
+  if (auto st = writable(); !st.ok()) return st.error();
+  if (!valid_upload_id(id)) return upload_unknown();
+  auto row = upload_row(id);
   if (!row.ok()) return row.error();
   if (!*row) return upload_unknown();
   {
@@ -193,11 +197,7 @@ Result<std::unique_ptr<UploadWriter>> LayoutStore::resume_upload(std::string_vie
 
 Result<std::optional<UploadInfo>> LayoutStore::upload(std::string_view id) const {
   if (!valid_upload_id(id)) return std::optional<UploadInfo>();
-  auto row = read([&](const lmdb::ReadTxn& t) -> Result<std::optional<records::UploadRow>> {
-    auto v = t.get(dbi(db::kUploads), id);
-    if (!v.ok()) return v.error();
-    return *v ? records::decode_upload(**v) : std::nullopt;
-  });
+  auto row = upload_row(id);
   if (!row.ok()) return row.error();
   if (!*row) return std::optional<UploadInfo>();
   auto size = fs_->file_size(upload_path(id));
