@@ -19,9 +19,12 @@
 #include "cli/check.h"
 #include "cli/config.h"
 #include "cli/warm.h"
+#include "fetch/fetcher.h"
 #include "fetch/registries.h"
 #include "metrics/metrics.h"
 #include "proxy/server.h"
+#include "relay/ledger.h"
+#include "relay/service.h"
 #include "store/store.h"
 
 namespace ocirelay::cli {
@@ -69,7 +72,9 @@ int run_serve(const Config& config) {
 
   spdlog::info("ocirelay {} starting: config {}, store {}", OCIRELAY_VERSION_STRING,
                config.source, config.store.root.string());
-  auto store = store::Store::open(config.store);
+  store::StoreOptions store_options = config.store;
+  store_options.extra_databases = relay::ledger_databases();
+  auto store = store::Store::open(store_options);
   if (!store) {
     spdlog::critical("cannot open store {}: {}", config.store.root.string(),
                      store.error().to_string());
@@ -83,7 +88,7 @@ int run_serve(const Config& config) {
   // One client per upstream for everything this process does with them, and one metrics
   // registry for /metrics.
   metrics::Metrics metrics;
-  auto registries = fetch::RegistryClients::create(config.server.upstreams, &metrics);
+  auto registries = fetch::RegistryClients::create(all_registries(config), &metrics);
   if (!registries) {
     spdlog::critical("cannot start server: {}", registries.error().to_string());
     return 1;
@@ -133,6 +138,15 @@ int run_serve(const Config& config) {
     }
   });
 
+  // The relay's triggers (event and cron rules) on their own thread, with a fetcher of
+  // their own (its metrics are not exposed yet).
+  metrics::Metrics relay_metrics;
+  fetch::Fetcher relay_fetcher(**store, relay_metrics, /*enforce_quota=*/false);
+  relay::Ledger ledger((*store)->metadata());
+  relay::RelayService relay_service(relay::RelayContext{**store, relay_fetcher, **registries, ledger, config.relay,
+                                                        config.server.local_repositories});
+  relay_service.start();
+
   sd_notify("READY=1");
   srv.run();
 
@@ -150,6 +164,7 @@ int run_serve(const Config& config) {
   // Cancels the upstream transfers still running and joins the server's threads: "stopped"
   // is logged once nothing is left running.
   server->reset();
+  relay_service.stop();  // its transfers were cancelled with the clients' above
   if (auto st = (*store)->flush_access(); !st)
     spdlog::warn("flushing access times: {}", st.error().to_string());
   spdlog::info("stopped");

@@ -369,10 +369,9 @@ std::shared_ptr<adapters::CredentialSource> parse_auth(const Ctx& ctx, const YAM
   return adapters::fixed_credentials(std::move(creds));
 }
 
-fetch::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
-  check_keys(ctx, n, path,
-             {"name", "url", "type", "default", "tag_ttl", "auth", "ca_file", "token_realm_hosts",
-              "upload"});
+// The keys an upstream and a relay registry share (name, url, type, auth, ...); the
+// caller has checked the keys.
+fetch::UpstreamConfig parse_registry_fields(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
   fetch::UpstreamConfig up;
   if (!n["name"]) ctx.fail(n, path + ".name", "required");
   if (!n["url"]) ctx.fail(n, path + ".url", "required");
@@ -445,6 +444,13 @@ fetch::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const 
   up.library_prefix = up.name == "docker.io" || parsed->host == "registry-1.docker.io" ||
                       parsed->host == "index.docker.io";
   return up;
+}
+
+fetch::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
+  check_keys(ctx, n, path,
+             {"name", "url", "type", "default", "tag_ttl", "auth", "ca_file", "token_realm_hosts",
+              "upload"});
+  return parse_registry_fields(ctx, n, path);
 }
 
 void set_listen(const Ctx& ctx, const YAML::Node& n, const std::string& key, std::string_view v,
@@ -525,6 +531,196 @@ http::AuthOptions parse_inbound_auth(const Ctx& ctx, const YAML::Node& n) {
     o.access.push_back(std::move(rule));
   }
   return o;
+}
+
+// ---- The relay: registries: and rules: ------------------------------------------------
+
+std::uint64_t whole_number(const Ctx& ctx, const YAML::Node& n, const std::string& key, std::uint64_t min) {
+  std::string v = scalar(ctx, n, key);
+  std::uint64_t x = 0;
+  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc() || ptr != v.data() + v.size() || x < min)
+    ctx.fail(n, key, "expected a whole number of at least " + std::to_string(min) + ", not '" + v + "'");
+  return x;
+}
+
+relay::RelayRegistry parse_relay_registry(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
+  check_keys(ctx, n, path,
+             {"name", "url", "type", "auth", "ca_file", "token_realm_hosts", "upload", "create_repositories",
+              "limits"});
+  auto fields = parse_registry_fields(ctx, n, path);
+  relay::RelayRegistry r;
+  r.name = fields.name;
+  r.endpoint = std::move(fields.endpoint);
+  if (auto c = n["create_repositories"]) {
+    const std::string key = path + ".create_repositories";
+    adapters::PrepareOptions o;
+    const bool wanted = !c.IsScalar() || boolean(ctx, c, key);  // `true`: the defaults
+    if (!c.IsScalar()) {
+      check_keys(ctx, c, key, {"kms_key", "tag_mutability", "scan_on_push", "public", "aws"});
+      if (auto k = c["kms_key"]) o.ecr.kms_key = o.kms_key = scalar(ctx, k, key + ".kms_key");
+      if (auto t = c["tag_mutability"]) {
+        std::string v = scalar(ctx, t, key + ".tag_mutability");
+        if (v != "MUTABLE" && v != "IMMUTABLE")
+          ctx.fail(t, key + ".tag_mutability", "expected MUTABLE or IMMUTABLE, not '" + v + "'");
+        o.ecr.tag_mutability = v;
+      }
+      if (auto sc = c["scan_on_push"]) o.ecr.scan_on_push = boolean(ctx, sc, key + ".scan_on_push");
+      if (auto pb = c["public"]) o.harbor_public = boolean(ctx, pb, key + ".public");
+      if (auto a = c["aws"]) o.aws = parse_aws(ctx, a, key + ".aws");
+    }
+    if (wanted) r.create_repositories = std::move(o);
+  }
+  if (auto l = n["limits"]) {
+    const std::string key = path + ".limits";
+    check_keys(ctx, l, key, {"concurrency", "requests_per_second", "bytes_per_second"});
+    if (auto c = l["concurrency"]) r.limits.concurrency = static_cast<int>(std::min<std::uint64_t>(
+                                       whole_number(ctx, c, key + ".concurrency", 1), 256));
+    if (auto q = l["requests_per_second"]) {
+      std::string v = scalar(ctx, q, key + ".requests_per_second");
+      char* end = nullptr;
+      double d = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(d > 0))
+        ctx.fail(q, key + ".requests_per_second", "expected a number above 0, not '" + v + "'");
+      r.limits.requests_per_second = d;
+    }
+    if (auto b = l["bytes_per_second"]) {
+      std::string v = scalar(ctx, b, key + ".bytes_per_second");
+      auto sz = parse_size(v);
+      if (!sz || *sz == 0) ctx.fail(b, key + ".bytes_per_second", "expected a size per second such as 200MiB");
+      r.limits.bytes_per_second = *sz;
+    }
+  }
+  return r;
+}
+
+// A list of patterns, each parsed by `parse` (errors placed at the entry).
+template <typename Pattern, typename Parse>
+std::vector<Pattern> pattern_list(const Ctx& ctx, const YAML::Node& n, const std::string& key, Parse parse) {
+  std::vector<Pattern> out;
+  if (n.IsScalar()) {  // one pattern without brackets
+    auto p = parse(n.Scalar());
+    if (!p) ctx.fail(n, key, p.error().message);
+    out.push_back(std::move(*p));
+    return out;
+  }
+  if (!n.IsSequence()) ctx.fail(n, key, "expected a list of patterns");
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const std::string k = key + "[" + std::to_string(i) + "]";
+    auto p = parse(scalar(ctx, n[i], k));
+    if (!p) ctx.fail(n[i], k, p.error().message);
+    out.push_back(std::move(*p));
+  }
+  return out;
+}
+
+relay::Rule parse_rule(const Ctx& ctx, const YAML::Node& n, const std::string& path,
+                       const std::set<std::string>& registry_names) {
+  check_keys(ctx, n, path,
+             {"name", "from", "repositories", "tags", "platforms", "referrers", "to", "triggers", "delete",
+              "override", "enabled"});
+  relay::Rule rule;
+  if (!n["name"]) ctx.fail(n, path + ".name", "required");
+  rule.name = scalar(ctx, n["name"], path + ".name");
+  if (rule.name.empty() || rule.name.size() > 128 || rule.name.find_first_of(" /\t\n") != std::string::npos)
+    ctx.fail(n["name"], path + ".name", "expected a short name without spaces or '/'");
+  if (auto f = n["from"]) {
+    rule.from = scalar(ctx, f, path + ".from");
+    if (rule.from != relay::kLocalSource && !registry_names.contains(rule.from))
+      ctx.fail(f, path + ".from", "unknown registry '" + rule.from + "' (local, or a name from upstreams: or registries:)");
+  }
+  if (auto r = n["repositories"]) {
+    const std::string key = path + ".repositories";
+    check_keys(ctx, r, key, {"include", "exclude", "list"});
+    auto parse = [](std::string_view t) { return relay::NamePattern::parse(t); };
+    if (r["include"]) rule.repositories.include = pattern_list<relay::NamePattern>(ctx, r["include"], key + ".include", parse);
+    if (r["exclude"]) rule.repositories.exclude = pattern_list<relay::NamePattern>(ctx, r["exclude"], key + ".exclude", parse);
+    if (auto l = r["list"]) {
+      if (rule.from == relay::kLocalSource) ctx.fail(l, key + ".list", "only for a rule from a registry (local lists the store)");
+      rule.source_repositories = string_list(ctx, l, key + ".list");
+      for (std::size_t i = 0; i < rule.source_repositories.size(); ++i)
+        if (!oci::valid_repository(rule.source_repositories[i]))
+          ctx.fail(l[i], key + ".list[" + std::to_string(i) + "]", "invalid repository name");
+    }
+  }
+  if (auto t = n["tags"]) {
+    const std::string key = path + ".tags";
+    check_keys(ctx, t, key, {"include", "exclude", "semver", "keep_latest"});
+    auto parse = [](std::string_view x) { return relay::TagPattern::parse(x); };
+    if (t["include"]) rule.tags.include = pattern_list<relay::TagPattern>(ctx, t["include"], key + ".include", parse);
+    if (t["exclude"]) rule.tags.exclude = pattern_list<relay::TagPattern>(ctx, t["exclude"], key + ".exclude", parse);
+    if (auto s = t["semver"]) {
+      auto range = relay::SemverRange::parse(scalar(ctx, s, key + ".semver"));
+      if (!range) ctx.fail(s, key + ".semver", range.error().message);
+      rule.tags.semver = std::move(*range);
+    }
+    if (auto k = t["keep_latest"]) rule.tags.keep_latest = whole_number(ctx, k, key + ".keep_latest", 1);
+  }
+  if (auto p = n["platforms"]) {
+    const std::string key = path + ".platforms";
+    if (p.IsScalar()) {
+      if (p.Scalar() != "all") ctx.fail(p, key, "expected all or a list such as [linux/amd64, linux/arm64]");
+    } else {
+      if (!p.IsSequence() || p.size() == 0) ctx.fail(p, key, "expected all or a list such as [linux/amd64, linux/arm64]");
+      for (std::size_t i = 0; i < p.size(); ++i) {
+        const std::string k = key + "[" + std::to_string(i) + "]";
+        auto pl = relay::PlatformFilter::parse_platform(scalar(ctx, p[i], k));
+        if (!pl) ctx.fail(p[i], k, pl.error().message);
+        rule.platforms.only.push_back(std::move(*pl));
+      }
+    }
+  }
+  if (auto r = n["referrers"]) rule.referrers = boolean(ctx, r, path + ".referrers");
+  if (auto d = n["delete"]) rule.propagate_deletes = boolean(ctx, d, path + ".delete");
+  if (auto o = n["override"]) rule.override_tags = boolean(ctx, o, path + ".override");
+  if (auto e = n["enabled"]) rule.enabled = boolean(ctx, e, path + ".enabled");
+  const auto to = n["to"];
+  if (!to || !to.IsSequence() || to.size() == 0) ctx.fail(to ? to : n, path + ".to", "required: a list of destinations");
+  for (std::size_t i = 0; i < to.size(); ++i) {
+    const std::string key = path + ".to[" + std::to_string(i) + "]";
+    check_keys(ctx, to[i], key, {"registry", "repository"});
+    relay::RuleTarget target;
+    if (!to[i]["registry"]) ctx.fail(to[i], key + ".registry", "required");
+    target.registry = scalar(ctx, to[i]["registry"], key + ".registry");
+    if (!registry_names.contains(target.registry))
+      ctx.fail(to[i]["registry"], key + ".registry",
+               "unknown registry '" + target.registry + "' (a name from upstreams: or registries:)");
+    if (target.registry == rule.from)
+      ctx.fail(to[i]["registry"], key + ".registry", "the rule's source registry cannot be its destination");
+    if (auto r = to[i]["repository"]) {
+      check_keys(ctx, r, key + ".repository", {"prefix", "strip"});
+      if (r["prefix"]) target.repository.prefix = scalar(ctx, r["prefix"], key + ".repository.prefix");
+      if (r["strip"]) target.repository.strip = scalar(ctx, r["strip"], key + ".repository.strip");
+      const std::string& pre = target.repository.prefix;
+      if (!pre.empty() && (!pre.ends_with("/") || !oci::valid_repository(pre.substr(0, pre.size() - 1))))
+        ctx.fail(r["prefix"], key + ".repository.prefix", "expected repository components ending in '/', e.g. mirror/");
+    }
+    rule.to.push_back(std::move(target));
+  }
+  if (auto t = n["triggers"]) {
+    const std::string key = path + ".triggers";
+    if (!t.IsSequence()) ctx.fail(t, key, "expected a list: event, manual, {cron: \"17 */6 * * *\"}");
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      const std::string k = key + "[" + std::to_string(i) + "]";
+      relay::Trigger trig;
+      if (t[i].IsScalar()) {
+        const std::string v = t[i].Scalar();
+        if (v == "event") trig.kind = relay::Trigger::Kind::event;
+        else if (v == "manual") trig.kind = relay::Trigger::Kind::manual;
+        else ctx.fail(t[i], k, "unknown trigger '" + v + "' (event, manual or {cron: ...})");
+      } else {
+        check_keys(ctx, t[i], k, {"cron", "timezone"});
+        if (!t[i]["cron"]) ctx.fail(t[i], k + ".cron", "required");
+        std::string tz = t[i]["timezone"] ? scalar(ctx, t[i]["timezone"], k + ".timezone") : "UTC";
+        auto sched = relay::CronSchedule::parse(scalar(ctx, t[i]["cron"], k + ".cron"), tz);
+        if (!sched) ctx.fail(t[i]["cron"], k + ".cron", sched.error().message);
+        trig.kind = relay::Trigger::Kind::cron;
+        trig.schedule = std::move(*sched);
+      }
+      rule.triggers.push_back(std::move(trig));
+    }
+  }
+  return rule;
 }
 
 bool valid_level(std::string_view v) {
@@ -621,6 +817,17 @@ Result<HostPort> parse_listen(std::string_view s) {
   return HostPort{std::string(host), static_cast<std::uint16_t>(p)};
 }
 
+std::vector<fetch::UpstreamConfig> all_registries(const Config& config) {
+  std::vector<fetch::UpstreamConfig> out = config.server.upstreams;
+  for (const auto& r : config.relay.registries) {
+    fetch::UpstreamConfig u;
+    u.name = r.name;
+    u.endpoint = r.endpoint;
+    out.push_back(std::move(u));
+  }
+  return out;
+}
+
 std::vector<std::string> config_warnings(const Config& config) {
   std::vector<std::string> out;
   if (config.server.upstreams.empty() && config.server.local_repositories.empty())
@@ -648,7 +855,7 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   cfg.source = std::string(source);
   if (!root || root.IsNull()) ctx.fail(root, "", "empty config");
   reject_duplicate_keys(ctx, root, "");
-  check_keys(ctx, root, "", {"listen", "tls", "store", "upstreams", "local", "auth", "log"});
+  check_keys(ctx, root, "", {"listen", "tls", "store", "upstreams", "local", "auth", "registries", "rules", "log"});
 
   if (auto l = root["listen"]) set_listen(ctx, l, "listen", scalar(ctx, l, "listen"), cfg.server);
 
@@ -748,6 +955,31 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   }
 
   if (auto a = root["auth"]) cfg.server.auth = parse_inbound_auth(ctx, a);
+
+  std::set<std::string> registry_names;
+  for (const auto& up : cfg.server.upstreams) registry_names.insert(up.name);
+  if (auto regs = root["registries"]) {
+    if (!regs.IsSequence()) ctx.fail(regs, "registries", "expected a list");
+    for (std::size_t i = 0; i < regs.size(); ++i) {
+      const std::string path = "registries[" + std::to_string(i) + "]";
+      auto r = parse_relay_registry(ctx, regs[i], path);
+      if (r.name == relay::kLocalSource)
+        ctx.fail(regs[i]["name"], path + ".name", "'local' names the store's own repositories in rules");
+      if (!registry_names.insert(r.name).second)
+        ctx.fail(regs[i]["name"], path + ".name", "duplicate registry name '" + r.name + "' (upstreams and registries share names)");
+      cfg.relay.registries.push_back(std::move(r));
+    }
+  }
+  if (auto rules = root["rules"]) {
+    if (!rules.IsSequence()) ctx.fail(rules, "rules", "expected a list");
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < rules.size(); ++i) {
+      const std::string path = "rules[" + std::to_string(i) + "]";
+      auto rule = parse_rule(ctx, rules[i], path, registry_names);
+      if (!names.insert(rule.name).second) ctx.fail(rules[i]["name"], path + ".name", "duplicate rule name '" + rule.name + "'");
+      cfg.relay.rules.push_back(std::move(rule));
+    }
+  }
 
   if (auto l = root["log"]) {
     check_keys(ctx, l, "log", {"level", "format"});

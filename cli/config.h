@@ -14,6 +14,7 @@
 
 #include "oci/result.h"
 #include "proxy/server.h"
+#include "relay/rule.h"
 #include "store/store.h"
 
 namespace ocirelay::cli {
@@ -35,6 +36,7 @@ struct Config {
   proxy::ServerOptions server;
   store::StoreOptions store;
   LogOptions log;
+  relay::RelayConfig relay;  // registries: and rules:
 };
 
 // Command-line flags that override config keys. Empty optionals leave the key alone.
@@ -57,6 +59,10 @@ Config load_config_file(const std::filesystem::path& file);
 // Applies flags on top of a loaded config, validating them like config keys. Throws
 // ConfigError naming the flag.
 void apply_overrides(Config& config, const ConfigOverrides& overrides);
+
+// Every registry the process talks to, for fetch::RegistryClients: the upstreams, then the
+// relay's registries (names are unique across both).
+std::vector<fetch::UpstreamConfig> all_registries(const Config& config);
 
 // What is valid but probably not what the operator meant (a config that serves nothing):
 // `serve` logs each line as a warning at startup.

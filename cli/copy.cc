@@ -126,8 +126,9 @@ int run_copy(const Config& config, const CopyCommand& cmd) {
   relay::CopyOptions opts;
   opts.mount_from = cmd.mount_from;
   opts.referrers = cmd.referrers;
-  opts.on_blob = [](std::string_view digest, std::uint64_t size, std::string_view how) {
-    std::fprintf(stderr, "copy: blob %.*s %llu bytes %.*s\n", static_cast<int>(digest.size()), digest.data(),
+  opts.on_blob = [](const oci::Digest& digest, std::uint64_t size, relay::BlobStep step) {
+    std::string_view how = relay::to_string(step);
+    std::fprintf(stderr, "copy: blob %s %llu bytes %.*s\n", digest.str().c_str(),
                  static_cast<unsigned long long>(size), static_cast<int>(how.size()), how.data());
   };
   auto report = relay::copy_image(**store, **client, src_repo, ref, dest->repo, tag, opts);

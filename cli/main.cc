@@ -15,6 +15,7 @@
 #include "cli/logging.h"
 #include "adapters/registry_kind.h"
 #include "cli/copy.h"
+#include "cli/sync.h"
 #include "cli/warm.h"
 
 namespace {
@@ -148,6 +149,27 @@ int main(int argc, char** argv) {
                  "(ECR repository, Artifact Registry repository, Harbor project; AWS and Google "
                  "credentials from their standard environment)");
 
+  Flags sync_flags;
+  ocirelay::cli::SyncCommand sync_cmd;
+  auto* sync = app.add_subcommand(
+      "sync", "Run the config's relay rules once and exit (for cron jobs, Kubernetes CronJobs, CI), e.g.\n"
+              "  ocirelay sync --config relay.yaml --rule apps-everywhere --dry-run\n"
+              "Each rule lists its source (local: the store's pushed repositories; or a registry's\n"
+              "catalog or listed repositories), keeps the repositories and tags its filters select\n"
+              "and brings every image to each destination that lacks it: blobs first (skipped when\n"
+              "the destination has them, mounted when another repository there does), child\n"
+              "manifests, the index, the tag last, referrers after their subject. A remote source's\n"
+              "image is read once whatever the number of destinations. Tags already sent (the\n"
+              "ledger in the store) cost one HEAD at a remote source and nothing at destinations.\n"
+              "Prints one line per image and destination; exits 0 when all succeeded, 1 when some\n"
+              "failed (each named with its reason), 2 on a usage or config error. Uses the store\n"
+              "(store.path): not beside a running serve on the same store.");
+  add_config_flags(sync, sync_flags, false);
+  sync->add_option("--rule", sync_cmd.rule, "run only this rule (default: every enabled rule)");
+  sync->add_flag("--dry-run", sync_cmd.dry_run,
+                 "print per destination and image what would be uploaded, mounted or skipped, with "
+                 "bytes; send no write to any registry");
+
   Flags check_flags;
   auto* check = app.add_subcommand(
       "check", "Check every configured upstream: obtain its credentials, get a token and\n"
@@ -183,6 +205,11 @@ int main(int argc, char** argv) {
       ocirelay::cli::setup_logging(c.log);
       copy_cmd.referrers = !no_referrers;
       return ocirelay::cli::run_copy(c, copy_cmd);
+    }
+    if (sync->parsed()) {
+      Config c = load(sync_flags);
+      ocirelay::cli::setup_logging(c.log);
+      return ocirelay::cli::run_sync(c, sync_cmd);
     }
     if (check->parsed()) {
       Config c = load(check_flags);

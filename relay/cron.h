@@ -21,7 +21,7 @@
 
 namespace ocirelay::relay {
 
-class TimeZone;  // cron.cc: UTC or a TZif zone's transitions and footer rule
+class TimeZone;  // time_zone.h: UTC or a TZif zone's transitions and footer rule
 
 class CronSchedule {
  public:
@@ -31,7 +31,8 @@ class CronSchedule {
   static Result<CronSchedule> parse(std::string_view expression, std::string_view timezone = "UTC");
 
   // The first time strictly after `t` (whole minutes) the schedule fires. Always exists
-  // within a few years for a valid schedule ("0 0 30 2 *" never fires: parse refuses it).
+  // within a few years for a valid schedule ("0 0 30 2 *" never fires: parse refuses it);
+  // Clock::time_point::max() only when that time is past what Clock can represent.
   Clock::time_point next_after(Clock::time_point t) const;
 
   const std::string& text() const { return text_; }

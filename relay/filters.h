@@ -62,9 +62,17 @@ class SemverRange {
   bool matches(std::string_view tag) const;
   const std::string& text() const { return text_; }
 
-  struct Version;  // defined in filters.cc
+  // Out of line: Comparator is complete only in semver.cc.
+  SemverRange(const SemverRange&);
+  SemverRange(SemverRange&&) noexcept;
+  SemverRange& operator=(const SemverRange&);
+  SemverRange& operator=(SemverRange&&) noexcept;
+  ~SemverRange();
+
+  struct Version;     // defined in semver.cc
+  struct Comparator;  // likewise: an operator and a version
  private:
-  struct Comparator;
+  SemverRange();
   std::string text_;
   std::vector<std::vector<Comparator>> alternatives_;
 };

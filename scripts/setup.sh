@@ -20,7 +20,7 @@ cd "$repo"
 build_packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libssl-dev
   libcurl4-openssl-dev liblmdb-dev libzstd-dev libspdlog-dev nlohmann-json3-dev
   libyaml-cpp-dev libcli11-dev libpsl-dev publicsuffix libcrypt-dev libgtest-dev libgmock-dev
-  ca-certificates)
+  libre2-dev tzdata ca-certificates)
 # The integration tests drive real registries and clients; under CI=true a test whose tool
 # is missing fails (tests/support/requirements.h). containerd brings ctr; podman and docker.io
 # (its dockerd, started by the tests on a socket of their own) log in and push; apache2-utils

@@ -174,6 +174,7 @@ class LayoutStore final : public Store {
 
   const fs::path& root() const override { return opt_.root; }
   fs::path blob_path(const oci::Digest& d) const override { return blobs_dir_ / std::string(d.hex()); }
+  lmdb::Env& metadata() override { return *env_; }
 
   Result<std::optional<BlobInfo>> blob(const oci::Digest& d) const override;
   Result<bool> repo_references(std::string_view repo, const oci::Digest& d) const override;

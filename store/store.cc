@@ -134,7 +134,9 @@ Status LayoutStore::init() {
   for (const auto& name : *stale)
     if (auto st = fs_->remove(ingest_dir_ / name); !st.ok()) return st;
 
-  auto env = lmdb::Env::open(opt_.root / "meta", kDatabases, kInitialMapSize);
+  std::vector<std::string> names = kDatabases;
+  names.insert(names.end(), opt_.extra_databases.begin(), opt_.extra_databases.end());
+  auto env = lmdb::Env::open(opt_.root / "meta", names, kInitialMapSize);
   if (!env.ok()) return env.error();
   env_ = std::move(*env);
 

@@ -24,6 +24,9 @@
 
 namespace ocirelay::store {
 
+namespace lmdb {
+class Env;  // store/lmdb.h
+}
 class FileSystem;    // store/file_system.h: the OS seam, replaced in fault-injection tests
 class ReadableFile;  // store/file_system.h
 
@@ -40,6 +43,10 @@ struct StoreOptions {
   // no schema upgrade, no index.json rewrite): for fsck without --repair beside a running
   // daemon. Every write then fails with Errc::unsupported.
   bool read_only = false;
+  // Named LMDB databases a user of the store keeps in its environment (DESIGN.md: one
+  // environment per process; the relay's ledger and queue): opened, created empty when
+  // missing, at open; the store never reads them. A read-only open leaves them out.
+  std::vector<std::string> extra_databases;
 };
 
 struct BlobInfo {
@@ -159,6 +166,9 @@ class Store {
 
   virtual const std::filesystem::path& root() const = 0;
   virtual std::filesystem::path blob_path(const oci::Digest& d) const = 0;
+  // The LMDB environment, for StoreOptions::extra_databases (store/lmdb.h transactions).
+  // The store's own databases are its business: do not touch them through this.
+  virtual lmdb::Env& metadata() = 0;
 
   // --- reads -------------------------------------------------------------------------
   // Absent is a value (nullopt, false, empty); an error means the metadata could not be

@@ -487,5 +487,86 @@ TEST_F(InboundAuthConfigTest, PlainHttpAuthOffLoopbackIsWarnedAbout) {
   EXPECT_TRUE(config_warnings(parse_config("local: {repositories: [\"apps/**\"]}\n" + auth(rule), "c")).empty());
 }
 
+
+// ---- the relay: registries: and rules: ---------------------------------------------------
+
+const std::string kRelayRegistries =
+    "upstreams:\n  - {name: docker.io, url: https://registry-1.docker.io}\n"
+    "registries:\n"
+    "  - name: ecr-use1\n"
+    "    url: https://123456789012.dkr.ecr.us-east-1.amazonaws.com\n"
+    "    create_repositories: {kms_key: alias/images, tag_mutability: IMMUTABLE}\n"
+    "    limits: {concurrency: 8, requests_per_second: 20, bytes_per_second: 200MiB}\n"
+    "  - name: harbor.corp\n"
+    "    url: https://harbor.corp\n";
+
+TEST(ConfigTest, TheIssuesRelayRuleParsesIntoItsFilters) {
+  Config c = parse_config(kRelayRegistries +
+                              "rules:\n"
+                              "  - name: apps-everywhere\n"
+                              "    from: local\n"
+                              "    repositories: {include: [\"apps/**\"], exclude: [\"apps/scratch/**\"]}\n"
+                              "    tags: {include: ['^v\\d+\\.\\d+\\.\\d+$', latest], exclude: ['-rc\\d*$'], "
+                              "semver: \">=1.4 <3\", keep_latest: 20}\n"
+                              "    platforms: [linux/amd64, linux/arm64]\n"
+                              "    referrers: true\n"
+                              "    to:\n"
+                              "      - {registry: ecr-use1, repository: {prefix: mirror/}}\n"
+                              "      - {registry: harbor.corp, repository: {strip: apps/, prefix: \"team/\"}}\n"
+                              "    triggers: [event, {cron: \"17 */6 * * *\"}, manual]\n"
+                              "    delete: false\n"
+                              "    override: false\n",
+                          "c");
+  ASSERT_EQ(c.relay.registries.size(), 2u);
+  const auto& ecr = c.relay.registries[0];
+  EXPECT_EQ(ecr.endpoint.kind, adapters::RegistryKind::ecr);
+  ASSERT_TRUE(ecr.create_repositories);
+  EXPECT_EQ(ecr.create_repositories->ecr.kms_key, "alias/images");
+  EXPECT_EQ(ecr.limits.concurrency, 8);
+  EXPECT_EQ(ecr.limits.bytes_per_second, 200u << 20);
+  EXPECT_FALSE(c.relay.registries[1].create_repositories);
+  ASSERT_EQ(c.relay.rules.size(), 1u);
+  const auto& r = c.relay.rules[0];
+  EXPECT_TRUE(r.repositories.matches("apps/web"));
+  EXPECT_FALSE(r.repositories.matches("apps/scratch/tmp"));
+  EXPECT_EQ(r.tags.select({"v1.4.0", "v1.5.0-rc1", "v3.0.0", "latest", "v2.9.1"}),
+            (std::vector<std::string>{"v1.4.0", "v2.9.1"}));
+  EXPECT_EQ(r.platforms.only.size(), 2u);
+  EXPECT_EQ(r.to[1].repository.apply("apps/web"), "team/web");
+  EXPECT_EQ(r.to[0].repository.apply("apps/web"), "mirror/apps/web");
+  EXPECT_TRUE(r.has_trigger(relay::Trigger::Kind::cron));
+  EXPECT_FALSE(r.override_tags);
+  EXPECT_FALSE(r.propagate_deletes);
+}
+
+TEST(ConfigTest, RelayRuleErrorsNameTheLineAndKey) {
+  const std::string head = kRelayRegistries + "rules:\n  - name: r\n";
+  EXPECT_THAT(error_of(head + "    to: [{registry: nowhere}]\n"),
+              HasSubstr("config.yaml:12: rules[0].to[0].registry: unknown registry 'nowhere'"));
+  EXPECT_THAT(error_of(head + "    from: elsewhere\n    to: [{registry: ecr-use1}]\n"),
+              HasSubstr("rules[0].from: unknown registry 'elsewhere'"));
+  EXPECT_THAT(error_of(head + "    tags: {include: ['v(']}\n    to: [{registry: ecr-use1}]\n"),
+              HasSubstr("config.yaml:12: rules[0].tags.include[0]:"));
+  EXPECT_THAT(error_of(head + "    tags: {semver: '>=banana'}\n    to: [{registry: ecr-use1}]\n"),
+              HasSubstr("rules[0].tags.semver:"));
+  EXPECT_THAT(error_of(head + "    triggers: [{cron: '61 * * * *'}]\n    to: [{registry: ecr-use1}]\n"),
+              HasSubstr("rules[0].triggers[0].cron:"));
+  EXPECT_THAT(error_of(head + "    triggers: [{cron: '0 * * * *', timezone: Mars/Base}]\n    to: [{registry: ecr-use1}]\n"),
+              HasSubstr("rules[0].triggers[0].cron:"));
+  EXPECT_THAT(error_of(head + "    platforms: [linux]\n    to: [{registry: ecr-use1}]\n"),
+              HasSubstr("rules[0].platforms[0]:"));
+  EXPECT_THAT(error_of(head + "    from: docker.io\n    to: [{registry: docker.io}]\n"),
+              HasSubstr("cannot be its destination"));
+  EXPECT_THAT(error_of(head), HasSubstr("rules[0].to: required"));
+  EXPECT_THAT(error_of(head + "    to: [{registry: ecr-use1}]\n  - name: r\n    to: [{registry: ecr-use1}]\n"),
+              HasSubstr("duplicate rule name 'r'"));
+  EXPECT_THAT(error_of(kRelayRegistries + "  - {name: docker.io, url: https://x.io}\n"),
+              HasSubstr("duplicate registry name 'docker.io'"));
+  EXPECT_THAT(error_of(kRelayRegistries + "  - {name: local, url: https://x.io}\n"),
+              HasSubstr("'local' names the store's own repositories"));
+  EXPECT_THAT(error_of(head + "    to: [{registry: ecr-use1, repository: {prefix: mirror}}]\n"),
+              HasSubstr("ending in '/'"));
+}
+
 }  // namespace
 }  // namespace ocirelay::cli

@@ -1,0 +1,426 @@
+#include "relay/replicator.h"
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "adapters/registry_client.h"
+#include "fetch/fetcher.h"
+#include "fetch/registries.h"
+#include "oci/media_types.h"
+#include "oci/reference.h"
+#include "relay/ledger.h"
+#include "store/store.h"
+
+namespace ocirelay::relay {
+
+std::string_view to_string(Outcome o) {
+  switch (o) {
+    case Outcome::copied: return "copied";
+    case Outcome::unchanged: return "unchanged";
+    case Outcome::kept: return "kept";
+    case Outcome::deleted: return "deleted";
+    case Outcome::failed: return "failed";
+  }
+  return "?";
+}
+
+namespace {
+
+// A remote image's manifests, read without storing anything: what a dry run plans from
+// when the store does not hold the image.
+class RemoteManifests final : public ImageSource {
+ public:
+  RemoteManifests(adapters::RegistryClient& client, std::string repo) : client_(client), repo_(std::move(repo)) {}
+  Result<Manifest> manifest(const oci::Digest& d) override {
+    auto r = client_.get_manifest(repo_, d.str(), oci::kDefaultManifestAccept);
+    if (!r) return r.error();
+    return Manifest{oci::reply_media_type(r->head.content_type, r->body), std::move(r->body)};
+  }
+  Result<std::vector<oci::Digest>> referrers(const oci::Digest& subject) override {
+    auto refs = client_.referrers(repo_, subject);
+    if (!refs) return refs.error();
+    std::vector<oci::Digest> out;
+    for (const auto& r : *refs) out.push_back(r.digest);
+    return out;
+  }
+  Result<std::unique_ptr<adapters::BodySource>> blob(const oci::Digest& d, std::uint64_t) override {
+    return Error{Errc::unsupported, "blob " + d.str() + ": a dry run reads no blob"};
+  }
+
+ private:
+  adapters::RegistryClient& client_;
+  std::string repo_;
+};
+
+struct Target {
+  const RuleTarget* rule_target;
+  const RelayRegistry* registry;  // null for an upstream used as a destination
+  adapters::RegistryClient* client;
+};
+
+class RuleRun {
+ public:
+  RuleRun(RelayContext& ctx, const Rule& rule, const RunOptions& opt) : ctx_(ctx), rule_(rule), opt_(opt) {}
+
+  Result<RunReport> run() {
+    for (const auto& t : rule_.to) {
+      Target target{&t, nullptr, ctx_.clients.find(t.registry)};
+      for (const auto& r : ctx_.config.registries)
+        if (r.name == t.registry) target.registry = &r;
+      if (!target.client)
+        return Error{Errc::invalid_argument, "rule " + rule_.name + ": no registry named '" + t.registry + "'"};
+      targets_.push_back(target);
+    }
+    local_ = rule_.from == kLocalSource;
+    if (!local_) {
+      source_ = ctx_.clients.find(rule_.from);
+      if (!source_)
+        return Error{Errc::invalid_argument, "rule " + rule_.name + ": no registry named '" + rule_.from + "'"};
+    }
+    auto repos = repositories();
+    if (!repos) return Error{repos.error().code, "rule " + rule_.name + ": listing " + rule_.from + ": " +
+                                                     repos.error().message};
+    for (const auto& repo : *repos) replicate_repository(repo);
+    return std::move(report_);
+  }
+
+ private:
+  // The source's repositories the rule selects, sorted.
+  Result<std::vector<std::string>> repositories() {
+    std::vector<std::string> names;
+    if (local_) {
+      std::string after;
+      for (;;) {
+        auto page = ctx_.store.repositories(after, 1000);
+        if (!page) return page.error();
+        for (const auto& r : *page) {
+          bool local = false;
+          for (const auto& g : ctx_.local_repositories) local = local || oci::repository_glob_match(g, r);
+          if (local) names.push_back(r);
+        }
+        if (page->size() < 1000) break;
+        after = page->back();
+      }
+    } else if (opt_.only_repository && rule_.source_repositories.empty()) {
+      names = {*opt_.only_repository};  // an event names it: no catalog walk
+    } else if (!rule_.source_repositories.empty()) {
+      names = rule_.source_repositories;
+    } else {
+      auto all = source_->catalog();
+      if (!all) return all.error();
+      names = std::move(*all);
+    }
+    std::vector<std::string> out;
+    for (auto& n : names)  // a remote catalog's names are checked before they key anything
+      if (oci::valid_repository(n) && rule_.repositories.matches(n) &&
+          (!opt_.only_repository || *opt_.only_repository == n))
+        out.push_back(std::move(n));
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+  }
+
+  // Each rule keeps its own view of its source ("<rule>/<source>"; rule names have no '/'):
+  // a rule that does not propagate deletions forgetting a tag must not hide the deletion
+  // from one that does.
+  std::string seen_key() const { return rule_.name + "/" + rule_.from; }
+
+  std::string store_repo(const std::string& repo) const { return local_ ? repo : rule_.from + "/" + repo; }
+
+  TaskOutcome task(const std::string& repo, const std::string& tag, const Target& t) const {
+    TaskOutcome o;
+    o.rule = rule_.name;
+    o.source = rule_.from;
+    o.source_repository = repo;
+    o.tag = tag;
+    o.destination = t.rule_target->registry;
+    o.destination_repository = t.rule_target->repository.apply(repo);
+    return o;
+  }
+
+  void finish(TaskOutcome o) {
+    if (o.outcome == Outcome::failed)
+      spdlog::warn("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome=failed error={}", o.rule,
+                   o.source, o.source_repository, o.tag, o.destination, o.destination_repository, o.digest, o.error);
+    else
+      spdlog::info("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome={}{}", o.rule, o.source,
+                   o.source_repository, o.tag, o.destination, o.destination_repository, o.digest,
+                   to_string(o.outcome), opt_.dry_run ? " (dry run)" : "");
+    std::lock_guard lock(mu_);
+    if (opt_.on_task) opt_.on_task(o);
+    report_.tasks.push_back(std::move(o));
+  }
+
+  void fail_all(const std::string& repo, const std::string& tag, const std::string& digest, const Error& e) {
+    for (const auto& t : targets_) {
+      TaskOutcome o = task(repo, tag, t);
+      o.digest = digest;
+      o.error = e.message;
+      finish(std::move(o));
+    }
+  }
+
+  void replicate_repository(const std::string& repo) {
+    std::vector<std::string> tags;
+    if (local_) {
+      auto t = ctx_.store.tags(repo);
+      if (!t) return fail_all(repo, "", "", t.error());
+      tags = std::move(*t);
+    } else {
+      auto t = source_->list_tags(repo);
+      if (!t) return fail_all(repo, "", "", t.error());
+      for (auto& tag : *t)
+        if (oci::valid_tag(tag)) tags.push_back(std::move(tag));
+    }
+    const std::set<std::string> present(tags.begin(), tags.end());
+    for (const auto& tag : rule_.tags.select(tags))
+      if (!opt_.only_tag || *opt_.only_tag == tag) replicate_image(repo, tag);
+    propagate_deletions(repo, present);
+  }
+
+  // Tags the ledger saw at the source that are gone now.
+  void propagate_deletions(const std::string& repo, const std::set<std::string>& present) {
+    auto seen = ctx_.ledger.source_tags(seen_key(), repo);
+    if (!seen) return fail_all(repo, "", "", seen.error());
+    for (const auto& [tag, entry] : *seen) {
+      if (present.contains(tag) || (opt_.only_tag && *opt_.only_tag != tag)) continue;
+      if (!rule_.propagate_deletes) {
+        if (!opt_.dry_run) (void)ctx_.ledger.forget_source_tag(seen_key(), repo, tag);
+        continue;
+      }
+      bool all_done = true;
+      for (const auto& t : targets_) {
+        TaskOutcome o = task(repo, tag, t);
+        o.digest = entry.digest.str();
+        auto known = ctx_.ledger.destination_tag(o.destination, o.destination_repository, tag);
+        if (!known || !*known) continue;  // never sent there: nothing to delete
+        Status st;
+        if (!opt_.dry_run) st = delete_tag(t, o.destination_repository, tag, (*known)->sent);
+        if (st) {
+          o.outcome = Outcome::deleted;
+        } else {
+          o.error = st.error().message;
+          all_done = false;
+        }
+        finish(std::move(o));
+      }
+      if (all_done && !opt_.dry_run) (void)ctx_.ledger.forget_source_tag(seen_key(), repo, tag);
+    }
+  }
+
+  // Deletes `tag` at a destination. Registries without tag deletion (distribution answers
+  // 400/404/405) delete the manifest by digest instead, which takes every tag naming it:
+  // done only when the ledger knows no other tag of that repository there at that digest.
+  Status delete_tag(const Target& t, const std::string& repo, const std::string& tag, const oci::Digest& sent) {
+    if (t.client->delete_manifest(repo, tag)) return ctx_.ledger.forget_destination_tag(t.rule_target->registry, repo, tag);
+    auto head = t.client->head_manifest(repo, tag, oci::kDefaultManifestAccept);
+    if (!head && head.error().code != Errc::not_found) return head.error();
+    if (head) {
+      auto there = oci::Digest::parse(head->docker_content_digest);
+      if (!there || *there != sent)
+        return Error{Errc::unsupported, "the tag points at another digest there now: left alone"};
+      auto others = ctx_.ledger.destination_tags(t.rule_target->registry, repo);
+      if (!others) return others.error();
+      for (const auto& [other, entry] : *others)
+        if (other != tag && entry.sent == sent)
+          return Error{Errc::unsupported, "the registry deletes manifests, not tags, and tag " + other +
+                                              " names the same manifest: left alone"};
+      auto st = t.client->delete_manifest(repo, sent.str());
+      if (!st && st.error().code != Errc::not_found) return st;
+    }
+    return ctx_.ledger.forget_destination_tag(t.rule_target->registry, repo, tag);
+  }
+
+  Result<oci::Digest> resolve(const std::string& repo, const std::string& tag) {
+    if (local_) {
+      auto t = ctx_.store.tag(repo, tag);
+      if (!t) return t.error();
+      if (!*t) return Error{Errc::not_found, repo + ":" + tag + " is gone from the store"};
+      return (*t)->digest;
+    }
+    // A HEAD: free of Docker Hub's pull quota, and all an unchanged tag costs.
+    auto head = source_->head_manifest(repo, tag, oci::kDefaultManifestAccept);
+    if (!head) return head.error();
+    if (auto d = oci::Digest::parse(head->docker_content_digest)) return *d;
+    auto got = source_->get_manifest(repo, tag, oci::kDefaultManifestAccept);
+    if (!got) return got.error();
+    return got->digest;
+  }
+
+  // Whether `t` needs the image; sets the outcome when it does not.
+  bool needs(const Target& t, TaskOutcome& o, const oci::Digest& digest) {
+    auto known = ctx_.ledger.destination_tag(o.destination, o.destination_repository, o.tag);
+    if (!known) {
+      o.error = known.error().message;
+      return false;
+    }
+    if (*known) {
+      if ((*known)->digest == digest) {
+        o.outcome = Outcome::unchanged;
+        return false;
+      }
+      if (!rule_.override_tags) {
+        o.outcome = Outcome::kept;
+        return false;
+      }
+      return true;
+    }
+    // Not sent from here before: the destination may hold the tag already (a first sync
+    // to a filled registry). One HEAD settles it.
+    auto head = t.client->head_manifest(o.destination_repository, o.tag, oci::kDefaultManifestAccept);
+    if (!head) {
+      if (head.error().code == Errc::not_found) return true;
+      o.error = "HEAD " + o.destination_repository + ":" + o.tag + ": " + head.error().message;
+      return false;
+    }
+    auto there = oci::Digest::parse(head->docker_content_digest);
+    if (there && *there == digest && rule_.platforms.all()) {
+      if (!opt_.dry_run) (void)ctx_.ledger.record_destination_tag(o.destination, o.destination_repository, o.tag, digest, digest);
+      o.outcome = Outcome::unchanged;
+      return false;
+    }
+    if (!rule_.override_tags) {
+      o.outcome = Outcome::kept;
+      return false;
+    }
+    return true;
+  }
+
+  // A remote image (and its referrers) into the store, once for every destination.
+  Status fetch_into_store(const std::string& repo, const std::string& tag, const oci::Digest& digest) {
+    fetch::Origin origin{source_, repo, store_repo(repo)};
+    fetch::ImageOptions io;
+    if (rule_.platforms.only.size() == 1) io.platform = rule_.platforms.only.front();
+    auto got = ctx_.fetcher.fetch_image(origin, oci::ManifestRef{tag, std::nullopt}, io);
+    if (!got) return got.error();
+    if (got->digest != digest) {
+      // The tag moved between the HEAD and the GET: the newer image is what travels.
+      spdlog::info("relay: {}/{}:{} moved to {} while it was read", rule_.from, repo, tag, got->digest.str());
+    }
+    if (!rule_.referrers) return {};
+    auto refs = source_->referrers(repo, got->digest);
+    if (!refs) return refs.error();
+    for (const auto& r : *refs) {
+      auto st = ctx_.fetcher.fetch_image(origin, oci::ManifestRef{"", r.digest}, {});
+      if (!st) return Error{st.error().code, "referrer " + r.digest.str() + ": " + st.error().message};
+    }
+    return {};
+  }
+
+  void replicate_image(const std::string& repo, const std::string& tag) {
+    report_.images++;
+    auto digest = resolve(repo, tag);
+    if (!digest) return fail_all(repo, tag, "", digest.error());
+    if (!opt_.dry_run) (void)ctx_.ledger.record_source_tag(seen_key(), repo, tag, *digest);
+
+    std::vector<std::pair<const Target*, TaskOutcome>> todo;
+    for (const auto& t : targets_) {
+      TaskOutcome o = task(repo, tag, t);
+      o.digest = digest->str();
+      if (needs(t, o, *digest)) todo.emplace_back(&t, std::move(o));
+      else finish(std::move(o));
+    }
+    if (todo.empty()) return;
+
+    // Read once: a remote image lands in the store, and every destination reads from there.
+    std::unique_ptr<ImageSource> source;
+    oci::Digest root = *digest;
+    if (!local_) {
+      auto stored = ctx_.store.tag(store_repo(repo), tag);
+      const bool have = stored && *stored && (*stored)->digest == *digest;
+      if (opt_.dry_run && !have) {
+        source = std::make_unique<RemoteManifests>(*source_, repo);
+      } else if (!have) {
+        if (auto st = fetch_into_store(repo, tag, *digest); !st) {
+          for (auto& [t, o] : todo) {
+            o.error = "reading the source: " + st.error().message;
+            finish(std::move(o));
+          }
+          return;
+        }
+        if (auto now = ctx_.store.tag(store_repo(repo), tag); now && *now) root = (*now)->digest;
+      }
+    }
+    if (!source) source = store_image_source(ctx_.store, store_repo(repo));
+
+    // Every destination at once, each at its own pace; one failing stops no other.
+    std::vector<std::thread> workers;
+    for (auto& item : todo)
+      workers.emplace_back([&, item = &item] { send(*item->first, item->second, *source, root); });
+    for (auto& w : workers) w.join();
+  }
+
+  void send(const Target& t, TaskOutcome& o, ImageSource& source, const oci::Digest& root) {
+    if (t.registry && t.registry->create_repositories && !opt_.dry_run && prepare_once(t, o.destination_repository)) {
+      auto st = adapters::prepare_destination(*t.client, o.destination_repository, *t.registry->create_repositories);
+      if (!st) {
+        o.error = st.error().message;
+        return finish(std::move(o));
+      }
+    }
+    CopyOptions co;
+    co.referrers = rule_.referrers;
+    co.platforms = rule_.platforms;
+    co.dry_run = opt_.dry_run;
+    co.blob_hint = [&](const oci::Digest& d) {
+      BlobHint hint;
+      auto where = ctx_.ledger.blob_locations(o.destination, d);
+      if (!where) return hint;
+      for (const auto& r : *where) {
+        if (r == o.destination_repository) hint.present = true;
+        else hint.mount_from.push_back(r);
+      }
+      return hint;
+    };
+    co.on_blob = [&](const oci::Digest& d, std::uint64_t size, BlobStep step) {
+      if (!opt_.dry_run && step != BlobStep::known)
+        (void)ctx_.ledger.record_blob_location(o.destination, d, o.destination_repository);
+      if (opt_.on_blob) opt_.on_blob(o, d, size, step);
+    };
+    auto copied = copy_image(source, root, *t.client, o.destination_repository, o.tag, co);
+    if (!copied) {
+      o.error = copied.error().message;
+      return finish(std::move(o));
+    }
+    o.copy = *copied;
+    o.outcome = Outcome::copied;
+    if (!opt_.dry_run) {
+      auto src = oci::Digest::parse(o.digest);
+      auto sent = oci::Digest::parse(copied->sent_digest);
+      auto st = ctx_.ledger.record_destination_tag(o.destination, o.destination_repository, o.tag,
+                                                   src ? *src : root, sent ? *sent : root);
+      if (!st) spdlog::warn("relay: recording {}/{}:{}: {}", o.destination, o.destination_repository, o.tag,
+                            st.error().message);
+    }
+    finish(std::move(o));
+  }
+
+  // True the first time (destination, repository) is prepared in this run.
+  bool prepare_once(const Target& t, const std::string& repo) {
+    std::lock_guard lock(mu_);
+    return prepared_.insert(t.rule_target->registry + "\n" + repo).second;
+  }
+
+  RelayContext& ctx_;
+  const Rule& rule_;
+  const RunOptions& opt_;
+  bool local_ = true;
+  adapters::RegistryClient* source_ = nullptr;
+  std::vector<Target> targets_;
+  std::mutex mu_;  // report_, prepared_, on_task
+  std::set<std::string> prepared_;
+  RunReport report_;
+};
+
+}  // namespace
+
+Result<RunReport> run_rule(RelayContext& ctx, const Rule& rule, const RunOptions& options) {
+  RuleRun run(ctx, rule, options);
+  return run.run();
+}
+
+}  // namespace ocirelay::relay

@@ -1,0 +1,87 @@
+// Running a rule once: list what the source holds, keep what the rule's filters select,
+// and bring each image to every destination that lacks it. For each image the source is
+// read once (a remote source's image is fetched into the store, then every destination
+// reads the store's files concurrently); the ledger makes an unchanged tag cost nothing at
+// the destinations and at most one HEAD at a remote source. A failing destination or image
+// is recorded with its reason and never stops the others.
+//
+// Blocking (network, fsync): call from a worker thread or a CLI command.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "oci/result.h"
+#include "relay/copy.h"
+#include "relay/rule.h"
+
+namespace ocirelay::store {
+class Store;
+}
+namespace ocirelay::fetch {
+class Fetcher;
+class RegistryClients;
+}
+
+namespace ocirelay::relay {
+
+class Ledger;
+
+// What became of one (image, destination).
+enum class Outcome {
+  copied,     // sent (or, in a dry run, would be)
+  unchanged,  // the destination holds this digest under the tag already
+  kept,       // override: false and the destination's tag points elsewhere: left alone
+  deleted,    // the tag is gone at the source and was deleted at the destination
+  failed,
+};
+std::string_view to_string(Outcome o);
+
+struct TaskOutcome {
+  std::string rule;
+  std::string source, source_repository, tag;
+  std::string digest;  // the source's digest (empty when it could not be resolved)
+  std::string destination, destination_repository;
+  Outcome outcome = Outcome::failed;
+  std::string error;   // Outcome::failed: the cause
+  CopyReport copy;     // Outcome::copied
+};
+
+struct RunOptions {
+  bool dry_run = false;  // no write to any registry (HEADs and GETs only), nothing recorded
+  // Set: only this source repository, and only this tag of it when `only_tag` is set too
+  // (an event names one image). The rule's filters still apply.
+  std::optional<std::string> only_repository, only_tag;
+  // Called once per (image, destination) as it ends, from the thread that ran it.
+  std::function<void(const TaskOutcome&)> on_task;
+  // A task's blob steps, for progress and logs.
+  std::function<void(const TaskOutcome&, const oci::Digest&, std::uint64_t, BlobStep)> on_blob;
+};
+
+struct RunReport {
+  std::vector<TaskOutcome> tasks;
+  std::size_t images = 0;  // source images selected
+  std::size_t count(Outcome o) const {
+    std::size_t n = 0;
+    for (const auto& t : tasks) n += t.outcome == o;
+    return n;
+  }
+};
+
+struct RelayContext {
+  store::Store& store;
+  fetch::Fetcher& fetcher;
+  const fetch::RegistryClients& clients;  // every registry by name: upstreams and registries:
+  Ledger& ledger;
+  const RelayConfig& config;
+  std::vector<std::string> local_repositories;  // globs naming the store's local repositories
+};
+
+// Errors: the rule cannot start (its source registry is unknown or its listing failed);
+// everything after that is a task outcome.
+Result<RunReport> run_rule(RelayContext& ctx, const Rule& rule, const RunOptions& options = {});
+
+}  // namespace ocirelay::relay

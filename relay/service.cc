@@ -1,0 +1,126 @@
+#include "relay/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include "relay/ledger.h"
+#include "store/store.h"
+
+namespace ocirelay::relay {
+
+namespace {
+
+constexpr const char* kOutboxMarker = "outbox";
+constexpr std::size_t kEventBatch = 100;
+
+bool event_rule(const Rule& r) {
+  return r.enabled && r.from == kLocalSource && r.has_trigger(Trigger::Kind::event);
+}
+
+}  // namespace
+
+void RelayService::start() {
+  bool wanted = false;
+  const auto now = std::chrono::system_clock::now();
+  for (const auto& r : ctx_.config.rules) {
+    if (!r.enabled) continue;
+    wanted = wanted || event_rule(r);
+    for (const auto& t : r.triggers)
+      if (t.kind == Trigger::Kind::cron && t.schedule) {
+        auto next = t.schedule->next_after(now);
+        auto [it, fresh] = next_run_.emplace(r.name, next);
+        if (!fresh && next < it->second) it->second = next;
+        wanted = true;
+      }
+  }
+  if (!wanted) return;
+  for (const auto& [rule, at] : next_run_) {
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(at - now).count();
+    spdlog::info("relay: rule {} next runs in {}s", rule, secs);
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+void RelayService::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void RelayService::poke() {
+  {
+    std::lock_guard lock(mu_);
+    poked_ = true;
+  }
+  cv_.notify_all();
+}
+
+void RelayService::run() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    poked_ = false;
+    lock.unlock();
+    run_events();
+    run_schedules(std::chrono::system_clock::now());
+    lock.lock();
+    // The outbox has no notification across the proxy/relay boundary: a short poll.
+    cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || poked_; });
+  }
+}
+
+void RelayService::run_events() {
+  bool any = false;
+  for (const auto& r : ctx_.config.rules) any = any || event_rule(r);
+  if (!any) return;
+  auto cursor = ctx_.ledger.marker(kOutboxMarker);
+  if (!cursor) {
+    spdlog::warn("relay: reading the outbox position: {}", cursor.error().message);
+    return;
+  }
+  auto events = ctx_.store.events(*cursor, kEventBatch);
+  if (!events) {
+    spdlog::warn("relay: reading the outbox: {}", events.error().message);
+    return;
+  }
+  for (const auto& e : *events) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;  // the next start reads on from here
+    }
+    const bool tag_event = (e.kind == store::EventKind::manifest_pushed && !e.tag.empty()) ||
+                           e.kind == store::EventKind::tag_deleted;
+    if (tag_event) {
+      RunOptions opt;
+      opt.only_repository = e.repository;
+      opt.only_tag = e.tag;
+      for (const auto& rule : ctx_.config.rules) {
+        if (!event_rule(rule) || !rule.repositories.matches(e.repository)) continue;
+        auto report = run_rule(ctx_, rule, opt);
+        if (!report)
+          spdlog::warn("relay: rule {} for {}:{}: {}", rule.name, e.repository, e.tag, report.error().message);
+      }
+    }
+    if (auto st = ctx_.ledger.set_marker(kOutboxMarker, e.seq); !st)
+      spdlog::warn("relay: recording the outbox position: {}", st.error().message);
+  }
+}
+
+void RelayService::run_schedules(std::chrono::system_clock::time_point now) {
+  for (auto& [name, at] : next_run_) {
+    if (now < at) continue;
+    for (const auto& rule : ctx_.config.rules) {
+      if (rule.name != name) continue;
+      spdlog::info("relay: rule {} runs on its schedule", name);
+      auto report = run_rule(ctx_, rule, {});
+      if (!report) spdlog::warn("relay: rule {}: {}", name, report.error().message);
+      auto later = now + std::chrono::hours(24 * 366 * 8);
+      for (const auto& t : rule.triggers)
+        if (t.kind == Trigger::Kind::cron && t.schedule) later = std::min(later, t.schedule->next_after(now));
+      at = later;
+    }
+  }
+}
+
+}  // namespace ocirelay::relay

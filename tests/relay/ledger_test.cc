@@ -1,0 +1,91 @@
+// The relay's ledger in the store's LMDB environment: what it records survives reopening
+// the store, and the store's own data is untouched by it.
+#include <gtest/gtest.h>
+
+#include "relay/ledger.h"
+#include "store/store.h"
+#include "tests/support/files.h"
+
+namespace ocirelay::relay {
+namespace {
+
+using ocirelay::testing::TempDir;
+
+std::unique_ptr<store::Store> open(const TempDir& dir) {
+  store::StoreOptions o;
+  o.root = dir.path();
+  o.extra_databases = ledger_databases();
+  auto s = store::Store::open(o);
+  EXPECT_TRUE(s.ok()) << s.error().to_string();
+  return s.ok() ? std::move(*s) : nullptr;
+}
+
+const oci::Digest kA = oci::Digest::of("a");
+const oci::Digest kB = oci::Digest::of("b");
+
+TEST(Ledger, DestinationTagsRememberTheSourceAndTheSentDigestAcrossAReopen) {
+  TempDir dir;
+  {
+    auto s = open(dir);
+    Ledger l(s->metadata());
+    ASSERT_TRUE(l.record_destination_tag("ecr", "apps/web", "1.0", kA, kA).ok());
+    ASSERT_TRUE(l.record_destination_tag("ecr", "apps/web", "2.0", kA, kB).ok());  // a narrowed index
+  }
+  auto s = open(dir);
+  Ledger l(s->metadata());
+  auto one = l.destination_tag("ecr", "apps/web", "1.0");
+  ASSERT_TRUE(one.ok() && *one);
+  EXPECT_EQ((*one)->digest, kA);
+  EXPECT_EQ((*one)->sent, kA);
+  EXPECT_GT((*one)->time, 1700000000);
+  auto two = l.destination_tag("ecr", "apps/web", "2.0");
+  ASSERT_TRUE(two.ok() && *two);
+  EXPECT_EQ((*two)->sent, kB);
+  // Keys do not bleed into each other: another destination, repository or tag is unknown.
+  EXPECT_FALSE(*l.destination_tag("gcr", "apps/web", "1.0"));
+  EXPECT_FALSE(*l.destination_tag("ecr", "apps/web/x", "1.0"));
+  EXPECT_FALSE(*l.destination_tag("ecr", "apps", "web"));
+  ASSERT_TRUE(l.forget_destination_tag("ecr", "apps/web", "1.0").ok());
+  EXPECT_FALSE(*l.destination_tag("ecr", "apps/web", "1.0"));
+}
+
+TEST(Ledger, SourceTagsListPerRepositoryOnly) {
+  TempDir dir;
+  auto s = open(dir);
+  Ledger l(s->metadata());
+  ASSERT_TRUE(l.record_source_tag("docker.io", "library/alpine", "3.19", kA).ok());
+  ASSERT_TRUE(l.record_source_tag("docker.io", "library/alpine", "3.20", kB).ok());
+  ASSERT_TRUE(l.record_source_tag("docker.io", "library/alpine-extra", "1", kB).ok());
+  ASSERT_TRUE(l.record_source_tag("quay.io", "library/alpine", "9", kB).ok());
+  auto tags = l.source_tags("docker.io", "library/alpine");
+  ASSERT_TRUE(tags.ok());
+  ASSERT_EQ(tags->size(), 2u);
+  EXPECT_EQ((*tags)[0].first, "3.19");
+  EXPECT_EQ((*tags)[0].second.digest, kA);
+  EXPECT_EQ((*tags)[1].first, "3.20");
+  ASSERT_TRUE(l.forget_source_tag("docker.io", "library/alpine", "3.19").ok());
+  EXPECT_EQ(l.source_tags("docker.io", "library/alpine")->size(), 1u);
+}
+
+TEST(Ledger, BlobLocationsArePerDestination) {
+  TempDir dir;
+  auto s = open(dir);
+  Ledger l(s->metadata());
+  ASSERT_TRUE(l.record_blob_location("ecr", kA, "team/b").ok());
+  ASSERT_TRUE(l.record_blob_location("ecr", kA, "team/a").ok());
+  ASSERT_TRUE(l.record_blob_location("ecr", kA, "team/a").ok());  // twice: once
+  ASSERT_TRUE(l.record_blob_location("gcr", kA, "other").ok());
+  auto where = l.blob_locations("ecr", kA);
+  ASSERT_TRUE(where.ok());
+  EXPECT_EQ(*where, (std::vector<std::string>{"team/a", "team/b"}));
+  EXPECT_TRUE(l.blob_locations("ecr", kB)->empty());
+  ASSERT_TRUE(l.forget_blob_location("ecr", kA, "team/b").ok());
+  EXPECT_EQ(*l.blob_locations("ecr", kA), (std::vector<std::string>{"team/a"}));
+  // The store itself still opens and checks clean with the relay's databases in it.
+  auto fsck = s->fsck(false);
+  ASSERT_TRUE(fsck.ok());
+  EXPECT_TRUE(fsck->clean());
+}
+
+}  // namespace
+}  // namespace ocirelay::relay
