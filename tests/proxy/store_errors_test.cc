@@ -28,6 +28,7 @@ class UnreadableStore final : public store::Store {
 
   const std::filesystem::path& root() const override { return inner_->root(); }
   std::filesystem::path blob_path(const oci::Digest& d) const override { return inner_->blob_path(d); }
+  store::lmdb::Env& metadata() override { return inner_->metadata(); }
   Result<std::optional<store::BlobInfo>> blob(const oci::Digest&) const override { return failure(); }
   Result<bool> repo_references(std::string_view, const oci::Digest&) const override { return failure(); }
   Result<std::optional<store::TagInfo>> tag(std::string_view, std::string_view) const override {
