@@ -263,11 +263,7 @@ class RuleRun {
         o.outcome = Outcome::unchanged;
         return false;
       }
-      if (!rule_.override_tags) {
-        o.outcome = Outcome::kept;
-        return false;
-      }
-      return true;
+      return replaces(o);
     }
     // Not sent from here before: the destination may hold the tag already (a first sync
     // to a filled registry). One HEAD settles it.
@@ -283,11 +279,14 @@ class RuleRun {
       o.outcome = Outcome::unchanged;
       return false;
     }
-    if (!rule_.override_tags) {
-      o.outcome = Outcome::kept;
-      return false;
-    }
-    return true;
+    return replaces(o);
+  }
+
+  // The destination's tag names another digest: it moves only when the rule overrides.
+  bool replaces(TaskOutcome& o) const {
+    if (rule_.override_tags) return true;
+    o.outcome = Outcome::kept;
+    return false;
   }
 
   // A remote image (and its referrers) into the store, once for every destination.
