@@ -26,32 +26,8 @@ class CopyTest : public MirrorTest {
     relay->add_config("local:\n  repositories: [\"apps/**\"]\n");
     ASSERT_TRUE(relay->start());
     ASSERT_TRUE(images.push(relay->host(), "apps/multi", "3.0")) << relay->log();
-    // The referrer: an artifact manifest whose subject is the index.
-    const std::string sig = "signature payload";
-    const std::string sig_digest = sha256_digest(sig);
-    ASSERT_EQ(http_request_with_body(relay->port(), "POST",
-                                     "/v2/apps/multi/blobs/uploads/?digest=" + sig_digest, {}, sig).status,
-              201);
-    const std::string empty = "{}";
-    ASSERT_EQ(http_request_with_body(relay->port(), "POST",
-                                     "/v2/apps/multi/blobs/uploads/?digest=" + sha256_digest(empty), {}, empty)
-                  .status,
-              201);
-    nlohmann::json m{{"schemaVersion", 2},
-                     {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-                     {"artifactType", "application/vnd.dev.cosign.artifact.sig.v1+json"},
-                     {"config", {{"mediaType", "application/vnd.oci.empty.v1+json"},
-                                 {"digest", sha256_digest(empty)}, {"size", 2}}},
-                     {"layers", nlohmann::json::array({{{"mediaType", "application/octet-stream"},
-                                                        {"digest", sig_digest}, {"size", sig.size()}}})},
-                     {"subject", {{"mediaType", index.media_type}, {"digest", index.digest},
-                                  {"size", 100}}}};
-    referrer = m.dump();
-    referrer_digest = sha256_digest(referrer);
-    auto put = http_request_with_body(relay->port(), "PUT", "/v2/apps/multi/manifests/" + referrer_digest,
-                                      {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}},
-                                      referrer);
-    ASSERT_EQ(put.status, 201) << put.body;
+    referrer_digest = push_signature(relay->port(), "apps/multi", index);
+    ASSERT_FALSE(referrer_digest.empty());
   }
 
   CommandResult copy(const std::string& dest, std::vector<std::string> extra = {}) {
@@ -61,7 +37,7 @@ class CopyTest : public MirrorTest {
   }
 
   BuiltImage index;
-  std::string referrer, referrer_digest;
+  std::string referrer_digest;
 };
 
 TEST_F(CopyTest, CopiesAMultiArchImageWithItsReferrerToARegistryAndMountsForASecondRepository) {

@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "tests/integration/harness.h"
 
@@ -62,5 +65,34 @@ class MirrorTest : public ::testing::Test {
  private:
   std::uint64_t seed_ = 1000;
 };
+
+// Pushes a cosign-style signature of `subject` into `repo` of the relay on `port`: an
+// artifact manifest with an empty config and one payload layer, naming `subject` as its
+// subject. Returns the signature's digest, or "" (after a test failure) when a push was
+// refused.
+inline std::string push_signature(std::uint16_t port, const std::string& repo, const BuiltImage& subject) {
+  const std::string sig = "signature payload";
+  const std::string empty = "{}";
+  for (const auto* blob : {&sig, &empty}) {
+    auto r = http_request_with_body(port, "POST", "/v2/" + repo + "/blobs/uploads/?digest=" + sha256_digest(*blob),
+                                    {}, *blob);
+    EXPECT_EQ(r.status, 201) << r.body;
+    if (r.status != 201) return "";
+  }
+  nlohmann::json m{{"schemaVersion", 2},
+                   {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                   {"artifactType", "application/vnd.dev.cosign.artifact.sig.v1+json"},
+                   {"config", {{"mediaType", "application/vnd.oci.empty.v1+json"},
+                               {"digest", sha256_digest(empty)}, {"size", 2}}},
+                   {"layers", nlohmann::json::array({{{"mediaType", "application/octet-stream"},
+                                                      {"digest", sha256_digest(sig)}, {"size", sig.size()}}})},
+                   {"subject", {{"mediaType", subject.media_type}, {"digest", subject.digest}, {"size", 100}}}};
+  const std::string bytes = m.dump();
+  const std::string digest = sha256_digest(bytes);
+  auto put = http_request_with_body(port, "PUT", "/v2/" + repo + "/manifests/" + digest,
+                                    {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}}, bytes);
+  EXPECT_EQ(put.status, 201) << put.body;
+  return put.status == 201 ? digest : "";
+}
 
 }  // namespace ocirelay::testing

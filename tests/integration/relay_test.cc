@@ -49,25 +49,8 @@ class RelayTest : public MirrorTest {
     index = images.add_index(tag, {{amd, {"linux", "amd64"}}, {arm, {"linux", "arm64"}}});
     amd_digest = amd.digest;
     ASSERT_TRUE(images.push(relay->host(), repo, tag)) << relay->log();
-    const std::string sig = "signature payload";
-    const std::string empty = "{}";
-    for (const auto* blob : {&sig, &empty})
-      ASSERT_EQ(http_request_with_body(relay->port(), "POST",
-                                       "/v2/" + repo + "/blobs/uploads/?digest=" + sha256_digest(*blob), {}, *blob)
-                    .status,
-                201);
-    nlohmann::json m{{"schemaVersion", 2},
-                     {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-                     {"artifactType", "application/vnd.dev.cosign.artifact.sig.v1+json"},
-                     {"config", {{"mediaType", "application/vnd.oci.empty.v1+json"},
-                                 {"digest", sha256_digest(empty)}, {"size", 2}}},
-                     {"layers", nlohmann::json::array({{{"mediaType", "application/octet-stream"},
-                                                        {"digest", sha256_digest(sig)}, {"size", sig.size()}}})},
-                     {"subject", {{"mediaType", index.media_type}, {"digest", index.digest}, {"size", 100}}}};
-    referrer_digest = sha256_digest(m.dump());
-    auto put = http_request_with_body(relay->port(), "PUT", "/v2/" + repo + "/manifests/" + referrer_digest,
-                                      {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}}, m.dump());
-    ASSERT_EQ(put.status, 201) << put.body;
+    referrer_digest = push_signature(relay->port(), repo, index);
+    ASSERT_FALSE(referrer_digest.empty());
   }
 
   std::string inspect_digest(const RegistryProcess& r, const std::string& ref) {
