@@ -116,6 +116,8 @@ class CurlRegistryClient final : public RegistryClient {
     return token_expiry_;
   }
 
+  std::chrono::seconds rate_limited_for() const override { return std::chrono::seconds(paused_for()); }
+
   Status ping() override {
     Call c{"GET", "ping", "GET /v2/", base_url_ + "/v2/", ""};
     auto r = execute(c);

@@ -131,6 +131,9 @@ class RegistryClient {
   // blob GETs fail at once with too_many_requests instead of spending what is left of the
   // quota; HEADs, which Docker Hub does not count, still go out.
 
+  // How long the registry's rate limit (above) still holds; zero when it does not.
+  virtual std::chrono::seconds rate_limited_for() const { return {}; }
+
   // GET /v2/ with credentials (also obtains a token when challenged).
   virtual Status ping() = 0;
   // When the newest registry token obtained (by ping() or any call) expires; nullopt when

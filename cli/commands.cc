@@ -138,13 +138,13 @@ int run_serve(const Config& config) {
     }
   });
 
-  // The relay's triggers (event and cron rules) on their own thread, with a fetcher of
-  // their own (its metrics are not exposed yet).
+  // The relay's triggers (event and cron rules) and its task queue's workers, with a
+  // fetcher of their own (its fetch metrics are not exposed yet; the relay's are).
   metrics::Metrics relay_metrics;
   fetch::Fetcher relay_fetcher(**store, relay_metrics, /*enforce_quota=*/false);
   relay::Ledger ledger((*store)->metadata());
   relay::RelayService relay_service(relay::RelayContext{**store, relay_fetcher, **registries, ledger, config.relay,
-                                                        config.server.local_repositories});
+                                                        config.server.local_repositories, &metrics});
   relay_service.start();
 
   sd_notify("READY=1");

@@ -547,7 +547,7 @@ std::uint64_t whole_number(const Ctx& ctx, const YAML::Node& n, const std::strin
 relay::RelayRegistry parse_relay_registry(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
   check_keys(ctx, n, path,
              {"name", "url", "type", "auth", "ca_file", "token_realm_hosts", "upload", "create_repositories",
-              "limits"});
+              "limits", "retry"});
   auto fields = parse_registry_fields(ctx, n, path);
   relay::RelayRegistry r;
   r.name = fields.name;
@@ -590,6 +590,23 @@ relay::RelayRegistry parse_relay_registry(const Ctx& ctx, const YAML::Node& n, c
       if (!sz || *sz == 0) ctx.fail(b, key + ".bytes_per_second", "expected a size per second such as 200MiB");
       r.limits.bytes_per_second = *sz;
     }
+  }
+  if (auto rt = n["retry"]) {
+    const std::string key = path + ".retry";
+    check_keys(ctx, rt, key, {"attempts", "backoff", "max_backoff", "recheck"});
+    if (auto a = rt["attempts"])
+      r.retry.attempts = static_cast<int>(std::min<std::uint64_t>(whole_number(ctx, a, key + ".attempts", 1), 100));
+    auto seconds = [&](const YAML::Node& v, const std::string& k) {
+      std::string text = scalar(ctx, v, k);
+      auto d = parse_duration(text);
+      if (!d || d->count() <= 0) ctx.fail(v, k, "invalid duration '" + text + "' (use e.g. 2s, 1m)");
+      return *d;
+    };
+    if (auto b = rt["backoff"]) r.retry.backoff = seconds(b, key + ".backoff");
+    if (auto m = rt["max_backoff"]) r.retry.max_backoff = seconds(m, key + ".max_backoff");
+    if (auto c = rt["recheck"]) r.retry.recheck = seconds(c, key + ".recheck");
+    if (r.retry.max_backoff < r.retry.backoff)
+      ctx.fail(rt, key + ".max_backoff", "must not be shorter than backoff");
   }
   return r;
 }

@@ -1,11 +1,15 @@
 #include "cli/sync.h"
 
 #include <cstdio>
+#include <map>
+#include <mutex>
 
 #include "fetch/fetcher.h"
 #include "fetch/registries.h"
 #include "metrics/metrics.h"
+#include "relay/dispatcher.h"
 #include "relay/ledger.h"
+#include "relay/queue.h"
 #include "relay/replicator.h"
 #include "store/store.h"
 
@@ -65,9 +69,21 @@ int run_sync(const Config& config, const SyncCommand& command) {
   relay::Ledger ledger((*store)->metadata());
   relay::RelayContext ctx{**store, fetcher, **clients, ledger, config.relay, config.server.local_repositories};
 
+  ctx.metrics = &metrics;
+
+  // Outcomes per rule, from the planning (unchanged, kept, deleted, failed before any
+  // transfer) and from the dispatcher (what was sent, or failed for good).
+  std::mutex mu;
+  std::map<std::string, std::vector<relay::TaskOutcome>> ended;
+  auto record = [&](const relay::TaskOutcome& t) {
+    if (t.outcome == relay::Outcome::queued) return;
+    std::lock_guard lock(mu);
+    print_task(t, command.dry_run);
+    ended[t.rule].push_back(t);
+  };
   relay::RunOptions opt;
   opt.dry_run = command.dry_run;
-  opt.on_task = [&](const relay::TaskOutcome& t) { print_task(t, command.dry_run); };
+  opt.on_task = record;
   if (command.dry_run)
     opt.on_blob = [](const relay::TaskOutcome& t, const oci::Digest& d, std::uint64_t size, relay::BlobStep step) {
       const char* what = step == relay::BlobStep::uploaded ? "upload"
@@ -76,28 +92,49 @@ int run_sync(const Config& config, const SyncCommand& command) {
       std::printf("  %s/%s: would %s %s (%s)\n", t.destination.c_str(), t.destination_repository.c_str(), what,
                   d.str().c_str(), human_bytes(size).c_str());
     };
+  // Each destination on its own lane, started before the planning so tasks an earlier
+  // run left queued (a crash, an outage) go out too.
+  relay::TaskQueue queue((*store)->metadata());
+  relay::DispatchOptions dispatch;
+  dispatch.requeue_recovered = false;  // one pass: what fails for good is reported
+  dispatch.on_task = record;
+  relay::Dispatcher dispatcher(ctx, queue, dispatch);
+  if (!command.dry_run) {
+    opt.queue = &queue;
+    dispatcher.start();
+  }
 
-  std::size_t failed = 0, tasks = 0, images = 0;
+  std::size_t failed = 0;
+  std::map<std::string, std::size_t> images;
   for (const auto* rule : rules) {
     auto report = relay::run_rule(ctx, *rule, opt);
+    dispatcher.poke();
     if (!report) {
       std::fprintf(stderr, "ocirelay sync: rule %s: FAILED: %s\n", rule->name.c_str(), report.error().message.c_str());
       ++failed;
       continue;
     }
-    tasks += report->tasks.size();
-    images += report->images;
-    failed += report->count(relay::Outcome::failed);
+    images[rule->name] = report->images;
+  }
+  dispatcher.drain();
+  dispatcher.stop();
+
+  for (const auto& [name, tasks] : ended) {
+    std::size_t n[6] = {};
+    for (const auto& t : tasks) n[static_cast<int>(t.outcome)]++;
+    using O = relay::Outcome;
     std::fprintf(stderr, "sync: rule %s: %zu images, %zu tasks: %zu copied, %zu unchanged, %zu kept, %zu deleted, %zu failed%s\n",
-                 rule->name.c_str(), report->images, report->tasks.size(), report->count(relay::Outcome::copied),
-                 report->count(relay::Outcome::unchanged), report->count(relay::Outcome::kept),
-                 report->count(relay::Outcome::deleted), report->count(relay::Outcome::failed),
-                 command.dry_run ? " (dry run: nothing was written)" : "");
-    for (const auto& t : report->tasks)
+                 name.c_str(), images[name], tasks.size(), n[int(O::copied)], n[int(O::unchanged)], n[int(O::kept)],
+                 n[int(O::deleted)], n[int(O::failed)], command.dry_run ? " (dry run: nothing was written)" : "");
+    failed += n[int(O::failed)];
+    for (const auto& t : tasks)
       if (t.outcome == relay::Outcome::failed)
         std::fprintf(stderr, "sync: FAILED %s/%s:%s -> %s/%s: %s\n", t.source.c_str(), t.source_repository.c_str(),
                      t.tag.c_str(), t.destination.c_str(), t.destination_repository.c_str(), t.error.c_str());
   }
+  for (const auto& [name, count] : images)
+    if (!ended.contains(name))
+      std::fprintf(stderr, "sync: rule %s: %zu images, 0 tasks\n", name.c_str(), count);
   return failed == 0 ? 0 : 1;
 }
 

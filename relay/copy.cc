@@ -160,7 +160,17 @@ class ImageCopy {
       auto body = source_.blob(d, size);
       if (!body) return body.error();
       const std::string from = hint.mount_from.empty() ? std::string() : hint.mount_from.front();
-      auto pushed = dest_.push_blob(dst_, d, **body, from);
+      adapters::UploadSession session;
+      if (opt_.resume) session = opt_.resume(d);
+      const bool resumable = static_cast<bool>(opt_.on_session);
+      if (!session.empty())
+        spdlog::info("{}/{}: resuming the upload of {} from byte {}", dest_.endpoint().name, dst_, d.str(),
+                     session.offset);
+      std::function<void(const adapters::UploadSession&)> confirmed;
+      if (resumable) confirmed = [&](const adapters::UploadSession& s) { opt_.on_session(d, s); };
+      auto pushed = dest_.push_blob(dst_, d, **body, from, resumable ? &session : nullptr, confirmed);
+      // The client cleared the session unless the upload may resume from it.
+      if (resumable && session.empty()) opt_.on_session(d, session);
       if (!pushed) return Error{pushed.error().code, "blob " + d.str() + ": " + pushed.error().message};
       switch (*pushed) {
         case adapters::BlobPushed::existed: step = BlobStep::existed; break;

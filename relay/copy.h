@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "adapters/upload.h"
 #include "oci/digest.h"
 #include "oci/result.h"
 #include "relay/filters.h"
@@ -52,6 +53,12 @@ struct CopyOptions {
   std::function<BlobHint(const oci::Digest&)> blob_hint;
   // After each blob, with its digest, size and what was done.
   std::function<void(const oci::Digest&, std::uint64_t size, BlobStep)> on_blob;
+  // Resumable uploads: `resume` gives the persisted session of a blob's interrupted
+  // chunked upload (empty: none), and `on_session` is called on this thread after each
+  // confirmed chunk with the state to persist, and with an empty session when the upload
+  // ended (done, or abandoned for a reason a retry would not change).
+  std::function<adapters::UploadSession(const oci::Digest&)> resume;
+  std::function<void(const oci::Digest&, const adapters::UploadSession&)> on_session;
 };
 
 struct CopyReport {

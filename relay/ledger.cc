@@ -75,7 +75,9 @@ Status del(store::lmdb::Env& env, const char* db, const std::string& k) {
 }  // namespace
 
 const std::vector<std::string>& ledger_databases() {
-  static const std::vector<std::string> names = {kDestTags, kSourceTags, kBlobLocations, kMarkers};
+  // The task queue's (queue.h) beside the ledger's own.
+  static const std::vector<std::string> names = {kDestTags, kSourceTags, kBlobLocations, kMarkers,
+                                                 "relay_tasks", "relay_uploads"};
   return names;
 }
 

@@ -28,6 +28,7 @@ class Env;
 
 namespace ocirelay::relay {
 
+// The relay's databases: the ledger's and the task queue's (queue.h).
 const std::vector<std::string>& ledger_databases();
 
 struct LedgerEntry {

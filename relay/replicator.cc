@@ -12,7 +12,10 @@
 #include "fetch/registries.h"
 #include "oci/media_types.h"
 #include "oci/reference.h"
+#include "metrics/metrics.h"
 #include "relay/ledger.h"
+#include "relay/queue.h"
+#include "relay/transfer.h"
 #include "store/store.h"
 
 namespace ocirelay::relay {
@@ -24,6 +27,7 @@ std::string_view to_string(Outcome o) {
     case Outcome::kept: return "kept";
     case Outcome::deleted: return "deleted";
     case Outcome::failed: return "failed";
+    case Outcome::queued: return "queued";
   }
   return "?";
 }
@@ -56,24 +60,16 @@ class RemoteManifests final : public ImageSource {
   std::string repo_;
 };
 
-struct Target {
-  const RuleTarget* rule_target;
-  const RelayRegistry* registry;  // null for an upstream used as a destination
-  adapters::RegistryClient* client;
-};
-
 class RuleRun {
  public:
   RuleRun(RelayContext& ctx, const Rule& rule, const RunOptions& opt) : ctx_(ctx), rule_(rule), opt_(opt) {}
 
   Result<RunReport> run() {
     for (const auto& t : rule_.to) {
-      Target target{&t, nullptr, ctx_.clients.find(t.registry)};
-      for (const auto& r : ctx_.config.registries)
-        if (r.name == t.registry) target.registry = &r;
-      if (!target.client)
-        return Error{Errc::invalid_argument, "rule " + rule_.name + ": no registry named '" + t.registry + "'"};
-      targets_.push_back(target);
+      auto dest = find_destination(ctx_, rule_, t.registry);
+      if (!dest) return dest.error();
+      dest->target = &t;  // each of the rule's targets, two on one registry included
+      targets_.push_back(*dest);
     }
     local_ = rule_.from == kLocalSource;
     if (!local_) {
@@ -131,25 +127,29 @@ class RuleRun {
 
   std::string store_repo(const std::string& repo) const { return local_ ? repo : rule_.from + "/" + repo; }
 
-  TaskOutcome task(const std::string& repo, const std::string& tag, const Target& t) const {
+  TaskOutcome task(const std::string& repo, const std::string& tag, const Destination& t) const {
     TaskOutcome o;
     o.rule = rule_.name;
     o.source = rule_.from;
     o.source_repository = repo;
     o.tag = tag;
-    o.destination = t.rule_target->registry;
-    o.destination_repository = t.rule_target->repository.apply(repo);
+    o.destination = t.target->registry;
+    o.destination_repository = t.target->repository.apply(repo);
     return o;
   }
 
   void finish(TaskOutcome o) {
-    if (o.outcome == Outcome::failed)
+    if (o.outcome == Outcome::queued)
+      spdlog::debug("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome=queued", o.rule, o.source,
+                    o.source_repository, o.tag, o.destination, o.destination_repository, o.digest);
+    else if (o.outcome == Outcome::failed)
       spdlog::warn("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome=failed error={}", o.rule,
                    o.source, o.source_repository, o.tag, o.destination, o.destination_repository, o.digest, o.error);
     else
       spdlog::info("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome={}{}", o.rule, o.source,
                    o.source_repository, o.tag, o.destination, o.destination_repository, o.digest,
                    to_string(o.outcome), opt_.dry_run ? " (dry run)" : "");
+    if (!opt_.dry_run) count_task(ctx_, o);
     std::lock_guard lock(mu_);
     if (opt_.on_task) opt_.on_task(o);
     report_.tasks.push_back(std::move(o));
@@ -215,15 +215,15 @@ class RuleRun {
   // Deletes `tag` at a destination. Registries without tag deletion (distribution answers
   // 400/404/405) delete the manifest by digest instead, which takes every tag naming it:
   // done only when the ledger knows no other tag of that repository there at that digest.
-  Status delete_tag(const Target& t, const std::string& repo, const std::string& tag, const oci::Digest& sent) {
-    if (t.client->delete_manifest(repo, tag)) return ctx_.ledger.forget_destination_tag(t.rule_target->registry, repo, tag);
+  Status delete_tag(const Destination& t, const std::string& repo, const std::string& tag, const oci::Digest& sent) {
+    if (t.client->delete_manifest(repo, tag)) return ctx_.ledger.forget_destination_tag(t.target->registry, repo, tag);
     auto head = t.client->head_manifest(repo, tag, oci::kDefaultManifestAccept);
     if (!head && head.error().code != Errc::not_found) return head.error();
     if (head) {
       auto there = oci::Digest::parse(head->docker_content_digest);
       if (!there || *there != sent)
         return Error{Errc::unsupported, "the tag points at another digest there now: left alone"};
-      auto others = ctx_.ledger.destination_tags(t.rule_target->registry, repo);
+      auto others = ctx_.ledger.destination_tags(t.target->registry, repo);
       if (!others) return others.error();
       for (const auto& [other, entry] : *others)
         if (other != tag && entry.sent == sent)
@@ -232,7 +232,7 @@ class RuleRun {
       auto st = t.client->delete_manifest(repo, sent.str());
       if (!st && st.error().code != Errc::not_found) return st;
     }
-    return ctx_.ledger.forget_destination_tag(t.rule_target->registry, repo, tag);
+    return ctx_.ledger.forget_destination_tag(t.target->registry, repo, tag);
   }
 
   Result<oci::Digest> resolve(const std::string& repo, const std::string& tag) {
@@ -252,7 +252,7 @@ class RuleRun {
   }
 
   // Whether `t` needs the image; sets the outcome when it does not.
-  bool needs(const Target& t, TaskOutcome& o, const oci::Digest& digest) {
+  bool needs(const Destination& t, TaskOutcome& o, const oci::Digest& digest) {
     auto known = ctx_.ledger.destination_tag(o.destination, o.destination_repository, o.tag);
     if (!known) {
       o.error = known.error().message;
@@ -265,21 +265,19 @@ class RuleRun {
       }
       return replaces(o);
     }
-    // Not sent from here before: the destination may hold the tag already (a first sync
-    // to a filled registry). One HEAD settles it.
-    auto head = t.client->head_manifest(o.destination_repository, o.tag, oci::kDefaultManifestAccept);
-    if (!head) {
-      if (head.error().code == Errc::not_found) return true;
-      o.error = "HEAD " + o.destination_repository + ":" + o.tag + ": " + head.error().message;
+    // Not sent from here before: the destination may hold the tag already. With a queue
+    // the task's worker asks (a destination that is down must not hold up planning).
+    if (opt_.queue && !opt_.dry_run) return true;
+    auto settled = check_destination_tag(ctx_, rule_, t, o, digest, opt_.dry_run);
+    if (!settled) {
+      o.error = settled.error().message;
       return false;
     }
-    auto there = oci::Digest::parse(head->docker_content_digest);
-    if (there && *there == digest && rule_.platforms.all()) {
-      if (!opt_.dry_run) (void)ctx_.ledger.record_destination_tag(o.destination, o.destination_repository, o.tag, digest, digest);
-      o.outcome = Outcome::unchanged;
+    if (*settled) {
+      o.outcome = **settled;
       return false;
     }
-    return replaces(o);
+    return true;
   }
 
   // The destination's tag names another digest: it moves only when the rule overrides.
@@ -316,7 +314,7 @@ class RuleRun {
     if (!digest) return fail_all(repo, tag, "", digest.error());
     if (!opt_.dry_run) (void)ctx_.ledger.record_source_tag(seen_key(), repo, tag, *digest);
 
-    std::vector<std::pair<const Target*, TaskOutcome>> todo;
+    std::vector<std::pair<const Destination*, TaskOutcome>> todo;
     for (const auto& t : targets_) {
       TaskOutcome o = task(repo, tag, t);
       o.digest = digest->str();
@@ -324,6 +322,7 @@ class RuleRun {
       else finish(std::move(o));
     }
     if (todo.empty()) return;
+    const bool queued = opt_.queue && !opt_.dry_run;
 
     // Read once: a remote image lands in the store, and every destination reads from there.
     std::unique_ptr<ImageSource> source;
@@ -344,6 +343,10 @@ class RuleRun {
         if (auto now = ctx_.store.tag(store_repo(repo), tag); now && *now) root = (*now)->digest;
       }
     }
+    if (queued) {
+      for (auto& [t, o] : todo) enqueue(std::move(o), repo, root);
+      return;
+    }
     if (!source) source = store_image_source(ctx_.store, store_repo(repo));
 
     // Every destination at once, each at its own pace; one failing stops no other.
@@ -353,55 +356,38 @@ class RuleRun {
     for (auto& w : workers) w.join();
   }
 
-  void send(const Target& t, TaskOutcome& o, ImageSource& source, const oci::Digest& root) {
-    if (t.registry && t.registry->create_repositories && !opt_.dry_run && prepare_once(t, o.destination_repository)) {
-      auto st = adapters::prepare_destination(*t.client, o.destination_repository, *t.registry->create_repositories);
-      if (!st) {
-        o.error = st.error().message;
-        return finish(std::move(o));
-      }
-    }
-    CopyOptions co;
-    co.referrers = rule_.referrers;
-    co.platforms = rule_.platforms;
-    co.dry_run = opt_.dry_run;
-    co.blob_hint = [&](const oci::Digest& d) {
-      BlobHint hint;
-      auto where = ctx_.ledger.blob_locations(o.destination, d);
-      if (!where) return hint;
-      for (const auto& r : *where) {
-        if (r == o.destination_repository) hint.present = true;
-        else hint.mount_from.push_back(r);
-      }
-      return hint;
-    };
-    co.on_blob = [&](const oci::Digest& d, std::uint64_t size, BlobStep step) {
-      if (!opt_.dry_run && step != BlobStep::known)
-        (void)ctx_.ledger.record_blob_location(o.destination, d, o.destination_repository);
-      if (opt_.on_blob) opt_.on_blob(o, d, size, step);
-    };
-    auto copied = copy_image(source, root, *t.client, o.destination_repository, o.tag, co);
-    if (!copied) {
-      o.error = copied.error().message;
-      return finish(std::move(o));
-    }
-    o.copy = *copied;
-    o.outcome = Outcome::copied;
-    if (!opt_.dry_run) {
-      auto src = oci::Digest::parse(o.digest);
-      auto sent = oci::Digest::parse(copied->sent_digest);
-      auto st = ctx_.ledger.record_destination_tag(o.destination, o.destination_repository, o.tag,
-                                                   src ? *src : root, sent ? *sent : root);
-      if (!st) spdlog::warn("relay: recording {}/{}:{}: {}", o.destination, o.destination_repository, o.tag,
-                            st.error().message);
-    }
+  // The image, in the store as `root`, becomes a task at o's destination.
+  void enqueue(TaskOutcome o, const std::string& repo, const oci::Digest& root) {
+    Task task;
+    task.destination = o.destination;
+    task.repository = o.destination_repository;
+    task.reference = o.tag;
+    task.rule = rule_.name;
+    task.source = rule_.from;
+    task.source_repository = repo;
+    task.store_repository = store_repo(repo);
+    task.digest = root;
+    auto src = oci::Digest::parse(o.digest);
+    task.source_digest = src ? *src : root;
+    auto added = opt_.queue->enqueue(std::move(task));
+    if (!added) o.error = "queueing: " + added.error().message;
+    else o.outcome = Outcome::queued;
+    finish(std::move(o));
+  }
+
+  void send(const Destination& t, TaskOutcome& o, ImageSource& source, const oci::Digest& root) {
+    TransferHooks hooks;
+    hooks.dry_run = opt_.dry_run;
+    hooks.prepare_first = [&](const std::string& dest, const std::string& repo) { return prepare_once(dest, repo); };
+    hooks.on_blob = opt_.on_blob;
+    (void)transfer(ctx_, rule_, t, o, source, root, hooks);
     finish(std::move(o));
   }
 
   // True the first time (destination, repository) is prepared in this run.
-  bool prepare_once(const Target& t, const std::string& repo) {
+  bool prepare_once(const std::string& dest, const std::string& repo) {
     std::lock_guard lock(mu_);
-    return prepared_.insert(t.rule_target->registry + "\n" + repo).second;
+    return prepared_.insert(dest + "\n" + repo).second;
   }
 
   RelayContext& ctx_;
@@ -409,13 +395,38 @@ class RuleRun {
   const RunOptions& opt_;
   bool local_ = true;
   adapters::RegistryClient* source_ = nullptr;
-  std::vector<Target> targets_;
+  std::vector<Destination> targets_;
   std::mutex mu_;  // report_, prepared_, on_task
   std::set<std::string> prepared_;
   RunReport report_;
 };
 
 }  // namespace
+
+void describe_metrics(const RelayContext& ctx) {
+  if (!ctx.metrics) return;
+  auto& m = *ctx.metrics;
+  m.describe("ocirelay_relay_tasks_total", metrics::MetricType::counter,
+             "Relay tasks (image, destination) ended, by outcome: copied, unchanged, kept, deleted, failed");
+  m.describe("ocirelay_relay_retries_total", metrics::MetricType::counter,
+             "Relay task attempts that failed for a passing reason and were scheduled again");
+  m.describe("ocirelay_relay_rate_limited_total", metrics::MetricType::counter,
+             "Relay task attempts a destination refused with 429 (Too Many Requests)");
+  m.describe("ocirelay_relay_blobs_total", metrics::MetricType::counter,
+             "Blobs the relay brought to a destination, by step: known, existed, mounted, uploaded");
+  m.describe("ocirelay_relay_bytes_sent_total", metrics::MetricType::counter,
+             "Blob bytes the relay uploaded to a destination");
+  m.describe("ocirelay_relay_queue_pending", metrics::MetricType::gauge, "Relay tasks waiting for a destination");
+  m.describe("ocirelay_relay_queue_failed", metrics::MetricType::gauge,
+             "Relay tasks that failed for good and wait for a requeue");
+  m.describe("ocirelay_relay_lag_seconds", metrics::MetricType::gauge,
+             "Age of a destination's oldest pending relay task (0: none pending)");
+}
+
+void count_task(const RelayContext& ctx, const TaskOutcome& o) {
+  if (!ctx.metrics || o.outcome == Outcome::queued) return;
+  ctx.metrics->inc("ocirelay_relay_tasks_total", {{"destination", o.destination}, {"outcome", std::string(to_string(o.outcome))}});
+}
 
 Result<RunReport> run_rule(RelayContext& ctx, const Rule& rule, const RunOptions& options) {
   RuleRun run(ctx, rule, options);

@@ -25,6 +25,9 @@ namespace ocirelay::fetch {
 class Fetcher;
 class RegistryClients;
 }
+namespace ocirelay::metrics {
+class Metrics;
+}
 
 namespace ocirelay::relay {
 
@@ -37,6 +40,7 @@ enum class Outcome {
   kept,       // override: false and the destination's tag points elsewhere: left alone
   deleted,    // the tag is gone at the source and was deleted at the destination
   failed,
+  queued,     // a task in the queue: a dispatcher sends it (RunOptions::queue)
 };
 std::string_view to_string(Outcome o);
 
@@ -50,8 +54,13 @@ struct TaskOutcome {
   CopyReport copy;     // Outcome::copied
 };
 
+class TaskQueue;
+
 struct RunOptions {
   bool dry_run = false;  // no write to any registry (HEADs and GETs only), nothing recorded
+  // Set: what a destination needs becomes a task in this queue (Outcome::queued), which a
+  // Dispatcher sends; unset: sent now, every destination at once. Ignored in a dry run.
+  TaskQueue* queue = nullptr;
   // Set: only this source repository, and only this tag of it when `only_tag` is set too
   // (an event names one image). The rule's filters still apply.
   std::optional<std::string> only_repository, only_tag;
@@ -78,7 +87,13 @@ struct RelayContext {
   Ledger& ledger;
   const RelayConfig& config;
   std::vector<std::string> local_repositories;  // globs naming the store's local repositories
+  metrics::Metrics* metrics = nullptr;          // set: relay metrics (count_task, the dispatcher)
 };
+
+// Declares the relay's metric families on ctx.metrics (when set). Idempotent.
+void describe_metrics(const RelayContext& ctx);
+// Counts a task's outcome in ocirelay_relay_tasks_total{destination,outcome}.
+void count_task(const RelayContext& ctx, const TaskOutcome& o);
 
 // Errors: the rule cannot start (its source registry is unknown or its listing failed);
 // everything after that is a task outcome.

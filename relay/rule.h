@@ -3,6 +3,7 @@
 // Built by the config loader, which validates every key; the relay takes it as given.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -25,6 +26,19 @@ struct RegistryLimits {
   std::uint64_t bytes_per_second = 0;  // 0: unlimited
 };
 
+// How a task that failed for a reason that may pass (the registry down, 5xx, 429) is tried
+// again: `attempts` in all, waiting `backoff` after the first failure, doubling (with
+// jitter) up to `max_backoff`; then it fails with its reason. Each attempt's requests are
+// already retried by the client (adapters::RegistryEndpoint::retry).
+struct TaskRetry {
+  int attempts = 5;
+  std::chrono::seconds backoff{2};
+  std::chrono::seconds max_backoff{300};
+  // Tasks that failed because the registry was down wait for it: it is pinged this often,
+  // and they are queued again once it answers.
+  std::chrono::seconds recheck{30};
+};
+
 // An entry of `registries:`.
 struct RelayRegistry {
   std::string name;
@@ -33,6 +47,7 @@ struct RelayRegistry {
   // Harbor; adapters/prepare.h).
   std::optional<adapters::PrepareOptions> create_repositories;
   RegistryLimits limits;
+  TaskRetry retry;
 };
 
 // How a source repository is named at a destination: `strip` removed from the front

@@ -18,7 +18,12 @@ bool event_rule(const Rule& r) {
 
 }  // namespace
 
+RelayService::RelayService(RelayContext ctx)
+    : ctx_(std::move(ctx)), queue_(ctx_.store.metadata()), dispatcher_(ctx_, queue_) {}
+
 void RelayService::start() {
+  auto queued = queue_.stats("");
+  if (!ctx_.config.rules.empty() || (queued && queued->pending + queued->failed > 0)) dispatcher_.start();
   bool wanted = false;
   const auto now = std::chrono::system_clock::now();
   for (const auto& r : ctx_.config.rules) {
@@ -47,6 +52,7 @@ void RelayService::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  dispatcher_.stop();
 }
 
 void RelayService::poke() {
@@ -93,6 +99,7 @@ void RelayService::run_events() {
                            e.kind == store::EventKind::tag_deleted;
     if (tag_event) {
       RunOptions opt;
+      opt.queue = &queue_;
       opt.only_repository = e.repository;
       opt.only_tag = e.tag;
       for (const auto& rule : ctx_.config.rules) {
@@ -101,6 +108,7 @@ void RelayService::run_events() {
         if (!report)
           spdlog::warn("relay: rule {} for {}:{}: {}", rule.name, e.repository, e.tag, report.error().message);
       }
+      dispatcher_.poke();
     }
     if (auto st = ctx_.ledger.set_marker(kOutboxMarker, e.seq); !st)
       spdlog::warn("relay: recording the outbox position: {}", st.error().message);
@@ -113,8 +121,11 @@ void RelayService::run_schedules(std::chrono::system_clock::time_point now) {
     for (const auto& rule : ctx_.config.rules) {
       if (rule.name != name) continue;
       spdlog::info("relay: rule {} runs on its schedule", name);
-      auto report = run_rule(ctx_, rule, {});
+      RunOptions opt;
+      opt.queue = &queue_;
+      auto report = run_rule(ctx_, rule, opt);
       if (!report) spdlog::warn("relay: rule {}: {}", name, report.error().message);
+      dispatcher_.poke();
       auto later = now + std::chrono::hours(24 * 366 * 8);
       for (const auto& t : rule.triggers)
         if (t.kind == Trigger::Kind::cron && t.schedule) later = std::min(later, t.schedule->next_after(now));

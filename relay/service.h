@@ -1,9 +1,11 @@
 // Replication inside `serve`: rules with an `event` trigger and `from: local` run for each
 // local push or tag deletion the store's event outbox records, for that image only; rules
-// with a cron trigger run whole at their times. One thread. The outbox position is
-// recorded after the rules for an event ran, so after a crash the events in progress run
-// again, which is harmless: tasks are idempotent and the ledger skips what is done
-// (invariant 4). A rule that fails is logged with its reason and retried at the next
+// with a cron trigger run whole at their times. One planning thread turns them into tasks
+// in the persistent queue, which the dispatcher's lanes send, each destination at its own
+// pace (dispatcher.h). The outbox position is recorded after the rules for an event were
+// planned, so after a crash the events in progress are planned again, which is harmless:
+// tasks collapse by key and the ledger skips what is done (invariant 4); queued tasks
+// survive the crash. A rule that fails is logged with its reason and retried at the next
 // event or schedule; it never stops the mirror.
 #pragma once
 
@@ -14,6 +16,8 @@
 #include <string>
 #include <thread>
 
+#include "relay/dispatcher.h"
+#include "relay/queue.h"
 #include "relay/replicator.h"
 
 namespace ocirelay::relay {
@@ -21,15 +25,16 @@ namespace ocirelay::relay {
 class RelayService {
  public:
   // `ctx` (and everything it refers to) outlives the service.
-  explicit RelayService(RelayContext ctx) : ctx_(std::move(ctx)) {}
+  explicit RelayService(RelayContext ctx);
   ~RelayService() { stop(); }
   RelayService(const RelayService&) = delete;
   RelayService& operator=(const RelayService&) = delete;
 
-  // Starts the thread when some enabled rule has an event or cron trigger; a no-op
-  // otherwise.
+  // Starts the dispatcher when rules exist or tasks are queued, and the planning thread
+  // when some enabled rule has an event or cron trigger.
   void start();
-  // Finishes the rule running (its transfers end or fail on their own) and joins.
+  // Finishes the planning and the tasks running (cancelled clients end them within about
+  // a second; they stay queued) and joins.
   void stop();
   // Wakes the thread to read the outbox now (a push just committed).
   void poke();
@@ -40,6 +45,8 @@ class RelayService {
   void run_schedules(std::chrono::system_clock::time_point now);
 
   RelayContext ctx_;
+  TaskQueue queue_;
+  Dispatcher dispatcher_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -1,11 +1,16 @@
-// The relay end to end: `ocirelay sync` runs rules against real docker-registry instances
-// (one source, three destinations), and skopeo checks what arrived.
+// The relay end to end: `ocirelay sync` and `serve` run rules against real docker-registry
+// instances (one source, three destinations, some behind a proxy imitating another
+// registry's quirks or a slow link), and skopeo checks what arrived.
 #include "tests/integration/fixture.h"
 
 #include <chrono>
+#include <ctime>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
+
+#include "tests/support/quirk_proxy.h"
 
 namespace ocirelay::testing {
 namespace {
@@ -92,13 +97,16 @@ TEST_F(RelayTest, LocalPushesReachThreeDestinationsDigestForDigestAndAResyncSend
                                  "docker://" + dests[i]->host() + "/" + names[i] + ":sha256-" + index.digest.substr(7)});
     EXPECT_NE(fallback.out.find(referrer_digest), std::string::npos) << fallback.err;
     EXPECT_EQ(dests[i]->count_requests("scratch"), 0) << "an excluded repository travelled";
-    // apps/api (sent first: repositories go in name order) and apps/web share every image
-    // blob: apps/web gets them by mounts, and uploads only its signature's two blobs.
+    // apps/api and apps/web (sent at the same time) share every image blob: each of the 5
+    // is uploaded to one of them and mounted into the other; the signature's 2 are web's.
     const std::string api = names[i].substr(0, names[i].size() - 3) + "api";
-    EXPECT_EQ(dests[i]->count_requests("PATCH /v2/" + names[i] + "/blobs/") +
-                  dests[i]->count_requests("PUT /v2/" + names[i] + "/blobs/"), 2) << dests[i]->access_log();
+    auto uploads = [&](const std::string& repo) {
+      return dests[i]->count_requests("PATCH /v2/" + repo + "/blobs/") +
+             dests[i]->count_requests("PUT /v2/" + repo + "/blobs/");
+    };
+    EXPECT_EQ(uploads(names[i]) + uploads(api), 7) << dests[i]->access_log();
     EXPECT_EQ(inspect_digest(*dests[i], api + ":1.0"), index.digest);
-    EXPECT_GT(dests[i]->count_requests("mount="), 0) << dests[i]->access_log();
+    EXPECT_EQ(dests[i]->count_requests("mount="), 5) << dests[i]->access_log();
   }
   auto all = skopeo_copy("docker://" + dests[1]->host() + "/team/web:1.0", "dir:" + (tmp / "back").string(), {"--all"});
   EXPECT_EQ(all.exit_code, 0) << all.err;
@@ -257,6 +265,168 @@ TEST_F(RelayTest, InsideServeAPushIsReplicatedByItsEventAndADeleteFollows) {
   EXPECT_TRUE(wait_for_tag(*dests[0], "apps/web", "1.0", "")) << relay->log();
   EXPECT_TRUE(wait_for_tag(*dests[1], "copy/apps/web", "1.0", "")) << relay->log();
   EXPECT_EQ(dests[2]->count_requests("/v2/apps"), 0);
+}
+
+double relay_metric(OcirelayProcess& relay, const std::string& series) {
+  return metric_value(http_request(relay.port(), "GET", "/metrics").body, series).value_or(-1);
+}
+
+// Waits (bounded) until the relay's /metrics shows `series` at `value`.
+bool wait_for_metric(OcirelayProcess& relay, const std::string& series, double value,
+                     std::chrono::seconds timeout = 60s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (relay_metric(relay, series) == value) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+TEST_F(RelayTest, ADestinationThatIsDownDelaysNoOtherAndCatchesUpItsTasksSurvivingKill9) {
+  dests[2]->stop();  // down before the first push
+  relay->add_config("local:\n  repositories: [\"apps/**\"]\n" + registries_yaml() +
+                    "    retry: {attempts: 2, backoff: 1s, recheck: 1s}\n"  // dest2's
+                    "rules:\n"
+                    "  - name: on-push\n"
+                    "    triggers: [event]\n"
+                    "    to: [{registry: dest0}, {registry: dest1}, {registry: dest2}]\n");
+  ASSERT_TRUE(relay->start());
+  auto one = images.add_image("1.0", {random_bytes(200000, 91)});
+  ASSERT_TRUE(images.push(relay->host(), "apps/web", "1.0"));
+
+  // The two that answer have it while dest2's task is still in its backoff or failed.
+  EXPECT_TRUE(wait_for_tag(*dests[0], "apps/web", "1.0", one.digest)) << relay->log();
+  EXPECT_TRUE(wait_for_tag(*dests[1], "apps/web", "1.0", one.digest)) << relay->log();
+  EXPECT_EQ(relay_metric(*relay, "ocirelay_relay_tasks_total{destination=\"dest0\",outcome=\"copied\"}"), 1);
+  // dest2: one attempt failed and was scheduled again, then the second failed for good.
+  EXPECT_TRUE(wait_for_metric(*relay, "ocirelay_relay_queue_failed{destination=\"dest2\"}", 1)) << relay->log();
+  EXPECT_EQ(relay_metric(*relay, "ocirelay_relay_retries_total{destination=\"dest2\"}"), 1);
+  EXPECT_EQ(relay_metric(*relay, "ocirelay_relay_tasks_total{destination=\"dest2\",outcome=\"failed\"}"), 1);
+
+  // A crash, dest2 comes back, the relay restarts: the task it had queued goes out with no
+  // new push or event.
+  relay->kill9();
+  ASSERT_TRUE(dests[2]->restart());
+  ASSERT_TRUE(relay->restart());
+  EXPECT_TRUE(wait_for_tag(*dests[2], "apps/web", "1.0", one.digest)) << relay->log();
+  EXPECT_TRUE(wait_for_metric(*relay, "ocirelay_relay_queue_failed{destination=\"dest2\"}", 0)) << relay->log();
+
+  // Down again without a restart of the relay: the next push reaches the others, dest2's
+  // task fails, and the ping that finds dest2 back queues it again.
+  dests[2]->stop();
+  auto two = images.add_image("2.0", {random_bytes(200000, 92)});
+  ASSERT_TRUE(images.push(relay->host(), "apps/web", "2.0"));
+  EXPECT_TRUE(wait_for_tag(*dests[0], "apps/web", "2.0", two.digest)) << relay->log();
+  EXPECT_TRUE(wait_for_tag(*dests[1], "apps/web", "2.0", two.digest)) << relay->log();
+  EXPECT_TRUE(wait_for_metric(*relay, "ocirelay_relay_queue_failed{destination=\"dest2\"}", 1)) << relay->log();
+  ASSERT_TRUE(dests[2]->restart());
+  EXPECT_TRUE(wait_for_tag(*dests[2], "apps/web", "2.0", two.digest)) << relay->log();
+  EXPECT_TRUE(relay->wait_for_log("dest2 answers again: 1 failed tasks queued again")) << relay->log();
+  EXPECT_EQ(inspect_digest(*dests[2], "apps/web:1.0"), one.digest);
+  // Each of the others got each image once.
+  EXPECT_EQ(dests[0]->count_requests("\"PUT /v2/apps/web/manifests/"), 2);
+}
+
+std::string http_date(std::time_t t) {
+  char buf[64];
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return buf;
+}
+
+// The gap between the refused request and the next one of `method` on `needle`.
+std::chrono::milliseconds gap_after_429(const QuirkProxy& p, const std::string& method, const std::string& needle) {
+  std::optional<std::chrono::steady_clock::time_point> refused;
+  for (const auto& r : p.requests()) {
+    if (r.method != method || r.target.find(needle) == std::string::npos) continue;
+    if (!refused && r.status == 429) refused = r.at;
+    else if (refused) return std::chrono::duration_cast<std::chrono::milliseconds>(r.at - *refused);
+  }
+  return std::chrono::milliseconds(-1);
+}
+
+TEST_F(RelayTest, DestinationsWithPushQuirksAndA429WithRetryAfterAllGetTheImage) {
+  // In front of real registries: ECR's 5 MiB part minimum with a stuck Range, GHCR's 4 MiB
+  // PATCH cap (the relay is told nothing and learns it), Artifact Registry refusing chunks.
+  QuirkProxy ecr(dests[0]->port(), Quirks::ecr);
+  QuirkProxy ghcr(dests[1]->port(), Quirks::ghcr);
+  QuirkProxy ar(dests[2]->port(), Quirks::artifact_registry);
+  relay->add_config("local:\n  repositories: [\"apps/**\"]\n"
+                    "registries:\n"
+                    "  - name: ecr\n    url: " + ecr.url() + "\n    type: ecr\n"
+                    "  - name: ghcr\n    url: " + ghcr.url() + "\n    upload: {chunk_size: 8MiB, monolithic_max: 1MiB}\n"
+                    "  - name: ar\n    url: " + ar.url() + "\n    upload: {chunk_size: 4MiB, monolithic_max: 1MiB}\n"
+                    "rules:\n"
+                    "  - name: everywhere\n"
+                    "    to: [{registry: ecr}, {registry: ghcr}, {registry: ar}]\n");
+  ASSERT_TRUE(relay->start());
+  auto big = images.add_image("1.0", {random_bytes(20 << 20, 93), random_bytes(100000, 94)});
+  ASSERT_TRUE(images.push(relay->host(), "apps/big", "1.0"));
+  relay->stop();
+
+  // Retry-After in seconds on ECR's manifest PUT, as an HTTP-date on GHCR's upload POST.
+  ecr.reply_once("PUT", "/manifests/", 429, {{"Retry-After", "2"}});
+  ghcr.reply_once("POST", "/blobs/uploads/", 429, {{"Retry-After", http_date(std::time(nullptr) + 2)}});
+  auto r = relay->run({"sync"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (std::size_t i = 0; i < 3; ++i)
+    EXPECT_EQ(inspect_digest(*dests[i], "apps/big:1.0"), big.digest) << "dest" << i << "\n" << r.out << r.err;
+
+  // No request went out again before its Retry-After (an HTTP-date has whole seconds).
+  EXPECT_GE(gap_after_429(ecr, "PUT", "/manifests/"), 1900ms);
+  EXPECT_GE(gap_after_429(ghcr, "POST", "/blobs/uploads/"), 950ms);
+  for (const auto& q : ghcr.requests())
+    if (q.method == "PATCH" && q.status < 300) EXPECT_LE(q.body_bytes, 4u << 20);
+  EXPECT_EQ(ecr.count("PATCH"), 3) << "no ECR part refused as too small";  // 8 + 8 + 4 MiB
+  // Every blob's bytes reached each once: the two layers, and the config (under 4 KiB);
+  // Artifact Registry's in one piece each.
+  const std::uint64_t blobs = (20u << 20) + 100000;
+  const std::uint64_t to_ecr = ecr.body_bytes("PATCH") + ecr.body_bytes("PUT", "/blobs/uploads/");
+  EXPECT_GE(to_ecr, blobs);
+  EXPECT_LE(to_ecr, blobs + 4096);
+  EXPECT_GE(ar.body_bytes("PUT", "/blobs/uploads/"), blobs);
+  EXPECT_LE(ar.body_bytes("PUT", "/blobs/uploads/"), blobs + 4096);
+}
+
+TEST_F(RelayTest, AKill9InTheMiddleOfA512MiBUploadResumesFromItsOffset) {
+  // The destination behind a link of 64 MiB/s (the registry's own limit), so the upload is
+  // still running when the relay is killed; the proxy counts the bytes that arrived whole.
+  QuirkProxy far(dests[0]->port(), Quirks::none);
+  relay->add_config("local:\n  repositories: [\"apps/**\"]\n"
+                    "registries:\n"
+                    "  - name: far\n    url: " + far.url() + "\n    limits: {bytes_per_second: 64MiB}\n"
+                    "rules:\n"
+                    "  - name: on-push\n"
+                    "    triggers: [event]\n"
+                    "    to: [{registry: far}]\n");
+  ASSERT_TRUE(relay->start());
+  constexpr std::uint64_t kLayer = 512u << 20, kChunk = 16u << 20;  // chunks: the generic policy
+  auto huge = images.add_image("1.0", {random_bytes(kLayer, 95)});
+  ASSERT_TRUE(images.push(relay->host(), "apps/huge", "1.0"));
+
+  auto confirmed = [&] {
+    int n = 0;
+    for (const auto& q : far.requests()) n += q.method == "PATCH" && q.status == 202;
+    return n;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (confirmed() < 8 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  ASSERT_GE(confirmed(), 8) << relay->log();
+  relay->kill9();
+  const std::uint64_t before = far.body_bytes("PATCH");
+  ASSERT_LT(before, kLayer) << "the upload finished before the kill";
+  // Bottom-up: the tag is not there while its layer is incomplete.
+  EXPECT_TRUE(wait_for_tag(*dests[0], "apps/huge", "1.0", "", 1s));
+
+  ASSERT_TRUE(relay->restart());
+  EXPECT_TRUE(wait_for_tag(*dests[0], "apps/huge", "1.0", huge.digest, 120s)) << relay->log();
+  EXPECT_TRUE(relay->wait_for_log("resuming the upload of")) << relay->log();
+  // The layer's bytes arrived once, but for at most one chunk sent again.
+  const std::uint64_t layer_bytes = far.body_bytes("PATCH") + far.body_bytes("PUT", "/blobs/uploads/");
+  EXPECT_GE(layer_bytes, kLayer);
+  EXPECT_LE(layer_bytes, kLayer + kChunk + (1u << 20)) << "the upload started over";
+  EXPECT_EQ(inspect_digest(*dests[0], "apps/huge:1.0"), huge.digest);
 }
 
 }  // namespace

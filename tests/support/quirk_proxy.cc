@@ -149,7 +149,7 @@ void QuirkProxy::serve(int fd) {
     http::request<http::string_body> req = parser.release();
     const std::string method(req.method_string());
     const std::string target(req.target());
-    ProxiedRequest seen{method, target, req.body().size(), 0};
+    ProxiedRequest seen{method, target, req.body().size(), 0, std::chrono::steady_clock::now()};
     auto record = [&](int status) {
       seen.status = status;
       std::lock_guard lock(mu_);

@@ -8,6 +8,7 @@
 // connection and thread. Bodies are held in memory: test blobs only.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -39,6 +40,7 @@ struct ProxiedRequest {
   std::string target;
   std::uint64_t body_bytes = 0;
   int status = 0;  // what the client was answered; 0: no answer (dropped)
+  std::chrono::steady_clock::time_point at{};  // when the request had arrived whole
 };
 
 class QuirkProxy {

@@ -1,0 +1,290 @@
+#include "relay/dispatcher.h"
+
+#include <algorithm>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "adapters/registry_client.h"
+#include "fetch/registries.h"
+#include "metrics/metrics.h"
+#include "relay/ledger.h"
+#include "relay/queue.h"
+#include "relay/throttle.h"
+#include "relay/transfer.h"
+
+namespace ocirelay::relay {
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::chrono::steady_clock::time_point steady_at(std::int64_t unix_ms) {
+  return std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<std::int64_t>(0, unix_ms - now_ms()));
+}
+
+// The wait after failed attempt `n` (1-based): `backoff` doubling up to `max_backoff`,
+// then between half and all of it ("equal jitter"), so tasks that failed together spread.
+std::int64_t backoff_ms(const TaskRetry& r, int n) {
+  double d = std::chrono::duration<double, std::milli>(r.backoff).count();
+  const double cap = std::chrono::duration<double, std::milli>(r.max_backoff).count();
+  for (int i = 1; i < n && d < cap; ++i) d *= 2;
+  d = std::min(d, cap);
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return static_cast<std::int64_t>(d / 2 + std::uniform_real_distribution<double>(0, d / 2)(rng));
+}
+
+TaskOutcome outcome_of(const Task& t) {
+  TaskOutcome o;
+  o.rule = t.rule;
+  o.source = t.source;
+  o.source_repository = t.source_repository;
+  o.tag = t.reference;
+  o.digest = t.source_digest.str();
+  o.destination = t.destination;
+  o.destination_repository = t.repository;
+  return o;
+}
+
+}  // namespace
+
+struct Dispatcher::Lane {
+  std::string name;
+  TaskRetry retry;
+  int concurrency = 4;
+  adapters::RegistryClient* client = nullptr;  // null: no such registry (its tasks fail)
+  std::int64_t paused_until = 0;               // unix ms; a 429 pauses the whole lane
+  std::int64_t next_check = 0;                 // unix ms of the next recovery ping
+  std::unique_ptr<ByteRate> rate;              // limits.bytes_per_second, when set
+  BlobClaims claims;                           // blobs its workers are sending
+};
+
+Dispatcher::Dispatcher(RelayContext& ctx, TaskQueue& queue, DispatchOptions options)
+    : ctx_(ctx), queue_(queue), opt_(std::move(options)) {
+  describe_metrics(ctx_);
+}
+
+Dispatcher::~Dispatcher() { stop(); }
+
+void Dispatcher::start() {
+  std::set<std::string> names;
+  for (const auto& r : ctx_.config.rules)
+    for (const auto& t : r.to) names.insert(t.registry);
+  if (auto queued = queue_.list()) {
+    for (const auto& t : *queued) names.insert(t.destination);  // left by an earlier run
+  } else {
+    spdlog::warn("relay: reading the task queue: {}", queued.error().message);
+  }
+  for (const auto& name : names) {
+    auto lane = std::make_unique<Lane>();
+    lane->name = name;
+    lane->client = ctx_.clients.find(name);
+    for (const auto& r : ctx_.config.registries)
+      if (r.name == name) {
+        lane->retry = r.retry;
+        lane->concurrency = std::max(1, r.limits.concurrency);
+        if (r.limits.bytes_per_second > 0) lane->rate = std::make_unique<ByteRate>(r.limits.bytes_per_second);
+      }
+    lanes_.push_back(std::move(lane));
+  }
+  for (auto& lane : lanes_)
+    for (int i = 0; i < lane->concurrency; ++i)
+      threads_.emplace_back([this, l = lane.get(), i] { work(*l, i == 0); });
+}
+
+void Dispatcher::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  idle_cv_.notify_all();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+void Dispatcher::poke() {
+  {
+    std::lock_guard lock(mu_);
+    ++pokes_;
+  }
+  cv_.notify_all();
+}
+
+bool Dispatcher::idle_locked() const {
+  if (!running_.empty()) return false;
+  auto s = queue_.stats("");
+  return s && s->pending == 0;
+}
+
+void Dispatcher::drain() {
+  std::unique_lock lock(mu_);
+  // Woken as each task ends; the timeout covers a task that only its backoff delays.
+  while (!stopping_ && !idle_locked()) idle_cv_.wait_for(lock, std::chrono::seconds(1));
+}
+
+void Dispatcher::work(Lane& lane, bool pinger) {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    const std::int64_t now = now_ms();
+    std::int64_t wake = now + 60'000;
+    std::optional<Task> task;
+    if (lane.client) {  // a 429 the client saw (any task, any verb) holds back new tasks too
+      const auto limited = std::chrono::duration_cast<std::chrono::milliseconds>(lane.client->rate_limited_for());
+      if (limited.count() > 0) lane.paused_until = std::max(lane.paused_until, now + limited.count());
+    }
+    if (lane.paused_until > now) {
+      wake = lane.paused_until;
+    } else {
+      auto next = queue_.next_ready(lane.name, now, [&](const std::string& k) { return running_.contains(k); });
+      if (!next) spdlog::warn("relay: reading the task queue: {}", next.error().message);
+      if (next && *next) {
+        task = std::move(**next);
+      } else if (auto due = queue_.next_due(lane.name); due && *due && **due > now) {
+        wake = std::min(wake, **due);  // due now: another worker runs it, and pokes when done
+      }
+    }
+    if (task) {
+      const std::string key = task->key();
+      running_.insert(key);
+      lock.unlock();
+      run(lane, std::move(*task));
+      lock.lock();
+      running_.erase(key);
+      ++pokes_;
+      cv_.notify_all();
+      idle_cv_.notify_all();
+      continue;
+    }
+    if (pinger) {
+      lock.unlock();
+      auto stats = queue_.stats(lane.name);
+      if (stats && ctx_.metrics) {
+        const metrics::Labels l{{"destination", lane.name}};
+        ctx_.metrics->set("ocirelay_relay_queue_pending", l, static_cast<double>(stats->pending));
+        ctx_.metrics->set("ocirelay_relay_queue_failed", l, static_cast<double>(stats->failed));
+        ctx_.metrics->set("ocirelay_relay_lag_seconds", l,
+                          stats->oldest_pending ? static_cast<double>(now - stats->oldest_pending) / 1000 : 0.0);
+      }
+      // A destination that was down: once it answers, what failed for that is queued again.
+      if (opt_.requeue_recovered && stats && stats->failed_retryable > 0 && lane.client) {
+        if (now >= lane.next_check) {
+          lane.next_check = now + std::chrono::duration_cast<std::chrono::milliseconds>(lane.retry.recheck).count();
+          if (lane.client->ping()) {
+            auto n = queue_.requeue_failed(lane.name);
+            if (n && *n > 0) spdlog::info("relay: {} answers again: {} failed tasks queued again", lane.name, *n);
+            lock.lock();
+            continue;
+          }
+        }
+        wake = std::min(wake, lane.next_check);
+      }
+      if (stats && stats->pending > 0) wake = std::min(wake, now + 5'000);  // keep the gauges fresh
+      lock.lock();
+      if (stopping_) break;
+    }
+    const auto seen = pokes_;
+    cv_.wait_until(lock, steady_at(wake), [&] { return stopping_ || pokes_ != seen; });
+  }
+}
+
+void Dispatcher::run(Lane& lane, Task task) {
+  TaskOutcome o = outcome_of(task);
+  auto ended = [&](Outcome outcome) {
+    o.outcome = outcome;
+    if (auto st = queue_.complete(task); !st)
+      spdlog::warn("relay: removing the task for {}/{}:{}: {}", o.destination, o.destination_repository, o.tag,
+                   st.error().message);
+    spdlog::info("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome={}", o.rule, o.source,
+                 o.source_repository, o.tag, o.destination, o.destination_repository, o.digest, to_string(outcome));
+    count_task(ctx_, o);
+    if (opt_.on_task) opt_.on_task(o);
+  };
+  auto failed = [&](const Error& e) {
+    o.outcome = Outcome::failed;
+    o.error = e.message;
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_ && e.code == Errc::cancelled) return;  // shutting down: it runs after the restart
+    }
+    const std::int64_t now = now_ms();
+    if (e.code == Errc::too_many_requests) {
+      const auto limited = lane.client ? lane.client->rate_limited_for() : std::chrono::seconds(0);
+      const std::int64_t until =
+          now + std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(limited).count(),
+                                       backoff_ms(lane.retry, task.attempts + 1));
+      {
+        std::lock_guard lock(mu_);
+        lane.paused_until = std::max(lane.paused_until, until);
+      }
+      if (ctx_.metrics) ctx_.metrics->inc("ocirelay_relay_rate_limited_total", {{"destination", lane.name}});
+      spdlog::warn("relay: {} is rate limiting: no task starts there for {} ms", lane.name, until - now);
+    }
+    if (e.retryable() && task.attempts + 1 < lane.retry.attempts) {
+      const std::int64_t wait = backoff_ms(lane.retry, task.attempts + 1);
+      std::int64_t at = now + wait;
+      {
+        std::lock_guard lock(mu_);
+        at = std::max(at, lane.paused_until);
+      }
+      spdlog::info("relay task rule={} source={}/{}:{} destination={}/{} attempt {} of {} failed: {}; next in {} ms",
+                   o.rule, o.source, o.source_repository, o.tag, o.destination, o.destination_repository,
+                   task.attempts + 1, lane.retry.attempts, e.message, at - now);
+      if (auto st = queue_.retry_later(task, at, e); !st)
+        spdlog::warn("relay: rescheduling a task: {}", st.error().message);
+      if (ctx_.metrics) ctx_.metrics->inc("ocirelay_relay_retries_total", {{"destination", lane.name}});
+      return;
+    }
+    if (auto st = queue_.fail(task, e); !st) spdlog::warn("relay: recording a failed task: {}", st.error().message);
+    spdlog::warn("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome=failed attempts={} error={}",
+                 o.rule, o.source, o.source_repository, o.tag, o.destination, o.destination_repository, o.digest,
+                 task.attempts + 1, e.message);
+    count_task(ctx_, o);
+    if (opt_.on_task) opt_.on_task(o);
+  };
+
+  const Rule* rule = nullptr;
+  for (const auto& r : ctx_.config.rules)
+    if (r.name == task.rule) rule = &r;
+  if (!rule) return failed(Error{Errc::invalid_argument, "rule " + task.rule + " is no longer configured"});
+  auto dest = find_destination(ctx_, *rule, task.destination, task.source_repository, task.repository);
+  if (!dest) return failed(dest.error());
+
+  // What the destination holds under the tag: the ledger's record, else one HEAD there.
+  auto known = ctx_.ledger.destination_tag(o.destination, o.destination_repository, o.tag);
+  if (!known) return failed(known.error());
+  if (*known && (*known)->digest == task.source_digest) return ended(Outcome::unchanged);
+  if (*known && !rule->override_tags) return ended(Outcome::kept);
+  if (!*known) {
+    auto settled = check_destination_tag(ctx_, *rule, *dest, o, task.source_digest, false);
+    if (!settled) return failed(settled.error());
+    if (*settled) return ended(**settled);
+  }
+
+  TransferHooks hooks;
+  hooks.sessions = &queue_;
+  hooks.claims = &lane.claims;
+  hooks.prepare_first = [this](const std::string& d, const std::string& repo) {
+    std::lock_guard lock(mu_);
+    return prepared_.insert(d + "\n" + repo).second;
+  };
+  hooks.on_blob = [&](const TaskOutcome& t, const oci::Digest& d, std::uint64_t size, BlobStep step) {
+    if (ctx_.metrics) {
+      ctx_.metrics->inc("ocirelay_relay_blobs_total", {{"destination", t.destination}, {"step", std::string(to_string(step))}});
+      if (step == BlobStep::uploaded)
+        ctx_.metrics->inc("ocirelay_relay_bytes_sent_total", {{"destination", t.destination}}, static_cast<double>(size));
+    }
+    if (opt_.on_blob) opt_.on_blob(t, d, size, step);
+  };
+  auto source = store_image_source(ctx_.store, task.store_repository);
+  if (lane.rate) source = rate_limited(std::move(source), *lane.rate);
+  if (auto st = transfer(ctx_, *rule, *dest, o, *source, task.digest, hooks); !st) return failed(st.error());
+  ended(Outcome::copied);
+}
+
+}  // namespace ocirelay::relay

@@ -1,0 +1,101 @@
+// The relay's persistent task queue, kept in the store's LMDB environment beside the
+// ledger (ledger_databases() names its databases too). A task is one image to bring to
+// one destination; it is keyed by (destination, repository there, tag or digest), so a
+// second request for the same key collapses into the first, and a newer digest for a tag
+// replaces the older one. Tasks survive a crash (every change is a committed
+// transaction), and so do the upload sessions of interrupted chunked uploads, which the
+// next attempt resumes from their confirmed offset.
+//
+// A task is pending (run when its not_before has passed) or failed (its attempts are
+// spent, or its error is one that repeats): a failed task stays, with its reason, until
+// something requeues it (the destination answering again, or a new request). Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "adapters/upload.h"
+#include "oci/digest.h"
+#include "oci/result.h"
+
+namespace ocirelay::store::lmdb {
+class Env;
+}
+
+namespace ocirelay::relay {
+
+struct Task {
+  // The key.
+  std::string destination;  // registry name
+  std::string repository;   // the repository at the destination
+  std::string reference;    // the tag (or the digest, for an untagged image)
+
+  std::string rule;               // the rule that asked (its filters: platforms, referrers)
+  std::string source, source_repository;
+  std::string store_repository;   // where the store holds the image
+  oci::Digest digest;             // the image sent, as the store holds it
+  oci::Digest source_digest;      // the source's digest (what the ledger records)
+
+  bool failed = false;
+  int attempts = 0;               // failed attempts so far
+  std::int64_t not_before = 0;    // unix ms: not run before (backoff, Retry-After)
+  std::int64_t enqueued = 0;      // unix ms the task was first requested (lag)
+  std::string error;              // the last failure's cause
+  bool retryable = false;         // ...and whether it may succeed later (an outage)
+  std::uint64_t seq = 0;          // changes whenever the task is replaced
+
+  std::string key() const;
+};
+
+struct QueueStats {
+  std::size_t pending = 0, failed = 0;
+  std::size_t failed_retryable = 0;  // failed for a reason that may pass (an outage)
+  std::int64_t oldest_pending = 0;  // unix ms the oldest pending task was requested; 0: none
+};
+
+class TaskQueue {
+ public:
+  // REQUIRES: `env` was opened with ledger_databases(), and outlives the queue.
+  explicit TaskQueue(store::lmdb::Env& env) : env_(env) {}
+
+  // Adds `t` as pending (attempts, error and state are reset), unless the same key is
+  // already pending for the same digest: then nothing changes. False in that case.
+  Result<bool> enqueue(Task t);
+  // The first pending task of `destination` due at `now_ms` whose key `skip` does not
+  // name (tasks a worker runs already), in key order.
+  Result<std::optional<Task>> next_ready(std::string_view destination, std::int64_t now_ms,
+                                         const std::function<bool(const std::string& key)>& skip) const;
+  // The earliest not_before of the pending tasks of `destination`; nullopt when none.
+  Result<std::optional<std::int64_t>> next_due(std::string_view destination) const;
+
+  // Each of these changes the task only while it is the one `t` was read as (same seq):
+  // a task replaced meanwhile runs again with its new content.
+  Status complete(const Task& t);                   // done: removed
+  Status retry_later(const Task& t, std::int64_t not_before_ms, const Error& e);  // attempts + 1
+  Status fail(const Task& t, const Error& e);       // failed for good (until requeued)
+  // Failed tasks of `destination` whose error was retryable become pending again with
+  // their attempts reset. Returns how many.
+  Result<std::size_t> requeue_failed(std::string_view destination);
+
+  // Every task, in key order; `destination` non-empty: only its own.
+  Result<std::vector<Task>> list(std::string_view destination = {}) const;
+  Result<QueueStats> stats(std::string_view destination) const;
+
+  // A chunked upload's confirmed state, to resume it after a crash or an outage. An empty
+  // session erases it.
+  Result<adapters::UploadSession> upload_session(std::string_view destination, std::string_view repository,
+                                                 const oci::Digest& blob) const;
+  Status save_upload_session(std::string_view destination, std::string_view repository, const oci::Digest& blob,
+                             const adapters::UploadSession& s);
+
+ private:
+  Status update(const Task& t, const std::function<void(Task&)>& change, bool remove);
+
+  store::lmdb::Env& env_;
+};
+
+}  // namespace ocirelay::relay

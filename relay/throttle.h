@@ -1,0 +1,35 @@
+// A destination's `limits.bytes_per_second`: one token bucket shared by every upload to
+// that registry, and an ImageSource whose blob bodies draw from it as they are read.
+// Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+
+#include "relay/copy.h"
+
+namespace ocirelay::relay {
+
+class ByteRate {
+ public:
+  // REQUIRES: per_second > 0. Up to a tenth of a second's worth may go at once.
+  explicit ByteRate(std::uint64_t per_second) : per_second_(per_second) {}
+  std::uint64_t per_second() const { return per_second_; }
+  // The most one read should take, so that a wait stays short (a cancelled transfer
+  // notices within about that).
+  std::size_t slice() const;
+  // Blocks until `n` more bytes may go.
+  void take(std::uint64_t n);
+
+ private:
+  const std::uint64_t per_second_;
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point next_{};  // when the bytes taken so far are paid for
+};
+
+// `source` with each blob body read at most as fast as `rate` allows (`rate` outlives it).
+std::unique_ptr<ImageSource> rate_limited(std::unique_ptr<ImageSource> source, ByteRate& rate);
+
+}  // namespace ocirelay::relay
