@@ -15,6 +15,7 @@
 #include "cli/logging.h"
 #include "adapters/registry_kind.h"
 #include "cli/copy.h"
+#include "cli/status.h"
 #include "cli/sync.h"
 #include "cli/warm.h"
 
@@ -161,6 +162,9 @@ int main(int argc, char** argv) {
               "manifests, the index, the tag last, referrers after their subject. A remote source's\n"
               "image is read once whatever the number of destinations. Tags already sent (the\n"
               "ledger in the store) cost one HEAD at a remote source and nothing at destinations.\n"
+              "Each destination gets its own workers (registries[].limits.concurrency); a task that\n"
+              "fails for a passing reason (down, 5xx, 429) is tried again (registries[].retry), and\n"
+              "an interrupted upload resumes where it stopped, also in the next run.\n"
               "Prints one line per image and destination; exits 0 when all succeeded, 1 when some\n"
               "failed (each named with its reason), 2 on a usage or config error. Uses the store\n"
               "(store.path): not beside a running serve on the same store.");
@@ -169,6 +173,14 @@ int main(int argc, char** argv) {
   sync->add_flag("--dry-run", sync_cmd.dry_run,
                  "print per destination and image what would be uploaded, mounted or skipped, with "
                  "bytes; send no write to any registry");
+
+  Flags status_flags;
+  auto* status = app.add_subcommand(
+      "status", "Show the relay's task queue, read from the store beside a running serve:\n"
+                "per destination the tasks pending and failed and the age of the oldest pending\n"
+                "one (LAG), then each task that failed or is waiting to retry, with its reason.\n"
+                "Exits 1 when some task failed, 2 when the store cannot be read.");
+  add_config_flags(status, status_flags, false);
 
   Flags check_flags;
   auto* check = app.add_subcommand(
@@ -210,6 +222,11 @@ int main(int argc, char** argv) {
       Config c = load(sync_flags);
       ocirelay::cli::setup_logging(c.log);
       return ocirelay::cli::run_sync(c, sync_cmd);
+    }
+    if (status->parsed()) {
+      Config c = load(status_flags);
+      ocirelay::cli::setup_logging(c.log);
+      return ocirelay::cli::run_status(c);
     }
     if (check->parsed()) {
       Config c = load(check_flags);

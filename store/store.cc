@@ -100,7 +100,9 @@ Status LayoutStore::lock_root() {
 Status LayoutStore::init_read_only() {
   if (!fs_->exists(opt_.root / "meta"))
     return Error{Errc::not_found, "no store here (" + (opt_.root / "meta").string() + " is missing)"};
-  auto env = lmdb::Env::open(opt_.root / "meta", kDatabases, kInitialMapSize, /*read_only=*/true);
+  std::vector<std::string> names = kDatabases;
+  names.insert(names.end(), opt_.extra_databases.begin(), opt_.extra_databases.end());
+  auto env = lmdb::Env::open(opt_.root / "meta", names, kInitialMapSize, /*read_only=*/true);
   if (!env.ok()) return env.error();
   env_ = std::move(*env);
   auto txn = env_->read();

@@ -45,7 +45,8 @@ struct StoreOptions {
   bool read_only = false;
   // Named LMDB databases a user of the store keeps in its environment (DESIGN.md: one
   // environment per process; the relay's ledger and queue): opened, created empty when
-  // missing, at open; the store never reads them. A read-only open leaves them out.
+  // missing, at open; the store never reads them. A read-only open opens them too, and
+  // fails when one is missing (no writer created it yet).
   std::vector<std::string> extra_databases;
 };
 

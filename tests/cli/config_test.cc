@@ -568,5 +568,31 @@ TEST(ConfigTest, RelayRuleErrorsNameTheLineAndKey) {
               HasSubstr("ending in '/'"));
 }
 
+TEST(ConfigTest, ARelayRegistrysRetryAndLimitsAreReadAndCheckedWithDefaults) {
+  Config c = parse_config(kRelayRegistries +
+                              "  - name: gar\n    url: https://europe-docker.pkg.dev\n"
+                              "    retry: {attempts: 3, backoff: 10s, max_backoff: 2m, recheck: 1m}\n",
+                          "config.yaml");
+  ASSERT_EQ(c.relay.registries.size(), 3u);
+  const auto& ecr = c.relay.registries[0];
+  EXPECT_EQ(ecr.limits.concurrency, 8);
+  EXPECT_EQ(ecr.limits.bytes_per_second, 200u << 20);
+  EXPECT_EQ(ecr.retry.attempts, 5);  // the defaults
+  EXPECT_EQ(ecr.retry.backoff, std::chrono::seconds(2));
+  EXPECT_EQ(ecr.retry.recheck, std::chrono::seconds(30));
+  const auto& gar = c.relay.registries[2];
+  EXPECT_EQ(gar.retry.attempts, 3);
+  EXPECT_EQ(gar.retry.backoff, std::chrono::seconds(10));
+  EXPECT_EQ(gar.retry.max_backoff, std::chrono::seconds(120));
+  EXPECT_EQ(gar.retry.recheck, std::chrono::seconds(60));
+
+  const std::string head = kRelayRegistries + "  - name: gar\n    url: https://europe-docker.pkg.dev\n";
+  EXPECT_THAT(error_of(head + "    retry: {attempts: 0}\n"), HasSubstr("config.yaml:12: registries[2].retry.attempts: expected a whole number of at least 1"));
+  EXPECT_THAT(error_of(head + "    retry: {backoff: soon}\n"), HasSubstr("registries[2].retry.backoff: invalid duration 'soon'"));
+  EXPECT_THAT(error_of(head + "    retry: {backoff: 1m, max_backoff: 10s}\n"),
+              HasSubstr("registries[2].retry.max_backoff: must not be shorter than backoff"));
+  EXPECT_THAT(error_of(head + "    retry: {tries: 3}\n"), HasSubstr("registries[2].retry.tries: unknown key"));
+}
+
 }  // namespace
 }  // namespace ocirelay::cli

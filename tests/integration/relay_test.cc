@@ -302,6 +302,12 @@ TEST_F(RelayTest, ADestinationThatIsDownDelaysNoOtherAndCatchesUpItsTasksSurvivi
   EXPECT_TRUE(wait_for_metric(*relay, "ocirelay_relay_queue_failed{destination=\"dest2\"}", 1)) << relay->log();
   EXPECT_EQ(relay_metric(*relay, "ocirelay_relay_retries_total{destination=\"dest2\"}"), 1);
   EXPECT_EQ(relay_metric(*relay, "ocirelay_relay_tasks_total{destination=\"dest2\",outcome=\"failed\"}"), 1);
+  // `ocirelay status`, beside the running serve, names it with its reason.
+  auto status = relay->run({"status"});
+  EXPECT_EQ(status.exit_code, 1) << status.out << status.err;
+  EXPECT_NE(status.out.find("FAILED dest2/apps/web:1.0 (rule on-push, 2 attempts): "), std::string::npos)
+      << status.out;
+  EXPECT_NE(status.out.find("dest0                           0        0        -"), std::string::npos) << status.out;
 
   // A crash, dest2 comes back, the relay restarts: the task it had queued goes out with no
   // new push or event.
