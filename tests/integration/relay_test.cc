@@ -164,6 +164,47 @@ TEST_F(RelayTest, ARuleFromARemoteRegistryReadsEachBlobOnceAndFiltersTags) {
   EXPECT_EQ(lines(*dests[1]), d1);
 }
 
+TEST_F(RelayTest, ANoOpResyncOf100TagsCostsOneHeadEachAtTheSourceAndNothingAtTheDestinations) {
+  // 10 repositories of 10 tags at the source, walked through its catalog.
+  const std::string accept = "application/vnd.oci.image.manifest.v1+json";
+  for (int r = 0; r < 10; ++r) {
+    const std::string repo = "fleet/svc" + std::to_string(r);
+    auto image = images.add_image("t0", {random_bytes(20000, 100 + r)});
+    ASSERT_TRUE(images.push(registry.host(), repo, "t0"));
+    auto m = http_request(registry.port(), "GET", "/v2/" + repo + "/manifests/t0", {{"Accept", accept}});
+    ASSERT_EQ(m.status, 200);
+    for (int t = 1; t < 10; ++t)
+      ASSERT_EQ(http_request_with_body(registry.port(), "PUT", "/v2/" + repo + "/manifests/t" + std::to_string(t),
+                                       {{"Content-Type", m.headers["content-type"]}}, m.body).status, 201);
+  }
+  relay->add_config(registries_yaml() +
+                    "rules:\n"
+                    "  - name: fleet\n"
+                    "    from: upstream.test\n"
+                    "    repositories: {include: [\"fleet/**\"]}\n"
+                    "    to: [{registry: dest0}, {registry: dest1}, {registry: dest2}]\n");
+  ASSERT_TRUE(relay->start());
+  relay->stop();
+  auto r = relay->run({"sync"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find("rule fleet: 100 images, 300 tasks: 300 copied"), std::string::npos) << r.err;
+  EXPECT_NE(inspect_digest(*dests[2], "fleet/svc7:t3").substr(0, 7), "missing");
+
+  const int heads = registry.count_requests("HEAD /v2/fleet/");
+  // Manifest and blob GETs (the tags lists are the listing, not counted here).
+  const int manifest_gets = registry.count_requests("GET /v2/fleet/svc") - registry.count_requests("/tags/list");
+  std::vector<int> before;
+  for (const auto& d : dests) before.push_back(lines(*d));
+  auto again = relay->run({"sync"});
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_NE(again.err.find("rule fleet: 100 images, 300 tasks: 0 copied, 300 unchanged"), std::string::npos)
+      << again.err;
+  EXPECT_EQ(registry.count_requests("HEAD /v2/fleet/") - heads, 100);
+  EXPECT_EQ(registry.count_requests("GET /v2/fleet/svc") - registry.count_requests("/tags/list"), manifest_gets)
+      << "a manifest or blob GET at the source";
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(lines(*dests[i]), before[i]) << dests[i]->access_log();
+}
+
 TEST_F(RelayTest, ADryRunPrintsThePlanAndWritesNothingAnywhere) {
   relay->add_config("local:\n  repositories: [\"apps/**\"]\n" + registries_yaml() +
                     "rules:\n"
