@@ -162,7 +162,9 @@ int run_serve(const Config& config) {
   signal_thread.join();
   quota_thread.join();
   // Cancels the upstream transfers still running and joins the server's threads: "stopped"
-  // is logged once nothing is left running.
+  // is logged once nothing is left running. The relay's workers take no task from here on,
+  // so none starts on a client being cancelled.
+  relay_service.begin_stop();
   server->reset();
   relay_service.stop();  // its transfers were cancelled with the clients' above
   if (auto st = (*store)->flush_access(); !st)

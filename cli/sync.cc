@@ -120,6 +120,7 @@ int run_sync(const Config& config, const SyncCommand& command) {
   dispatcher.stop();
 
   for (const auto& [name, tasks] : ended) {
+    static_assert(static_cast<int>(relay::Outcome::queued) == 5, "one counter per outcome");
     std::size_t n[6] = {};
     for (const auto& t : tasks) n[static_cast<int>(t.outcome)]++;
     using O = relay::Outcome;

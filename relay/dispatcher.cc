@@ -1,6 +1,7 @@
 #include "relay/dispatcher.h"
 
 #include <algorithm>
+#include <atomic>
 #include <random>
 
 #include <spdlog/spdlog.h>
@@ -8,6 +9,7 @@
 #include "adapters/registry_client.h"
 #include "fetch/registries.h"
 #include "metrics/metrics.h"
+#include "oci/media_types.h"
 #include "relay/ledger.h"
 #include "relay/queue.h"
 #include "relay/throttle.h"
@@ -58,7 +60,8 @@ struct Dispatcher::Lane {
   int concurrency = 4;
   adapters::RegistryClient* client = nullptr;  // null: no such registry (its tasks fail)
   std::int64_t paused_until = 0;               // unix ms; a 429 pauses the whole lane
-  std::int64_t next_check = 0;                 // unix ms of the next recovery ping
+  std::atomic<std::int64_t> next_check{0};     // unix ms of the next recovery ping
+  bool checked = false, down = false;          // what the last recovery ping found
   std::unique_ptr<ByteRate> rate;              // limits.bytes_per_second, when set
   BlobClaims claims;                           // blobs its workers are sending
 };
@@ -71,6 +74,15 @@ Dispatcher::Dispatcher(RelayContext& ctx, TaskQueue& queue, DispatchOptions opti
 Dispatcher::~Dispatcher() { stop(); }
 
 void Dispatcher::start() {
+  auto configured = [&](const std::string& rule) {
+    for (const auto& r : ctx_.config.rules)
+      if (r.name == rule) return true;
+    return false;
+  };
+  if (auto gone = queue_.discard_unless(configured); !gone)
+    spdlog::warn("relay: reading the task queue: {}", gone.error().message);
+  else if (*gone > 0)
+    spdlog::info("relay: dropped {} queued tasks of rules no longer configured", *gone);
   std::set<std::string> names;
   for (const auto& r : ctx_.config.rules)
     for (const auto& t : r.to) names.insert(t.registry);
@@ -96,13 +108,17 @@ void Dispatcher::start() {
       threads_.emplace_back([this, l = lane.get(), i] { work(*l, i == 0); });
 }
 
-void Dispatcher::stop() {
+void Dispatcher::begin_stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
   idle_cv_.notify_all();
+}
+
+void Dispatcher::stop() {
+  begin_stop();
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   threads_.clear();
@@ -124,13 +140,20 @@ bool Dispatcher::idle_locked() const {
 
 void Dispatcher::drain() {
   std::unique_lock lock(mu_);
+  if (threads_.empty()) return;  // never started (a dry run): nothing would send
   // Woken as each task ends; the timeout covers a task that only its backoff delays.
   while (!stopping_ && !idle_locked()) idle_cv_.wait_for(lock, std::chrono::seconds(1));
+}
+
+void Dispatcher::pause(Lane& lane, std::int64_t until) {
+  std::lock_guard lock(mu_);
+  lane.paused_until = std::max(lane.paused_until, until);
 }
 
 void Dispatcher::work(Lane& lane, bool pinger) {
   std::unique_lock lock(mu_);
   while (!stopping_) {
+    const auto seen = pokes_;  // a poke from here on wakes the wait below
     const std::int64_t now = now_ms();
     std::int64_t wake = now + 60'000;
     std::optional<Task> task;
@@ -141,12 +164,13 @@ void Dispatcher::work(Lane& lane, bool pinger) {
     if (lane.paused_until > now) {
       wake = lane.paused_until;
     } else {
-      auto next = queue_.next_ready(lane.name, now, [&](const std::string& k) { return running_.contains(k); });
+      auto running = [&](const std::string& k) { return running_.contains(k); };
+      auto next = queue_.next_ready(lane.name, now, running);
       if (!next) spdlog::warn("relay: reading the task queue: {}", next.error().message);
       if (next && *next) {
         task = std::move(**next);
-      } else if (auto due = queue_.next_due(lane.name); due && *due && **due > now) {
-        wake = std::min(wake, **due);  // due now: another worker runs it, and pokes when done
+      } else if (auto due = queue_.next_due(lane.name, running); due && *due) {
+        wake = std::min(wake, std::max(now + 1, **due));
       }
     }
     if (task) {
@@ -163,43 +187,66 @@ void Dispatcher::work(Lane& lane, bool pinger) {
     }
     if (pinger) {
       lock.unlock();
-      auto stats = queue_.stats(lane.name);
-      if (stats && ctx_.metrics) {
-        const metrics::Labels l{{"destination", lane.name}};
-        ctx_.metrics->set("ocirelay_relay_queue_pending", l, static_cast<double>(stats->pending));
-        ctx_.metrics->set("ocirelay_relay_queue_failed", l, static_cast<double>(stats->failed));
-        ctx_.metrics->set("ocirelay_relay_lag_seconds", l,
-                          stats->oldest_pending ? static_cast<double>(now - stats->oldest_pending) / 1000 : 0.0);
-      }
-      // A destination that was down: once it answers, what failed for that is queued again.
-      if (opt_.requeue_recovered && stats && stats->failed_retryable > 0 && lane.client) {
-        if (now >= lane.next_check) {
-          lane.next_check = now + std::chrono::duration_cast<std::chrono::milliseconds>(lane.retry.recheck).count();
-          if (lane.client->ping()) {
-            auto n = queue_.requeue_failed(lane.name);
-            if (n && *n > 0) spdlog::info("relay: {} answers again: {} failed tasks queued again", lane.name, *n);
-            lock.lock();
-            continue;
-          }
-        }
-        wake = std::min(wake, lane.next_check);
-      }
-      if (stats && stats->pending > 0) wake = std::min(wake, now + 5'000);  // keep the gauges fresh
+      const bool requeued = check(lane, now, wake);
       lock.lock();
-      if (stopping_) break;
+      if (requeued) {
+        ++pokes_;
+        cv_.notify_all();
+        continue;
+      }
     }
-    const auto seen = pokes_;
     cv_.wait_until(lock, steady_at(wake), [&] { return stopping_ || pokes_ != seen; });
   }
 }
 
+bool Dispatcher::check(Lane& lane, std::int64_t now, std::int64_t& wake) {
+  auto stats = queue_.stats(lane.name);
+  if (!stats) return false;
+  if (ctx_.metrics) {
+    const metrics::Labels l{{"destination", lane.name}};
+    ctx_.metrics->set("ocirelay_relay_queue_pending", l, static_cast<double>(stats->pending));
+    ctx_.metrics->set("ocirelay_relay_queue_failed", l, static_cast<double>(stats->failed));
+    ctx_.metrics->set("ocirelay_relay_lag_seconds", l,
+                      stats->oldest_pending ? static_cast<double>(now - stats->oldest_pending) / 1000 : 0.0);
+  }
+  if (stats->pending > 0) wake = std::min(wake, now + 5'000);  // keep the gauges fresh
+  if (!opt_.requeue_recovered || stats->failed_retryable == 0 || !lane.client) return false;
+  // Tasks that failed for an outage wait for the registry: requeued when a ping answers
+  // after one that did not (or the first ping of this process: a restart retries them).
+  // A registry that answers pings and still fails them (a 503 on every PUT) does not get
+  // them requeued again and again: the attempts cap holds.
+  if (now < lane.next_check) {
+    wake = std::min(wake, lane.next_check.load());
+    return false;
+  }
+  lane.next_check = now + std::chrono::duration_cast<std::chrono::milliseconds>(lane.retry.recheck).count();
+  wake = std::min(wake, lane.next_check.load());
+  const bool up = lane.client->ping().ok();
+  const bool recovered = up && (lane.down || !lane.checked);
+  lane.checked = true;
+  lane.down = !up;
+  if (!recovered) return false;
+  auto n = queue_.requeue_failed(lane.name);
+  if (!n) {
+    spdlog::warn("relay: requeueing the tasks of {}: {}", lane.name, n.error().message);
+    return false;
+  }
+  if (*n > 0) spdlog::info("relay: {} answers again: {} failed tasks queued again", lane.name, *n);
+  return *n > 0;
+}
+
 void Dispatcher::run(Lane& lane, Task task) {
   TaskOutcome o = outcome_of(task);
+  // The queue could not record what happened (a full disk): the task stays due, so the
+  // lane holds off a while instead of running it again at once.
+  auto unrecorded = [&](const char* what, const Error& e) {
+    spdlog::warn("relay: {} for {}/{}:{}: {}; {} waits 5 s", what, o.destination, o.destination_repository, o.tag,
+                 e.message, lane.name);
+    pause(lane, now_ms() + 5'000);
+  };
   auto ended = [&](Outcome outcome) {
     o.outcome = outcome;
-    if (auto st = queue_.complete(task); !st)
-      spdlog::warn("relay: removing the task for {}/{}:{}: {}", o.destination, o.destination_repository, o.tag,
-                   st.error().message);
+    if (auto st = queue_.complete(task); !st) unrecorded("removing the task", st.error());
     spdlog::info("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome={}", o.rule, o.source,
                  o.source_repository, o.tag, o.destination, o.destination_repository, o.digest, to_string(outcome));
     count_task(ctx_, o);
@@ -208,26 +255,24 @@ void Dispatcher::run(Lane& lane, Task task) {
   auto failed = [&](const Error& e) {
     o.outcome = Outcome::failed;
     o.error = e.message;
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_ && e.code == Errc::cancelled) return;  // shutting down: it runs after the restart
-    }
     const std::int64_t now = now_ms();
+    if (e.code == Errc::cancelled) {
+      // Only shutdown cancels a client: the task stays as it is, no attempt spent, and runs
+      // after the restart. The lane waits for the stop meanwhile.
+      pause(lane, now + 1'000);
+      return;
+    }
     if (e.code == Errc::too_many_requests) {
       const auto limited = lane.client ? lane.client->rate_limited_for() : std::chrono::seconds(0);
       const std::int64_t until =
           now + std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(limited).count(),
                                        backoff_ms(lane.retry, task.attempts + 1));
-      {
-        std::lock_guard lock(mu_);
-        lane.paused_until = std::max(lane.paused_until, until);
-      }
+      pause(lane, until);
       if (ctx_.metrics) ctx_.metrics->inc("ocirelay_relay_rate_limited_total", {{"destination", lane.name}});
       spdlog::warn("relay: {} is rate limiting: no task starts there for {} ms", lane.name, until - now);
     }
     if (e.retryable() && task.attempts + 1 < lane.retry.attempts) {
-      const std::int64_t wait = backoff_ms(lane.retry, task.attempts + 1);
-      std::int64_t at = now + wait;
+      std::int64_t at = now + backoff_ms(lane.retry, task.attempts + 1);
       {
         std::lock_guard lock(mu_);
         at = std::max(at, lane.paused_until);
@@ -235,12 +280,14 @@ void Dispatcher::run(Lane& lane, Task task) {
       spdlog::info("relay task rule={} source={}/{}:{} destination={}/{} attempt {} of {} failed: {}; next in {} ms",
                    o.rule, o.source, o.source_repository, o.tag, o.destination, o.destination_repository,
                    task.attempts + 1, lane.retry.attempts, e.message, at - now);
-      if (auto st = queue_.retry_later(task, at, e); !st)
-        spdlog::warn("relay: rescheduling a task: {}", st.error().message);
+      if (auto st = queue_.retry_later(task, at, e); !st) unrecorded("rescheduling the task", st.error());
       if (ctx_.metrics) ctx_.metrics->inc("ocirelay_relay_retries_total", {{"destination", lane.name}});
       return;
     }
-    if (auto st = queue_.fail(task, e); !st) spdlog::warn("relay: recording a failed task: {}", st.error().message);
+    if (auto st = queue_.fail(task, e); !st) unrecorded("recording the failed task", st.error());
+    // Failed for an outage: the pinger looks at the registry now, so that it notices the
+    // outage (and later the recovery) even when it is short.
+    if (e.retryable()) lane.next_check = 0;
     spdlog::warn("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome=failed attempts={} error={}",
                  o.rule, o.source, o.source_repository, o.tag, o.destination, o.destination_repository, o.digest,
                  task.attempts + 1, e.message);
@@ -255,24 +302,42 @@ void Dispatcher::run(Lane& lane, Task task) {
   auto dest = find_destination(ctx_, *rule, task.destination, task.source_repository, task.repository);
   if (!dest) return failed(dest.error());
 
-  // What the destination holds under the tag: the ledger's record, else one HEAD there.
-  auto known = ctx_.ledger.destination_tag(o.destination, o.destination_repository, o.tag);
-  if (!known) return failed(known.error());
-  if (*known && (*known)->digest == task.source_digest) return ended(Outcome::unchanged);
-  if (*known && !rule->override_tags) return ended(Outcome::kept);
-  if (!*known) {
-    auto settled = check_destination_tag(ctx_, *rule, *dest, o, task.source_digest, false);
-    if (!settled) return failed(settled.error());
-    if (*settled) return ended(**settled);
+  if (auto referrer = oci::Digest::parse(task.reference)) {  // untagged: after its subject, by digest
+    const auto accept = oci::kDefaultManifestAccept;
+    if (!task.subject.empty()) {
+      auto subject = dest->client->head_manifest(o.destination_repository, task.subject, accept);
+      if (!subject && subject.error().code == Errc::not_found) {
+        // Its subject's own task may still be on the way: wait like a retry. A subject that
+        // never goes there (the rule's filters left it out) fails the referrer for good.
+        Error e{Errc::not_found, "its subject " + task.subject + " is not at the destination"};
+        if (task.attempts + 1 >= lane.retry.attempts) return failed(e);
+        if (auto st = queue_.retry_later(task, now_ms() + backoff_ms(lane.retry, task.attempts + 1), e); !st)
+          spdlog::warn("relay: rescheduling a task: {}", st.error().message);
+        return;
+      }
+      if (!subject) return failed(subject.error());
+    }
+    auto there = dest->client->head_manifest(o.destination_repository, referrer->str(), accept);
+    if (there) return ended(Outcome::unchanged);
+    if (there.error().code != Errc::not_found) return failed(there.error());
+  } else {
+    // What the destination holds under the tag: the ledger's record, else one HEAD there.
+    auto known = ctx_.ledger.destination_tag(o.destination, o.destination_repository, o.tag);
+    if (!known) return failed(known.error());
+    if (*known && (*known)->digest == task.source_digest) return ended(Outcome::unchanged);
+    if (*known && !rule->override_tags) return ended(Outcome::kept);
+    if (!*known) {
+      auto settled = check_destination_tag(ctx_, *rule, *dest, o, task.source_digest, false);
+      if (!settled) return failed(settled.error());
+      if (*settled) return ended(**settled);
+    }
   }
 
   TransferHooks hooks;
   hooks.sessions = &queue_;
   hooks.claims = &lane.claims;
-  hooks.prepare_first = [this](const std::string& d, const std::string& repo) {
-    std::lock_guard lock(mu_);
-    return prepared_.insert(d + "\n" + repo).second;
-  };
+  hooks.prepared = &prepared_;
+
   hooks.on_blob = [&](const TaskOutcome& t, const oci::Digest& d, std::uint64_t size, BlobStep step) {
     if (ctx_.metrics) {
       ctx_.metrics->inc("ocirelay_relay_blobs_total", {{"destination", t.destination}, {"step", std::string(to_string(step))}});

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "relay/replicator.h"
+#include "relay/transfer.h"
 
 namespace ocirelay::relay {
 
@@ -43,11 +44,14 @@ class Dispatcher {
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
-  // Starts a lane for every destination the enabled rules name (tasks already queued,
-  // say before a crash, run at once).
+  // Starts a lane for every destination the rules name (tasks already queued, say before
+  // a crash, run at once; those of rules no longer configured are dropped).
   void start();
-  // Workers finish the task they run (a cancelled client ends it within about a second;
-  // it stays queued without an attempt spent) and are joined.
+  // Workers take no new task from now on. Call before cancelling the clients (shutdown), so
+  // that no worker picks a task up only to see it cancelled.
+  void begin_stop();
+  // begin_stop(), then the workers finish the task they run (a cancelled client ends it
+  // within about a second; it stays queued without an attempt spent) and are joined.
   void stop();
   // New tasks are queued: wake the lanes.
   void poke();
@@ -58,6 +62,9 @@ class Dispatcher {
   struct Lane;
   void work(Lane& lane, bool pinger);
   void run(Lane& lane, struct Task task);
+  // The pinger's round: gauges, and the recovery ping. True when tasks were requeued.
+  bool check(Lane& lane, std::int64_t now, std::int64_t& wake);
+  void pause(Lane& lane, std::int64_t until_ms);
   bool idle_locked() const;
 
   RelayContext& ctx_;
@@ -69,7 +76,7 @@ class Dispatcher {
   std::condition_variable cv_;       // lanes: new work, a pause ended, stop
   std::condition_variable idle_cv_;  // drain(): a task ended
   std::set<std::string> running_;    // keys of tasks a worker holds
-  std::set<std::string> prepared_;   // (destination, repository) prepared by this process
+  PreparedRepositories prepared_;    // by this process
   std::uint64_t pokes_ = 0;
   bool stopping_ = false;
 };

@@ -2,8 +2,7 @@
 
 #include <chrono>
 
-#include <nlohmann/json.hpp>
-
+#include "oci/json.h"
 #include "store/lmdb.h"
 
 namespace ocirelay::relay {
@@ -32,35 +31,28 @@ std::int64_t now_ms() {
       .count();
 }
 
+// oci::json::dump: a registry's bytes (an upload Location, an error's text) may hold
+// invalid UTF-8, on which nlohmann's own dump throws.
 std::string encode(const Task& t) {
-  nlohmann::json j = {
+  oci::json::Json j = {
       {"destination", t.destination}, {"repository", t.repository}, {"reference", t.reference},
       {"rule", t.rule}, {"source", t.source}, {"source_repository", t.source_repository},
       {"store_repository", t.store_repository}, {"digest", t.digest.str()},
       {"source_digest", t.source_digest.str()}, {"failed", t.failed}, {"attempts", t.attempts},
       {"not_before", t.not_before}, {"enqueued", t.enqueued}, {"error", t.error},
-      {"retryable", t.retryable}, {"seq", t.seq},
+      {"retryable", t.retryable}, {"seq", t.seq}, {"subject", t.subject},
   };
-  return j.dump();
+  return oci::json::dump(j);
 }
 
 // A row that does not decode reads as absent: a damaged task is dropped rather than
 // stopping the queue (the next plan of its rule requests it again).
 std::optional<Task> decode(std::string_view v) {
-  auto j = nlohmann::json::parse(v, nullptr, /*allow_exceptions=*/false);
+  auto j = oci::json::parse(v);
   if (!j.is_object()) return std::nullopt;
-  auto str = [&](const char* k) {
-    auto it = j.find(k);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  auto num = [&](const char* k) -> std::int64_t {
-    auto it = j.find(k);
-    return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
-  };
-  auto flag = [&](const char* k) {
-    auto it = j.find(k);
-    return it != j.end() && it->is_boolean() && it->get<bool>();
-  };
+  auto str = [&](const char* k) { return oci::json::string_or(j, k); };
+  auto num = [&](const char* k) { return oci::json::int_field(j, k).value_or(0); };
+  auto flag = [&](const char* k) { return oci::json::bool_field(j, k).value_or(false); };
   Task t;
   t.destination = str("destination");
   t.repository = str("repository");
@@ -81,6 +73,7 @@ std::optional<Task> decode(std::string_view v) {
   t.error = str("error");
   t.retryable = flag("retryable");
   t.seq = static_cast<std::uint64_t>(num("seq"));
+  t.subject = str("subject");
   return t;
 }
 
@@ -107,7 +100,9 @@ Result<bool> TaskQueue::enqueue(Task t) {
     auto old = txn.get(env_.dbi(kTasks), k);
     if (!old) return old.error();
     std::optional<Task> prev = *old ? decode(**old) : std::nullopt;
-    if (prev && !prev->failed && prev->digest == t.digest) return {};
+    if (prev && !prev->failed && prev->digest == t.digest && prev->rule == t.rule &&
+        prev->store_repository == t.store_repository)
+      return {};
     t.failed = false;
     t.attempts = 0;
     t.not_before = 0;
@@ -122,6 +117,41 @@ Result<bool> TaskQueue::enqueue(Task t) {
   return added;
 }
 
+Status TaskQueue::discard(std::string_view destination, std::string_view repository, std::string_view reference,
+                          const std::optional<oci::Digest>& keep) {
+  const std::string k = join({destination, repository, reference});
+  {
+    auto txn = env_.read();
+    if (!txn) return txn.error();
+    auto v = (*txn)->get(env_.dbi(kTasks), k);
+    if (!v) return v.error();
+    if (!*v) return {};
+    auto t = decode(**v);
+    if (t && keep && t->source_digest == *keep) return {};
+  }
+  return env_.write([&](store::lmdb::WriteTxn& txn) { return txn.del(env_.dbi(kTasks), k); });
+}
+
+Result<std::size_t> TaskQueue::discard_unless(const std::function<bool(const std::string&)>& configured) {
+  std::size_t n = 0;
+  auto st = env_.write([&](store::lmdb::WriteTxn& txn) -> Status {
+    n = 0;
+    std::vector<std::string> gone;
+    auto scanned = txn.scan(env_.dbi(kTasks), "", [&](std::string_view k, std::string_view v) {
+      auto t = decode(v);
+      if (!t || !configured(t->rule)) gone.emplace_back(k);
+      return true;
+    });
+    if (!scanned) return scanned;
+    for (const auto& k : gone)
+      if (auto d = txn.del(env_.dbi(kTasks), k); !d) return d;
+    n = gone.size();
+    return {};
+  });
+  if (!st) return st.error();
+  return n;
+}
+
 Result<std::optional<Task>> TaskQueue::next_ready(std::string_view destination, std::int64_t now,
                                                   const std::function<bool(const std::string&)>& skip) const {
   std::optional<Task> found;
@@ -134,10 +164,11 @@ Result<std::optional<Task>> TaskQueue::next_ready(std::string_view destination, 
   return found;
 }
 
-Result<std::optional<std::int64_t>> TaskQueue::next_due(std::string_view destination) const {
+Result<std::optional<std::int64_t>> TaskQueue::next_due(std::string_view destination,
+                                                        const std::function<bool(const std::string&)>& skip) const {
   std::optional<std::int64_t> due;
-  auto st = scan_tasks(env_, destination, [&](const std::string&, const Task& t) {
-    if (!t.failed && (!due || t.not_before < *due)) due = t.not_before;
+  auto st = scan_tasks(env_, destination, [&](const std::string& k, const Task& t) {
+    if (!t.failed && !(skip && skip(k)) && (!due || t.not_before < *due)) due = t.not_before;
     return true;
   });
   if (!st) return st.error();
@@ -236,13 +267,12 @@ Result<adapters::UploadSession> TaskQueue::upload_session(std::string_view desti
   if (!v) return v.error();
   adapters::UploadSession s;
   if (!*v) return s;
-  auto j = nlohmann::json::parse(**v, nullptr, false);
-  if (!j.is_object()) return s;  // damaged: start over
-  auto loc = j.find("location");
-  auto off = j.find("offset");
-  if (loc == j.end() || !loc->is_string() || off == j.end() || !off->is_number_unsigned()) return s;
-  s.location = loc->get<std::string>();
-  s.offset = off->get<std::uint64_t>();
+  auto j = oci::json::parse(**v);
+  auto loc = oci::json::string_field(j, "location");
+  auto off = oci::json::uint_field(j, "offset");
+  if (!loc || !off) return s;  // damaged: start over
+  s.location = std::move(*loc);
+  s.offset = *off;
   return s;
 }
 
@@ -251,7 +281,7 @@ Status TaskQueue::save_upload_session(std::string_view destination, std::string_
   const std::string k = join({destination, repository, blob.str()});
   return env_.write([&](store::lmdb::WriteTxn& txn) -> Status {
     if (s.empty()) return txn.del(env_.dbi(kUploads), k);
-    return txn.put(env_.dbi(kUploads), k, nlohmann::json{{"location", s.location}, {"offset", s.offset}}.dump());
+    return txn.put(env_.dbi(kUploads), k, oci::json::dump(oci::json::Json{{"location", s.location}, {"offset", s.offset}}));
   });
 }
 

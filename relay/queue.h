@@ -39,6 +39,9 @@ struct Task {
   std::string store_repository;   // where the store holds the image
   oci::Digest digest;             // the image sent, as the store holds it
   oci::Digest source_digest;      // the source's digest (what the ledger records)
+  // An untagged referrer (reference is its digest): the manifest it refers to, which the
+  // destination must hold before it is sent.
+  std::string subject;
 
   bool failed = false;
   int attempts = 0;               // failed attempts so far
@@ -63,14 +66,24 @@ class TaskQueue {
   explicit TaskQueue(store::lmdb::Env& env) : env_(env) {}
 
   // Adds `t` as pending (attempts, error and state are reset), unless the same key is
-  // already pending for the same digest: then nothing changes. False in that case.
+  // already pending for the same digest, rule and store repository: then nothing changes.
+  // False in that case.
   Result<bool> enqueue(Task t);
+  // Removes the task for (destination, repository, reference) unless it sends the source
+  // digest `keep` (nullopt: whatever it sends): the source moved back to what the destination holds,
+  // or the tag was deleted. A read only, when there is no such task.
+  Status discard(std::string_view destination, std::string_view repository, std::string_view reference,
+                 const std::optional<oci::Digest>& keep = std::nullopt);
+  // Removes the tasks of rules that `configured` says are gone. Returns how many.
+  Result<std::size_t> discard_unless(const std::function<bool(const std::string& rule)>& configured);
   // The first pending task of `destination` due at `now_ms` whose key `skip` does not
   // name (tasks a worker runs already), in key order.
   Result<std::optional<Task>> next_ready(std::string_view destination, std::int64_t now_ms,
                                          const std::function<bool(const std::string& key)>& skip) const;
-  // The earliest not_before of the pending tasks of `destination`; nullopt when none.
-  Result<std::optional<std::int64_t>> next_due(std::string_view destination) const;
+  // The earliest not_before of the pending tasks of `destination` that `skip` does not
+  // name; nullopt when none.
+  Result<std::optional<std::int64_t>> next_due(std::string_view destination,
+                                               const std::function<bool(const std::string& key)>& skip = {}) const;
 
   // Each of these changes the task only while it is the one `t` was read as (same seq):
   // a task replaced meanwhile runs again with its new content.

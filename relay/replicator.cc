@@ -197,9 +197,14 @@ class RuleRun {
         TaskOutcome o = task(repo, tag, t);
         o.digest = entry.digest.str();
         auto known = ctx_.ledger.destination_tag(o.destination, o.destination_repository, tag);
-        if (!known || !*known) continue;  // never sent there: nothing to delete
+        if (!known || !*known) {  // never sent there: nothing to delete, nor to send any more
+          if (!opt_.dry_run && opt_.queue) (void)opt_.queue->discard(o.destination, o.destination_repository, tag);
+          continue;
+        }
         Status st;
-        if (!opt_.dry_run) st = delete_tag(t, o.destination_repository, tag, (*known)->sent);
+        // A push of the tag still queued would bring it back after the delete.
+        if (!opt_.dry_run && opt_.queue) st = opt_.queue->discard(o.destination, o.destination_repository, tag);
+        if (st && !opt_.dry_run) st = delete_tag(t, o.destination_repository, tag, (*known)->sent);
         if (st) {
           o.outcome = Outcome::deleted;
         } else {
@@ -260,6 +265,9 @@ class RuleRun {
     }
     if (*known) {
       if ((*known)->digest == digest) {
+        // A task still queued for another digest (the source moved, then back) must not
+        // move the tag away from what the source names again.
+        if (opt_.queue && !opt_.dry_run) (void)opt_.queue->discard(o.destination, o.destination_repository, o.tag, digest);
         o.outcome = Outcome::unchanged;
         return false;
       }
@@ -378,17 +386,12 @@ class RuleRun {
   void send(const Destination& t, TaskOutcome& o, ImageSource& source, const oci::Digest& root) {
     TransferHooks hooks;
     hooks.dry_run = opt_.dry_run;
-    hooks.prepare_first = [&](const std::string& dest, const std::string& repo) { return prepare_once(dest, repo); };
+    hooks.prepared = &prepared_;
     hooks.on_blob = opt_.on_blob;
     (void)transfer(ctx_, rule_, t, o, source, root, hooks);
     finish(std::move(o));
   }
 
-  // True the first time (destination, repository) is prepared in this run.
-  bool prepare_once(const std::string& dest, const std::string& repo) {
-    std::lock_guard lock(mu_);
-    return prepared_.insert(dest + "\n" + repo).second;
-  }
 
   RelayContext& ctx_;
   const Rule& rule_;
@@ -396,8 +399,8 @@ class RuleRun {
   bool local_ = true;
   adapters::RegistryClient* source_ = nullptr;
   std::vector<Destination> targets_;
-  std::mutex mu_;  // report_, prepared_, on_task
-  std::set<std::string> prepared_;
+  std::mutex mu_;  // report_, on_task
+  PreparedRepositories prepared_;
   RunReport report_;
 };
 
@@ -426,6 +429,25 @@ void describe_metrics(const RelayContext& ctx) {
 void count_task(const RelayContext& ctx, const TaskOutcome& o) {
   if (!ctx.metrics || o.outcome == Outcome::queued) return;
   ctx.metrics->inc("ocirelay_relay_tasks_total", {{"destination", o.destination}, {"outcome", std::string(to_string(o.outcome))}});
+}
+
+Status queue_referrer(RelayContext& ctx, const Rule& rule, TaskQueue& queue, const std::string& repo,
+                      const oci::Digest& referrer, const oci::Digest& subject) {
+  if (!rule.referrers || !rule.platforms.all() || rule.from != kLocalSource) return {};
+  for (const auto& t : rule.to) {
+    Task task;
+    task.destination = t.registry;
+    task.repository = t.repository.apply(repo);
+    task.reference = referrer.str();
+    task.rule = rule.name;
+    task.source = rule.from;
+    task.source_repository = repo;
+    task.store_repository = repo;
+    task.digest = task.source_digest = referrer;
+    task.subject = subject.str();
+    if (auto added = queue.enqueue(std::move(task)); !added) return added.error();
+  }
+  return {};
 }
 
 Result<RunReport> run_rule(RelayContext& ctx, const Rule& rule, const RunOptions& options) {

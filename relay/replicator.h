@@ -95,6 +95,13 @@ void describe_metrics(const RelayContext& ctx);
 // Counts a task's outcome in ocirelay_relay_tasks_total{destination,outcome}.
 void count_task(const RelayContext& ctx, const TaskOutcome& o);
 
+// A referrer pushed into the local repository `repo` after its subject (a signature, an
+// SBOM, by digest): queued for each of `rule`'s destinations, to be sent once the subject
+// is there. Nothing when the rule does not send referrers or narrows platforms (the
+// destination's index is then another digest, which the referrer does not name).
+Status queue_referrer(RelayContext& ctx, const Rule& rule, TaskQueue& queue, const std::string& repo,
+                      const oci::Digest& referrer, const oci::Digest& subject);
+
 // Errors: the rule cannot start (its source registry is unknown or its listing failed);
 // everything after that is a task outcome.
 Result<RunReport> run_rule(RelayContext& ctx, const Rule& rule, const RunOptions& options = {});

@@ -97,6 +97,7 @@ void RelayService::run_events() {
     }
     const bool tag_event = (e.kind == store::EventKind::manifest_pushed && !e.tag.empty()) ||
                            e.kind == store::EventKind::tag_deleted;
+    if (e.kind == store::EventKind::manifest_pushed && e.tag.empty()) queue_referrer(e.repository, e.digest);
     if (tag_event) {
       RunOptions opt;
       opt.queue = &queue_;
@@ -113,6 +114,21 @@ void RelayService::run_events() {
     if (auto st = ctx_.ledger.set_marker(kOutboxMarker, e.seq); !st)
       spdlog::warn("relay: recording the outbox position: {}", st.error().message);
   }
+}
+
+// A manifest pushed by digest that names a subject (a signature or SBOM of an image sent
+// earlier) follows its subject to every destination of the event rules.
+void RelayService::queue_referrer(const std::string& repo, const oci::Digest& digest) {
+  auto info = ctx_.store.manifest(digest);
+  if (!info || !*info || !(*info)->subject) return;  // an index child: it travels with its index
+  bool any = false;
+  for (const auto& rule : ctx_.config.rules) {
+    if (!event_rule(rule) || !rule.repositories.matches(repo)) continue;
+    if (auto st = relay::queue_referrer(ctx_, rule, queue_, repo, digest, *(*info)->subject); !st)
+      spdlog::warn("relay: rule {}: queueing referrer {} of {}: {}", rule.name, digest.str(), repo, st.error().message);
+    any = true;
+  }
+  if (any) dispatcher_.poke();
 }
 
 void RelayService::run_schedules(std::chrono::system_clock::time_point now) {

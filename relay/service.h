@@ -33,6 +33,8 @@ class RelayService {
   // Starts the dispatcher when rules exist or tasks are queued, and the planning thread
   // when some enabled rule has an event or cron trigger.
   void start();
+  // No new task starts from now on (call before cancelling the clients at shutdown).
+  void begin_stop() { dispatcher_.begin_stop(); }
   // Finishes the planning and the tasks running (cancelled clients end them within about
   // a second; they stay queued) and joins.
   void stop();
@@ -42,6 +44,7 @@ class RelayService {
  private:
   void run();
   void run_events();
+  void queue_referrer(const std::string& repo, const oci::Digest& digest);
   void run_schedules(std::chrono::system_clock::time_point now);
 
   RelayContext ctx_;

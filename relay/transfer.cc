@@ -68,9 +68,10 @@ Status transfer(RelayContext& ctx, const Rule& rule, const Destination& dest, Ta
     return e;
   };
   if (dest.registry && dest.registry->create_repositories && !hooks.dry_run &&
-      (!hooks.prepare_first || hooks.prepare_first(o.destination, o.destination_repository))) {
+      (!hooks.prepared || !hooks.prepared->contains(o.destination, o.destination_repository))) {
     auto st = adapters::prepare_destination(*dest.client, o.destination_repository, *dest.registry->create_repositories);
     if (!st) return failed(st.error());
+    if (hooks.prepared) hooks.prepared->insert(o.destination, o.destination_repository);
   }
   CopyOptions co;
   co.referrers = rule.referrers;
@@ -120,11 +121,12 @@ Status transfer(RelayContext& ctx, const Rule& rule, const Destination& dest, Ta
                      o.destination_repository, st.error().message);
     };
   }
-  auto copied = copy_image(source, root, *dest.client, o.destination_repository, o.tag, co);
+  const bool by_digest = oci::Digest::parse(o.tag).ok();  // an untagged referrer
+  auto copied = copy_image(source, root, *dest.client, o.destination_repository, by_digest ? "" : o.tag, co);
   if (!copied) return failed(copied.error());
   o.copy = *copied;
   o.outcome = Outcome::copied;
-  if (!hooks.dry_run) {
+  if (!hooks.dry_run && !by_digest) {
     auto src = oci::Digest::parse(o.digest);
     auto sent = oci::Digest::parse(copied->sent_digest);
     auto st = ctx.ledger.record_destination_tag(o.destination, o.destination_repository, o.tag, src ? *src : root,

@@ -57,11 +57,28 @@ class BlobClaims {
   std::set<oci::Digest> held_;
 };
 
+// Thread-safe.
+class PreparedRepositories {
+ public:
+  bool contains(const std::string& destination, const std::string& repository) const {
+    std::lock_guard lock(mu_);
+    return done_.contains(destination + "\n" + repository);
+  }
+  void insert(const std::string& destination, const std::string& repository) {
+    std::lock_guard lock(mu_);
+    done_.insert(destination + "\n" + repository);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::set<std::string> done_;
+};
+
 struct TransferHooks {
   bool dry_run = false;
-  // Whether (destination, repository) is to be prepared now: true the first time in a
-  // run or process, so repository creation is asked once.
-  std::function<bool(const std::string& destination, const std::string& repository)> prepare_first;
+  // The (destination, repository) pairs prepared (created where missing) by this run or
+  // process, so creation is asked once; one whose preparation failed is asked again.
+  PreparedRepositories* prepared = nullptr;
   // Set: chunked uploads are resumable through its persisted sessions.
   TaskQueue* sessions = nullptr;
   // Set: the destination's blobs in flight, shared by every task sent there.

@@ -70,8 +70,8 @@ class MirrorTest : public ::testing::Test {
 // artifact manifest with an empty config and one payload layer, naming `subject` as its
 // subject. Returns the signature's digest, or "" (after a test failure) when a push was
 // refused.
-inline std::string push_signature(std::uint16_t port, const std::string& repo, const BuiltImage& subject) {
-  const std::string sig = "signature payload";
+inline std::string push_signature(std::uint16_t port, const std::string& repo, const BuiltImage& subject,
+                                  const std::string& sig = "signature payload") {
   const std::string empty = "{}";
   for (const auto* blob : {&sig, &empty}) {
     auto r = http_request_with_body(port, "POST", "/v2/" + repo + "/blobs/uploads/?digest=" + sha256_digest(*blob),

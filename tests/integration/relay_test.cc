@@ -302,6 +302,18 @@ TEST_F(RelayTest, InsideServeAPushIsReplicatedByItsEventAndADeleteFollows) {
   EXPECT_EQ(inspect_digest(*dests[0], "apps/web@" + amd_digest), amd_digest);
   EXPECT_TRUE(relay->wait_for_log("outcome=copied"));
 
+  // A signature pushed after its subject went out follows it on its own (by digest; the
+  // registries have no referrers API, so it lands in the sha256-<hex> tag's index).
+  const std::string late = push_signature(relay->port(), "apps/web", index, "signed later");
+  ASSERT_FALSE(late.empty());
+  const std::string fallback_tag = "sha256-" + index.digest.substr(7);
+  for (const auto& [d, repo] : {std::pair{dests[0].get(), std::string("apps/web")}, {dests[1].get(), std::string("copy/apps/web")}}) {
+    EXPECT_TRUE(wait_for_tag(*d, repo, late, late)) << relay->log();
+    auto listed = run_command({"skopeo", "inspect", "--raw", "--tls-verify=false",
+                               "docker://" + d->host() + "/" + repo + ":" + fallback_tag});
+    EXPECT_NE(listed.out.find(late), std::string::npos) << listed.out << listed.err;
+  }
+
   ASSERT_EQ(http_request(relay->port(), "DELETE", "/v2/apps/web/manifests/1.0").status, 202);
   EXPECT_TRUE(wait_for_tag(*dests[0], "apps/web", "1.0", "")) << relay->log();
   EXPECT_TRUE(wait_for_tag(*dests[1], "copy/apps/web", "1.0", "")) << relay->log();

@@ -144,5 +144,46 @@ TEST(TaskQueue, UploadSessionsPersistUntilTheUploadEnds) {
   EXPECT_TRUE(q.upload_session("ecr", "web", kA)->empty());
 }
 
+TEST(TaskQueue, DiscardRemovesATaskForAnotherDigestAndTasksOfRulesThatAreGone) {
+  TempDir dir;
+  auto s = open(dir);
+  TaskQueue q(s->metadata());
+  ASSERT_TRUE(*q.enqueue(task("ecr", "web", "1.0", kB)));
+  ASSERT_TRUE(q.discard("ecr", "web", "1.0", kB).ok());  // it sends B: kept
+  EXPECT_EQ(q.list()->size(), 1u);
+  ASSERT_TRUE(q.discard("ecr", "web", "1.0", kA).ok());  // the source is back at A
+  EXPECT_TRUE(q.list()->empty());
+  ASSERT_TRUE(q.discard("ecr", "web", "9.9").ok());      // nothing there: fine
+
+  auto other = task("ecr", "web", "2.0", kA);
+  other.rule = "retired";
+  ASSERT_TRUE(*q.enqueue(other));
+  ASSERT_TRUE(*q.enqueue(task("ecr", "web", "3.0", kA)));
+  auto gone = q.discard_unless([](const std::string& rule) { return rule == "apps"; });
+  ASSERT_TRUE(gone.ok());
+  EXPECT_EQ(*gone, 1u);
+  ASSERT_EQ(q.list()->size(), 1u);
+  EXPECT_EQ(q.list()->front().reference, "3.0");
+  // The same key asked by another rule is a new request, not a duplicate.
+  auto renamed = task("ecr", "web", "3.0", kA);
+  renamed.rule = "apps-v2";
+  EXPECT_TRUE(*q.enqueue(renamed));
+  EXPECT_EQ(q.list()->front().rule, "apps-v2");
+}
+
+TEST(TaskQueue, ARowThatIsNotValidUtf8NeverThrows) {
+  TempDir dir;
+  auto s = open(dir);
+  TaskQueue q(s->metadata());
+  ASSERT_TRUE(*q.enqueue(task("ecr", "web", "1.0", kA)));
+  auto t = q.next_ready("ecr", 0, {});
+  ASSERT_TRUE(t.ok() && *t);
+  // A registry's error text with a stray byte becomes the task's reason.
+  ASSERT_TRUE(q.retry_later(**t, 0, Error{Errc::upstream_unavailable, "bad \xff\xfe answer"}).ok());
+  ASSERT_TRUE(q.save_upload_session("ecr", "web", kA, {"http://r/\xc3(", 5}).ok());
+  EXPECT_EQ(q.list()->front().attempts, 1);
+  EXPECT_EQ(q.upload_session("ecr", "web", kA)->offset, 5u);
+}
+
 }  // namespace
 }  // namespace ocirelay::relay
