@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -155,6 +156,11 @@ int main(int argc, char** argv) {
   auto* sync = app.add_subcommand(
       "sync", "Run the config's relay rules once and exit (for cron jobs, Kubernetes CronJobs, CI), e.g.\n"
               "  ocirelay sync --config relay.yaml --rule apps-everywhere --dry-run\n"
+              "  ocirelay sync --from quay.io/team/app --to ghcr.io/team/app --to 10.0.0.5:5000/app --tags '^v'\n"
+              "Every flag is also an environment variable (OCIRELAY_CONFIG, OCIRELAY_RULE, OCIRELAY_FROM,\n"
+              "OCIRELAY_TO with commas, OCIRELAY_TAGS, OCIRELAY_DRY_RUN, OCIRELAY_STORE, ...) for containers.\n"
+              "With --from/--to and no --store the store is a temporary directory: a later run asks each\n"
+              "destination again (one HEAD per tag) instead of remembering what it sent.\n"
               "Each rule lists its source (local: the store's pushed repositories; or a registry's\n"
               "catalog or listed repositories), keeps the repositories and tags its filters select\n"
               "and brings every image to each destination that lacks it: blobs first (skipped when\n"
@@ -169,10 +175,30 @@ int main(int argc, char** argv) {
               "failed (each named with its reason), 2 on a usage or config error. Uses the store\n"
               "(store.path): not beside a running serve on the same store.");
   add_config_flags(sync, sync_flags, false);
-  sync->add_option("--rule", sync_cmd.rule, "run only this rule (default: every enabled rule)");
+  sync->add_option("--rule", sync_cmd.rule, "run only this rule (default: every enabled rule)")
+      ->envname("OCIRELAY_RULE");
   sync->add_flag("--dry-run", sync_cmd.dry_run,
                  "print per destination and image what would be uploaded, mounted or skipped, with "
-                 "bytes; send no write to any registry");
+                 "bytes; send no write to any registry")
+      ->envname("OCIRELAY_DRY_RUN");
+  sync->add_option("--from", sync_cmd.from,
+                   "without a config: the repository to copy, [http[s]://]host[:port]/repository "
+                   "(https unless http:// is given; credentials from docker's config.json)")
+      ->envname("OCIRELAY_FROM");
+  sync->add_option("--to", sync_cmd.to,
+                   "with --from: a destination repository, same form; repeat it (or separate with "
+                   "commas) for several")
+      ->envname("OCIRELAY_TO")
+      ->delimiter(',');
+  sync->add_option("--tags", sync_cmd.tags,
+                   "with --from: only these tags, an exact tag or an RE2 regex searched in the tag "
+                   "('^v\\d+\\.\\d+\\.\\d+$'); default: every tag")
+      ->envname("OCIRELAY_TAGS");
+  for (const char* opt : {"--config", "--store", "--log-level", "--log-format"}) {
+    std::string env = std::string("OCIRELAY_") + (opt + 2);
+    for (auto& ch : env) ch = ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    sync->get_option(opt)->envname(env);
+  }
 
   Flags status_flags;
   auto* status = app.add_subcommand(
@@ -219,7 +245,14 @@ int main(int argc, char** argv) {
       return ocirelay::cli::run_copy(c, copy_cmd);
     }
     if (sync->parsed()) {
+      const bool flag_rule = !sync_cmd.from.empty() || !sync_cmd.to.empty();
+      if (flag_rule && !sync_flags.config_file.empty())
+        throw ConfigError("sync: --from/--to describe the rule themselves: not with --config");
       Config c = load(sync_flags);
+      if (flag_rule) {
+        ocirelay::cli::use_flag_rule(c, sync_cmd);
+        sync_cmd.ephemeral_store = !sync_flags.overrides.store_path;
+      }
       ocirelay::cli::setup_logging(c.log);
       return ocirelay::cli::run_sync(c, sync_cmd);
     }

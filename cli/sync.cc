@@ -1,10 +1,17 @@
 #include "cli/sync.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <mutex>
 
+#include "adapters/docker_config.h"
+#include "adapters/registry_kind.h"
 #include "fetch/fetcher.h"
+#include "oci/reference.h"
 #include "fetch/registries.h"
 #include "metrics/metrics.h"
 #include "relay/dispatcher.h"
@@ -41,18 +48,114 @@ void print_task(const relay::TaskOutcome& t, bool dry_run) {
 
 }  // namespace
 
+namespace {
+
+struct RegistryRepository {
+  std::string host;  // host[:port]
+  std::string url;   // scheme://host[:port]
+  std::string repository;
+};
+
+RegistryRepository parse_flag(const std::string& flag, std::string s) {
+  const std::string original = s;
+  std::string scheme = "https://";
+  for (const char* p : {"http://", "https://"})
+    if (s.rfind(p, 0) == 0) {
+      scheme = p;
+      s = s.substr(std::string(p).size());
+    }
+  auto slash = s.find('/');
+  auto bad = [&](const std::string& why) {
+    throw ConfigError(flag + " '" + original + "': " + why + " (expected [http[s]://]host[:port]/repository)");
+  };
+  if (slash == std::string::npos || slash == 0 || slash + 1 == s.size()) bad("no repository");
+  RegistryRepository r;
+  r.host = s.substr(0, slash);
+  r.repository = s.substr(slash + 1);
+  if (r.repository.find_first_of(":@") != std::string::npos) bad("name tags with --tags, not in the repository");
+  // Docker Hub's registry API is on registry-1.docker.io, and one-component names are
+  // library/ images there.
+  const bool hub = r.host == "docker.io" || r.host == "index.docker.io" || r.host == "registry-1.docker.io";
+  if (hub && r.repository.find('/') == std::string::npos) r.repository = "library/" + r.repository;
+  if (!oci::valid_repository(r.repository)) bad("'" + r.repository + "' is not a valid repository name");
+  r.url = scheme + (hub ? std::string("registry-1.docker.io") : r.host);
+  if (hub) r.host = "docker.io";
+  return r;
+}
+
+relay::RelayRegistry registry_for(const RegistryRepository& r) {
+  relay::RelayRegistry reg;
+  reg.name = r.host;
+  reg.endpoint.name = r.host;
+  reg.endpoint.url = r.url;
+  reg.endpoint.kind = adapters::infer_registry_kind(r.host.substr(0, r.host.find(':')));
+  reg.endpoint.credentials = adapters::docker_config_credentials(r.host);
+  return reg;
+}
+
+}  // namespace
+
+void use_flag_rule(Config& config, const SyncCommand& command) {
+  if (command.from.empty()) throw ConfigError("--to needs --from (the repository to copy from)");
+  if (command.to.empty()) throw ConfigError("--from needs at least one --to");
+  if (!command.rule.empty()) throw ConfigError("--rule names a rule of a config: not with --from/--to");
+  const auto from = parse_flag("--from", command.from);
+  config.server.upstreams.clear();
+  config.relay = {};
+  config.relay.registries.push_back(registry_for(from));
+  relay::Rule rule;
+  rule.name = "from-flags";
+  rule.from = from.host;
+  rule.source_repositories = {from.repository};
+  if (!command.tags.empty()) {
+    auto p = relay::TagPattern::parse(command.tags);
+    if (!p) throw ConfigError("--tags '" + command.tags + "': " + p.error().message);
+    rule.tags.include.push_back(std::move(*p));
+  }
+  for (const auto& t : command.to) {
+    const auto to = parse_flag("--to", t);
+    bool known = false;
+    for (const auto& r : config.relay.registries) known = known || r.name == to.host;
+    if (!known) config.relay.registries.push_back(registry_for(to));
+    relay::RuleTarget target;
+    target.registry = to.host;
+    target.repository.strip = from.repository;  // the whole name: the repository is renamed
+    target.repository.prefix = to.repository;
+    rule.to.push_back(std::move(target));
+  }
+  config.relay.rules.push_back(std::move(rule));
+}
+
 int run_sync(const Config& config, const SyncCommand& command) {
   std::vector<const relay::Rule*> rules;
   for (const auto& r : config.relay.rules)
     if (command.rule.empty() ? r.enabled : r.name == command.rule) rules.push_back(&r);
   if (rules.empty()) {
     std::fprintf(stderr, "ocirelay sync: %s\n",
-                 command.rule.empty() ? "the config has no enabled rule (rules:)"
+                 command.rule.empty() ? "the config has no enabled rule (rules:); give --config F, or --from and --to"
                                       : ("no rule named '" + command.rule + "' in " + config.source).c_str());
     return 2;
   }
   store::StoreOptions so = config.store;
   so.extra_databases = relay::ledger_databases();
+  // Declared before the store, so the directory goes after the store closed.
+  struct RemovedAtExit {
+    std::filesystem::path dir;
+    ~RemovedAtExit() {
+      std::error_code ec;
+      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+    }
+  } ephemeral;
+  if (command.ephemeral_store) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/ocirelay-sync.XXXXXX";
+    if (!mkdtemp(tmpl.data())) {
+      std::fprintf(stderr, "ocirelay sync: cannot create a temporary store in %s: %s\n", tmpl.c_str(),
+                   std::strerror(errno));
+      return 2;
+    }
+    so.root = ephemeral.dir = tmpl;
+  }
   auto store = store::Store::open(so);
   if (!store) {
     std::fprintf(stderr, "ocirelay sync: cannot open store %s: %s\n", so.root.c_str(),

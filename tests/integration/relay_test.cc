@@ -205,6 +205,50 @@ TEST_F(RelayTest, ANoOpResyncOf100TagsCostsOneHeadEachAtTheSourceAndNothingAtThe
   for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(lines(*dests[i]), before[i]) << dests[i]->access_log();
 }
 
+TEST_F(RelayTest, WithoutAConfigFlagsOrEnvironmentVariablesDescribeTheSync) {
+  auto v1 = images.add_image("v1.0", {random_bytes(50000, 96)});
+  ASSERT_TRUE(images.push(registry.host(), "team/app", "v1.0"));
+  images.add_image("nightly", {random_bytes(50000, 97)});
+  ASSERT_TRUE(images.push(registry.host(), "team/app", "nightly"));
+  const std::string from = "http://" + registry.host() + "/team/app";
+  fs::create_directories(tmp / "tmpdir");
+  const std::map<std::string, std::string> no_docker_config = {{"DOCKER_CONFIG", (tmp / "no-docker").string()},
+                                                              {"TMPDIR", (tmp / "tmpdir").string()}};
+
+  // Flags: two destinations under other names, only the v tags.
+  auto r = run_command({OCIRELAY_BINARY, "sync", "--from", from, "--to", "http://" + dests[0]->host() + "/mirror/app",
+                        "--to", "http://" + dests[1]->host() + "/app", "--tags", "^v"},
+                       120s, no_docker_config);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(inspect_digest(*dests[0], "mirror/app:v1.0"), v1.digest);
+  EXPECT_EQ(inspect_digest(*dests[1], "app:v1.0"), v1.digest);
+  EXPECT_EQ(inspect_digest(*dests[1], "app:nightly").substr(0, 7), "missing");
+
+  // The same as environment variables (a container's), --to separated by commas; the store
+  // was temporary, so the second run asks each destination once and sends nothing.
+  auto env = no_docker_config;
+  env["OCIRELAY_FROM"] = from;
+  env["OCIRELAY_TO"] = "http://" + dests[2]->host() + "/app,http://" + dests[1]->host() + "/app";
+  env["OCIRELAY_TAGS"] = "^v";
+  const int d1_puts = dests[1]->count_requests("\"PUT ");
+  auto e = run_command({OCIRELAY_BINARY, "sync"}, 120s, env);
+  ASSERT_EQ(e.exit_code, 0) << e.out << e.err;
+  EXPECT_EQ(inspect_digest(*dests[2], "app:v1.0"), v1.digest);
+  EXPECT_EQ(dests[1]->count_requests("\"PUT "), d1_puts) << "the destination had it already";
+  EXPECT_NE(e.out.find("unchanged"), std::string::npos) << e.out;
+
+  // Usage errors exit 2 and say what is wrong.
+  auto bad = run_command({OCIRELAY_BINARY, "sync", "--from", from}, 30s, no_docker_config);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--from needs at least one --to"), std::string::npos) << bad.err;
+  auto tagged = run_command({OCIRELAY_BINARY, "sync", "--from", from + ":v1.0", "--to", "http://x.test/app"}, 30s,
+                            no_docker_config);
+  EXPECT_EQ(tagged.exit_code, 2);
+  EXPECT_NE(tagged.err.find("name tags with --tags"), std::string::npos) << tagged.err;
+  EXPECT_FALSE(fs::exists(tmp / "no-docker"));
+  EXPECT_TRUE(fs::is_empty(tmp / "tmpdir")) << "a temporary store was left behind";
+}
+
 TEST_F(RelayTest, ADryRunPrintsThePlanAndWritesNothingAnywhere) {
   relay->add_config("local:\n  repositories: [\"apps/**\"]\n" + registries_yaml() +
                     "rules:\n"
