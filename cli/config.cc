@@ -569,6 +569,10 @@ relay::RelayRegistry parse_relay_registry(const Ctx& ctx, const YAML::Node& n, c
       if (auto pb = c["public"]) o.harbor_public = boolean(ctx, pb, key + ".public");
       if (auto a = c["aws"]) o.aws = parse_aws(ctx, a, key + ".aws");
     }
+    // The registry's own AWS login (region, role) creates its repositories too, unless
+    // create_repositories names another.
+    if (!(c.IsMap() && c["aws"]) && n["auth"] && n["auth"].IsMap() && n["auth"]["aws"])
+      o.aws = parse_aws(ctx, n["auth"]["aws"], path + ".auth.aws");
     if (wanted) r.create_repositories = std::move(o);
   }
   if (auto l = n["limits"]) {

@@ -10,6 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "adapters/encoding.h"
+#include "tests/support/aws_env.h"
+#include "tests/support/fake_aws.h"
 #include "tests/support/quirk_proxy.h"
 
 namespace ocirelay::testing {
@@ -530,6 +533,56 @@ TEST_F(RelayTest, AKill9InTheMiddleOfA512MiBUploadResumesFromItsOffset) {
   EXPECT_GE(layer_bytes, kLayer);
   EXPECT_LE(layer_bytes, kLayer + kChunk + (1u << 20)) << "the upload started over";
   EXPECT_EQ(inspect_digest(*dests[0], "apps/huge:1.0"), huge.digest);
+}
+
+TEST_F(RelayTest, AnEcrDestinationGetsItsRepositoryCreatedWithKmsThroughTheFakeAws) {
+  // ECR: the fake AWS verifies SigV4 on GetAuthorizationToken and CreateRepository; the
+  // registry is a real one behind the password the token carries.
+  const std::string password = "ecr-Relay-Password-1";
+  RegistryProcess ecr(tmp / "ecr", RegistryOptions{"AWS", password});
+  ASSERT_TRUE(ecr.start()) << ecr.log();
+  FakeAws::Options o;
+  o.ecr_password = password;
+  FakeAws aws(o);
+  ScopedAwsEnv env;
+  env.set("AWS_ENDPOINT_URL_ECR", aws.url());
+  env.set("AWS_ACCESS_KEY_ID", o.access_key_id);
+  env.set("AWS_SECRET_ACCESS_KEY", o.secret_access_key);
+  const std::string key = "arn:aws:kms:us-east-1:123456789012:key/relay";
+  relay->add_config("local:\n  repositories: [\"apps/**\"]\n"
+                    "registries:\n"
+                    "  - name: ecr-use1\n    url: " + ecr.url() + "\n    type: ecr\n"
+                    "    auth: {aws: {region: us-east-1}}\n"
+                    "    create_repositories: {kms_key: \"" + key + "\", tag_mutability: IMMUTABLE, scan_on_push: true}\n"
+                    "rules:\n"
+                    "  - name: to-ecr\n"
+                    "    to: [{registry: ecr-use1, repository: {prefix: mirror/}}]\n");
+  ASSERT_TRUE(relay->start());
+  auto img = images.add_image("1.0", {random_bytes(80000, 98)});
+  ASSERT_TRUE(images.push(relay->host(), "apps/web", "1.0"));
+  relay->stop();
+
+  auto r = relay->run({"sync"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(aws.repositories(), std::vector<std::string>{"mirror/apps/web"});
+  auto body = nlohmann::json::parse(aws.last_body("CreateRepository"), nullptr, false);
+  ASSERT_TRUE(body.is_object());
+  EXPECT_EQ(body["encryptionConfiguration"]["encryptionType"], "KMS");
+  EXPECT_EQ(body["encryptionConfiguration"]["kmsKey"], key);
+  EXPECT_EQ(body["imageTagMutability"], "IMMUTABLE");
+  EXPECT_EQ(aws.last_signer("CreateRepository"), o.access_key_id);
+  auto m = http_request(ecr.port(), "HEAD", "/v2/mirror/apps/web/manifests/1.0",
+                        {{"Accept", "application/vnd.oci.image.manifest.v1+json"},
+                         {"Authorization", "Basic " + adapters::base64_encode("AWS:" + password)}});
+  EXPECT_EQ(m.status, 200);
+  EXPECT_EQ(m.headers["docker-content-digest"], img.digest);
+  EXPECT_EQ(r.out.find(password), std::string::npos);
+  EXPECT_EQ(r.err.find(password), std::string::npos);
+
+  // Nothing changed: no task runs, so nothing is created or asked again.
+  auto again = relay->run({"sync"});
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_EQ(aws.calls("CreateRepository"), 1);
 }
 
 }  // namespace
