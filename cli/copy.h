@@ -1,17 +1,25 @@
-// `ocirelay copy`: sends an image from the store to another registry (relay/copy.h does
-// the transfer), the manual form of what the relay's rules will do.
+// `ocirelay copy`: sends an image from the store, or from an OCI image layout directory,
+// to one or more registries at once (relay/copy.h does each transfer; every destination
+// reads the same files at its own pace), the manual form of what the relay's rules do.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "cli/config.h"
 
 namespace ocirelay::cli {
 
 struct CopyCommand {
-  std::string source;       // <repository>:<tag> or @<digest>, as the store names it
-  std::string destination;  // [http://|https://]host[:port]/<repository>[:<tag>]
-  std::string creds;        // USER:PASSWORD for the destination (or user only, with password_file)
+  // <repository>:<tag> or @<digest>, as the store names it; or oci:DIR:TAG (oci:DIR with
+  // all_tags).
+  std::string source;
+  // Each [http://|https://]host[:port]/<repository>[:<tag>].
+  std::vector<std::string> destinations;
+  bool all_tags = false;    // every tagged image of an oci:DIR source
+  // USER:PASSWORD for the destinations (or user only, with password_file); empty: docker's
+  // config.json, as docker push would.
+  std::string creds;
   std::string password_file;
   std::string dest_type;    // registry kind (ecr, gar, acr, ghcr, ...); empty: from the host
   std::string mount_from;   // a repository on the destination that holds the blobs already

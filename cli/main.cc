@@ -124,18 +124,25 @@ int main(int argc, char** argv) {
   ocirelay::cli::CopyCommand copy_cmd;
   bool no_referrers = false;
   auto* copy = app.add_subcommand(
-      "copy", "Send an image from the store to another registry, bottom-up (blobs, child\n"
-              "manifests, the index, then the tag; referrers after their subject), e.g.\n"
+      "copy", "Send an image from the store, or from an OCI layout directory, to one or more\n"
+              "registries, bottom-up (blobs, child manifests, the index, then the tag; referrers\n"
+              "after their subject), e.g.\n"
               "  ocirelay copy apps/web:1.0 https://registry.example.com/team/web:1.0 --dest-creds ci\n"
               "    --dest-password-file /run/secrets/registry\n"
+              "  ocirelay copy oci:/media/export --all-tags https://a.example/app https://b.example/app\n"
               "SOURCE is a repository as the store names it (a local repository, or\n"
-              "<upstream>/<repository> for mirrored content) with :tag or @digest. Blobs the\n"
-              "destination has are not sent; interrupted chunked uploads resume.");
+              "<upstream>/<repository> for mirrored content) with :tag or @digest, or oci:DIR:TAG.\n"
+              "Several destinations are sent at once, each reading the same files. Blobs a\n"
+              "destination has are not sent; interrupted chunked uploads resume. From another\n"
+              "registry: ocirelay sync --from ... --to ...");
   add_config_flags(copy, copy_flags, false);
-  copy->add_option("source", copy_cmd.source, "<repository>:<tag> or <repository>@<digest> in the store")->required();
-  copy->add_option("destination", copy_cmd.destination,
+  copy->add_option("source", copy_cmd.source,
+                   "<repository>:<tag> or <repository>@<digest> in the store, or oci:DIR:TAG (an OCI "
+                   "image layout directory, e.g. from skopeo copy ... oci:DIR:TAG)")->required();
+  copy->add_option("destination", copy_cmd.destinations,
                    "[http://|https://]host[:port]/<repository>[:<tag>] (https unless http:// is given; "
-                   "no tag: the source's)")->required();
+                   "no tag: the source's); several: all at once, each at its own pace")->required();
+  copy->add_flag("--all-tags", copy_cmd.all_tags, "with oci:DIR (no tag): every tagged image of the layout");
   copy->add_option("--dest-creds", copy_cmd.creds,
                    "USER or USER:PASSWORD for the destination (a password here is visible to other "
                    "users of this machine: prefer --dest-password-file)");

@@ -123,5 +123,41 @@ TEST_F(CopyTest, BadArgumentsAndMissingImagesAreClearErrors) {
   EXPECT_NE(missing.err.find("apps/multi:9.9 is not in the store"), std::string::npos) << missing.err;
 }
 
+TEST_F(CopyTest, AnOciLayoutGoesToSeveralRegistriesAtOnceEveryTagWithAllTags) {
+  // The test's own OCI layout (what skopeo pushed from) holds 3.0 (the index) and 4.0.
+  auto four = images.add_image("4.0", {random_bytes(60000, 84)});
+  RegistryProcess a(tmp / "a"), b(tmp / "b");
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  const std::string layout = "oci:" + (tmp / "layout").string();
+  auto one = relay->run({"copy", layout + ":4.0", "http://" + a.host() + "/team/app", "http://" + b.host() + "/team/app:renamed"});
+  ASSERT_EQ(one.exit_code, 0) << one.out << one.err;
+  auto head = [](const RegistryProcess& r, const std::string& path) {
+    auto h = http_request(r.port(), "HEAD", "/v2/" + path,
+                          {{"Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"}});
+    return h.status == 200 ? h.headers["docker-content-digest"] : "HTTP " + std::to_string(h.status);
+  };
+  EXPECT_EQ(head(a, "team/app/manifests/4.0"), four.digest);
+  EXPECT_EQ(head(b, "team/app/manifests/renamed"), four.digest);
+
+  auto all = relay->run({"copy", layout, "--all-tags", "http://" + a.host() + "/every/app", "http://" + b.host() + "/every/app"});
+  ASSERT_EQ(all.exit_code, 0) << all.out << all.err;
+  for (const auto* r : {&a, &b}) {
+    EXPECT_EQ(head(*r, "every/app/manifests/3.0"), index.digest);
+    EXPECT_EQ(head(*r, "every/app/manifests/4.0"), four.digest);
+    EXPECT_EQ(head(*r, "every/app/manifests/" + index.children.front()), index.children.front());
+  }
+
+  // What is wrong is said: a tag not in the layout, a directory that is no layout, a tag
+  // with --all-tags.
+  auto missing = relay->run({"copy", layout + ":9.9", "http://" + a.host() + "/x"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("no image tagged 9.9 in the layout"), std::string::npos) << missing.err;
+  auto not_layout = relay->run({"copy", "oci:" + tmp.path().string() + ":1.0", "http://" + a.host() + "/x"});
+  EXPECT_EQ(not_layout.exit_code, 1);
+  EXPECT_NE(not_layout.err.find("is not an OCI image layout"), std::string::npos) << not_layout.err;
+  EXPECT_EQ(relay->run({"copy", layout + ":4.0", "--all-tags", "http://" + a.host() + "/x"}).exit_code, 2);
+}
+
 }  // namespace
 }  // namespace ocirelay::testing
