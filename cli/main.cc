@@ -215,6 +215,22 @@ int main(int argc, char** argv) {
                 "Exits 1 when some task failed, 2 when the store cannot be read.");
   add_config_flags(status, status_flags, false);
 
+  Flags executions_flags;
+  ocirelay::cli::ExecutionsCommand executions_cmd;
+  auto* executions = app.add_subcommand(
+      "executions", "List the relay's executions (each run of a rule: for an event, on its\n"
+                    "schedule, or by `sync`), newest first, read from the store beside a running\n"
+                    "serve: status, tasks in all, succeeded, failed, in progress (ACTIVE) and\n"
+                    "stopped. With an ID: that execution and each of its tasks (state, outcome,\n"
+                    "attempts, bytes, error); --log adds each task's log. Exits 1 when the\n"
+                    "execution shown has failed tasks, 2 when the store cannot be read.");
+  add_config_flags(executions, executions_flags, false);
+  executions->add_option("id", executions_cmd.id, "an execution's id: show it with its tasks");
+  executions->add_option("--rule", executions_cmd.rule, "only this rule's executions");
+  executions->add_option("--status", executions_cmd.status, "only these: running, stopping, succeeded, failed, stopped");
+  executions->add_option("--limit", executions_cmd.limit, "at most this many (default 20)");
+  executions->add_flag("--log", executions_cmd.log, "with an ID: each task's log");
+
   Flags check_flags;
   auto* check = app.add_subcommand(
       "check", "Check every configured upstream: obtain its credentials, get a token and\n"
@@ -267,6 +283,11 @@ int main(int argc, char** argv) {
       Config c = load(status_flags);
       ocirelay::cli::setup_logging(c.log);
       return ocirelay::cli::run_status(c);
+    }
+    if (executions->parsed()) {
+      Config c = load(executions_flags);
+      ocirelay::cli::setup_logging(c.log);
+      return ocirelay::cli::run_executions(c, executions_cmd);
     }
     if (check->parsed()) {
       Config c = load(check_flags);

@@ -15,6 +15,7 @@
 #include "fetch/registries.h"
 #include "metrics/metrics.h"
 #include "relay/dispatcher.h"
+#include "relay/executions.h"
 #include "relay/ledger.h"
 #include "relay/queue.h"
 #include "relay/replicator.h"
@@ -202,14 +203,25 @@ int run_sync(const Config& config, const SyncCommand& command) {
   dispatch.requeue_recovered = false;  // one pass: what fails for good is reported
   dispatch.on_task = record;
   relay::Dispatcher dispatcher(ctx, queue, dispatch);
+  relay::Executions executions((*store)->metadata());
   if (!command.dry_run) {
     opt.queue = &queue;
+    if (auto st = executions.recover(); !st)
+      std::fprintf(stderr, "ocirelay sync: reading the executions: %s\n", st.error().message.c_str());
     dispatcher.start();
   }
 
   std::size_t failed = 0;
   std::map<std::string, std::size_t> images;
   for (const auto* rule : rules) {
+    if (!command.dry_run) {
+      auto id = executions.begin(rule->name, "manual");
+      if (!id) std::fprintf(stderr, "ocirelay sync: recording an execution: %s\n", id.error().message.c_str());
+      opt.execution = id ? *id : 0;
+      if (id && !command.ephemeral_store)
+        std::fprintf(stderr, "sync: rule %s: execution %llu (ocirelay executions %llu)\n", rule->name.c_str(),
+                     static_cast<unsigned long long>(*id), static_cast<unsigned long long>(*id));
+    }
     auto report = relay::run_rule(ctx, *rule, opt);
     dispatcher.poke();
     if (!report) {

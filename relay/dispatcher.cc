@@ -145,6 +145,19 @@ void Dispatcher::drain() {
   while (!stopping_ && !idle_locked()) idle_cv_.wait_for(lock, std::chrono::seconds(1));
 }
 
+Status Dispatcher::stop_execution(std::uint64_t id) {
+  std::lock_guard lock(mu_);
+  auto keys = queue_.stop_execution(id, [&](const std::string& k) { return running_.contains(k); });
+  if (!keys) return keys.error();
+  for (const auto& k : *keys)
+    if (auto it = running_.find(k); it != running_.end()) it->second->store(true);
+  spdlog::info("relay: execution {} stopped: {} running tasks cancelled", id, keys->size());
+  ++pokes_;
+  cv_.notify_all();
+  idle_cv_.notify_all();
+  return {};
+}
+
 void Dispatcher::pause(Lane& lane, std::int64_t until) {
   std::lock_guard lock(mu_);
   lane.paused_until = std::max(lane.paused_until, until);
@@ -175,9 +188,10 @@ void Dispatcher::work(Lane& lane, bool pinger) {
     }
     if (task) {
       const std::string key = task->key();
-      running_.insert(key);
+      auto cancel = std::make_shared<std::atomic<bool>>(false);
+      running_.emplace(key, cancel);
       lock.unlock();
-      run(lane, std::move(*task));
+      run(lane, std::move(*task), *cancel);
       lock.lock();
       running_.erase(key);
       ++pokes_;
@@ -235,8 +249,10 @@ bool Dispatcher::check(Lane& lane, std::int64_t now, std::int64_t& wake) {
   return *n > 0;
 }
 
-void Dispatcher::run(Lane& lane, Task task) {
+void Dispatcher::run(Lane& lane, Task task, const std::atomic<bool>& cancel) {
   TaskOutcome o = outcome_of(task);
+  TaskReport report;  // for the task's executions
+  if (auto st = queue_.started(task); !st) spdlog::warn("relay: recording a task's start: {}", st.error().message);
   // The queue could not record what happened (a full disk): the task stays due, so the
   // lane holds off a while instead of running it again at once.
   auto unrecorded = [&](const char* what, const Error& e) {
@@ -246,7 +262,16 @@ void Dispatcher::run(Lane& lane, Task task) {
   };
   auto ended = [&](Outcome outcome) {
     o.outcome = outcome;
-    if (auto st = queue_.complete(task); !st) unrecorded("removing the task", st.error());
+    report.outcome = std::string(to_string(outcome));
+    report.bytes = o.copy.bytes_uploaded;
+    report.log.push_back(report.outcome + (outcome == Outcome::copied
+                                               ? ": " + std::to_string(o.copy.blobs_uploaded) + " blobs uploaded (" +
+                                                     std::to_string(o.copy.bytes_uploaded) + " bytes), " +
+                                                     std::to_string(o.copy.blobs_mounted) + " mounted, " +
+                                                     std::to_string(o.copy.blobs_existed + o.copy.blobs_known) +
+                                                     " already there"
+                                               : std::string()));
+    if (auto st = queue_.complete(task, report); !st) unrecorded("removing the task", st.error());
     spdlog::info("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome={}", o.rule, o.source,
                  o.source_repository, o.tag, o.destination, o.destination_repository, o.digest, to_string(outcome));
     count_task(ctx_, o);
@@ -256,8 +281,15 @@ void Dispatcher::run(Lane& lane, Task task) {
     o.outcome = Outcome::failed;
     o.error = e.message;
     const std::int64_t now = now_ms();
+    if (e.code == Errc::cancelled && cancel.load()) {  // its execution was stopped
+      report.log.push_back("stopped while it ran: " + e.message);
+      if (auto st = queue_.stopped(task, report); !st) unrecorded("recording the stopped task", st.error());
+      spdlog::info("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome=stopped", o.rule, o.source,
+                   o.source_repository, o.tag, o.destination, o.destination_repository, o.digest);
+      return;
+    }
     if (e.code == Errc::cancelled) {
-      // Only shutdown cancels a client: the task stays as it is, no attempt spent, and runs
+      // Shutdown cancels the clients: the task stays as it is, no attempt spent, and runs
       // after the restart. The lane waits for the stop meanwhile.
       pause(lane, now + 1'000);
       return;
@@ -280,11 +312,14 @@ void Dispatcher::run(Lane& lane, Task task) {
       spdlog::info("relay task rule={} source={}/{}:{} destination={}/{} attempt {} of {} failed: {}; next in {} ms",
                    o.rule, o.source, o.source_repository, o.tag, o.destination, o.destination_repository,
                    task.attempts + 1, lane.retry.attempts, e.message, at - now);
-      if (auto st = queue_.retry_later(task, at, e); !st) unrecorded("rescheduling the task", st.error());
+      report.log.push_back("attempt " + std::to_string(task.attempts + 1) + " failed: " + e.message + "; next in " +
+                           std::to_string(at - now) + " ms");
+      if (auto st = queue_.retry_later(task, at, e, report); !st) unrecorded("rescheduling the task", st.error());
       if (ctx_.metrics) ctx_.metrics->inc("ocirelay_relay_retries_total", {{"destination", lane.name}});
       return;
     }
-    if (auto st = queue_.fail(task, e); !st) unrecorded("recording the failed task", st.error());
+    report.log.push_back("attempt " + std::to_string(task.attempts + 1) + " failed for good: " + e.message);
+    if (auto st = queue_.fail(task, e, report); !st) unrecorded("recording the failed task", st.error());
     // Failed for an outage: the pinger looks at the registry now, so that it notices the
     // outage (and later the recovery) even when it is short.
     if (e.retryable()) lane.next_check = 0;
@@ -311,7 +346,8 @@ void Dispatcher::run(Lane& lane, Task task) {
         // never goes there (the rule's filters left it out) fails the referrer for good.
         Error e{Errc::not_found, "its subject " + task.subject + " is not at the destination"};
         if (task.attempts + 1 >= lane.retry.attempts) return failed(e);
-        if (auto st = queue_.retry_later(task, now_ms() + backoff_ms(lane.retry, task.attempts + 1), e); !st)
+        report.log.push_back("waiting: " + e.message);
+        if (auto st = queue_.retry_later(task, now_ms() + backoff_ms(lane.retry, task.attempts + 1), e, report); !st)
           spdlog::warn("relay: rescheduling a task: {}", st.error().message);
         return;
       }
@@ -344,9 +380,11 @@ void Dispatcher::run(Lane& lane, Task task) {
       if (step == BlobStep::uploaded)
         ctx_.metrics->inc("ocirelay_relay_bytes_sent_total", {{"destination", t.destination}}, static_cast<double>(size));
     }
+    if (step == BlobStep::uploaded || step == BlobStep::mounted)
+      report.log.push_back(std::string(to_string(step)) + " " + d.str() + " (" + std::to_string(size) + " bytes)");
     if (opt_.on_blob) opt_.on_blob(t, d, size, step);
   };
-  auto source = store_image_source(ctx_.store, task.store_repository);
+  auto source = cancellable(store_image_source(ctx_.store, task.store_repository), cancel);
   if (lane.rate) source = rate_limited(std::move(source), *lane.rate);
   if (auto st = transfer(ctx_, *rule, *dest, o, *source, task.digest, hooks); !st) return failed(st.error());
   ended(Outcome::copied);

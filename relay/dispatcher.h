@@ -9,12 +9,14 @@
 // returns.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -57,11 +59,16 @@ class Dispatcher {
   void poke();
   // Blocks until no task is pending or running (each done or failed), or stop().
   void drain();
+  // Stops execution `id` (executions.h): its queued tasks are dropped and its running
+  // uploads cancelled at their next read (their confirmed offset stays resumable should
+  // the image be asked for again); each is recorded as stopped. Returns at once; the
+  // cancelled tasks end within about a second. Errors: not_found.
+  Status stop_execution(std::uint64_t id);
 
  private:
   struct Lane;
   void work(Lane& lane, bool pinger);
-  void run(Lane& lane, struct Task task);
+  void run(Lane& lane, struct Task task, const std::atomic<bool>& cancel);
   // The pinger's round: gauges, and the recovery ping. True when tasks were requeued.
   bool check(Lane& lane, std::int64_t now, std::int64_t& wake);
   void pause(Lane& lane, std::int64_t until_ms);
@@ -75,7 +82,8 @@ class Dispatcher {
   mutable std::mutex mu_;
   std::condition_variable cv_;       // lanes: new work, a pause ended, stop
   std::condition_variable idle_cv_;  // drain(): a task ended
-  std::set<std::string> running_;    // keys of tasks a worker holds
+  // Keys of tasks a worker holds, with the flag that cancels each.
+  std::map<std::string, std::shared_ptr<std::atomic<bool>>> running_;
   PreparedRepositories prepared_;    // by this process
   std::uint64_t pokes_ = 0;
   bool stopping_ = false;

@@ -77,7 +77,7 @@ Status del(store::lmdb::Env& env, const char* db, const std::string& k) {
 const std::vector<std::string>& ledger_databases() {
   // The task queue's (queue.h) beside the ledger's own.
   static const std::vector<std::string> names = {kDestTags, kSourceTags, kBlobLocations, kMarkers,
-                                                 "relay_tasks", "relay_uploads"};
+                                                 "relay_tasks", "relay_uploads", "relay_executions", "relay_execution_tasks"};
   return names;
 }
 

@@ -1,8 +1,10 @@
 #include "relay/queue.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "oci/json.h"
+#include "relay/execution_rows.h"
 #include "store/lmdb.h"
 
 namespace ocirelay::relay {
@@ -40,7 +42,7 @@ std::string encode(const Task& t) {
       {"store_repository", t.store_repository}, {"digest", t.digest.str()},
       {"source_digest", t.source_digest.str()}, {"failed", t.failed}, {"attempts", t.attempts},
       {"not_before", t.not_before}, {"enqueued", t.enqueued}, {"error", t.error},
-      {"retryable", t.retryable}, {"seq", t.seq}, {"subject", t.subject},
+      {"retryable", t.retryable}, {"seq", t.seq}, {"subject", t.subject}, {"executions", t.executions},
   };
   return oci::json::dump(j);
 }
@@ -74,7 +76,49 @@ std::optional<Task> decode(std::string_view v) {
   t.retryable = flag("retryable");
   t.seq = static_cast<std::uint64_t>(num("seq"));
   t.subject = str("subject");
+  if (auto it = j.find("executions"); it != j.end() && it->is_array())
+    for (const auto& id : *it)
+      if (id.is_number_unsigned()) t.executions.push_back(id.get<std::uint64_t>());
   return t;
+}
+
+bool waits_for(const Task& t, std::uint64_t id) {
+  return std::find(t.executions.begin(), t.executions.end(), id) != t.executions.end();
+}
+
+// Changes the record of `t` in each execution waiting for it (`ids`; default: t's own).
+Status each_record(store::lmdb::WriteTxn& txn, store::lmdb::Env& env, const Task& t,
+                   const std::function<void(Execution&, ExecutionTask&)>& fn,
+                   const std::vector<std::uint64_t>* ids = nullptr) {
+  const std::string k = t.key();
+  for (auto id : ids ? *ids : t.executions) {
+    auto st = execution_rows::change(txn, env, id, k, [&](Execution& e, std::optional<ExecutionTask>& r) {
+      if (!r) {
+        r.emplace();
+        r->destination = t.destination;
+        r->repository = t.repository;
+        r->reference = t.reference;
+        r->source = t.source;
+        r->source_repository = t.source_repository;
+      }
+      r->digest = t.source_digest.str();
+      fn(e, *r);
+    });
+    if (!st) return st;
+  }
+  return {};
+}
+
+void append(ExecutionTask& r, const TaskReport& report) {
+  for (const auto& line : report.log) execution_rows::log(r, line);
+  r.bytes += report.bytes;
+}
+
+void end(ExecutionTask& r, TaskState state, std::string outcome, std::string error = {}) {
+  r.state = state;
+  r.outcome = std::move(outcome);
+  r.error = std::move(error);
+  r.end = now_ms();
 }
 
 Status scan_tasks(const store::lmdb::Env& env, std::string_view destination,
@@ -94,15 +138,57 @@ std::string Task::key() const { return join({destination, repository, reference}
 
 Result<bool> TaskQueue::enqueue(Task t) {
   bool added = false;
+  const std::vector<std::uint64_t> asked = t.executions;
   auto st = env_.write([&](store::lmdb::WriteTxn& txn) -> Status {
     added = false;
+    t.executions = asked;  // write() may run this again
     const std::string k = t.key();
+    // An execution being stopped queues nothing more: its task is recorded as stopped.
+    std::vector<std::uint64_t> live, stopping;
+    for (auto id : t.executions) {
+      bool stop = false;
+      auto probe = execution_rows::change(txn, env_, id, k, [&](Execution& e, std::optional<ExecutionTask>&) {
+        stop = e.stop_requested;
+      });
+      if (!probe) return probe;
+      (stop ? stopping : live).push_back(id);
+    }
+    if (auto rec = each_record(txn, env_, t, [&](Execution&, ExecutionTask& r) {
+          end(r, TaskState::stopped, "stopped", "the execution was stopped");
+        }, &stopping); !rec)
+      return rec;
+    if (!asked.empty() && live.empty()) return {};
+    t.executions = live;
+
     auto old = txn.get(env_.dbi(kTasks), k);
     if (!old) return old.error();
     std::optional<Task> prev = *old ? decode(**old) : std::nullopt;
+    std::vector<std::uint64_t> joining;
+    for (auto id : t.executions)
+      if (!prev || prev->failed || !waits_for(*prev, id)) joining.push_back(id);
+    auto queued = [&](Execution&, ExecutionTask& r) {
+      r.state = TaskState::pending;
+      r.outcome.clear();
+      r.error.clear();
+      r.end = 0;
+      execution_rows::log(r, "queued for " + t.destination);
+    };
     if (prev && !prev->failed && prev->digest == t.digest && prev->rule == t.rule &&
-        prev->store_repository == t.store_repository)
-      return {};
+        prev->store_repository == t.store_repository) {
+      if (joining.empty()) return {};
+      prev->executions.insert(prev->executions.end(), joining.begin(), joining.end());
+      if (auto rec = each_record(txn, env_, *prev, queued, &joining); !rec) return rec;
+      return txn.put(env_.dbi(kTasks), k, encode(*prev));
+    }
+    if (prev && !prev->failed) {
+      // Replacing a pending task for another digest: its executions now wait for this one.
+      if (auto rec = each_record(txn, env_, t, [&](Execution&, ExecutionTask& r) {
+            execution_rows::log(r, "the source moved on: " + t.source_digest.str() + " is sent instead");
+          }, &prev->executions); !rec)
+        return rec;
+      for (auto id : prev->executions)
+        if (!waits_for(t, id)) t.executions.push_back(id);
+    }
     t.failed = false;
     t.attempts = 0;
     t.not_before = 0;
@@ -111,6 +197,7 @@ Result<bool> TaskQueue::enqueue(Task t) {
     t.enqueued = prev && !prev->failed ? prev->enqueued : now_ms();
     t.seq = prev ? prev->seq + 1 : 1;
     added = true;
+    if (auto rec = each_record(txn, env_, t, queued, &joining); !rec) return rec;
     return txn.put(env_.dbi(kTasks), k, encode(t));
   });
   if (!st) return st.error();
@@ -129,7 +216,20 @@ Status TaskQueue::discard(std::string_view destination, std::string_view reposit
     auto t = decode(**v);
     if (t && keep && t->source_digest == *keep) return {};
   }
-  return env_.write([&](store::lmdb::WriteTxn& txn) { return txn.del(env_.dbi(kTasks), k); });
+  return env_.write([&](store::lmdb::WriteTxn& txn) -> Status {
+    auto v = txn.get(env_.dbi(kTasks), k);
+    if (!v) return v.error();
+    if (!*v) return {};
+    if (auto t = decode(**v); t && !t->failed) {
+      auto rec = each_record(txn, env_, *t, [&](Execution&, ExecutionTask& r) {
+        execution_rows::log(r, keep ? "no longer needed: the source's tag moved back to what the destination holds"
+                                    : "no longer needed: the tag is gone at the source");
+        end(r, TaskState::succeeded, "dropped");
+      });
+      if (!rec) return rec;
+    }
+    return txn.del(env_.dbi(kTasks), k);
+  });
 }
 
 Result<std::size_t> TaskQueue::discard_unless(const std::function<bool(const std::string&)>& configured) {
@@ -143,8 +243,17 @@ Result<std::size_t> TaskQueue::discard_unless(const std::function<bool(const std
       return true;
     });
     if (!scanned) return scanned;
-    for (const auto& k : gone)
+    for (const auto& k : gone) {
+      auto v = txn.get(env_.dbi(kTasks), k);
+      if (!v) return v.error();
+      if (auto t = *v ? decode(**v) : std::nullopt; t && !t->failed) {
+        auto rec = each_record(txn, env_, *t, [&](Execution&, ExecutionTask& r) {
+          end(r, TaskState::stopped, "stopped", "rule " + t->rule + " is no longer configured");
+        });
+        if (!rec) return rec;
+      }
       if (auto d = txn.del(env_.dbi(kTasks), k); !d) return d;
+    }
     n = gone.size();
     return {};
   });
@@ -175,38 +284,135 @@ Result<std::optional<std::int64_t>> TaskQueue::next_due(std::string_view destina
   return due;
 }
 
-Status TaskQueue::update(const Task& t, const std::function<void(Task&)>& change, bool remove) {
+Status TaskQueue::update(const Task& t,
+                         const std::function<Status(store::lmdb::WriteTxn&, Task& now, bool& remove)>& change) {
   return env_.write([&](store::lmdb::WriteTxn& txn) -> Status {
     const std::string k = t.key();
     auto cur = txn.get(env_.dbi(kTasks), k);
     if (!cur) return cur.error();
     if (!*cur) return {};
     auto now = decode(**cur);
-    if (now && now->seq != t.seq) return {};  // replaced meanwhile: the new one stands
-    if (remove || !now) return txn.del(env_.dbi(kTasks), k);
-    change(*now);
+    if (!now) return txn.del(env_.dbi(kTasks), k);
+    if (now->seq != t.seq) return {};  // replaced meanwhile: the new one stands
+    bool remove = false;
+    if (auto st = change(txn, *now, remove); !st) return st;
+    if (remove) return txn.del(env_.dbi(kTasks), k);
     return txn.put(env_.dbi(kTasks), k, encode(*now));
   });
 }
 
-Status TaskQueue::complete(const Task& t) { return update(t, {}, true); }
+Status TaskQueue::started(const Task& t) {
+  if (t.executions.empty()) return {};
+  return update(t, [&](store::lmdb::WriteTxn& txn, Task& now, bool&) {
+    return each_record(txn, env_, now, [&](Execution&, ExecutionTask& r) {
+      r.state = TaskState::running;
+      if (r.start == 0) r.start = now_ms();
+      execution_rows::log(r, "attempt " + std::to_string(now.attempts + 1) + " started");
+    });
+  });
+}
 
-Status TaskQueue::retry_later(const Task& t, std::int64_t not_before_ms, const Error& e) {
-  return update(t, [&](Task& now) {
+Status TaskQueue::complete(const Task& t, const TaskReport& report) {
+  return update(t, [&](store::lmdb::WriteTxn& txn, Task& now, bool& remove) {
+    remove = true;
+    return each_record(txn, env_, now, [&](Execution&, ExecutionTask& r) {
+      append(r, report);
+      r.attempts = now.attempts + 1;
+      end(r, TaskState::succeeded, report.outcome.empty() ? "copied" : report.outcome);
+    });
+  });
+}
+
+Status TaskQueue::retry_later(const Task& t, std::int64_t not_before_ms, const Error& e, const TaskReport& report) {
+  return update(t, [&](store::lmdb::WriteTxn& txn, Task& now, bool&) {
     now.attempts++;
     now.not_before = not_before_ms;
     now.error = e.message;
     now.retryable = e.retryable();
-  }, false);
+    return each_record(txn, env_, now, [&](Execution&, ExecutionTask& r) {
+      append(r, report);
+      r.state = TaskState::pending;
+      r.attempts = now.attempts;
+      r.error = e.message;
+    });
+  });
 }
 
-Status TaskQueue::fail(const Task& t, const Error& e) {
-  return update(t, [&](Task& now) {
+Status TaskQueue::fail(const Task& t, const Error& e, const TaskReport& report) {
+  return update(t, [&](store::lmdb::WriteTxn& txn, Task& now, bool&) {
     now.attempts++;
     now.failed = true;
     now.error = e.message;
     now.retryable = e.retryable();
-  }, false);
+    return each_record(txn, env_, now, [&](Execution&, ExecutionTask& r) {
+      append(r, report);
+      r.attempts = now.attempts;
+      end(r, TaskState::failed, "failed", e.message);
+    });
+  });
+}
+
+Status TaskQueue::stopped(const Task& t, const TaskReport& report) {
+  return update(t, [&](store::lmdb::WriteTxn& txn, Task& now, bool& remove) -> Status {
+    std::vector<std::uint64_t> stop, keep;
+    for (auto id : now.executions) {
+      bool requested = false;
+      auto probe = execution_rows::change(txn, env_, id, now.key(), [&](Execution& e, std::optional<ExecutionTask>&) {
+        requested = e.stop_requested;
+      });
+      if (!probe) return probe;
+      (requested ? stop : keep).push_back(id);
+    }
+    auto rec = each_record(txn, env_, now, [&](Execution&, ExecutionTask& r) {
+      append(r, report);
+      end(r, TaskState::stopped, "stopped", "the execution was stopped");
+    }, &stop);
+    if (!rec) return rec;
+    now.executions = keep;
+    remove = keep.empty();
+    return {};
+  });
+}
+
+Result<std::vector<std::string>> TaskQueue::stop_execution(std::uint64_t id,
+                                                           const std::function<bool(const std::string&)>& running) {
+  std::vector<std::string> cancel;
+  bool found = false;
+  auto st = env_.write([&](store::lmdb::WriteTxn& txn) -> Status {
+    cancel.clear();
+    found = false;
+    // Mark it first: from here on nothing more is queued for it.
+    auto mark = execution_rows::change(txn, env_, id, "", [&](Execution& e, std::optional<ExecutionTask>&) {
+      found = true;
+      e.stop_requested = true;
+    });
+    if (!mark || !found) return mark;
+    std::vector<std::pair<std::string, Task>> mine;
+    auto scanned = txn.scan(env_.dbi(kTasks), "", [&](std::string_view k, std::string_view v) {
+      auto t = decode(v);
+      if (t && !t->failed && waits_for(*t, id)) mine.emplace_back(std::string(k), std::move(*t));
+      return true;
+    });
+    if (!scanned) return scanned;
+    for (auto& [k, t] : mine) {
+      if (running && running(k) && t.executions.size() == 1) {
+        cancel.push_back(k);  // its worker records it once the cancel ends it
+        continue;
+      }
+      const std::vector<std::uint64_t> only{id};
+      auto rec = each_record(txn, env_, t, [&](Execution&, ExecutionTask& r) {
+        end(r, TaskState::stopped, "stopped", "the execution was stopped");
+      }, &only);
+      if (!rec) return rec;
+      std::erase(t.executions, id);
+      auto w = t.executions.empty() ? txn.del(env_.dbi(kTasks), k) : txn.put(env_.dbi(kTasks), k, encode(t));
+      if (!w) return w;
+    }
+    return {};
+  });
+  if (!st) return st.error();
+  if (!found) return Error{Errc::not_found, "no execution " + std::to_string(id)};
+  return cancel;
 }
 
 Result<std::size_t> TaskQueue::requeue_failed(std::string_view destination) {
@@ -224,6 +430,13 @@ Result<std::size_t> TaskQueue::requeue_failed(std::string_view destination) {
       t.failed = false;
       t.attempts = 0;
       t.not_before = 0;
+      // Its executions, which counted it failed, run again until it ends.
+      auto rec = each_record(txn, env_, t, [&](Execution&, ExecutionTask& r) {
+        r.state = TaskState::pending;
+        r.end = 0;
+        execution_rows::log(r, t.destination + " answers again: queued again");
+      });
+      if (!rec) return rec;
       if (auto put = txn.put(env_.dbi(kTasks), k, encode(t)); !put) return put;
       ++n;
     }

@@ -24,6 +24,7 @@
 
 namespace ocirelay::store::lmdb {
 class Env;
+class WriteTxn;
 }
 
 namespace ocirelay::relay {
@@ -50,8 +51,18 @@ struct Task {
   std::string error;              // the last failure's cause
   bool retryable = false;         // ...and whether it may succeed later (an outage)
   std::uint64_t seq = 0;          // changes whenever the task is replaced
+  // The executions (executions.h) waiting for it: a request of another execution for the
+  // same image joins them, and each sees what became of the task.
+  std::vector<std::uint64_t> executions;
 
   std::string key() const;
+};
+
+// What one run of a task did, for the executions waiting on it.
+struct TaskReport {
+  std::string outcome;           // complete(): copied, unchanged or kept
+  std::uint64_t bytes = 0;       // uploaded
+  std::vector<std::string> log;  // this attempt's lines
 };
 
 struct QueueStats {
@@ -66,8 +77,10 @@ class TaskQueue {
   explicit TaskQueue(store::lmdb::Env& env) : env_(env) {}
 
   // Adds `t` as pending (attempts, error and state are reset), unless the same key is
-  // already pending for the same digest, rule and store repository: then nothing changes.
-  // False in that case.
+  // already pending for the same digest, rule and store repository: then only t's
+  // executions join it. False in that case. A task that replaces a pending one for another
+  // digest keeps the executions that waited for that one. An execution being stopped gets
+  // its task recorded as stopped, and nothing is queued for it.
   Result<bool> enqueue(Task t);
   // Removes the task for (destination, repository, reference) unless it sends the source
   // digest `keep` (nullopt: whatever it sends): the source moved back to what the destination holds,
@@ -86,10 +99,22 @@ class TaskQueue {
                                                const std::function<bool(const std::string& key)>& skip = {}) const;
 
   // Each of these changes the task only while it is the one `t` was read as (same seq):
-  // a task replaced meanwhile runs again with its new content.
-  Status complete(const Task& t);                   // done: removed
-  Status retry_later(const Task& t, std::int64_t not_before_ms, const Error& e);  // attempts + 1
-  Status fail(const Task& t, const Error& e);       // failed for good (until requeued)
+  // a task replaced meanwhile runs again with its new content. Its executions' records
+  // change in the same transaction.
+  Status started(const Task& t);                    // a worker took it
+  Status complete(const Task& t, const TaskReport& r = {});  // done: removed
+  Status retry_later(const Task& t, std::int64_t not_before_ms, const Error& e, const TaskReport& r = {});
+  Status fail(const Task& t, const Error& e, const TaskReport& r = {});  // for good (until requeued)
+  // A task cancelled while it ran because its executions were stopped: removed, unless an
+  // execution not being stopped waits for it too (it stays pending for that one).
+  Status stopped(const Task& t, const TaskReport& r = {});
+
+  // Stops execution `id`: its tasks still queued are dropped (or only leave it, when
+  // another execution waits for them too) and recorded as stopped. Returns the keys of its
+  // tasks that `running` says a worker holds and no other execution waits for: cancel them,
+  // then record them with stopped(). Errors: not_found (no such execution).
+  Result<std::vector<std::string>> stop_execution(std::uint64_t id,
+                                                  const std::function<bool(const std::string& key)>& running);
   // Failed tasks of `destination` whose error was retryable become pending again with
   // their attempts reset. Returns how many.
   Result<std::size_t> requeue_failed(std::string_view destination);
@@ -106,7 +131,9 @@ class TaskQueue {
                              const adapters::UploadSession& s);
 
  private:
-  Status update(const Task& t, const std::function<void(Task&)>& change, bool remove);
+  // Runs `change` on the task as stored, when it is still the one `t` was read as; the
+  // task is removed when `change` sets `remove`.
+  Status update(const Task& t, const std::function<Status(store::lmdb::WriteTxn&, Task& now, bool& remove)>& change);
 
   store::lmdb::Env& env_;
 };

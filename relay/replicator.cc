@@ -14,6 +14,7 @@
 #include "oci/reference.h"
 #include "metrics/metrics.h"
 #include "relay/ledger.h"
+#include "relay/executions.h"
 #include "relay/queue.h"
 #include "relay/transfer.h"
 #include "store/store.h"
@@ -152,7 +153,28 @@ class RuleRun {
     if (!opt_.dry_run) count_task(ctx_, o);
     std::lock_guard lock(mu_);
     if (opt_.on_task) opt_.on_task(o);
+    if (recording() && o.outcome != Outcome::queued) {
+      settled_.push_back(o);
+      if (settled_.size() >= 256) flush_locked();
+    }
     report_.tasks.push_back(std::move(o));
+  }
+
+ public:
+  bool recording() const { return opt_.execution != 0 && opt_.queue && !opt_.dry_run; }
+  // The outcomes settled without a task go to the execution in batches: a resync of a
+  // thousand unchanged tags costs a few commits, not a thousand.
+  void flush() {
+    std::lock_guard lock(mu_);
+    flush_locked();
+  }
+
+ private:
+  void flush_locked() {
+    if (settled_.empty()) return;
+    if (auto st = Executions(ctx_.store.metadata()).record(opt_.execution, settled_); !st)
+      spdlog::warn("relay: recording execution {}: {}", opt_.execution, st.error().message);
+    settled_.clear();
   }
 
   void fail_all(const std::string& repo, const std::string& tag, const std::string& digest, const Error& e) {
@@ -377,6 +399,7 @@ class RuleRun {
     task.digest = root;
     auto src = oci::Digest::parse(o.digest);
     task.source_digest = src ? *src : root;
+    if (recording()) task.executions = {opt_.execution};
     auto added = opt_.queue->enqueue(std::move(task));
     if (!added) o.error = "queueing: " + added.error().message;
     else o.outcome = Outcome::queued;
@@ -402,6 +425,7 @@ class RuleRun {
   std::mutex mu_;  // report_, on_task
   PreparedRepositories prepared_;
   RunReport report_;
+  std::vector<TaskOutcome> settled_;  // for the execution, not yet written
 };
 
 }  // namespace
@@ -432,7 +456,7 @@ void count_task(const RelayContext& ctx, const TaskOutcome& o) {
 }
 
 Status queue_referrer(RelayContext& ctx, const Rule& rule, TaskQueue& queue, const std::string& repo,
-                      const oci::Digest& referrer, const oci::Digest& subject) {
+                      const oci::Digest& referrer, const oci::Digest& subject, std::uint64_t execution) {
   if (!rule.referrers || !rule.platforms.all() || rule.from != kLocalSource) return {};
   for (const auto& t : rule.to) {
     Task task;
@@ -445,6 +469,7 @@ Status queue_referrer(RelayContext& ctx, const Rule& rule, TaskQueue& queue, con
     task.store_repository = repo;
     task.digest = task.source_digest = referrer;
     task.subject = subject.str();
+    if (execution) task.executions = {execution};
     if (auto added = queue.enqueue(std::move(task)); !added) return added.error();
   }
   return {};
@@ -452,7 +477,13 @@ Status queue_referrer(RelayContext& ctx, const Rule& rule, TaskQueue& queue, con
 
 Result<RunReport> run_rule(RelayContext& ctx, const Rule& rule, const RunOptions& options) {
   RuleRun run(ctx, rule, options);
-  return run.run();
+  auto report = run.run();
+  if (run.recording()) {
+    run.flush();
+    if (auto st = Executions(ctx.store.metadata()).planned(options.execution, report ? "" : report.error().message); !st)
+      spdlog::warn("relay: recording execution {}: {}", options.execution, st.error().message);
+  }
+  return report;
 }
 
 }  // namespace ocirelay::relay

@@ -61,6 +61,9 @@ struct RunOptions {
   // Set: what a destination needs becomes a task in this queue (Outcome::queued), which a
   // Dispatcher sends; unset: sent now, every destination at once. Ignored in a dry run.
   TaskQueue* queue = nullptr;
+  // Set (with `queue`): the run's tasks are recorded in this execution (Executions::begin,
+  // executions.h), which run_rule marks planned as it returns.
+  std::uint64_t execution = 0;
   // Set: only this source repository, and only this tag of it when `only_tag` is set too
   // (an event names one image). The rule's filters still apply.
   std::optional<std::string> only_repository, only_tag;
@@ -99,8 +102,9 @@ void count_task(const RelayContext& ctx, const TaskOutcome& o);
 // SBOM, by digest): queued for each of `rule`'s destinations, to be sent once the subject
 // is there. Nothing when the rule does not send referrers or narrows platforms (the
 // destination's index is then another digest, which the referrer does not name).
+// `execution`: set, the tasks are recorded in it.
 Status queue_referrer(RelayContext& ctx, const Rule& rule, TaskQueue& queue, const std::string& repo,
-                      const oci::Digest& referrer, const oci::Digest& subject);
+                      const oci::Digest& referrer, const oci::Digest& subject, std::uint64_t execution = 0);
 
 // Errors: the rule cannot start (its source registry is unknown or its listing failed);
 // everything after that is a task outcome.

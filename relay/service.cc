@@ -19,9 +19,21 @@ bool event_rule(const Rule& r) {
 }  // namespace
 
 RelayService::RelayService(RelayContext ctx)
-    : ctx_(std::move(ctx)), queue_(ctx_.store.metadata()), dispatcher_(ctx_, queue_) {}
+    : ctx_(std::move(ctx)), queue_(ctx_.store.metadata()), executions_(ctx_.store.metadata()),
+      dispatcher_(ctx_, queue_) {}
+
+std::uint64_t RelayService::begin_execution(const Rule& rule, const char* trigger) {
+  auto id = executions_.begin(rule.name, trigger);
+  if (!id) {
+    // Replication goes on unrecorded rather than not at all.
+    spdlog::warn("relay: recording an execution of rule {}: {}", rule.name, id.error().message);
+    return 0;
+  }
+  return *id;
+}
 
 void RelayService::start() {
+  if (auto st = executions_.recover(); !st) spdlog::warn("relay: reading the executions: {}", st.error().message);
   auto queued = queue_.stats("");
   if (!ctx_.config.rules.empty() || (queued && queued->pending + queued->failed > 0)) dispatcher_.start();
   bool wanted = false;
@@ -105,6 +117,7 @@ void RelayService::run_events() {
       opt.only_tag = e.tag;
       for (const auto& rule : ctx_.config.rules) {
         if (!event_rule(rule) || !rule.repositories.matches(e.repository)) continue;
+        opt.execution = begin_execution(rule, "event");
         auto report = run_rule(ctx_, rule, opt);
         if (!report)
           spdlog::warn("relay: rule {} for {}:{}: {}", rule.name, e.repository, e.tag, report.error().message);
@@ -124,8 +137,11 @@ void RelayService::queue_referrer(const std::string& repo, const oci::Digest& di
   bool any = false;
   for (const auto& rule : ctx_.config.rules) {
     if (!event_rule(rule) || !rule.repositories.matches(repo)) continue;
-    if (auto st = relay::queue_referrer(ctx_, rule, queue_, repo, digest, *(*info)->subject); !st)
+    const auto id = begin_execution(rule, "event");
+    auto st = relay::queue_referrer(ctx_, rule, queue_, repo, digest, *(*info)->subject, id);
+    if (!st)
       spdlog::warn("relay: rule {}: queueing referrer {} of {}: {}", rule.name, digest.str(), repo, st.error().message);
+    if (id) (void)executions_.planned(id, st ? "" : st.error().message);
     any = true;
   }
   if (any) dispatcher_.poke();
@@ -139,6 +155,7 @@ void RelayService::run_schedules(std::chrono::system_clock::time_point now) {
       spdlog::info("relay: rule {} runs on its schedule", name);
       RunOptions opt;
       opt.queue = &queue_;
+      opt.execution = begin_execution(rule, "cron");
       auto report = run_rule(ctx_, rule, opt);
       if (!report) spdlog::warn("relay: rule {}: {}", name, report.error().message);
       dispatcher_.poke();

@@ -6,7 +6,8 @@
 // planned, so after a crash the events in progress are planned again, which is harmless:
 // tasks collapse by key and the ledger skips what is done (invariant 4); queued tasks
 // survive the crash. A rule that fails is logged with its reason and retried at the next
-// event or schedule; it never stops the mirror.
+// event or schedule; it never stops the mirror. Each run of a rule is an execution
+// (executions.h), with trigger `event` or `cron`.
 #pragma once
 
 #include <chrono>
@@ -17,6 +18,7 @@
 #include <thread>
 
 #include "relay/dispatcher.h"
+#include "relay/executions.h"
 #include "relay/queue.h"
 #include "relay/replicator.h"
 
@@ -40,15 +42,21 @@ class RelayService {
   void stop();
   // Wakes the thread to read the outbox now (a push just committed).
   void poke();
+  // Stops an execution (Dispatcher::stop_execution). Errors: not_found.
+  Status stop_execution(std::uint64_t id) { return dispatcher_.stop_execution(id); }
+  const Executions& executions() const { return executions_; }
 
  private:
   void run();
   void run_events();
   void queue_referrer(const std::string& repo, const oci::Digest& digest);
   void run_schedules(std::chrono::system_clock::time_point now);
+  // A new execution of `rule`; 0 when it could not be recorded.
+  std::uint64_t begin_execution(const Rule& rule, const char* trigger);
 
   RelayContext ctx_;
   TaskQueue queue_;
+  Executions executions_;
   Dispatcher dispatcher_;
   std::thread thread_;
   std::mutex mu_;

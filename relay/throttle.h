@@ -1,8 +1,9 @@
 // A destination's `limits.bytes_per_second`: one token bucket shared by every upload to
-// that registry, and an ImageSource whose blob bodies draw from it as they are read.
-// Thread-safe.
+// that registry, and an ImageSource whose blob bodies draw from it as they are read; and
+// an ImageSource that a flag cancels (a stopped execution's upload). Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -31,5 +32,10 @@ class ByteRate {
 
 // `source` with each blob body read at most as fast as `rate` allows (`rate` outlives it).
 std::unique_ptr<ImageSource> rate_limited(std::unique_ptr<ImageSource> source, ByteRate& rate);
+
+// `source` whose every read fails with Errc::cancelled once `cancel` reads true, so that
+// an upload in flight ends at its next read (its confirmed offset stays resumable).
+// `cancel` outlives it.
+std::unique_ptr<ImageSource> cancellable(std::unique_ptr<ImageSource> source, const std::atomic<bool>& cancel);
 
 }  // namespace ocirelay::relay

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <ctime>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -28,6 +29,28 @@ int lines(const RegistryProcess& r) { return r.count_requests("HTTP/1.1\""); }
 
 std::string registry_entry(const std::string& name, const RegistryProcess& r) {
   return "  - name: " + name + "\n    url: " + r.url() + "\n";
+}
+
+// The rows of `ocirelay executions ARGS` (after the header), each split on spaces.
+std::vector<std::vector<std::string>> execution_rows(const OcirelayProcess& relay, std::vector<std::string> args) {
+  args.insert(args.begin(), "executions");
+  auto r = relay.run(args);
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream lines(r.out);
+  std::string line;
+  bool header = false;
+  while (std::getline(lines, line)) {
+    if (line.empty()) break;  // the tasks follow a blank line
+    if (!header) {
+      header = line.rfind("ID ", 0) == 0;
+      continue;
+    }
+    std::istringstream fields(line);
+    std::vector<std::string> row;
+    for (std::string f; fields >> f;) row.push_back(f);
+    rows.push_back(std::move(row));
+  }
+  return rows;
 }
 
 class RelayTest : public MirrorTest {
@@ -121,6 +144,27 @@ TEST_F(RelayTest, LocalPushesReachThreeDestinationsDigestForDigestAndAResyncSend
   ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
   EXPECT_NE(again.err.find("0 copied"), std::string::npos) << again.err;
   for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(lines(*dests[i]), before[i]) << dests[i]->access_log();
+
+  // Each sync was an execution: two images to three destinations, six tasks each, all
+  // succeeded; the second's were settled by the ledger (unchanged).
+  auto rows = execution_rows(*relay, {"--rule", "apps-everywhere"});
+  ASSERT_EQ(rows.size(), 2u) << relay->run({"executions"}).out;
+  for (const auto& row : rows) {
+    ASSERT_GE(row.size(), 9u);
+    EXPECT_EQ(row[2], "manual");
+    EXPECT_EQ(row[3], "succeeded");
+    EXPECT_EQ(row[4], "6");  // TOTAL
+    EXPECT_EQ(row[5], "6");  // OK
+  }
+  auto second = relay->run({"executions", rows[0][0]});
+  EXPECT_EQ(second.exit_code, 0);
+  std::size_t unchanged = 0;
+  for (auto at = second.out.find(" unchanged "); at != std::string::npos; at = second.out.find(" unchanged ", at + 1))
+    ++unchanged;
+  EXPECT_EQ(unchanged, 6u) << second.out;
+  auto first = relay->run({"executions", rows[1][0]});
+  EXPECT_NE(first.out.find(" copied "), std::string::npos) << first.out;
+  EXPECT_NE(again.err.find("execution " + rows[0][0]), std::string::npos) << again.err;
 }
 
 TEST_F(RelayTest, ARuleFromARemoteRegistryReadsEachBlobOnceAndFiltersTags) {
@@ -533,6 +577,30 @@ TEST_F(RelayTest, AKill9InTheMiddleOfA512MiBUploadResumesFromItsOffset) {
   EXPECT_GE(layer_bytes, kLayer);
   EXPECT_LE(layer_bytes, kLayer + kChunk + (1u << 20)) << "the upload started over";
   EXPECT_EQ(inspect_digest(*dests[0], "apps/huge:1.0"), huge.digest);
+
+  // The push's execution went through the kill: it ends succeeded once its one task did,
+  // and the task's log has both starts, the one the kill cut and the one that resumed.
+  std::vector<std::vector<std::string>> rows;
+  for (const auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(100ms)) {
+    rows = execution_rows(*relay, {"--rule", "on-push"});
+    if (rows.size() == 1 && rows[0].size() > 3 && rows[0][3] == "succeeded") break;
+  }
+  ASSERT_EQ(rows.size(), 1u) << relay->run({"executions"}).out;
+  ASSERT_GE(rows[0].size(), 9u);
+  EXPECT_EQ(rows[0][2], "event");
+  EXPECT_EQ(rows[0][3], "succeeded");
+  EXPECT_EQ(rows[0][4], "1");  // TOTAL
+  EXPECT_EQ(rows[0][5], "1");  // OK
+  auto shown = relay->run({"executions", rows[0][0], "--log"});
+  EXPECT_EQ(shown.exit_code, 0) << shown.out << shown.err;
+  EXPECT_NE(shown.out.find("copied"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("uploaded " + huge.blobs.back()), std::string::npos) << shown.out;
+  std::size_t starts = 0;
+  for (auto at = shown.out.find("attempt 1 started"); at != std::string::npos;
+       at = shown.out.find("attempt 1 started", at + 1))
+    ++starts;
+  EXPECT_EQ(starts, 2u) << shown.out;
 }
 
 TEST_F(RelayTest, AnEcrDestinationGetsItsRepositoryCreatedWithKmsThroughTheFakeAws) {
