@@ -81,6 +81,7 @@ run_sync() {  # run_sync NAME RULE_YAML
   SYNC_RSS_KIB=$(tail -n 1 "$dir/rss")
 }
 skopeo_flags=(--src-tls-verify=false --dest-tls-verify=false -q)
+sync_flags=(--src-tls-verify=false --dest-tls-verify=false)  # skopeo sync has no -q
 
 echo "== setting up in $work (source and 3 destination registries, links of $rate MiB/s)"
 up=$(free_port); start_registry src "$up" "" "$pin_client"
@@ -132,7 +133,7 @@ if want 2; then
   run_sync resync "$rule2"  # the first sync: everything goes
   for i in 0 1 2; do  # and skopeo's own first sync, to its own repositories
     for r in $(seq -w 0 99); do
-      $pin_client skopeo sync "${skopeo_flags[@]}" --src docker --dest docker "127.0.0.1:$up/svc$r" "127.0.0.1:${link[$i]}/sk" > /dev/null
+      $pin_client skopeo sync "${sync_flags[@]}" --src docker --dest docker "127.0.0.1:$up/svc$r" "127.0.0.1:${link[$i]}/sk" > /dev/null
     done
   done
   s0=$(lines_of src); d0=$(lines_of d0); d1=$(lines_of d1); d2=$(lines_of d2)
@@ -145,7 +146,7 @@ if want 2; then
   t0=$(secs)
   for i in 0 1 2; do
     for r in $(seq -w 0 99); do
-      $pin_client skopeo sync "${skopeo_flags[@]}" --src docker --dest docker "127.0.0.1:$up/svc$r" "127.0.0.1:${link[$i]}/sk" > /dev/null
+      $pin_client skopeo sync "${sync_flags[@]}" --src docker --dest docker "127.0.0.1:$up/svc$r" "127.0.0.1:${link[$i]}/sk" > /dev/null
     done
   done
   sk_secs=$(elapsed "$t0")
@@ -166,7 +167,7 @@ if want 3; then
   t0=$(secs)
   for i in 0 1; do
     for r in $(seq -w 0 49); do
-      $pin_client skopeo sync "${skopeo_flags[@]}" --src docker --dest docker "127.0.0.1:$up/cold$r" "127.0.0.1:${link[$i]}/sk3" > /dev/null
+      $pin_client skopeo sync "${sync_flags[@]}" --src docker --dest docker "127.0.0.1:$up/cold$r" "127.0.0.1:${link[$i]}/sk3" > /dev/null
     done
   done
   sk_secs=$(elapsed "$t0")

@@ -30,9 +30,14 @@ std::string short_digest(std::string_view d) {
   return std::string(d.substr(0, colon == std::string_view::npos ? d.size() : colon + 13));
 }
 
+// SOURCE/REPO:TAG, or SOURCE/REPO when the failure came before any tag (its listing).
+std::string source_name(const relay::TaskOutcome& t) {
+  return t.source + "/" + t.source_repository + (t.tag.empty() ? "" : ":" + t.tag);
+}
+
 void print_task(const relay::TaskOutcome& t, bool dry_run) {
-  std::string line = std::string(relay::to_string(t.outcome)) + " " + t.source + "/" + t.source_repository + ":" +
-                     t.tag + " -> " + t.destination + "/" + t.destination_repository;
+  std::string line = std::string(relay::to_string(t.outcome)) + " " + source_name(t) + " -> " + t.destination + "/" +
+                     t.destination_repository;
   if (!t.digest.empty()) line += " " + short_digest(t.digest);
   if (t.outcome == relay::Outcome::copied) {
     const auto& c = t.copy;
@@ -245,8 +250,8 @@ int run_sync(const Config& config, const SyncCommand& command) {
     failed += n[int(O::failed)];
     for (const auto& t : tasks)
       if (t.outcome == relay::Outcome::failed)
-        std::fprintf(stderr, "sync: FAILED %s/%s:%s -> %s/%s: %s\n", t.source.c_str(), t.source_repository.c_str(),
-                     t.tag.c_str(), t.destination.c_str(), t.destination_repository.c_str(), t.error.c_str());
+        std::fprintf(stderr, "sync: FAILED %s -> %s/%s: %s\n", source_name(t).c_str(), t.destination.c_str(),
+                     t.destination_repository.c_str(), t.error.c_str());
   }
   for (const auto& [name, count] : images)
     if (!ended.contains(name))

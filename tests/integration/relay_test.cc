@@ -12,6 +12,15 @@
 #include <nlohmann/json.hpp>
 
 #include "adapters/encoding.h"
+#include "cli/config.h"
+#include "fetch/fetcher.h"
+#include "fetch/registries.h"
+#include "metrics/metrics.h"
+#include "relay/dispatcher.h"
+#include "relay/executions.h"
+#include "relay/ledger.h"
+#include "relay/queue.h"
+#include "store/store.h"
 #include "tests/support/aws_env.h"
 #include "tests/support/fake_aws.h"
 #include "tests/support/quirk_proxy.h"
@@ -527,7 +536,9 @@ TEST_F(RelayTest, DestinationsWithPushQuirksAndA429WithRetryAfterAllGetTheImage)
   EXPECT_GE(gap_after_429(ecr, "PUT", "/manifests/"), 1900ms);
   EXPECT_GE(gap_after_429(ghcr, "POST", "/blobs/uploads/"), 950ms);
   for (const auto& q : ghcr.requests())
-    if (q.method == "PATCH" && q.status < 300) EXPECT_LE(q.body_bytes, 4u << 20);
+    if (q.method == "PATCH" && q.status < 300) {
+      EXPECT_LE(q.body_bytes, 4u << 20);
+    }
   EXPECT_EQ(ecr.count("PATCH"), 3) << "no ECR part refused as too small";  // 8 + 8 + 4 MiB
   // Every blob's bytes reached each once: the two layers, and the config (under 4 KiB);
   // Artifact Registry's in one piece each.
@@ -651,6 +662,87 @@ TEST_F(RelayTest, AnEcrDestinationGetsItsRepositoryCreatedWithKmsThroughTheFakeA
   auto again = relay->run({"sync"});
   ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
   EXPECT_EQ(aws.calls("CreateRepository"), 1);
+}
+
+TEST_F(RelayTest, AStoppedExecutionDropsItsQueuedTasksCancelsItsUploadAndTheNextRunResumesIt) {
+  // In process: stopping is the engine's (Dispatcher::stop_execution), which the admin
+  // API exposes. The destination takes one task at a time through 16 MiB/s, so the big
+  // image is uploading and the small one waits when the stop comes.
+  constexpr std::uint64_t kLayer = 96u << 20;
+  auto big = push_image("team/big", "1.0", 1, kLayer);
+  push_image("team/small", "1.0", 1, 50000);
+  const fs::path store_dir = tmp / "inproc";
+  QuirkProxy far(dests[0]->port(), Quirks::none);  // counts the bytes that arrive
+  cli::Config config = cli::parse_config(
+      "store: {path: " + store_dir.string() + "}\n"
+      "upstreams: [{name: " + std::string(kUpstream) + ", url: \"" + registry.url() + "\"}]\n"
+      "registries:\n"
+      "  - {name: dest0, url: \"" + far.url() + "\", limits: {concurrency: 1, bytes_per_second: 16MiB}}\n"
+      "rules:\n"
+      "  - {name: both, from: " + std::string(kUpstream) + ", repositories: {list: [team/big, team/small]},"
+      " to: [{registry: dest0}]}\n",
+      "relay.yaml");
+  store::StoreOptions so = config.store;
+  so.extra_databases = relay::ledger_databases();
+  auto store = store::Store::open(so);
+  ASSERT_TRUE(store.ok()) << store.error().to_string();
+  auto clients = fetch::RegistryClients::create(cli::all_registries(config), nullptr);
+  ASSERT_TRUE(clients.ok());
+  metrics::Metrics metrics;
+  fetch::Fetcher fetcher(**store, metrics, /*enforce_quota=*/false);
+  relay::Ledger ledger((*store)->metadata());
+  relay::RelayContext ctx{**store, fetcher, **clients, ledger, config.relay, {}};
+  relay::TaskQueue queue((*store)->metadata());
+  relay::Executions executions((*store)->metadata());
+  relay::Dispatcher dispatcher(ctx, queue);
+  dispatcher.start();
+  auto run = [&] {
+    relay::RunOptions opt;
+    opt.queue = &queue;
+    opt.execution = *executions.begin("both", "manual");
+    EXPECT_TRUE(relay::run_rule(ctx, config.relay.rules[0], opt).ok());
+    dispatcher.poke();
+    return opt.execution;
+  };
+  auto wait_until = [](const std::function<bool()>& done, std::chrono::seconds limit) {
+    for (const auto until = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < until;
+         std::this_thread::sleep_for(20ms))
+      if (done()) return true;
+    return done();
+  };
+  const auto layer = *oci::Digest::parse(big.blobs.back());
+  auto confirmed = [&] {
+    auto s = queue.upload_session("dest0", "team/big", layer);
+    return s.ok() ? s->offset : 0;
+  };
+
+  const auto first = run();
+  ASSERT_TRUE(wait_until([&] { return confirmed() > 0; }, 30s)) << "no chunk of the big layer was confirmed";
+  ASSERT_TRUE(dispatcher.stop_execution(first).ok());
+  ASSERT_TRUE(wait_until([&] { return (*executions.get(first))->status == relay::ExecutionStatus::stopped; }, 10s))
+      << relay::to_string((*executions.get(first))->status);
+  auto e = **executions.get(first);
+  EXPECT_EQ(e.total, 2u);
+  EXPECT_EQ(e.stopped, 2u);
+  EXPECT_TRUE(queue.list()->empty());
+  const std::uint64_t kept = confirmed();
+  EXPECT_GT(kept, 0u) << "the cancelled upload's session was not kept";
+  EXPECT_LT(kept, kLayer);
+  // Nothing half-done shows: neither tag is there, and the small image never travelled.
+  EXPECT_EQ(inspect_digest(*dests[0], "team/big:1.0").substr(0, 7), "missing");
+  EXPECT_EQ(dests[0]->count_requests("/v2/team/small/"), 0) << dests[0]->access_log();
+
+  // The next run sends both; the big layer continues from the confirmed offset.
+  const std::uint64_t sent_before = far.body_bytes("PATCH") + far.body_bytes("PUT", "/blobs/uploads/");
+  const auto second = run();
+  dispatcher.drain();
+  e = **executions.get(second);
+  EXPECT_EQ(e.status, relay::ExecutionStatus::succeeded) << e.error;
+  EXPECT_EQ(e.succeeded, 2u);
+  EXPECT_EQ(inspect_digest(*dests[0], "team/big:1.0"), big.digest);
+  const std::uint64_t resent = far.body_bytes("PATCH") + far.body_bytes("PUT", "/blobs/uploads/") - sent_before;
+  EXPECT_LE(resent, kLayer - kept + (1u << 20)) << "the upload started over";
+  dispatcher.stop();
 }
 
 }  // namespace

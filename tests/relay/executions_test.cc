@@ -10,6 +10,7 @@
 #include "relay/queue.h"
 #include "relay/replicator.h"
 #include "store/store.h"
+#include "tests/relay/relay_store.h"
 #include "tests/support/files.h"
 
 namespace ocirelay::relay {
@@ -17,14 +18,7 @@ namespace {
 
 using ocirelay::testing::TempDir;
 
-std::unique_ptr<store::Store> open(const TempDir& dir) {
-  store::StoreOptions o;
-  o.root = dir.path();
-  o.extra_databases = ledger_databases();
-  auto s = store::Store::open(o);
-  EXPECT_TRUE(s.ok()) << s.error().to_string();
-  return s.ok() ? std::move(*s) : nullptr;
-}
+std::unique_ptr<store::Store> open(const TempDir& dir) { return testing::open_relay_store(dir); }
 
 const oci::Digest kA = oci::Digest::of("a");
 const oci::Digest kB = oci::Digest::of("b");
@@ -112,8 +106,12 @@ TEST(Executions, AnExecutionEndsWithItsLastTaskAndReadsTheSameAfterAReopen) {
       ASSERT_GE(t.log.size(), 3u);  // queued, started, uploaded
       EXPECT_NE(t.log.back().find("uploaded sha256"), std::string::npos);
     }
-    if (t.destination == "gcr") EXPECT_EQ(t.state, TaskState::pending);
-    if (t.reference == "0.9") EXPECT_EQ(t.outcome, "unchanged");
+    if (t.destination == "gcr") {
+      EXPECT_EQ(t.state, TaskState::pending);
+    }
+    if (t.reference == "0.9") {
+      EXPECT_EQ(t.outcome, "unchanged");
+    }
   }
 
   Task t = take(q, "gcr");
@@ -187,7 +185,9 @@ TEST(Executions, StoppingDropsItsQueuedTasksCancelsItsRunningOneAndLeavesWhatAno
   auto left = *q.list();
   ASSERT_EQ(left.size(), 2u);  // the running one, and gcr's for b
   for (const auto& t : left)
-    if (t.destination == "gcr") EXPECT_EQ(t.executions, std::vector<std::uint64_t>{b});
+    if (t.destination == "gcr") {
+      EXPECT_EQ(t.executions, std::vector<std::uint64_t>{b});
+    }
 
   // Nothing more is queued into a stopped execution.
   EXPECT_FALSE(*q.enqueue(task("ecr", "3.0", kA, {a})));
@@ -232,7 +232,9 @@ TEST(Executions, OnlyTheNewestAreKept) {
   }
   EXPECT_FALSE(*ex.get(first));
   EXPECT_TRUE(*ex.get(last));
-  EXPECT_EQ(ex.list({.limit = 100000})->size(), kExecutionsKept);
+  ExecutionFilter all;
+  all.limit = 100000;
+  EXPECT_EQ(ex.list(all)->size(), kExecutionsKept);
 }
 
 }  // namespace

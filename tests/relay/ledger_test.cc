@@ -4,6 +4,7 @@
 
 #include "relay/ledger.h"
 #include "store/store.h"
+#include "tests/relay/relay_store.h"
 #include "tests/support/files.h"
 
 namespace ocirelay::relay {
@@ -11,14 +12,7 @@ namespace {
 
 using ocirelay::testing::TempDir;
 
-std::unique_ptr<store::Store> open(const TempDir& dir) {
-  store::StoreOptions o;
-  o.root = dir.path();
-  o.extra_databases = ledger_databases();
-  auto s = store::Store::open(o);
-  EXPECT_TRUE(s.ok()) << s.error().to_string();
-  return s.ok() ? std::move(*s) : nullptr;
-}
+std::unique_ptr<store::Store> open(const TempDir& dir) { return testing::open_relay_store(dir); }
 
 const oci::Digest kA = oci::Digest::of("a");
 const oci::Digest kB = oci::Digest::of("b");
