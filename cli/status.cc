@@ -21,11 +21,6 @@ std::string age(std::int64_t ms) {
   return std::to_string(s / 3600) + "h";
 }
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string when(std::int64_t ms) {
   if (ms == 0) return "-";
   const std::time_t s = ms / 1000;
@@ -133,7 +128,7 @@ int run_status(const Config& config) {
     std::fprintf(stderr, "ocirelay status: reading the task queue: %s\n", tasks.error().to_string().c_str());
     return 2;
   }
-  const std::int64_t now = now_ms();
+  const std::int64_t now = relay::unix_ms_now();
   struct Row {
     std::size_t pending = 0, failed = 0;
     std::int64_t oldest = 0;

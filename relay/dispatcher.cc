@@ -19,14 +19,8 @@ namespace ocirelay::relay {
 
 namespace {
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::chrono::steady_clock::time_point steady_at(std::int64_t unix_ms) {
-  return std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<std::int64_t>(0, unix_ms - now_ms()));
+  return std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<std::int64_t>(0, unix_ms - unix_ms_now()));
 }
 
 // The wait after failed attempt `n` (1-based): `backoff` doubling up to `max_backoff`,
@@ -167,7 +161,7 @@ void Dispatcher::work(Lane& lane, bool pinger) {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     const auto seen = pokes_;  // a poke from here on wakes the wait below
-    const std::int64_t now = now_ms();
+    const std::int64_t now = unix_ms_now();
     std::int64_t wake = now + 60'000;
     std::optional<Task> task;
     if (lane.client) {  // a 429 the client saw (any task, any verb) holds back new tasks too
@@ -258,19 +252,20 @@ void Dispatcher::run(Lane& lane, Task task, const std::atomic<bool>& cancel) {
   auto unrecorded = [&](const char* what, const Error& e) {
     spdlog::warn("relay: {} for {}/{}:{}: {}; {} waits 5 s", what, o.destination, o.destination_repository, o.tag,
                  e.message, lane.name);
-    pause(lane, now_ms() + 5'000);
+    pause(lane, unix_ms_now() + 5'000);
   };
   auto ended = [&](Outcome outcome) {
     o.outcome = outcome;
     report.outcome = std::string(to_string(outcome));
     report.bytes = o.copy.bytes_uploaded;
-    report.log.push_back(report.outcome + (outcome == Outcome::copied
-                                               ? ": " + std::to_string(o.copy.blobs_uploaded) + " blobs uploaded (" +
-                                                     std::to_string(o.copy.bytes_uploaded) + " bytes), " +
-                                                     std::to_string(o.copy.blobs_mounted) + " mounted, " +
-                                                     std::to_string(o.copy.blobs_existed + o.copy.blobs_known) +
-                                                     " already there"
-                                               : std::string()));
+    std::string line = report.outcome;
+    if (outcome == Outcome::copied) {
+      const auto& c = o.copy;
+      line += ": " + std::to_string(c.blobs_uploaded) + " blobs uploaded (" + std::to_string(c.bytes_uploaded) +
+              " bytes), " + std::to_string(c.blobs_mounted) + " mounted, " +
+              std::to_string(c.blobs_existed + c.blobs_known) + " already there";
+    }
+    report.log.push_back(std::move(line));
     if (auto st = queue_.complete(task, report); !st) unrecorded("removing the task", st.error());
     spdlog::info("relay task rule={} source={}/{}:{} destination={}/{} digest={} outcome={}", o.rule, o.source,
                  o.source_repository, o.tag, o.destination, o.destination_repository, o.digest, to_string(outcome));
@@ -280,7 +275,7 @@ void Dispatcher::run(Lane& lane, Task task, const std::atomic<bool>& cancel) {
   auto failed = [&](const Error& e) {
     o.outcome = Outcome::failed;
     o.error = e.message;
-    const std::int64_t now = now_ms();
+    const std::int64_t now = unix_ms_now();
     if (e.code == Errc::cancelled && cancel.load()) {  // its execution was stopped
       report.log.push_back("stopped while it ran: " + e.message);
       if (auto st = queue_.stopped(task, report); !st) unrecorded("recording the stopped task", st.error());
@@ -347,7 +342,7 @@ void Dispatcher::run(Lane& lane, Task task, const std::atomic<bool>& cancel) {
         Error e{Errc::not_found, "its subject " + task.subject + " is not at the destination"};
         if (task.attempts + 1 >= lane.retry.attempts) return failed(e);
         report.log.push_back("waiting: " + e.message);
-        if (auto st = queue_.retry_later(task, now_ms() + backoff_ms(lane.retry, task.attempts + 1), e, report); !st)
+        if (auto st = queue_.retry_later(task, unix_ms_now() + backoff_ms(lane.retry, task.attempts + 1), e, report); !st)
           spdlog::warn("relay: rescheduling a task: {}", st.error().message);
         return;
       }

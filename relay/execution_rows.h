@@ -10,6 +10,7 @@
 #include "relay/executions.h"
 
 namespace ocirelay::store::lmdb {
+class Txn;
 class WriteTxn;
 }
 
@@ -22,6 +23,11 @@ namespace ocirelay::relay::execution_rows {
 // REQUIRES: `txn` is `env`'s write transaction.
 Status change(store::lmdb::WriteTxn& txn, store::lmdb::Env& env, std::uint64_t id, std::string_view task_key,
               const std::function<void(Execution&, std::optional<ExecutionTask>&)>& fn);
+
+// Whether execution `id` is being stopped (false when it is gone).
+Result<bool> stop_requested(const store::lmdb::Txn& txn, const store::lmdb::Env& env, std::uint64_t id);
+// Marks execution `id` as being stopped. False when there is no such execution.
+Result<bool> request_stop(store::lmdb::WriteTxn& txn, store::lmdb::Env& env, std::uint64_t id);
 
 // Appends a timestamped line to the task's log, keeping the last kTaskLogLines.
 void log(ExecutionTask& t, std::string_view line);

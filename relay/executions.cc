@@ -6,6 +6,7 @@
 
 #include "oci/json.h"
 #include "relay/execution_rows.h"
+#include "relay/queue.h"
 #include "relay/replicator.h"
 #include "store/lmdb.h"
 
@@ -17,12 +18,6 @@ constexpr const char* kExecutions = "relay_executions";
 constexpr const char* kExecutionTasks = "relay_execution_tasks";
 // The next id, in kExecutions under a key that sorts after every id (ids are hex digits).
 constexpr std::string_view kNextId = "~next";
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Fixed-width hex, so that key order is id order.
 std::string id_key(std::uint64_t id) {
@@ -133,14 +128,14 @@ void settle(Execution& e) {
   e.status = e.stop_requested  ? ExecutionStatus::stopped
              : e.failed > 0    ? ExecutionStatus::failed
                                : ExecutionStatus::succeeded;
-  e.end = now_ms();
+  e.end = unix_ms_now();
 }
 
 std::string timestamp(std::int64_t ms) {
   const std::time_t s = ms / 1000;
   std::tm tm{};
   gmtime_r(&s, &tm);
-  char buf[40];
+  char buf[64];  // room for any int the fields could hold
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                 tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
   return buf;
@@ -238,9 +233,25 @@ Status change(store::lmdb::WriteTxn& txn, store::lmdb::Env& env, std::uint64_t i
   return put_execution(txn, env, ex);
 }
 
+Result<bool> stop_requested(const store::lmdb::Txn& txn, const store::lmdb::Env& env, std::uint64_t id) {
+  auto e = load(txn, env, id);
+  if (!e) return e.error();
+  return *e && (*e)->stop_requested;
+}
+
+Result<bool> request_stop(store::lmdb::WriteTxn& txn, store::lmdb::Env& env, std::uint64_t id) {
+  auto e = load(txn, env, id);
+  if (!e) return e.error();
+  if (!*e) return false;
+  (*e)->stop_requested = true;
+  settle(**e);
+  if (auto put = put_execution(txn, env, **e); !put) return put.error();
+  return true;
+}
+
 void log(ExecutionTask& t, std::string_view line) {
   if (t.log.size() >= kTaskLogLines) t.log.erase(t.log.begin(), t.log.begin() + (t.log.size() - kTaskLogLines + 1));
-  t.log.push_back(timestamp(now_ms()) + " " + std::string(line));
+  t.log.push_back(timestamp(unix_ms_now()) + " " + std::string(line));
 }
 
 }  // namespace execution_rows
@@ -261,7 +272,7 @@ Result<std::uint64_t> Executions::begin(const std::string& rule, const std::stri
     e.id = id;
     e.rule = rule;
     e.trigger = trigger;
-    e.start = now_ms();
+    e.start = unix_ms_now();
     if (auto put = put_execution(txn, env_, e); !put) return put;
     return prune(txn, env_);
   });
@@ -273,12 +284,8 @@ Status Executions::record(std::uint64_t id, const std::vector<TaskOutcome>& outc
   if (outcomes.empty()) return {};
   return env_.write([&](store::lmdb::WriteTxn& txn) -> Status {
     for (const auto& o : outcomes) {
-      // The queue's key: the task this outcome settled without queueing.
-      std::string key = o.destination;
-      key.push_back('\0');
-      key.append(o.destination_repository);
-      key.push_back('\0');
-      key.append(o.tag);
+      // Filed under the key of the task this outcome settled without queueing.
+      const std::string key = task_key(o.destination, o.destination_repository, o.tag);
       auto st = execution_rows::change(txn, env_, id, key, [&](Execution&, std::optional<ExecutionTask>& t) {
         if (!t) t.emplace();
         t->destination = o.destination;
@@ -291,8 +298,8 @@ Status Executions::record(std::uint64_t id, const std::vector<TaskOutcome>& outc
         t->outcome = std::string(to_string(o.outcome));
         t->error = o.error;
         t->bytes = o.copy.bytes_uploaded;
-        t->start = t->start ? t->start : now_ms();
-        t->end = now_ms();
+        t->start = t->start ? t->start : unix_ms_now();
+        t->end = unix_ms_now();
         execution_rows::log(*t, o.outcome == Outcome::failed ? "failed while planning: " + o.error
                                                               : "planned: " + t->outcome);
       });

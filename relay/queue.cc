@@ -27,11 +27,6 @@ std::string join(std::initializer_list<std::string_view> parts) {
   return k;
 }
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // oci::json::dump: a registry's bytes (an upload Location, an error's text) may hold
 // invalid UTF-8, on which nlohmann's own dump throws.
@@ -109,6 +104,18 @@ Status each_record(store::lmdb::WriteTxn& txn, store::lmdb::Env& env, const Task
   return {};
 }
 
+// Splits `ids` into the executions being stopped and the others.
+Status split_stopping(const store::lmdb::WriteTxn& txn, const store::lmdb::Env& env,
+                      const std::vector<std::uint64_t>& ids, std::vector<std::uint64_t>& live,
+                      std::vector<std::uint64_t>& stopping) {
+  for (auto id : ids) {
+    auto stop = execution_rows::stop_requested(txn, env, id);
+    if (!stop) return stop.error();
+    (*stop ? stopping : live).push_back(id);
+  }
+  return {};
+}
+
 void append(ExecutionTask& r, const TaskReport& report) {
   for (const auto& line : report.log) execution_rows::log(r, line);
   r.bytes += report.bytes;
@@ -118,7 +125,7 @@ void end(ExecutionTask& r, TaskState state, std::string outcome, std::string err
   r.state = state;
   r.outcome = std::move(outcome);
   r.error = std::move(error);
-  r.end = now_ms();
+  r.end = unix_ms_now();
 }
 
 Status scan_tasks(const store::lmdb::Env& env, std::string_view destination,
@@ -134,7 +141,16 @@ Status scan_tasks(const store::lmdb::Env& env, std::string_view destination,
 
 }  // namespace
 
-std::string Task::key() const { return join({destination, repository, reference}); }
+std::int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string task_key(std::string_view destination, std::string_view repository, std::string_view reference) {
+  return join({destination, repository, reference});
+}
+
+std::string Task::key() const { return task_key(destination, repository, reference); }
 
 Result<bool> TaskQueue::enqueue(Task t) {
   bool added = false;
@@ -145,14 +161,7 @@ Result<bool> TaskQueue::enqueue(Task t) {
     const std::string k = t.key();
     // An execution being stopped queues nothing more: its task is recorded as stopped.
     std::vector<std::uint64_t> live, stopping;
-    for (auto id : t.executions) {
-      bool stop = false;
-      auto probe = execution_rows::change(txn, env_, id, k, [&](Execution& e, std::optional<ExecutionTask>&) {
-        stop = e.stop_requested;
-      });
-      if (!probe) return probe;
-      (stop ? stopping : live).push_back(id);
-    }
+    if (auto split = split_stopping(txn, env_, t.executions, live, stopping); !split) return split;
     if (auto rec = each_record(txn, env_, t, [&](Execution&, ExecutionTask& r) {
           end(r, TaskState::stopped, "stopped", "the execution was stopped");
         }, &stopping); !rec)
@@ -194,7 +203,7 @@ Result<bool> TaskQueue::enqueue(Task t) {
     t.not_before = 0;
     t.error.clear();
     t.retryable = false;
-    t.enqueued = prev && !prev->failed ? prev->enqueued : now_ms();
+    t.enqueued = prev && !prev->failed ? prev->enqueued : unix_ms_now();
     t.seq = prev ? prev->seq + 1 : 1;
     added = true;
     if (auto rec = each_record(txn, env_, t, queued, &joining); !rec) return rec;
@@ -206,7 +215,7 @@ Result<bool> TaskQueue::enqueue(Task t) {
 
 Status TaskQueue::discard(std::string_view destination, std::string_view repository, std::string_view reference,
                           const std::optional<oci::Digest>& keep) {
-  const std::string k = join({destination, repository, reference});
+  const std::string k = task_key(destination, repository, reference);
   {
     auto txn = env_.read();
     if (!txn) return txn.error();
@@ -306,7 +315,7 @@ Status TaskQueue::started(const Task& t) {
   return update(t, [&](store::lmdb::WriteTxn& txn, Task& now, bool&) {
     return each_record(txn, env_, now, [&](Execution&, ExecutionTask& r) {
       r.state = TaskState::running;
-      if (r.start == 0) r.start = now_ms();
+      if (r.start == 0) r.start = unix_ms_now();
       execution_rows::log(r, "attempt " + std::to_string(now.attempts + 1) + " started");
     });
   });
@@ -354,15 +363,8 @@ Status TaskQueue::fail(const Task& t, const Error& e, const TaskReport& report) 
 
 Status TaskQueue::stopped(const Task& t, const TaskReport& report) {
   return update(t, [&](store::lmdb::WriteTxn& txn, Task& now, bool& remove) -> Status {
-    std::vector<std::uint64_t> stop, keep;
-    for (auto id : now.executions) {
-      bool requested = false;
-      auto probe = execution_rows::change(txn, env_, id, now.key(), [&](Execution& e, std::optional<ExecutionTask>&) {
-        requested = e.stop_requested;
-      });
-      if (!probe) return probe;
-      (requested ? stop : keep).push_back(id);
-    }
+    std::vector<std::uint64_t> keep, stop;
+    if (auto split = split_stopping(txn, env_, now.executions, keep, stop); !split) return split;
     auto rec = each_record(txn, env_, now, [&](Execution&, ExecutionTask& r) {
       append(r, report);
       end(r, TaskState::stopped, "stopped", "the execution was stopped");
@@ -380,13 +382,11 @@ Result<std::vector<std::string>> TaskQueue::stop_execution(std::uint64_t id,
   bool found = false;
   auto st = env_.write([&](store::lmdb::WriteTxn& txn) -> Status {
     cancel.clear();
-    found = false;
     // Mark it first: from here on nothing more is queued for it.
-    auto mark = execution_rows::change(txn, env_, id, "", [&](Execution& e, std::optional<ExecutionTask>&) {
-      found = true;
-      e.stop_requested = true;
-    });
-    if (!mark || !found) return mark;
+    auto marked = execution_rows::request_stop(txn, env_, id);
+    if (!marked) return marked.error();
+    found = *marked;
+    if (!found) return {};
     std::vector<std::pair<std::string, Task>> mine;
     auto scanned = txn.scan(env_.dbi(kTasks), "", [&](std::string_view k, std::string_view v) {
       auto t = decode(v);

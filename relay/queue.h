@@ -29,6 +29,13 @@ class WriteTxn;
 
 namespace ocirelay::relay {
 
+// The wall clock the queue's and the executions' times are in: unix milliseconds.
+std::int64_t unix_ms_now();
+
+// A task's key, (destination, repository there, tag or digest): Task::key(), and what an
+// execution's record of the task is filed under.
+std::string task_key(std::string_view destination, std::string_view repository, std::string_view reference);
+
 struct Task {
   // The key.
   std::string destination;  // registry name
