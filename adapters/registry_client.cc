@@ -18,6 +18,7 @@
 #include "adapters/curl_transfer.h"
 #include "adapters/encoding.h"
 #include "adapters/http_status.h"
+#include "adapters/rate.h"
 #include "adapters/token_cache.h"
 #include "adapters/token_response.h"
 #include "adapters/www_authenticate.h"
@@ -95,6 +96,13 @@ class CurlRegistryClient final : public RegistryClient {
     base_url_ = ep_.url;
     while (base_url_.ends_with('/')) base_url_.pop_back();
     host_ = url_host(base_url_);
+    bases_.push_back(base_url_);
+    for (std::string u : ep_.fallback_urls) {
+      while (u.ends_with('/')) u.pop_back();
+      bases_.push_back(std::move(u));
+    }
+    passed_over_until_ = std::vector<std::atomic<std::chrono::steady_clock::rep>>(bases_.size());
+    if (ep_.requests_per_second > 0) rate_ = std::make_unique<Rate>(ep_.requests_per_second);
     limits_.connect_timeout = ep_.connect_timeout;
     limits_.stall_timeout = ep_.stall_timeout;
     limits_.request_timeout = ep_.request_timeout;
@@ -778,7 +786,12 @@ class CurlRegistryClient final : public RegistryClient {
       return std::string();
     }
     std::string target(link.substr(open + 1, close - open - 1));
-    if (same_host(target)) target.erase(0, base_url_.size());
+    for (const auto& base : bases_) {
+      if (target.starts_with(base + "/")) {
+        target.erase(0, base.size());
+        break;
+      }
+    }
     if (!target.starts_with("/v2/") || !safe_path(target)) {
       return Error{Errc::upstream_protocol, "unusable Link header for the next page"};
     }
@@ -869,6 +882,7 @@ class CurlRegistryClient final : public RegistryClient {
 
   // One HTTP exchange plus its observer event. `auth` is a full header line or empty.
   Result<HttpExchange> send(const Call& c, const std::string& auth) {
+    if (rate_ && !rate_->take(1, &cancelled_)) return Error{Errc::cancelled, "cancelled (shutting down)"};
     HttpRequest req{c.method, c.url, c.headers, c.follow_redirects, c.body};
     req.upload = c.upload;
     req.upload_offset = c.upload_offset;
@@ -960,8 +974,65 @@ class CurlRegistryClient final : public RegistryClient {
     return r;
   }
 
-  // One request with the auth dance; any final status is returned (401s as errors).
+  // Reads fail over (RegistryEndpoint::fallback_urls): GET and HEAD that are not push-side.
+  static bool fails_over(const Call& c) {
+    return (c.method == "GET" || c.method == "HEAD") && !c.push && c.kind != "ping" && c.kind != "token";
+  }
+
+  // Passes a body on and remembers whether any of it was (a failed read whose body had
+  // started cannot be taken over by another URL: the caller holds half of it).
+  class DeliveryWatch final : public BodySink {
+   public:
+    explicit DeliveryWatch(BodySink& inner) : inner_(inner) {}
+    Status on_head(const ResponseHead& head) override {
+      started = true;
+      return inner_.on_head(head);
+    }
+    Status on_data(const char* data, std::size_t n) override { return inner_.on_data(data, n); }
+    Status on_idle() override { return inner_.on_idle(); }
+    bool started = false;
+
+   private:
+    BodySink& inner_;
+  };
+
+  // One request, at the first base URL not passed over and on to the next while they are
+  // unreachable or answer 5xx (reads only; everything else goes to `url`).
   Result<HttpExchange> execute_any(const Call& c) {
+    if (bases_.size() == 1 || !fails_over(c) || !c.url.starts_with(base_url_)) return execute_at(c);
+    const std::string rest = c.url.substr(base_url_.size());
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    // Those not passed over first, in order; then the others, in order (all down: try anyway).
+    std::vector<std::size_t> order;
+    for (int pass = 0; pass < 2; ++pass)
+      for (std::size_t i = 0; i < bases_.size(); ++i)
+        if ((passed_over_until_[i].load() <= now) == (pass == 0)) order.push_back(i);
+    std::optional<Result<HttpExchange>> last;
+    for (std::size_t n = 0; n < order.size(); ++n) {
+      const std::size_t i = order[n];
+      Call at = c;
+      at.url = bases_[i] + rest;
+      std::optional<DeliveryWatch> watch;
+      if (c.sink) at.sink = &watch.emplace(*c.sink);
+      auto r = execute_at(at);
+      const bool down = r ? r->head.status >= 500 && r->head.status != 501
+                          : r.error().code == Errc::upstream_unavailable && !(watch && watch->started);
+      if (!down) {
+        passed_over_until_[i].store(0);
+        return r;
+      }
+      const auto until = std::chrono::steady_clock::now() + ep_.failover_hold;
+      if (passed_over_until_[i].exchange(until.time_since_epoch().count()) <= now && n + 1 < order.size())
+        spdlog::warn("{}: {} failed at {} ({}); reads go to {} for {} s", ep_.name, c.what, bases_[i],
+                     r ? "HTTP " + std::to_string(r->head.status) : r.error().message, bases_[order[n + 1]],
+                     std::chrono::duration_cast<std::chrono::seconds>(ep_.failover_hold).count());
+      last = std::move(r);
+    }
+    return std::move(*last);
+  }
+
+  // One request with the auth dance; any final status is returned (401s as errors).
+  Result<HttpExchange> execute_at(const Call& c) {
     if (cancelled_.load()) return fail(c, Errc::cancelled, "cancelled (shutting down)");
     if (counted(c)) {
       if (auto wait = paused_for(); wait > 0)
@@ -1128,6 +1199,10 @@ class CurlRegistryClient final : public RegistryClient {
   RequestObserver observer_;
   std::string base_url_;
   std::string host_;
+  std::vector<std::string> bases_;  // base_url_, then the fallback URLs
+  // Per base: steady_clock ticks until which reads pass it over; 0: never.
+  std::vector<std::atomic<std::chrono::steady_clock::rep>> passed_over_until_;
+  std::unique_ptr<Rate> rate_;      // requests_per_second, when set
   TransferLimits limits_;
   CurlHandlePool pool_;
   TokenCache tokens_;
@@ -1148,10 +1223,13 @@ Result<std::unique_ptr<RegistryClient>> RegistryClient::create(
     RegistryEndpoint endpoint, RequestObserver observer,
     std::function<std::chrono::steady_clock::time_point()> token_now) {
   // Without a scheme libcurl would guess plain http for "docker.io".
-  if (!endpoint.url.starts_with("https://") && !endpoint.url.starts_with("http://")) {
-    return Error{Errc::invalid_argument, "registry " + endpoint.name +
-                                             ": url must start with https:// or http://: " +
-                                             endpoint.url};
+  std::vector<std::string> urls = endpoint.fallback_urls;
+  urls.insert(urls.begin(), endpoint.url);
+  for (const auto& url : urls) {
+    if (!url.starts_with("https://") && !url.starts_with("http://")) {
+      return Error{Errc::invalid_argument,
+                   "registry " + endpoint.name + ": url must start with https:// or http://: " + url};
+    }
   }
   return std::unique_ptr<RegistryClient>(std::make_unique<CurlRegistryClient>(
       std::move(endpoint), std::move(observer), std::move(token_now)));

@@ -33,6 +33,17 @@ namespace ocirelay::adapters {
 struct RegistryEndpoint {
   std::string name;          // "docker.io": used in logs and metrics labels
   std::string url;           // "https://registry-1.docker.io" (scheme + host[:port])
+  // More base URLs of the same registry (regional endpoints, mirrors of it), in order of
+  // preference after `url`. Reads (GET and HEAD of manifests, blobs, listings, referrers)
+  // go to the first one not passed over and fail over to the next when one is unreachable
+  // or answers 5xx before any body byte was delivered; the one that failed is passed over
+  // for `failover_hold`, then tried first again. Pushes, deletes and ping() use `url`.
+  // Credentials go only to `url`'s domain and its token realm, as for `url` alone.
+  std::vector<std::string> fallback_urls;
+  std::chrono::milliseconds failover_hold{30000};
+  // Every request sent to the registry and its token service is paced to at most this
+  // many a second (a tenth of a second's worth may go at once); 0: unlimited.
+  double requests_per_second = 0;
   // Null or anonymous: the token flow still runs, anonymously.
   std::shared_ptr<CredentialSource> credentials;
   std::chrono::milliseconds connect_timeout{5000};

@@ -374,17 +374,31 @@ std::shared_ptr<adapters::CredentialSource> parse_auth(const Ctx& ctx, const YAM
 fetch::UpstreamConfig parse_registry_fields(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
   fetch::UpstreamConfig up;
   if (!n["name"]) ctx.fail(n, path + ".name", "required");
-  if (!n["url"]) ctx.fail(n, path + ".url", "required");
+  if (!n["url"] && !n["urls"]) ctx.fail(n, path + ".url", "required (or urls: a list, first preferred)");
+  if (n["url"] && n["urls"]) ctx.fail(n["urls"], path + ".urls", "give url or urls, not both");
   up.name = scalar(ctx, n["name"], path + ".name");
   if (!valid_registry_name(up.name))
     ctx.fail(n["name"], path + ".name",
              "invalid name '" + up.name +
                  "' (a registry host name such as docker.io or registry.local:5000)");
-  std::string url = scalar(ctx, n["url"], path + ".url");
-  auto parsed = parse_url(url);
-  if (!parsed)
-    ctx.fail(n["url"], path + ".url",
-             "invalid URL '" + url + "' (use http:// or https:// followed by host[:port])");
+  // `urls:` lists regional endpoints or mirrors of one registry: reads fail over along it.
+  std::vector<std::pair<YAML::Node, std::string>> urls;  // node, key
+  if (n["url"]) {
+    urls.emplace_back(n["url"], path + ".url");
+  } else {
+    const YAML::Node list = n["urls"];
+    if (!list.IsSequence() || list.size() == 0) ctx.fail(list, path + ".urls", "expected a list of URLs");
+    for (std::size_t i = 0; i < list.size(); ++i)
+      urls.emplace_back(list[i], path + ".urls[" + std::to_string(i) + "]");
+  }
+  std::optional<ParsedUrl> parsed;
+  for (const auto& [node, key] : urls) {
+    std::string url = scalar(ctx, node, key);
+    auto p = parse_url(url);
+    if (!p) ctx.fail(node, key, "invalid URL '" + url + "' (use http:// or https:// followed by host[:port])");
+    if (!parsed) parsed = std::move(p);
+    else up.endpoint.fallback_urls.push_back(p->normalized);
+  }
   up.endpoint.name = up.name;
   up.endpoint.url = parsed->normalized;
   up.endpoint.kind = adapters::infer_registry_kind(parsed->host);
@@ -448,7 +462,7 @@ fetch::UpstreamConfig parse_registry_fields(const Ctx& ctx, const YAML::Node& n,
 
 fetch::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
   check_keys(ctx, n, path,
-             {"name", "url", "type", "default", "tag_ttl", "auth", "ca_file", "token_realm_hosts",
+             {"name", "url", "urls", "type", "default", "tag_ttl", "auth", "ca_file", "token_realm_hosts",
               "upload"});
   return parse_registry_fields(ctx, n, path);
 }
@@ -546,7 +560,7 @@ std::uint64_t whole_number(const Ctx& ctx, const YAML::Node& n, const std::strin
 
 relay::RelayRegistry parse_relay_registry(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
   check_keys(ctx, n, path,
-             {"name", "url", "type", "auth", "ca_file", "token_realm_hosts", "upload", "create_repositories",
+             {"name", "url", "urls", "type", "auth", "ca_file", "token_realm_hosts", "upload", "create_repositories",
               "limits", "retry"});
   auto fields = parse_registry_fields(ctx, n, path);
   relay::RelayRegistry r;
@@ -586,7 +600,7 @@ relay::RelayRegistry parse_relay_registry(const Ctx& ctx, const YAML::Node& n, c
       double d = std::strtod(v.c_str(), &end);
       if (v.empty() || *end != '\0' || !(d > 0))
         ctx.fail(q, key + ".requests_per_second", "expected a number above 0, not '" + v + "'");
-      r.limits.requests_per_second = d;
+      r.endpoint.requests_per_second = d;
     }
     if (auto b = l["bytes_per_second"]) {
       std::string v = scalar(ctx, b, key + ".bytes_per_second");

@@ -20,9 +20,9 @@ namespace ocirelay::relay {
 // The name a rule's `from:` gives the store's own pushed repositories.
 inline constexpr std::string_view kLocalSource = "local";
 
+// `limits:` (requests_per_second is the client's: RegistryEndpoint::requests_per_second).
 struct RegistryLimits {
   int concurrency = 4;                 // images sent to this registry at once
-  double requests_per_second = 0;      // 0: unlimited
   std::uint64_t bytes_per_second = 0;  // 0: unlimited
 };
 

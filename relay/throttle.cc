@@ -1,7 +1,6 @@
 #include "relay/throttle.h"
 
 #include <algorithm>
-#include <thread>
 
 #include "adapters/body_source.h"
 
@@ -9,20 +8,6 @@ namespace ocirelay::relay {
 
 std::size_t ByteRate::slice() const {
   return static_cast<std::size_t>(std::clamp<std::uint64_t>(per_second_ / 10, 1, 1 << 20));
-}
-
-void ByteRate::take(std::uint64_t n) {
-  using namespace std::chrono;
-  steady_clock::time_point until;
-  {
-    std::lock_guard lock(mu_);
-    const auto now = steady_clock::now();
-    // An idle bucket holds at most a tenth of a second's credit.
-    next_ = std::max(next_, now - milliseconds(100));
-    next_ += duration_cast<steady_clock::duration>(duration<double>(static_cast<double>(n) / per_second_));
-    until = next_;
-  }
-  std::this_thread::sleep_until(until);
 }
 
 namespace {

@@ -7,8 +7,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 
+#include "adapters/rate.h"
 #include "relay/copy.h"
 
 namespace ocirelay::relay {
@@ -16,18 +16,17 @@ namespace ocirelay::relay {
 class ByteRate {
  public:
   // REQUIRES: per_second > 0. Up to a tenth of a second's worth may go at once.
-  explicit ByteRate(std::uint64_t per_second) : per_second_(per_second) {}
+  explicit ByteRate(std::uint64_t per_second) : per_second_(per_second), rate_(static_cast<double>(per_second)) {}
   std::uint64_t per_second() const { return per_second_; }
   // The most one read should take, so that a wait stays short (a cancelled transfer
   // notices within about that).
   std::size_t slice() const;
   // Blocks until `n` more bytes may go.
-  void take(std::uint64_t n);
+  void take(std::uint64_t n) { rate_.take(static_cast<double>(n)); }
 
  private:
   const std::uint64_t per_second_;
-  std::mutex mu_;
-  std::chrono::steady_clock::time_point next_{};  // when the bytes taken so far are paid for
+  adapters::Rate rate_;
 };
 
 // `source` with each blob body read at most as fast as `rate` allows (`rate` outlives it).

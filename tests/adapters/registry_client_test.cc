@@ -5,13 +5,17 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <algorithm>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "tests/adapters/registry_push.h"
 #include "tests/support/loopback_http.h"
+#include "tests/support/quirk_proxy.h"
 #include "tests/support/registry_process.h"
 
 namespace ocirelay::adapters {
@@ -241,6 +245,118 @@ TEST_F(RegistryClientTest, ObserverSeesEachRequestWithStatusAndLatency) {
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0], std::make_tuple(std::string("HEAD"), std::string("manifest"), 200));
   EXPECT_EQ(seen[1], std::make_tuple(std::string("GET"), std::string("manifest"), 404));
+}
+
+// ---- urls: reads fail over along a registry's endpoints; requests_per_second paces.
+
+// The URL each request of a client went to, and what it was answered (0: no answer).
+struct Seen {
+  std::mutex mu;
+  std::vector<std::pair<std::string, int>> requests;  // (method + " " + kind, status)
+  std::vector<std::chrono::steady_clock::time_point> starts;  // when each was sent
+  RequestObserver observer() {
+    return [this](const RequestEvent& e) {
+      std::lock_guard lock(mu);
+      requests.emplace_back(std::string(e.method) + " " + std::string(e.kind), e.status);
+      starts.push_back(std::chrono::steady_clock::now() -
+                       std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                           std::chrono::duration<double>(e.seconds)));
+    };
+  }
+};
+
+TEST_F(RegistryClientTest, ReadsFailOverToTheNextUrlAndPassTheFailedOneOverForTheHold) {
+  ocirelay::testing::QuirkProxy first(registry_->port(), ocirelay::testing::Quirks::none);
+  auto ep = endpoint("mirrored", first.url());
+  ep.fallback_urls = {registry_->url()};
+  ep.failover_hold = std::chrono::hours(1);
+  auto c = RegistryClient::create(ep).value();
+
+  first.reply_once("GET", "/manifests/v1", 503, {}, "{}");
+  auto m = c->get_manifest(kRepo, "v1", kOciManifest);
+  ASSERT_TRUE(m.ok()) << m.error().to_string();
+  EXPECT_EQ(m->digest.str(), image_->manifest_digest);
+  EXPECT_EQ(first.count("GET", "/manifests/v1"), 1);  // the 503, then the next URL answered
+
+  // Passed over for the hold: blobs and listings come from the second URL, unasked.
+  auto layer = oci::Digest::parse(image_->layer_digest).value();
+  CollectingSink sink;
+  ASSERT_TRUE(c->get_blob(kRepo, layer, sink).ok());
+  EXPECT_TRUE(sink.body == image_->layer);
+  EXPECT_EQ(c->list_tags(kRepo).value(), std::vector<std::string>{"v1"});
+  EXPECT_EQ(first.requests().size(), 1u);
+
+  // Writes never fail over: they go to `url` (here answered by the registry behind it).
+  (void)c->delete_manifest(kRepo, "sha256:" + std::string(64, '0'));
+  EXPECT_EQ(first.count("DELETE"), 1);
+}
+
+TEST_F(RegistryClientTest, AFailedUrlIsTriedFirstAgainOnceItsHoldIsOver) {
+  ocirelay::testing::QuirkProxy first(registry_->port(), ocirelay::testing::Quirks::none);
+  auto ep = endpoint("mirrored", first.url());
+  ep.fallback_urls = {registry_->url()};
+  ep.failover_hold = std::chrono::milliseconds(0);
+  auto c = RegistryClient::create(ep).value();
+  first.reply_once("HEAD", "/manifests/v1", 502, {}, "");
+  ASSERT_TRUE(c->head_manifest(kRepo, "v1", kOciManifest).ok());
+  ASSERT_TRUE(c->head_manifest(kRepo, "v1", kOciManifest).ok());
+  const auto seen = first.requests();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].status, 502);
+  EXPECT_EQ(seen[1].status, 200);  // back at the first URL
+}
+
+TEST_F(RegistryClientTest, AnUnreachableFirstUrlFailsOverAndWritesStillGoToIt) {
+  const ocirelay::testing::ClosedPort down;
+  Seen seen;
+  auto ep = endpoint("mirrored", down.url());
+  ep.fallback_urls = {registry_->url()};
+  ep.retry.attempts = 1;
+  auto c = RegistryClient::create(ep, seen.observer()).value();
+  auto m = c->get_manifest(kRepo, "v1", kOciManifest);
+  ASSERT_TRUE(m.ok()) << m.error().to_string();
+  {
+    std::lock_guard lock(seen.mu);
+    ASSERT_EQ(seen.requests.size(), 2u);
+    EXPECT_EQ(seen.requests[0], std::make_pair(std::string("GET manifest"), 0));
+    EXPECT_EQ(seen.requests[1], std::make_pair(std::string("GET manifest"), 200));
+  }
+  auto del = c->delete_manifest(kRepo, image_->manifest_digest);
+  ASSERT_FALSE(del.ok());
+  EXPECT_EQ(del.error().code, Errc::upstream_unavailable) << del.error().to_string();
+  // Both URLs down: the error is the last one's, naming the request.
+  auto both = endpoint("both-down", down.url());
+  const ocirelay::testing::ClosedPort down2;
+  both.fallback_urls = {down2.url()};
+  both.retry.attempts = 1;
+  auto r = RegistryClient::create(both).value()->head_manifest(kRepo, "v1", kOciManifest);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::upstream_unavailable);
+  EXPECT_NE(r.error().message.find("both-down: HEAD manifest test/app:v1"), std::string::npos) << r.error().message;
+}
+
+TEST_F(RegistryClientTest, RequestsPerSecondPacesEveryRequestAcrossThreads) {
+  Seen seen;
+  auto ep = endpoint("paced", registry_->url());
+  ep.requests_per_second = 10;
+  auto c = RegistryClient::create(ep, seen.observer()).value();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 5; ++i) EXPECT_TRUE(c->head_manifest(kRepo, "v1", kOciManifest).ok());
+    });
+  for (auto& t : threads) t.join();
+  std::lock_guard lock(seen.mu);
+  ASSERT_EQ(seen.starts.size(), 15u);
+  std::sort(seen.starts.begin(), seen.starts.end());
+  // 10 a second with a tenth of a second's credit: in any window of d seconds at most
+  // 10 d + 2 requests start, plus one per thread that woke late, however fast the
+  // registry answers (unpaced, the 15 would all go within a few milliseconds).
+  for (std::size_t i = 0; i < seen.starts.size(); ++i)
+    for (std::size_t j = i + 1; j < seen.starts.size(); ++j) {
+      const double d = std::chrono::duration<double>(seen.starts[j] - seen.starts[i]).count();
+      EXPECT_LE(static_cast<double>(j - i + 1), 10 * d + 5) << "requests " << i << ".." << j << " within " << d << " s";
+    }
 }
 
 TEST(RegistryClientDown, ConnectionRefusedIsUpstreamUnavailableQuickly) {

@@ -524,6 +524,7 @@ TEST(ConfigTest, TheIssuesRelayRuleParsesIntoItsFilters) {
   EXPECT_EQ(ecr.create_repositories->ecr.kms_key, "alias/images");
   EXPECT_EQ(ecr.limits.concurrency, 8);
   EXPECT_EQ(ecr.limits.bytes_per_second, 200u << 20);
+  EXPECT_EQ(ecr.endpoint.requests_per_second, 20);
   EXPECT_FALSE(c.relay.registries[1].create_repositories);
   ASSERT_EQ(c.relay.rules.size(), 1u);
   const auto& r = c.relay.rules[0];
@@ -537,6 +538,31 @@ TEST(ConfigTest, TheIssuesRelayRuleParsesIntoItsFilters) {
   EXPECT_TRUE(r.has_trigger(relay::Trigger::Kind::cron));
   EXPECT_FALSE(r.override_tags);
   EXPECT_FALSE(r.propagate_deletes);
+}
+
+TEST(ConfigTest, UrlsListsARegistrysEndpointsInOrderOfPreference) {
+  Config c = parse_config("upstreams:\n"
+                          "  - name: quay.io\n"
+                          "    urls: [https://quay.io/, 'https://mirror.corp:8443']\n"
+                          "registries:\n"
+                          "  - {name: harbor.corp, urls: [https://harbor-a.corp, https://harbor-b.corp]}\n",
+                          "c");
+  ASSERT_EQ(c.server.upstreams.size(), 1u);
+  EXPECT_EQ(c.server.upstreams[0].endpoint.url, "https://quay.io");
+  EXPECT_EQ(c.server.upstreams[0].endpoint.fallback_urls, (std::vector<std::string>{"https://mirror.corp:8443"}));
+  ASSERT_EQ(c.relay.registries.size(), 1u);
+  EXPECT_EQ(c.relay.registries[0].endpoint.url, "https://harbor-a.corp");
+  EXPECT_EQ(c.relay.registries[0].endpoint.fallback_urls, (std::vector<std::string>{"https://harbor-b.corp"}));
+
+  EXPECT_THAT(error_of("registries:\n  - {name: h.corp, url: https://a, urls: [https://b]}\n"),
+              HasSubstr("config.yaml:2: registries[0].urls: give url or urls, not both"));
+  EXPECT_THAT(error_of("registries:\n  - {name: h.corp, urls: []}\n"),
+              HasSubstr("registries[0].urls: expected a list of URLs"));
+  EXPECT_THAT(error_of("registries:\n  - name: h.corp\n    urls: [https://a, 'ftp://b']\n"),
+              HasSubstr("config.yaml:3: registries[0].urls[1]: invalid URL 'ftp://b'"));
+  EXPECT_THAT(error_of("registries:\n  - {name: h.corp}\n"), HasSubstr("registries[0].url: required"));
+  EXPECT_THAT(error_of("registries:\n  - {name: h.corp, url: https://a, limits: {requests_per_second: 0}}\n"),
+              HasSubstr("registries[0].limits.requests_per_second: expected a number above 0"));
 }
 
 TEST(ConfigTest, RelayRuleErrorsNameTheLineAndKey) {

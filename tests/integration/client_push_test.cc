@@ -205,7 +205,9 @@ std::vector<BlobPushed> push_image(RegistryClient& c, const std::string& repo,
   }
   auto idx = c.put_manifest(repo, tag, media::kOciIndex, img.index);
   EXPECT_TRUE(idx.ok()) << idx.error().to_string();
-  if (idx) EXPECT_EQ(*idx, img.index_digest);
+  if (idx) {
+    EXPECT_EQ(*idx, img.index_digest);
+  }
   auto ref = c.put_manifest(repo, img.referrer_digest.str(), media::kOciManifest, img.referrer);
   EXPECT_TRUE(ref.ok()) << ref.error().to_string();
   return how;
@@ -354,7 +356,9 @@ TEST_P(QuirkUploadTest, UploadsALargeBlobAndItReadsBack) {
   for (const auto& q : reqs) {
     if (q.method != "PATCH" || q.status >= 300) continue;
     ++patches;
-    if (qc.quirks == Quirks::ghcr) EXPECT_LE(q.body_bytes, 4 * kMiB);
+    if (qc.quirks == Quirks::ghcr) {
+      EXPECT_LE(q.body_bytes, 4 * kMiB);
+    }
   }
   switch (qc.quirks) {
     case Quirks::ecr:

@@ -23,6 +23,7 @@
 #include "store/store.h"
 #include "tests/support/aws_env.h"
 #include "tests/support/fake_aws.h"
+#include "tests/support/loopback_http.h"
 #include "tests/support/quirk_proxy.h"
 
 namespace ocirelay::testing {
@@ -218,6 +219,25 @@ TEST_F(RelayTest, ARuleFromARemoteRegistryReadsEachBlobOnceAndFiltersTags) {
   EXPECT_EQ(registry.count_requests("HEAD /v2/team/app/manifests/") - heads, 2);
   EXPECT_EQ(lines(*dests[0]), d0);
   EXPECT_EQ(lines(*dests[1]), d1);
+}
+
+TEST_F(RelayTest, ASourceListingSeveralUrlsIsReadFromTheFirstThatAnswers) {
+  const auto image = images.add_image("v1", {random_bytes(50000, 95)});
+  ASSERT_TRUE(images.push(registry.host(), "team/app", "v1"));
+  const ClosedPort down;  // the preferred endpoint, unreachable
+  relay->add_config(registries_yaml() +
+                    "  - name: mirrored\n"
+                    "    urls: [" + down.url() + ", " + registry.url() + "]\n"
+                    "rules:\n"
+                    "  - name: from-mirrored\n"
+                    "    from: mirrored\n"
+                    "    repositories: {list: [team/app]}\n"
+                    "    to: [{registry: dest0}]\n");
+  ASSERT_TRUE(relay->start());  // writes the config
+  relay->stop();
+  auto r = relay->run({"sync"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(inspect_digest(*dests[0], "team/app:v1"), image.digest);
 }
 
 TEST_F(RelayTest, ANoOpResyncOf100TagsCostsOneHeadEachAtTheSourceAndNothingAtTheDestinations) {
