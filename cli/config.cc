@@ -561,7 +561,7 @@ std::uint64_t whole_number(const Ctx& ctx, const YAML::Node& n, const std::strin
 relay::RelayRegistry parse_relay_registry(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
   check_keys(ctx, n, path,
              {"name", "url", "urls", "type", "auth", "ca_file", "token_realm_hosts", "upload", "create_repositories",
-              "limits", "retry"});
+              "limits", "retry", "verify"});
   auto fields = parse_registry_fields(ctx, n, path);
   relay::RelayRegistry r;
   r.name = fields.name;
@@ -607,6 +607,23 @@ relay::RelayRegistry parse_relay_registry(const Ctx& ctx, const YAML::Node& n, c
       auto sz = parse_size(v);
       if (!sz || *sz == 0) ctx.fail(b, key + ".bytes_per_second", "expected a size per second such as 200MiB");
       r.limits.bytes_per_second = *sz;
+    }
+  }
+  if (auto v = n["verify"]) {
+    // `false`: never; a map: {every, sample}.
+    const std::string key = path + ".verify";
+    if (v.IsScalar()) {
+      if (boolean(ctx, v, key)) ctx.fail(v, key, "expected false or {every, sample}");
+      r.verify.every = std::chrono::seconds(0);
+    } else {
+      check_keys(ctx, v, key, {"every", "sample"});
+      if (auto e = v["every"]) {
+        std::string text = scalar(ctx, e, key + ".every");
+        auto d = parse_duration(text);
+        if (!d || d->count() <= 0) ctx.fail(e, key + ".every", "invalid duration '" + text + "' (use e.g. 30m, 6h)");
+        r.verify.every = *d;
+      }
+      if (auto c = v["sample"]) r.verify.sample = whole_number(ctx, c, key + ".sample", 1);
     }
   }
   if (auto rt = n["retry"]) {

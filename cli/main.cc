@@ -219,11 +219,12 @@ int main(int argc, char** argv) {
   ocirelay::cli::ExecutionsCommand executions_cmd;
   auto* executions = app.add_subcommand(
       "executions", "List the relay's executions (each run of a rule: for an event, on its\n"
-                    "schedule, or by `sync`), newest first, read from the store beside a running\n"
-                    "serve: status, tasks in all, succeeded, failed, in progress (ACTIVE) and\n"
-                    "stopped. With an ID: that execution and each of its tasks (state, outcome,\n"
-                    "attempts, bytes, error); --log adds each task's log. Exits 1 when the\n"
-                    "execution shown has failed tasks, 2 when the store cannot be read.");
+                    "schedule, by `sync`, or to repair what verify found a destination lost),\n"
+                    "newest first, read from the store beside a running serve: status, tasks\n"
+                    "in all, succeeded, failed, in progress (ACTIVE) and stopped. With an ID:\n"
+                    "that execution and each of its tasks (state, outcome, attempts, bytes,\n"
+                    "error); --log adds each task's log. Exits 1 when the execution shown has\n"
+                    "failed tasks, 2 when the store cannot be read.");
   add_config_flags(executions, executions_flags, false);
   executions->add_option("id", executions_cmd.id, "an execution's id: show it with its tasks");
   executions->add_option("--rule", executions_cmd.rule, "only this rule's executions");

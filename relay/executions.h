@@ -34,7 +34,7 @@ inline constexpr std::size_t kExecutionsKept = 1000;
 struct Execution {
   std::uint64_t id = 0;
   std::string rule;
-  std::string trigger;  // event | cron | manual
+  std::string trigger;  // event | cron | manual | repair (verify.h)
   ExecutionStatus status = ExecutionStatus::running;
   bool planned = false;        // the rule's run has listed everything (tasks may still run)
   bool stop_requested = false;

@@ -1,6 +1,7 @@
 #include "relay/ledger.h"
 
 #include <chrono>
+#include <random>
 
 #include "store/lmdb.h"
 
@@ -138,6 +139,35 @@ Status Ledger::forget_source_tag(std::string_view source, std::string_view repo,
   return del(env_, kSourceTags, key({source, repo, tag}));
 }
 
+Result<std::vector<Ledger::RecordedTag>> Ledger::sample_destination_tags(std::string_view dest, std::size_t n,
+                                                                         std::uint64_t seed) const {
+  auto txn = env_.read();
+  if (!txn) return txn.error();
+  const std::string prefix = key({dest, ""});
+  std::vector<RecordedTag> out;
+  std::mt19937_64 rng(seed);
+  std::uint64_t seen = 0;
+  auto st = (*txn)->scan(env_.dbi(kDestTags), prefix, [&](std::string_view k, std::string_view v) {
+    auto e = decode(v);
+    auto rest = k.substr(prefix.size());
+    auto sep = rest.find('\0');
+    if (!e || sep == std::string_view::npos || n == 0) return true;
+    // Reservoir sampling (Algorithm R): row `seen` replaces a kept one with probability n/(seen+1).
+    std::size_t slot = out.size();
+    if (out.size() == n) {
+      slot = static_cast<std::size_t>(std::uniform_int_distribution<std::uint64_t>(0, seen)(rng));
+    }
+    ++seen;
+    if (slot >= n) return true;
+    RecordedTag t{std::string(rest.substr(0, sep)), std::string(rest.substr(sep + 1)), *e};
+    if (slot == out.size()) out.push_back(std::move(t));
+    else out[slot] = std::move(t);
+    return true;
+  });
+  if (!st) return st.error();
+  return out;
+}
+
 Result<std::vector<std::string>> Ledger::blob_locations(std::string_view dest, const oci::Digest& d) const {
   auto txn = env_.read();
   if (!txn) return txn.error();
@@ -157,6 +187,22 @@ Status Ledger::record_blob_location(std::string_view dest, const oci::Digest& d,
 
 Status Ledger::forget_blob_location(std::string_view dest, const oci::Digest& d, std::string_view repo) {
   return del(env_, kBlobLocations, key({dest, d.str(), repo}));
+}
+
+Status Ledger::forget_blob_locations(std::string_view dest, std::string_view repo) {
+  return env_.write([&](store::lmdb::WriteTxn& t) -> Status {
+    const std::string prefix = key({dest, ""});
+    std::vector<std::string> doomed;  // keys: <dest> NUL <digest> NUL <repo>
+    auto st = t.scan(env_.dbi(kBlobLocations), prefix, [&](std::string_view k, std::string_view) {
+      auto sep = k.rfind('\0');
+      if (sep != std::string_view::npos && sep >= prefix.size() && k.substr(sep + 1) == repo) doomed.emplace_back(k);
+      return true;
+    });
+    if (!st) return st;
+    for (const auto& k : doomed)
+      if (auto d = t.del(env_.dbi(kBlobLocations), k); !d) return d;
+    return {};
+  });
 }
 
 Result<std::uint64_t> Ledger::marker(std::string_view name) const {

@@ -62,10 +62,22 @@ class Ledger {
                            const oci::Digest& d);
   Status forget_source_tag(std::string_view source, std::string_view repo, std::string_view tag);
 
+  // Up to `n` of the tags recorded at `dest`, each row as likely as any other (one scan of
+  // `dest`'s rows, a reservoir sample drawn with `seed`), as (repository, tag, entry).
+  struct RecordedTag {
+    std::string repository, tag;
+    LedgerEntry entry;
+  };
+  Result<std::vector<RecordedTag>> sample_destination_tags(std::string_view dest, std::size_t n,
+                                                           std::uint64_t seed) const;
+
   // Repositories of `dest` known to hold blob `d`, sorted.
   Result<std::vector<std::string>> blob_locations(std::string_view dest, const oci::Digest& d) const;
   Status record_blob_location(std::string_view dest, const oci::Digest& d, std::string_view repo);
   Status forget_blob_location(std::string_view dest, const oci::Digest& d, std::string_view repo);
+  // Every blob location of `repo` at `dest` (the repository was found not to hold what the
+  // ledger says: nothing is skipped there on the ledger's word any more). One transaction.
+  Status forget_blob_locations(std::string_view dest, std::string_view repo);
 
   // Named progress markers: how far the event trigger has read the store's outbox, when a
   // cron rule last ran. 0 when never set.

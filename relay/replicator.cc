@@ -21,6 +21,8 @@
 
 namespace ocirelay::relay {
 
+std::string source_view(const Rule& rule) { return rule.name + "/" + rule.from; }
+
 std::string_view to_string(Outcome o) {
   switch (o) {
     case Outcome::copied: return "copied";
@@ -67,6 +69,7 @@ class RuleRun {
 
   Result<RunReport> run() {
     for (const auto& t : rule_.to) {
+      if (opt_.only_destination && t.registry != *opt_.only_destination) continue;
       auto dest = find_destination(ctx_, rule_, t.registry);
       if (!dest) return dest.error();
       dest->target = &t;  // each of the rule's targets, two on one registry included
@@ -121,10 +124,7 @@ class RuleRun {
     return out;
   }
 
-  // Each rule keeps its own view of its source ("<rule>/<source>"; rule names have no '/'):
-  // a rule that does not propagate deletions forgetting a tag must not hide the deletion
-  // from one that does.
-  std::string seen_key() const { return rule_.name + "/" + rule_.from; }
+  std::string seen_key() const { return source_view(rule_); }
 
   std::string store_repo(const std::string& repo) const { return local_ ? repo : rule_.from + "/" + repo; }
 

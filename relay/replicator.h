@@ -67,6 +67,8 @@ struct RunOptions {
   // Set: only this source repository, and only this tag of it when `only_tag` is set too
   // (an event names one image). The rule's filters still apply.
   std::optional<std::string> only_repository, only_tag;
+  // Set: only the rule's targets on this registry (a repair of what one destination lost).
+  std::optional<std::string> only_destination;
   // Called once per (image, destination) as it ends, from the thread that ran it.
   std::function<void(const TaskOutcome&)> on_task;
   // A task's blob steps, for progress and logs.
@@ -105,6 +107,11 @@ void count_task(const RelayContext& ctx, const TaskOutcome& o);
 // `execution`: set, the tasks are recorded in it.
 Status queue_referrer(RelayContext& ctx, const Rule& rule, TaskQueue& queue, const std::string& repo,
                       const oci::Digest& referrer, const oci::Digest& subject, std::uint64_t execution = 0);
+
+// The ledger's name for `rule`'s view of its source ("<rule>/<from>"; rule names have no
+// '/'): each rule keeps its own, so that a rule that does not propagate deletions
+// forgetting a tag does not hide the deletion from one that does.
+std::string source_view(const Rule& rule);
 
 // Errors: the rule cannot start (its source registry is unknown or its listing failed);
 // everything after that is a task outcome.

@@ -39,6 +39,13 @@ struct TaskRetry {
   std::chrono::seconds recheck{30};
 };
 
+// `verify:` of a destination: every `every`, a random sample of `sample` tags the ledger
+// says it holds is checked with a HEAD each, and drift is repaired (verify.h).
+struct VerifyPolicy {
+  std::chrono::seconds every{6 * 3600};  // 0: never
+  std::size_t sample = 100;
+};
+
 // An entry of `registries:`.
 struct RelayRegistry {
   std::string name;
@@ -48,6 +55,7 @@ struct RelayRegistry {
   std::optional<adapters::PrepareOptions> create_repositories;
   RegistryLimits limits;
   TaskRetry retry;
+  VerifyPolicy verify;
 };
 
 // How a source repository is named at a destination: `strip` removed from the front

@@ -2,7 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+#include <tuple>
+
 #include "relay/ledger.h"
+#include "relay/verify.h"
 #include "store/store.h"
 
 namespace ocirelay::relay {
@@ -49,6 +53,16 @@ void RelayService::start() {
         wanted = true;
       }
   }
+  for (const auto& r : ctx_.config.rules) {
+    if (!r.enabled) continue;
+    for (const auto& t : r.to) {
+      VerifyPolicy policy;  // an upstream used as a destination: the defaults
+      for (const auto& reg : ctx_.config.registries)
+        if (reg.name == t.registry) policy = reg.verify;
+      if (policy.every.count() > 0 && policy.sample > 0) next_verify_[t.registry] = {policy, now + policy.every};
+    }
+  }
+  wanted = wanted || !next_verify_.empty();
   if (!wanted) return;
   for (const auto& [rule, at] : next_run_) {
     auto secs = std::chrono::duration_cast<std::chrono::seconds>(at - now).count();
@@ -82,6 +96,7 @@ void RelayService::run() {
     lock.unlock();
     run_events();
     run_schedules(std::chrono::system_clock::now());
+    run_verification(std::chrono::system_clock::now());
     lock.lock();
     // The outbox has no notification across the proxy/relay boundary: a short poll.
     cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || poked_; });
@@ -164,6 +179,38 @@ void RelayService::run_schedules(std::chrono::system_clock::time_point now) {
         if (t.kind == Trigger::Kind::cron && t.schedule) later = std::min(later, t.schedule->next_after(now));
       at = later;
     }
+  }
+}
+
+void RelayService::run_verification(std::chrono::system_clock::time_point now) {
+  for (auto& [destination, clock] : next_verify_) {
+    if (now < clock.next) continue;
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    clock.next = now + clock.policy.every;
+    const auto seed = static_cast<std::uint64_t>(now.time_since_epoch().count());
+    auto report = verify_destination(ctx_, destination, clock.policy.sample, seed);
+    spdlog::info("relay: verify {}: {} tags checked, {} drifted{}{}", destination, report.checked,
+                 report.drift.size(), report.error.empty() ? "" : "; stopped: ", report.error);
+    std::set<std::tuple<std::string, std::string, std::string>> run;  // (rule, repository, tag)
+    for (const auto& d : report.drift) {
+      for (const auto& [rule, source_repository] : senders(ctx_, destination, d)) {
+        if (!run.emplace(rule->name, source_repository, d.tag).second) continue;
+        RunOptions opt;
+        opt.queue = &queue_;
+        opt.only_repository = source_repository;
+        opt.only_tag = d.tag;
+        opt.only_destination = destination;
+        opt.execution = begin_execution(*rule, "repair");
+        auto planned = run_rule(ctx_, *rule, opt);
+        if (!planned)
+          spdlog::warn("relay: rule {}: repairing {}:{}: {}", rule->name, source_repository, d.tag,
+                       planned.error().message);
+      }
+    }
+    if (!run.empty()) dispatcher_.poke();
   }
 }
 

@@ -7,7 +7,9 @@
 // tasks collapse by key and the ledger skips what is done (invariant 4); queued tasks
 // survive the crash. A rule that fails is logged with its reason and retried at the next
 // event or schedule; it never stops the mirror. Each run of a rule is an execution
-// (executions.h), with trigger `event` or `cron`.
+// (executions.h), with trigger `event` or `cron`. Each destination's `verify:` policy
+// samples what the ledger says it holds (verify.h); an image found missing or moved there
+// is run again through the rules that sent it, as an execution with trigger `repair`.
 #pragma once
 
 #include <chrono>
@@ -51,6 +53,7 @@ class RelayService {
   void run_events();
   void queue_referrer(const std::string& repo, const oci::Digest& digest);
   void run_schedules(std::chrono::system_clock::time_point now);
+  void run_verification(std::chrono::system_clock::time_point now);
   // A new execution of `rule`; 0 when it could not be recorded.
   std::uint64_t begin_execution(const Rule& rule, const char* trigger);
 
@@ -63,6 +66,11 @@ class RelayService {
   std::condition_variable cv_;
   bool stopping_ = false, poked_ = false;
   std::map<std::string, std::chrono::system_clock::time_point> next_run_;  // cron rules
+  struct VerifyClock {
+    VerifyPolicy policy;
+    std::chrono::system_clock::time_point next;
+  };
+  std::map<std::string, VerifyClock> next_verify_;  // destinations of enabled rules
 };
 
 }  // namespace ocirelay::relay

@@ -123,6 +123,14 @@ Status transfer(RelayContext& ctx, const Rule& rule, const Destination& dest, Ta
   }
   const bool by_digest = oci::Digest::parse(o.tag).ok();  // an untagged referrer
   auto copied = copy_image(source, root, *dest.client, o.destination_repository, by_digest ? "" : o.tag, co);
+  if (!copied && !hooks.dry_run && copied.error().message.find("BLOB_UNKNOWN") != std::string::npos) {
+    // The registry lacks a blob the ledger says this repository holds (deleted there since):
+    // what the ledger says of the repository is forgotten, and every blob asked about again.
+    spdlog::warn("relay: {}/{} lacks blobs the ledger recorded there ({}); sending them again", o.destination,
+                 o.destination_repository, copied.error().message);
+    (void)ctx.ledger.forget_blob_locations(o.destination, o.destination_repository);
+    copied = copy_image(source, root, *dest.client, o.destination_repository, by_digest ? "" : o.tag, co);
+  }
   if (!copied) return failed(copied.error());
   o.copy = *copied;
   o.outcome = Outcome::copied;

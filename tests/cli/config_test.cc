@@ -561,6 +561,18 @@ TEST(ConfigTest, UrlsListsARegistrysEndpointsInOrderOfPreference) {
   EXPECT_THAT(error_of("registries:\n  - name: h.corp\n    urls: [https://a, 'ftp://b']\n"),
               HasSubstr("config.yaml:3: registries[0].urls[1]: invalid URL 'ftp://b'"));
   EXPECT_THAT(error_of("registries:\n  - {name: h.corp}\n"), HasSubstr("registries[0].url: required"));
+  EXPECT_THAT(error_of("registries:\n  - {name: h.corp, url: https://a, verify: {every: soon}}\n"),
+              HasSubstr("registries[0].verify.every: invalid duration 'soon'"));
+  EXPECT_THAT(error_of("registries:\n  - {name: h.corp, url: https://a, verify: true}\n"),
+              HasSubstr("registries[0].verify: expected false or {every, sample}"));
+  Config v = parse_config("registries:\n  - {name: a.corp, url: https://a, verify: {every: 30m, sample: 7}}\n"
+                          "  - {name: b.corp, url: https://b, verify: false}\n  - {name: c.corp, url: https://c}\n",
+                          "c");
+  EXPECT_EQ(v.relay.registries[0].verify.every, std::chrono::minutes(30));
+  EXPECT_EQ(v.relay.registries[0].verify.sample, 7u);
+  EXPECT_EQ(v.relay.registries[1].verify.every.count(), 0);
+  EXPECT_EQ(v.relay.registries[2].verify.every, std::chrono::hours(6));
+  EXPECT_EQ(v.relay.registries[2].verify.sample, 100u);
   EXPECT_THAT(error_of("registries:\n  - {name: h.corp, url: https://a, limits: {requests_per_second: 0}}\n"),
               HasSubstr("registries[0].limits.requests_per_second: expected a number above 0"));
 }

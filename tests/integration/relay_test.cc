@@ -89,6 +89,8 @@ class RelayTest : public MirrorTest {
     auto arm = images.add_image("", {shared, random_bytes(40000, 83)}, {"linux", "arm64"});
     index = images.add_index(tag, {{amd, {"linux", "amd64"}}, {arm, {"linux", "arm64"}}});
     amd_digest = amd.digest;
+    amd_image = amd;
+    arm_image = arm;
     ASSERT_TRUE(images.push(relay->host(), repo, tag)) << relay->log();
     referrer_digest = push_signature(relay->port(), repo, index);
     ASSERT_FALSE(referrer_digest.empty());
@@ -100,7 +102,7 @@ class RelayTest : public MirrorTest {
   }
 
   std::vector<std::unique_ptr<RegistryProcess>> dests;
-  BuiltImage index;
+  BuiltImage index, amd_image, arm_image;
   std::string amd_digest, referrer_digest;
 };
 
@@ -453,6 +455,57 @@ bool wait_for_metric(OcirelayProcess& relay, const std::string& series, double v
     std::this_thread::sleep_for(100ms);
   }
   return false;
+}
+
+TEST_F(RelayTest, SampledVerificationFindsARepositoryLostAtADestinationAndSendsItAgain) {
+  relay->add_config("local:\n  repositories: [\"apps/**\"]\n"
+                    "registries:\n" + registry_entry("dest0", *dests[0]) + "    verify: {every: 1s, sample: 100}\n" +
+                    registry_entry("dest1", *dests[1]) + "    verify: false\n" +
+                    "rules:\n"
+                    "  - name: on-push\n"
+                    "    triggers: [event]\n"
+                    "    to: [{registry: dest0}, {registry: dest1}]\n");
+  ASSERT_TRUE(relay->start());
+  push_signed_index("apps/web", "1.0");
+  for (auto* d : {dests[0].get(), dests[1].get()}) {
+    ASSERT_TRUE(wait_for_tag(*d, "apps/web", "1.0", index.digest)) << relay->log();
+    ASSERT_TRUE(wait_for_tag(*d, "apps/web", referrer_digest, referrer_digest)) << relay->log();
+  }
+  ASSERT_TRUE(relay->wait_for_log("verify dest0: 1 tags checked, 0 drifted")) << relay->log();
+  // The signature's own task (queued by its push) checks dest1 once more; then it is idle.
+  ASSERT_TRUE(relay->wait_for_log("destination=dest1/apps/web digest=" + referrer_digest)) << relay->log();
+  const int dest1_requests = lines(*dests[1]);
+
+  // Someone removes the repository at dest0: its tags, manifests and the links to its layers.
+  fs::remove_all(dests[0]->dir() / "data/docker/registry/v2/repositories/apps/web");
+  ASSERT_TRUE(wait_for_tag(*dests[0], "apps/web", "1.0", "", 5s));
+  // The next pass finds the tag missing, forgets what the ledger said was there (the
+  // layers too: they are sent again, not skipped) and the rule sends the image again.
+  EXPECT_TRUE(wait_for_tag(*dests[0], "apps/web", "1.0", index.digest)) << relay->log();
+  EXPECT_EQ(inspect_digest(*dests[0], "apps/web@" + amd_digest), amd_digest);
+  EXPECT_TRUE(relay->wait_for_log("verify dest0: apps/web:1.0 should be " + index.digest + " but is missing"))
+      << relay->log();
+  auto listed = relay->run({"executions", "--rule", "on-push"});
+  std::istringstream rows(listed.out);
+  int repairs = 0;
+  for (std::string line; std::getline(rows, line);) {
+    if (line.find(" repair ") == std::string::npos) continue;
+    ++repairs;
+    EXPECT_NE(line.find("succeeded"), std::string::npos) << listed.out;
+  }
+  EXPECT_EQ(repairs, 1) << listed.out;
+  // Verification is per destination: dest1 (verify: false) was asked nothing since.
+  EXPECT_EQ(lines(*dests[1]), dest1_requests) << dests[1]->access_log();
+
+  // Unverified, dest1 loses the repository too; the ledger still says its layers are
+  // there. The next image sent there finds out (the registry refuses a manifest whose
+  // blobs it lacks), and they are sent again rather than the task failing.
+  fs::remove_all(dests[1]->dir() / "data/docker/registry/v2/repositories/apps/web");
+  images.add_index("2.0", {{amd_image, {"linux", "amd64"}}, {arm_image, {"linux", "arm64"}}});
+  ASSERT_TRUE(images.push(relay->host(), "apps/web", "2.0")) << relay->log();
+  EXPECT_TRUE(wait_for_tag(*dests[1], "apps/web", "2.0", index.digest)) << relay->log();
+  EXPECT_EQ(inspect_digest(*dests[1], "apps/web@" + amd_digest), amd_digest);
+  EXPECT_TRUE(relay->wait_for_log("dest1/apps/web lacks blobs the ledger recorded there")) << relay->log();
 }
 
 TEST_F(RelayTest, ADestinationThatIsDownDelaysNoOtherAndCatchesUpItsTasksSurvivingKill9) {

@@ -2,6 +2,8 @@
 // the store, and the store's own data is untouched by it.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "relay/ledger.h"
 #include "store/store.h"
 #include "tests/relay/relay_store.h"
@@ -79,6 +81,54 @@ TEST(Ledger, BlobLocationsArePerDestination) {
   auto fsck = s->fsck(false);
   ASSERT_TRUE(fsck.ok());
   EXPECT_TRUE(fsck->clean());
+}
+
+TEST(Ledger, ASampleOfADestinationsTagsIsDrawnFromItsRowsOnly) {
+  TempDir dir;
+  auto s = open(dir);
+  Ledger l(s->metadata());
+  for (int i = 0; i < 50; ++i)
+    ASSERT_TRUE(l.record_destination_tag("ecr", "apps/r" + std::to_string(i % 5), "t" + std::to_string(i), kA, kB).ok());
+  ASSERT_TRUE(l.record_destination_tag("ecr-2", "apps/r0", "t0", kA, kA).ok());
+  ASSERT_TRUE(l.record_destination_tag("ec", "apps/r0", "t0", kA, kA).ok());
+
+  auto all = l.sample_destination_tags("ecr", 100, 1).value();
+  EXPECT_EQ(all.size(), 50u);  // fewer rows than asked: every one, once
+  std::set<std::string> names;
+  for (const auto& t : all) {
+    names.insert(t.repository + ":" + t.tag);
+    EXPECT_EQ(t.entry.sent, kB);
+  }
+  EXPECT_EQ(names.size(), 50u);
+  EXPECT_TRUE(names.contains("apps/r3:t13"));
+
+  // A sample of 10 is 10 distinct rows, and different seeds cover more than one draw would.
+  std::set<std::string> covered;
+  for (std::uint64_t seed = 0; seed < 20; ++seed) {
+    auto some = l.sample_destination_tags("ecr", 10, seed).value();
+    ASSERT_EQ(some.size(), 10u);
+    std::set<std::string> distinct;
+    for (const auto& t : some) distinct.insert(t.repository + ":" + t.tag);
+    EXPECT_EQ(distinct.size(), 10u);
+    covered.insert(distinct.begin(), distinct.end());
+  }
+  EXPECT_GT(covered.size(), 40u);
+  EXPECT_TRUE(l.sample_destination_tags("nowhere", 10, 1).value().empty());
+}
+
+TEST(Ledger, ForgettingARepositorysBlobLocationsLeavesOtherRepositoriesAndDestinations) {
+  TempDir dir;
+  auto s = open(dir);
+  Ledger l(s->metadata());
+  for (const auto& d : {kA, kB}) {
+    ASSERT_TRUE(l.record_blob_location("ecr", d, "apps/web").ok());
+    ASSERT_TRUE(l.record_blob_location("ecr", d, "apps/web2").ok());
+    ASSERT_TRUE(l.record_blob_location("gcr", d, "apps/web").ok());
+  }
+  ASSERT_TRUE(l.forget_blob_locations("ecr", "apps/web").ok());
+  EXPECT_EQ(l.blob_locations("ecr", kA).value(), std::vector<std::string>{"apps/web2"});
+  EXPECT_EQ(l.blob_locations("ecr", kB).value(), std::vector<std::string>{"apps/web2"});
+  EXPECT_EQ(l.blob_locations("gcr", kA).value(), std::vector<std::string>{"apps/web"});
 }
 
 }  // namespace
