@@ -1,6 +1,7 @@
-// `ocirelay copy`: sends an image from the store, or from an OCI image layout directory,
-// to one or more registries at once (relay/copy.h does each transfer; every destination
-// reads the same files at its own pace), the manual form of what the relay's rules do.
+// `ocirelay copy`: sends an image from a registry (read once, into a temporary store unless
+// --store), the store, or an OCI image layout directory to one or more registries at once
+// (relay/copy.h does each transfer; every destination reads the same files at its own
+// pace), the manual form of what the relay's rules do.
 #pragma once
 
 #include <string>
@@ -11,10 +12,11 @@
 namespace ocirelay::cli {
 
 struct CopyCommand {
-  // <repository>:<tag> or @<digest>, as the store names it; or oci:DIR:TAG (oci:DIR with
-  // all_tags).
+  // A registry's image, [http[s]://]host[:port]/<repository>:<tag> or @<digest>, or
+  // <configured registry>/<repository>...; a local repository of the store with :<tag> or
+  // @<digest>; or oci:DIR:TAG (oci:DIR with all_tags).
   std::string source;
-  // Each [http://|https://]host[:port]/<repository>[:<tag>].
+  // Each [http://|https://]host[:port]/<repository>[:<tag>], or <configured registry>/...
   std::vector<std::string> destinations;
   bool all_tags = false;    // every tagged image of an oci:DIR source
   // USER:PASSWORD for the destinations (or user only, with password_file); empty: docker's
@@ -27,6 +29,11 @@ struct CopyCommand {
   // Run the destination's prepare step first (adapters/prepare.h): prove the credentials,
   // create the ECR / Artifact Registry repository or Harbor project when missing.
   bool create_repository = false;
+  // Only these platforms of an index ("linux/arm64"); the index is rewritten to list them.
+  std::vector<std::string> platforms;
+  // --store was given: a remote source fills that store (else a temporary one).
+  bool store_given = false;
+  bool progress = true;  // progress bars when stderr is a terminal
 };
 
 // Exit code: 0 copied, 1 the copy failed (the cause is printed), 2 bad arguments.

@@ -124,21 +124,26 @@ int main(int argc, char** argv) {
   ocirelay::cli::CopyCommand copy_cmd;
   bool no_referrers = false;
   auto* copy = app.add_subcommand(
-      "copy", "Send an image from the store, or from an OCI layout directory, to one or more\n"
+      "copy", "Send an image from a registry, the store or an OCI layout directory to one or more\n"
               "registries, bottom-up (blobs, child manifests, the index, then the tag; referrers\n"
               "after their subject), e.g.\n"
+              "  ocirelay copy docker.io/library/alpine:3.20 ghcr.io/team/alpine 10.0.0.5:5000/alpine\n"
               "  ocirelay copy apps/web:1.0 https://registry.example.com/team/web:1.0 --dest-creds ci\n"
               "    --dest-password-file /run/secrets/registry\n"
               "  ocirelay copy oci:/media/export --all-tags https://a.example/app https://b.example/app\n"
-              "SOURCE is a repository as the store names it (a local repository, or\n"
-              "<upstream>/<repository> for mirrored content) with :tag or @digest, or oci:DIR:TAG.\n"
-              "Several destinations are sent at once, each reading the same files. Blobs a\n"
-              "destination has are not sent; interrupted chunked uploads resume. From another\n"
-              "registry: ocirelay sync --from ... --to ...");
+              "SOURCE is [http[s]://]host[:port]/<repository> or <configured registry>/<repository>\n"
+              "with :tag or @digest (read once, into a temporary store unless --store, whatever the\n"
+              "number of destinations); a local repository of the store with :tag or @digest; or\n"
+              "oci:DIR:TAG. A destination is [http[s]://]host[:port]/<repository>[:<tag>] (credentials\n"
+              "from docker's config.json unless --dest-creds) or <configured registry>/<repository>\n"
+              "(its auth: from the config). Several destinations are sent at once, each reading the\n"
+              "same files. Blobs a destination has are not sent; interrupted chunked uploads resume.\n"
+              "On a terminal each destination has a progress bar; otherwise one line per blob.");
   add_config_flags(copy, copy_flags, false);
   copy->add_option("source", copy_cmd.source,
-                   "<repository>:<tag> or <repository>@<digest> in the store, or oci:DIR:TAG (an OCI "
-                   "image layout directory, e.g. from skopeo copy ... oci:DIR:TAG)")->required();
+                   "a registry's <host>/<repository>:<tag> (or @<digest>), a configured registry's "
+                   "<name>/<repository>:<tag>, a local <repository>:<tag> in the store, or oci:DIR:TAG "
+                   "(an OCI image layout directory, e.g. from skopeo copy ... oci:DIR:TAG)")->required();
   copy->add_option("destination", copy_cmd.destinations,
                    "[http://|https://]host[:port]/<repository>[:<tag>] (https unless http:// is given; "
                    "no tag: the source's); several: all at once, each at its own pace")->required();
@@ -153,6 +158,12 @@ int main(int argc, char** argv) {
   copy->add_option("--mount-from", copy_cmd.mount_from,
                    "a repository on the destination that holds the blobs already: mount them from it");
   copy->add_flag("--no-referrers", no_referrers, "do not send signatures, SBOMs and other referrers");
+  copy->add_option("--platform", copy_cmd.platforms,
+                   "only this platform of a multi-arch image (repeat, or separate with commas), e.g. "
+                   "linux/arm64; the index is rewritten to list just those (its new digest is printed)")
+      ->delimiter(',');
+  bool no_progress = false;
+  copy->add_flag("--no-progress", no_progress, "no progress bars, even on a terminal");
   copy->add_flag("--create-repository", copy_cmd.create_repository,
                  "first prove the credentials and create the repository where the registry needs it "
                  "(ECR repository, Artifact Registry repository, Harbor project; AWS and Google "
@@ -266,6 +277,8 @@ int main(int argc, char** argv) {
       Config c = load(copy_flags);
       ocirelay::cli::setup_logging(c.log);
       copy_cmd.referrers = !no_referrers;
+      copy_cmd.progress = !no_progress;
+      copy_cmd.store_given = copy_flags.overrides.store_path.has_value();
       return ocirelay::cli::run_copy(c, copy_cmd);
     }
     if (sync->parsed()) {

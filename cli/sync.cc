@@ -8,8 +8,7 @@
 #include <map>
 #include <mutex>
 
-#include "adapters/docker_config.h"
-#include "adapters/registry_kind.h"
+#include "cli/registry_ref.h"
 #include "fetch/fetcher.h"
 #include "oci/reference.h"
 #include "fetch/registries.h"
@@ -56,46 +55,18 @@ void print_task(const relay::TaskOutcome& t, bool dry_run) {
 
 namespace {
 
-struct RegistryRepository {
-  std::string host;  // host[:port]
-  std::string url;   // scheme://host[:port]
-  std::string repository;
-};
-
-RegistryRepository parse_flag(const std::string& flag, std::string s) {
-  const std::string original = s;
-  std::string scheme = "https://";
-  for (const char* p : {"http://", "https://"})
-    if (s.rfind(p, 0) == 0) {
-      scheme = p;
-      s = s.substr(std::string(p).size());
-    }
-  auto slash = s.find('/');
-  auto bad = [&](const std::string& why) {
-    throw ConfigError(flag + " '" + original + "': " + why + " (expected [http[s]://]host[:port]/repository)");
-  };
-  if (slash == std::string::npos || slash == 0 || slash + 1 == s.size()) bad("no repository");
-  RegistryRepository r;
-  r.host = s.substr(0, slash);
-  r.repository = s.substr(slash + 1);
-  if (r.repository.find_first_of(":@") != std::string::npos) bad("name tags with --tags, not in the repository");
-  // Docker Hub's registry API is on registry-1.docker.io, and one-component names are
-  // library/ images there.
-  const bool hub = r.host == "docker.io" || r.host == "index.docker.io" || r.host == "registry-1.docker.io";
-  if (hub && r.repository.find('/') == std::string::npos) r.repository = "library/" + r.repository;
-  if (!oci::valid_repository(r.repository)) bad("'" + r.repository + "' is not a valid repository name");
-  r.url = scheme + (hub ? std::string("registry-1.docker.io") : r.host);
-  if (hub) r.host = "docker.io";
-  return r;
+RegistryRepository parse_flag(const std::string& flag, const std::string& text) {
+  auto r = parse_registry_repository(text);
+  if (!r)
+    throw ConfigError(flag + " '" + text + "': " + r.error().message +
+                      " (expected [http[s]://]host[:port]/repository; name tags with --tags)");
+  return std::move(*r);
 }
 
 relay::RelayRegistry registry_for(const RegistryRepository& r) {
   relay::RelayRegistry reg;
   reg.name = r.host;
-  reg.endpoint.name = r.host;
-  reg.endpoint.url = r.url;
-  reg.endpoint.kind = adapters::infer_registry_kind(r.host.substr(0, r.host.find(':')));
-  reg.endpoint.credentials = adapters::docker_config_credentials(r.host);
+  reg.endpoint = endpoint_for(r);
   return reg;
 }
 

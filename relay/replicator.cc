@@ -21,6 +21,25 @@
 
 namespace ocirelay::relay {
 
+Result<oci::Digest> fetch_remote_image(fetch::Fetcher& fetcher, adapters::RegistryClient& source,
+                                       const std::string& registry, const std::string& repository,
+                                       const oci::ManifestRef& ref, const PlatformFilter& platforms,
+                                       bool referrers, fetch::ImageObserver* observer) {
+  fetch::Origin origin{&source, repository, registry + "/" + repository};
+  fetch::ImageOptions io;
+  if (platforms.only.size() == 1) io.platform = platforms.only.front();
+  auto got = fetcher.fetch_image(origin, ref, io, observer);
+  if (!got) return got.error();
+  if (!referrers) return got->digest;
+  auto refs = source.referrers(repository, got->digest);
+  if (!refs) return refs.error();
+  for (const auto& r : *refs) {
+    auto st = fetcher.fetch_image(origin, oci::ManifestRef{"", r.digest}, {}, observer);
+    if (!st) return Error{st.error().code, "referrer " + r.digest.str() + ": " + st.error().message};
+  }
+  return got->digest;
+}
+
 std::string source_view(const Rule& rule) { return rule.name + "/" + rule.from; }
 
 std::string_view to_string(Outcome o) {
@@ -319,21 +338,12 @@ class RuleRun {
 
   // A remote image (and its referrers) into the store, once for every destination.
   Status fetch_into_store(const std::string& repo, const std::string& tag, const oci::Digest& digest) {
-    fetch::Origin origin{source_, repo, store_repo(repo)};
-    fetch::ImageOptions io;
-    if (rule_.platforms.only.size() == 1) io.platform = rule_.platforms.only.front();
-    auto got = ctx_.fetcher.fetch_image(origin, oci::ManifestRef{tag, std::nullopt}, io);
+    auto got = fetch_remote_image(ctx_.fetcher, *source_, rule_.from, repo, oci::ManifestRef{tag, std::nullopt},
+                                  rule_.platforms, rule_.referrers);
     if (!got) return got.error();
-    if (got->digest != digest) {
+    if (*got != digest) {
       // The tag moved between the HEAD and the GET: the newer image is what travels.
-      spdlog::info("relay: {}/{}:{} moved to {} while it was read", rule_.from, repo, tag, got->digest.str());
-    }
-    if (!rule_.referrers) return {};
-    auto refs = source_->referrers(repo, got->digest);
-    if (!refs) return refs.error();
-    for (const auto& r : *refs) {
-      auto st = ctx_.fetcher.fetch_image(origin, oci::ManifestRef{"", r.digest}, {});
-      if (!st) return Error{st.error().code, "referrer " + r.digest.str() + ": " + st.error().message};
+      spdlog::info("relay: {}/{}:{} moved to {} while it was read", rule_.from, repo, tag, got->str());
     }
     return {};
   }

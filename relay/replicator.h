@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "oci/reference.h"
 #include "oci/result.h"
 #include "relay/copy.h"
 #include "relay/rule.h"
@@ -23,10 +24,14 @@ class Store;
 }
 namespace ocirelay::fetch {
 class Fetcher;
+class ImageObserver;
 class RegistryClients;
 }
 namespace ocirelay::metrics {
 class Metrics;
+}
+namespace ocirelay::adapters {
+class RegistryClient;
 }
 
 namespace ocirelay::relay {
@@ -107,6 +112,16 @@ void count_task(const RelayContext& ctx, const TaskOutcome& o);
 // `execution`: set, the tasks are recorded in it.
 Status queue_referrer(RelayContext& ctx, const Rule& rule, TaskQueue& queue, const std::string& repo,
                       const oci::Digest& referrer, const oci::Digest& subject, std::uint64_t execution = 0);
+
+// A remote image into the store, once for every destination: `ref` of `repository` at
+// `source` (the registry named `registry`), stored as "<registry>/<repository>", and, when
+// `referrers`, the manifests that name it as their subject. Only the one platform's child
+// when `platforms` names exactly one; `observer` sees the blobs as they come. Returns the digest stored (a tag may have moved
+// since it was resolved). Errors: the fetch's, a referrer's naming it.
+Result<oci::Digest> fetch_remote_image(fetch::Fetcher& fetcher, adapters::RegistryClient& source,
+                                       const std::string& registry, const std::string& repository,
+                                       const oci::ManifestRef& ref, const PlatformFilter& platforms,
+                                       bool referrers, fetch::ImageObserver* observer = nullptr);
 
 // The ledger's name for `rule`'s view of its source ("<rule>/<from>"; rule names have no
 // '/'): each rule keeps its own, so that a rule that does not propagate deletions

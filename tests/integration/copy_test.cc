@@ -3,6 +3,8 @@
 // second repository on the same destination is served by mounts, with no blob bytes sent.
 #include "tests/integration/fixture.h"
 
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 
 namespace ocirelay::testing {
@@ -113,6 +115,89 @@ TEST_F(CopyTest, ThePrepareStepRefusesWrongCredentialsBeforeAnyBlobIsSent) {
   EXPECT_EQ(dest.count_requests("/blobs/"), 0) << dest.access_log();
   auto ok = copy(dest.url() + "/team/multi:3.0", {"--dest-creds", std::string(kUser) + ":" + kPassword, "--create-repository"});
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
+// The index's children in `bytes` (an image index), by digest.
+std::vector<std::string> children(const std::string& bytes) {
+  std::vector<std::string> out;
+  auto j = nlohmann::json::parse(bytes, nullptr, false);
+  if (j.is_object() && j.contains("manifests"))
+    for (const auto& m : j["manifests"]) out.push_back(m.value("digest", ""));
+  return out;
+}
+
+TEST_F(CopyTest, FromARemoteRegistryEachBlobIsReadOnceForEveryDestinationAndAPlatformNarrowsTheIndex) {
+  ASSERT_TRUE(images.push(registry.host(), "team/multi", "3.0"));
+  RegistryProcess a(tmp / "a"), b(tmp / "b");
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  const fs::path tmpdir = tmp / "tmpdir";
+  fs::create_directories(tmpdir);
+  const int blob_gets = registry.count_requests("GET /v2/team/multi/blobs/");
+  auto r = run_command({OCIRELAY_BINARY, "copy", "http://" + registry.host() + "/team/multi:3.0",
+                        "http://" + a.host() + "/team/multi", "http://" + b.host() + "/copy/multi:renamed",
+                        "--config", relay->config_file().string()},
+                       120s, {{"TMPDIR", tmpdir.string()}});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto at_a = run_command({"skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + a.host() + "/team/multi:3.0"});
+  auto at_b = run_command({"skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + b.host() + "/copy/multi:renamed"});
+  EXPECT_EQ(sha256_digest(at_a.out), index.digest) << at_a.err;
+  EXPECT_EQ(sha256_digest(at_b.out), index.digest) << at_b.err;
+  // Read once: two configs, two layers and the shared one, whatever the destinations.
+  EXPECT_EQ(registry.count_requests("GET /v2/team/multi/blobs/") - blob_gets, 5) << registry.access_log();
+  EXPECT_TRUE(fs::is_empty(tmpdir)) << "the temporary store was left behind";
+  // Without a terminal: plain lines, no bar drawing.
+  EXPECT_EQ(r.err.find("\033["), std::string::npos) << r.err;
+
+  // One platform: the index at the destination lists just it, under a new digest.
+  auto one = run_command({OCIRELAY_BINARY, "copy", "http://" + registry.host() + "/team/multi:3.0",
+                          "http://" + a.host() + "/arm/multi", "--platform", "linux/arm64", "--config",
+                          relay->config_file().string()});
+  ASSERT_EQ(one.exit_code, 0) << one.out << one.err;
+  EXPECT_NE(one.err.find("index rewritten from " + index.digest), std::string::npos) << one.err;
+  auto arm = run_command({"skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + a.host() + "/arm/multi:3.0"});
+  ASSERT_EQ(arm.exit_code, 0) << arm.err;
+  EXPECT_EQ(children(arm.out), std::vector<std::string>{index.children[1]}) << arm.out;
+  EXPECT_NE(sha256_digest(arm.out), index.digest);
+  EXPECT_NE(one.err.find(sha256_digest(arm.out)), std::string::npos) << one.err;
+
+  EXPECT_EQ(relay->run({"copy", "http://" + registry.host() + "/team/multi:3.0", "http://" + a.host() + "/x",
+                        "--platform", "linux"}).exit_code, 2);
+  auto missing = relay->run({"copy", "http://" + registry.host() + "/team/multi:9.9", "http://" + a.host() + "/x"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("FAILED"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("team/multi:9.9"), std::string::npos) << missing.err;
+}
+
+TEST_F(CopyTest, ConfiguredRegistriesAreNamedAsSourceAndDestinationAndATerminalGetsProgressBars) {
+  ASSERT_TRUE(images.push(registry.host(), "team/multi", "3.0"));
+  RegistryProcess dest(tmp / "dest", RegistryOptions{kUser, kPassword});
+  ASSERT_TRUE(dest.start());
+  const fs::path pw = tmp / "dest.pw";
+  std::ofstream(pw) << kPassword << "\n";
+  relay->stop();
+  relay->add_config("registries:\n"
+                    "  - {name: src.corp, url: " + registry.url() + "}\n"
+                    "  - name: dest.corp\n    url: " + dest.url() + "\n"
+                    "    auth: {username: " + kUser + ", password_file: " + pw.string() + "}\n");
+  ASSERT_TRUE(relay->start());
+  // On a terminal (script(1) gives the command a pty): one bar for the fetch and one per
+  // destination, redrawn in place, ending at 100% done.
+  const std::string cmd = std::string(OCIRELAY_BINARY) + " copy src.corp/team/multi:3.0 dest.corp/team/multi --config " +
+                          relay->config_file().string();
+  auto r = run_command({"script", "-qefc", cmd, "/dev/null"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("\033[2K"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("fetch src.corp/team/multi ["), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dest.corp/team/multi [========================] 100%"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("done"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(kPassword), std::string::npos) << "the password was printed";
+  const std::string creds = std::string(kUser) + ":" + kPassword;
+  auto there = run_command({"skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", creds,
+                            "docker://" + dest.host() + "/team/multi:3.0"});
+  EXPECT_EQ(sha256_digest(there.out), index.digest) << there.err;
+  // A configured destination brings its own credentials: flags for them are refused.
+  EXPECT_EQ(relay->run({"copy", "src.corp/team/multi:3.0", "dest.corp/x", "--dest-creds", "u:p"}).exit_code, 2);
 }
 
 TEST_F(CopyTest, BadArgumentsAndMissingImagesAreClearErrors) {
