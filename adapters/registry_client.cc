@@ -950,8 +950,17 @@ class CurlRegistryClient final : public RegistryClient {
         .count();
   }
 
+  std::optional<PullQuota> pull_quota() const override {
+    std::lock_guard lock(mu_);
+    return quota_;
+  }
+
   // Called for every response (token requests included: a 429 there is the same quota).
   void note_rate_limit(const Call& c, const ResponseHead& head) {
+    if (head.ratelimit_remaining && head.ratelimit_limit) {
+      std::lock_guard lock(mu_);
+      quota_ = PullQuota{*head.ratelimit_limit, *head.ratelimit_remaining};
+    }
     std::int64_t pause = 0;
     if (head.status == 429) {
       pause = std::clamp<std::int64_t>(head.retry_after.value_or(60), 1, 3600);
@@ -1215,6 +1224,7 @@ class CurlRegistryClient final : public RegistryClient {
   mutable std::mutex mu_;
   std::optional<AuthChallenge> bearer_challenge_;  // realm + service, once seen; guarded by mu_
   std::optional<WallClock::time_point> token_expiry_;  // guarded by mu_
+  std::optional<PullQuota> quota_;                     // guarded by mu_
 };
 
 }  // namespace

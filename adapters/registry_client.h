@@ -41,6 +41,10 @@ struct RegistryEndpoint {
   // Credentials go only to `url`'s domain and its token realm, as for `url` alone.
   std::vector<std::string> fallback_urls;
   std::chrono::milliseconds failover_hold{30000};
+  // Pulls of the registry's quota (Docker Hub's ratelimit headers) that replication
+  // leaves to the mirror's clients: the relay reads no new image from it while at most
+  // this many remain. Negative: a tenth of the limit the registry reports.
+  std::int64_t pull_reserve = -1;
   // Every request sent to the registry and its token service is paced to at most this
   // many a second (a tenth of a second's worth may go at once); 0: unlimited.
   double requests_per_second = 0;
@@ -144,6 +148,13 @@ class RegistryClient {
 
   // How long the registry's rate limit (above) still holds; zero when it does not.
   virtual std::chrono::seconds rate_limited_for() const { return {}; }
+
+  // The pull quota the registry last reported (ratelimit-limit and ratelimit-remaining,
+  // on any answer that carried them, HEADs included); nullopt before any did.
+  struct PullQuota {
+    std::int64_t limit = 0, remaining = 0;
+  };
+  virtual std::optional<PullQuota> pull_quota() const { return std::nullopt; }
 
   // GET /v2/ with credentials (also obtains a token when challenged).
   virtual Status ping() = 0;

@@ -446,6 +446,15 @@ fetch::UpstreamConfig parse_registry_fields(const Ctx& ctx, const YAML::Node& n,
     size_of("chunk_size", up.endpoint.upload.chunk_size);
     size_of("monolithic_max", up.endpoint.upload.monolithic_max);
   }
+  if (auto r = n["pull_reserve"]) {
+    // Pulls of the quota replication leaves to the mirror's clients (Docker Hub).
+    std::string v = scalar(ctx, r, path + ".pull_reserve");
+    std::int64_t x = -1;
+    auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    if (ec != std::errc() || ptr != v.data() + v.size() || x < 0)
+      ctx.fail(r, path + ".pull_reserve", "expected a whole number of pulls (0: none kept), not '" + v + "'");
+    up.endpoint.pull_reserve = x;
+  }
   if (auto a = n["auth"])
     up.endpoint.credentials = parse_auth(ctx, a, path + ".auth",
                                          parsed->normalized.substr(parsed->scheme.size() + 3),
@@ -463,7 +472,7 @@ fetch::UpstreamConfig parse_registry_fields(const Ctx& ctx, const YAML::Node& n,
 fetch::UpstreamConfig parse_upstream(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
   check_keys(ctx, n, path,
              {"name", "url", "urls", "type", "default", "tag_ttl", "auth", "ca_file", "token_realm_hosts",
-              "upload"});
+              "upload", "pull_reserve"});
   return parse_registry_fields(ctx, n, path);
 }
 
@@ -560,7 +569,7 @@ std::uint64_t whole_number(const Ctx& ctx, const YAML::Node& n, const std::strin
 
 relay::RelayRegistry parse_relay_registry(const Ctx& ctx, const YAML::Node& n, const std::string& path) {
   check_keys(ctx, n, path,
-             {"name", "url", "urls", "type", "auth", "ca_file", "token_realm_hosts", "upload", "create_repositories",
+             {"name", "url", "urls", "type", "auth", "ca_file", "token_realm_hosts", "upload", "pull_reserve", "create_repositories",
               "limits", "retry", "verify"});
   auto fields = parse_registry_fields(ctx, n, path);
   relay::RelayRegistry r;

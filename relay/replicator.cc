@@ -103,7 +103,10 @@ class RuleRun {
     auto repos = repositories();
     if (!repos) return Error{repos.error().code, "rule " + rule_.name + ": listing " + rule_.from + ": " +
                                                      repos.error().message};
-    for (const auto& repo : *repos) replicate_repository(repo);
+    for (const auto& repo : *repos) {
+      if (stopped()) break;
+      replicate_repository(repo);
+    }
     return std::move(report_);
   }
 
@@ -218,9 +221,21 @@ class RuleRun {
         if (oci::valid_tag(tag)) tags.push_back(std::move(tag));
     }
     const std::set<std::string> present(tags.begin(), tags.end());
-    for (const auto& tag : rule_.tags.select(tags))
+    for (const auto& tag : rule_.tags.select(tags)) {
+      if (stopped()) return;  // nor deletions: the walk did not see the whole repository
       if (!opt_.only_tag || *opt_.only_tag == tag) replicate_image(repo, tag);
+    }
     propagate_deletions(repo, present);
+  }
+
+  // The execution was stopped (Dispatcher::stop_execution): the walk ends, asking the
+  // source nothing more. Checked before each image; a stop is final, so it is remembered.
+  bool stopped() {
+    if (stopped_ || !recording()) return stopped_;
+    auto e = Executions(ctx_.store.metadata()).get(opt_.execution);
+    stopped_ = e && *e && (*e)->stop_requested;
+    if (stopped_) spdlog::info("relay: rule {}: execution {} stopped: planning ends", rule_.name, opt_.execution);
+    return stopped_;
   }
 
   // Tags the ledger saw at the source that are gone now.
@@ -373,6 +388,13 @@ class RuleRun {
       if (opt_.dry_run && !have) {
         source = std::make_unique<RemoteManifests>(*source_, repo);
       } else if (!have) {
+        if (auto spent = quota_reserved(); !spent.empty()) {
+          for (auto& [t, o] : todo) {
+            o.error = spent;
+            finish(std::move(o));
+          }
+          return;
+        }
         if (auto st = fetch_into_store(repo, tag, *digest); !st) {
           for (auto& [t, o] : todo) {
             o.error = "reading the source: " + st.error().message;
@@ -394,6 +416,20 @@ class RuleRun {
     for (auto& item : todo)
       workers.emplace_back([&, item = &item] { send(*item->first, item->second, *source, root); });
     for (auto& w : workers) w.join();
+  }
+
+  // Why no new image is read from the source now: its pull quota (as its last answer, the
+  // HEAD just sent, reported it) is down to what the mirror's clients are left; empty when
+  // it is not.
+  std::string quota_reserved() const {
+    auto q = source_->pull_quota();
+    if (!q || q->limit <= 0) return {};
+    const std::int64_t reserve =
+        source_->endpoint().pull_reserve >= 0 ? source_->endpoint().pull_reserve : q->limit / 10;
+    if (q->remaining > reserve) return {};
+    return "the pull quota of " + rule_.from + " is down to " + std::to_string(q->remaining) + " of " +
+           std::to_string(q->limit) + "; the relay leaves " + std::to_string(reserve) +
+           " to the mirror's clients (pull_reserve) and reads this image later";
   }
 
   // The image, in the store as `root`, becomes a task at o's destination.
@@ -436,6 +472,7 @@ class RuleRun {
   PreparedRepositories prepared_;
   RunReport report_;
   std::vector<TaskOutcome> settled_;  // for the execution, not yet written
+  bool stopped_ = false;
 };
 
 }  // namespace

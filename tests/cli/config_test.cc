@@ -561,6 +561,10 @@ TEST(ConfigTest, UrlsListsARegistrysEndpointsInOrderOfPreference) {
   EXPECT_THAT(error_of("registries:\n  - name: h.corp\n    urls: [https://a, 'ftp://b']\n"),
               HasSubstr("config.yaml:3: registries[0].urls[1]: invalid URL 'ftp://b'"));
   EXPECT_THAT(error_of("registries:\n  - {name: h.corp}\n"), HasSubstr("registries[0].url: required"));
+  EXPECT_THAT(error_of("upstreams:\n  - {name: docker.io, url: https://registry-1.docker.io, pull_reserve: -3}\n"),
+              HasSubstr("upstreams[0].pull_reserve: expected a whole number of pulls"));
+  EXPECT_EQ(parse_config("upstreams:\n  - {name: docker.io, url: https://registry-1.docker.io, pull_reserve: 25}\n",
+                         "c").server.upstreams[0].endpoint.pull_reserve, 25);
   EXPECT_THAT(error_of("registries:\n  - {name: h.corp, url: https://a, verify: {every: soon}}\n"),
               HasSubstr("registries[0].verify.every: invalid duration 'soon'"));
   EXPECT_THAT(error_of("registries:\n  - {name: h.corp, url: https://a, verify: true}\n"),

@@ -242,6 +242,41 @@ TEST_F(RelayTest, ASourceListingSeveralUrlsIsReadFromTheFirstThatAnswers) {
   EXPECT_EQ(inspect_digest(*dests[0], "team/app:v1"), image.digest);
 }
 
+TEST_F(RelayTest, ASourceWhosePullQuotaIsNearlySpentIsNotReadUntilItRecovers) {
+  for (const char* tag : {"1.0", "2.0"}) {
+    images.add_image(tag, {random_bytes(40000, std::hash<std::string>{}(tag))});
+    ASSERT_TRUE(images.push(registry.host(), "team/app", tag));
+  }
+  // Docker Hub's headers, on every manifest answer (HEADs included): 8 pulls of 100 left,
+  // within the tenth the relay leaves to the mirror's clients.
+  QuirkProxy hub(registry.port(), Quirks::none);
+  hub.add_answer_header("/manifests/", "ratelimit-limit", "100;w=21600");
+  hub.add_answer_header("/manifests/", "ratelimit-remaining", "8;w=21600");
+  relay->add_config(registries_yaml() + "  - {name: hub, url: \"" + hub.url() + "\"}\n" +
+                    "rules:\n"
+                    "  - name: from-hub\n"
+                    "    from: hub\n"
+                    "    repositories: {list: [team/app]}\n"
+                    "    to: [{registry: dest0}]\n");
+  ASSERT_TRUE(relay->start());
+  relay->stop();
+  auto spent = relay->run({"sync"});
+  EXPECT_EQ(spent.exit_code, 1) << spent.out << spent.err;
+  EXPECT_NE(spent.err.find("the pull quota of hub is down to 8 of 100; the relay leaves 10"), std::string::npos)
+      << spent.err;
+  // Only HEADs, which the quota does not count: no manifest or blob GET.
+  EXPECT_EQ(hub.count("GET", "/manifests/"), 0);
+  EXPECT_EQ(hub.count("GET", "/blobs/"), 0);
+  EXPECT_EQ(hub.count("HEAD", "/manifests/"), 2);
+  EXPECT_EQ(dests[0]->count_requests("/v2/team/"), 0);
+
+  hub.add_answer_header("/manifests/", "ratelimit-remaining", "60;w=21600");
+  auto recovered = relay->run({"sync"});
+  ASSERT_EQ(recovered.exit_code, 0) << recovered.out << recovered.err;
+  EXPECT_EQ(inspect_digest(*dests[0], "team/app:1.0").substr(0, 7), "sha256:");
+  EXPECT_EQ(inspect_digest(*dests[0], "team/app:2.0").substr(0, 7), "sha256:");
+}
+
 TEST_F(RelayTest, ANoOpResyncOf100TagsCostsOneHeadEachAtTheSourceAndNothingAtTheDestinations) {
   // 10 repositories of 10 tags at the source, walked through its catalog.
   const std::string accept = "application/vnd.oci.image.manifest.v1+json";
@@ -486,6 +521,7 @@ TEST_F(RelayTest, SampledVerificationFindsARepositoryLostAtADestinationAndSendsI
   EXPECT_TRUE(relay->wait_for_log("verify dest0: apps/web:1.0 should be " + index.digest + " but is missing"))
       << relay->log();
   auto listed = relay->run({"executions", "--rule", "on-push"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.out << listed.err;
   std::istringstream rows(listed.out);
   int repairs = 0;
   for (std::string line; std::getline(rows, line);) {
@@ -815,6 +851,22 @@ TEST_F(RelayTest, AStoppedExecutionDropsItsQueuedTasksCancelsItsUploadAndTheNext
   EXPECT_EQ(inspect_digest(*dests[0], "team/big:1.0"), big.digest);
   const std::uint64_t resent = far.body_bytes("PATCH") + far.body_bytes("PUT", "/blobs/uploads/") - sent_before;
   EXPECT_LE(resent, kLayer - kept + (1u << 20)) << "the upload started over";
+
+  // Stopped before its planning ran: the walk ends at once, asking the source nothing.
+  const auto third = *executions.begin("both", "manual");
+  ASSERT_TRUE(dispatcher.stop_execution(third).ok());
+  const int source_requests = registry.count_requests("/v2/team/");
+  relay::RunOptions opt;
+  opt.queue = &queue;
+  opt.execution = third;
+  auto report = relay::run_rule(ctx, config.relay.rules[0], opt);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  EXPECT_EQ(report->images, 0u);
+  EXPECT_EQ(registry.count_requests("/v2/team/"), source_requests) << registry.access_log();
+  EXPECT_TRUE(queue.list()->empty());
+  e = **executions.get(third);
+  EXPECT_EQ(e.status, relay::ExecutionStatus::stopped) << relay::to_string(e.status);
+  EXPECT_EQ(e.total, 0u);
   dispatcher.stop();
 }
 

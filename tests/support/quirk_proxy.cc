@@ -112,6 +112,16 @@ std::optional<QuirkProxy::PendingFault> QuirkProxy::take_fault(const std::string
   return std::nullopt;
 }
 
+void QuirkProxy::add_answer_header(const std::string& needle, const std::string& name, const std::string& value) {
+  std::lock_guard lock(mu_);
+  for (auto& h : answer_headers_)
+    if (h.needle == needle && h.name == name) {
+      h.value = value;
+      return;
+    }
+  answer_headers_.push_back({needle, name, value});
+}
+
 std::vector<ProxiedRequest> QuirkProxy::requests() const {
   std::lock_guard lock(mu_);
   return seen_;
@@ -236,6 +246,11 @@ void QuirkProxy::serve(int fd) {
         auto [it, fresh] = ecr_stuck_range_.emplace(session, std::string(range->value()));
         res.set(http::field::range, it->second);
       }
+    }
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& h : answer_headers_)
+        if (target.find(h.needle) != std::string::npos) res.set(h.name, h.value);
     }
     if (!res.keep_alive()) req.keep_alive(false);
     if (!answer(res)) break;

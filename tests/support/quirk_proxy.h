@@ -65,6 +65,11 @@ class QuirkProxy {
   // The next such request's answer carries a wrong Docker-Content-Digest.
   void wrong_digest_once(const std::string& method, const std::string& needle);
 
+  // From now on every forwarded answer to a request whose target contains `needle` carries
+  // header `name: value` (Docker Hub's ratelimit headers, say); a later call for the same
+  // needle and name replaces the value.
+  void add_answer_header(const std::string& needle, const std::string& name, const std::string& value);
+
   std::vector<ProxiedRequest> requests() const;
   // Requests with `method` whose target contains `needle`.
   int count(const std::string& method, const std::string& needle = "") const;
@@ -80,10 +85,14 @@ class QuirkProxy {
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
   };
+  struct AnswerHeader {
+    std::string needle, name, value;
+  };
   void accept_loop();
   void serve(int fd);
   std::optional<PendingFault> take_fault(const std::string& method, const std::string& target);
 
+  std::vector<AnswerHeader> answer_headers_;  // guarded by mu_
   std::uint16_t upstream_port_;
   Quirks quirks_;
   int listen_fd_ = -1;
