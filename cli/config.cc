@@ -598,6 +598,7 @@ relay::RelayRegistry parse_relay_registry(const Ctx& ctx, const YAML::Node& n, c
       o.aws = parse_aws(ctx, n["auth"]["aws"], path + ".auth.aws");
     if (wanted) r.create_repositories = std::move(o);
   }
+  if (n["auth"] && n["auth"].IsMap() && n["auth"]["aws"]) r.aws = parse_aws(ctx, n["auth"]["aws"], path + ".auth.aws");
   if (auto l = n["limits"]) {
     const std::string key = path + ".limits";
     check_keys(ctx, l, key, {"concurrency", "requests_per_second", "bytes_per_second"});

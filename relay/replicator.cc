@@ -99,6 +99,10 @@ class RuleRun {
       source_ = ctx_.clients.find(rule_.from);
       if (!source_)
         return Error{Errc::invalid_argument, "rule " + rule_.name + ": no registry named '" + rule_.from + "'"};
+      for (const auto& r : ctx_.config.registries)
+        if (r.name == rule_.from && r.aws && source_->endpoint().kind == adapters::RegistryKind::ecr)
+          ecr_ = std::make_unique<adapters::aws::EcrRepositories>(
+              *r.aws, source_->endpoint().url.substr(source_->endpoint().url.find("://") + 3));
     }
     auto repos = repositories();
     if (!repos) return Error{repos.error().code, "rule " + rule_.name + ": listing " + rule_.from + ": " +
@@ -147,6 +151,21 @@ class RuleRun {
   }
 
   std::string seen_key() const { return source_view(rule_); }
+
+  // An ECR source's tags with their digests (ListImages), remembered for resolve(); null
+  // where the source has no such listing, or it failed (then tags/list and HEADs do).
+  const std::map<std::string, oci::Digest>* list_with_digests(const std::string& repo) {
+    if (!ecr_) return nullptr;
+    auto listed = ecr_->list_tagged(repo);
+    if (!listed) {
+      spdlog::warn("relay: rule {}: {}; listing {} through the registry instead", rule_.name,
+                   listed.error().message, repo);
+      return nullptr;
+    }
+    auto& digests = listed_[repo];
+    for (auto& t : *listed) digests[t.tag] = t.digest;
+    return &digests;
+  }
 
   std::string store_repo(const std::string& repo) const { return local_ ? repo : rule_.from + "/" + repo; }
 
@@ -214,6 +233,8 @@ class RuleRun {
       auto t = ctx_.store.tags(repo);
       if (!t) return fail_all(repo, "", "", t.error());
       tags = std::move(*t);
+    } else if (auto listed = list_with_digests(repo)) {
+      for (const auto& [tag, d] : *listed) tags.push_back(tag);
     } else {
       auto t = source_->list_tags(repo);
       if (!t) return fail_all(repo, "", "", t.error());
@@ -303,6 +324,8 @@ class RuleRun {
       if (!*t) return Error{Errc::not_found, repo + ":" + tag + " is gone from the store"};
       return (*t)->digest;
     }
+    if (auto r = listed_.find(repo); r != listed_.end())
+      if (auto d = r->second.find(tag); d != r->second.end()) return d->second;  // from ListImages
     // A HEAD: free of Docker Hub's pull quota, and all an unchanged tag costs.
     auto head = source_->head_manifest(repo, tag, oci::kDefaultManifestAccept);
     if (!head) return head.error();
@@ -467,6 +490,8 @@ class RuleRun {
   const RunOptions& opt_;
   bool local_ = true;
   adapters::RegistryClient* source_ = nullptr;
+  std::unique_ptr<adapters::aws::EcrRepositories> ecr_;  // an ECR source with an AWS login
+  std::map<std::string, std::map<std::string, oci::Digest>> listed_;  // repository -> tag -> digest
   std::vector<Destination> targets_;
   std::mutex mu_;  // report_, on_task
   PreparedRepositories prepared_;

@@ -56,6 +56,9 @@ struct RelayRegistry {
   RegistryLimits limits;
   TaskRetry retry;
   VerifyPolicy verify;
+  // The registry's own AWS login (`auth: aws:`): an ECR source is listed through ListImages,
+  // tags with their digests a page at a time, instead of tags/list and a HEAD per tag.
+  std::optional<adapters::aws::AwsAuthOptions> aws;
 };
 
 // How a source repository is named at a destination: `strip` removed from the front

@@ -72,6 +72,10 @@ Status EcrRepositories::create(std::string_view repository, const EcrRepositoryO
   return create_ecr_repository(impl_->ctx, impl_->host, repository, options);
 }
 
+Result<std::vector<EcrTaggedImage>> EcrRepositories::list_tagged(std::string_view repository) {
+  return list_ecr_images(impl_->ctx, impl_->host, repository);
+}
+
 Status ecr_create_repository(const AwsAuthOptions& options, std::string_view registry_host,
                              std::string_view repository,
                              const EcrRepositoryOptions& repository_options) {

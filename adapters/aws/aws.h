@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "adapters/credentials.h"
+#include "oci/digest.h"
 #include "oci/result.h"
 
 namespace ocirelay::adapters::aws {
@@ -44,6 +45,12 @@ struct EcrRepositoryOptions {
   std::string kms_key;                // KMS key ARN: KMS encryption; empty: AES256 default
 };
 
+// A tag of an ECR repository and the digest it names (ListImages).
+struct EcrTaggedImage {
+  std::string tag;
+  oci::Digest digest;
+};
+
 // Registry credentials for an ECR registry ("<account>.dkr.ecr.<region>.amazonaws.com"):
 // user "AWS" and the GetAuthorizationToken password, cached until shortly before it
 // expires (12 h) and fetched again after invalidate(). Never fails here: configuration
@@ -56,9 +63,9 @@ std::shared_ptr<CredentialSource> ecr_credentials(const AwsAuthOptions& options,
 // required). Re-read after an hour and after invalidate() (rotation).
 std::shared_ptr<CredentialSource> secrets_manager_credentials(const SecretsManagerOptions& options);
 
-// The ECR prepare step for one registry: CreateRepository, idempotent (an existing
-// repository counts as success; its settings are left as they are). Reuses its AWS
-// credentials across calls. Thread-safe.
+// The ECR API of one registry: CreateRepository for the prepare step, idempotent (an
+// existing repository counts as success; its settings are left as they are), and
+// ListImages for a source's listing. Reuses its AWS credentials across calls. Thread-safe.
 class EcrRepositories {
  public:
   EcrRepositories(const AwsAuthOptions& options, std::string_view registry_host);
@@ -68,6 +75,10 @@ class EcrRepositories {
   // Errors name the registry, the step and the cause:
   // "aws: ECR CreateRepository team/app in 1234.dkr.ecr...: HTTP 400 (...)".
   Status create(std::string_view repository, const EcrRepositoryOptions& options);
+  // Every tag of `repository` with its digest, sorted by tag: ListImages (TAGGED), one call
+  // per page of up to 1000, so a resync learns what moved without a request per tag to
+  // the registry. Errors name the step ("aws: ECR ListImages team/app in ...: ...").
+  Result<std::vector<EcrTaggedImage>> list_tagged(std::string_view repository);
 
  private:
   struct Impl;

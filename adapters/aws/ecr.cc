@@ -1,11 +1,13 @@
-// ECR GetAuthorizationToken and CreateRepository (AWS JSON 1.1, SigV4 service "ecr").
+// ECR GetAuthorizationToken, CreateRepository and ListImages (AWS JSON 1.1, SigV4 service "ecr").
 #include "adapters/aws/ecr.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
 
 #include "adapters/encoding.h"
+#include "oci/reference.h"
 
 namespace ocirelay::adapters::aws {
 namespace {
@@ -72,6 +74,45 @@ Result<IssuedCredentials> EcrCredentials::fetch() {
   } else {
     out.expires = now_() + std::chrono::hours(1);  // ECR always sends it; be conservative
   }
+  return out;
+}
+
+Result<std::vector<EcrTaggedImage>> list_ecr_images(AwsContext& ctx, std::string_view registry_host,
+                                                    std::string_view repository) {
+  const std::string step = "ECR ListImages " + std::string(repository) + " in " + std::string(registry_host);
+  if (ctx.region.empty()) return Error{Errc::invalid_argument, "aws: " + step + ": no region (set auth.aws.region)"};
+  std::vector<EcrTaggedImage> out;
+  std::string next;
+  for (int page = 0;; ++page) {
+    if (page >= 10000) return Error{Errc::upstream_protocol, "aws: " + step + ": too many pages"};
+    auto creds = ctx.chain->get();  // refreshed between pages when it expires meanwhile
+    if (!creds) return Error{creds.error().code, "aws: " + step + ": " + creds.error().message};
+    nlohmann::json req = {{"repositoryName", repository}, {"maxResults", 1000}, {"filter", {{"tagStatus", "TAGGED"}}}};
+    if (auto h = parse_ecr_host(registry_host)) req["registryId"] = h->account;
+    if (!next.empty()) req["nextToken"] = next;
+    auto body = ctx.client->call_json(resolve_endpoint(AwsService::ecr, ctx.region),
+                                      std::string(kTargetPrefix) + "ListImages", req.dump(), *creds, step);
+    if (!body) return prefixed(body.error());
+    auto j = nlohmann::json::parse(*body, nullptr, false);
+    if (!j.is_object()) return Error{Errc::upstream_protocol, "aws: " + step + ": the answer is not a JSON object"};
+    if (j.contains("imageIds") && j["imageIds"].is_array()) {
+      for (const auto& id : j["imageIds"]) {
+        if (!id.is_object() || !id.contains("imageTag") || !id["imageTag"].is_string() ||
+            !id.contains("imageDigest") || !id["imageDigest"].is_string())
+          continue;  // an untagged image, whatever the filter did
+        auto d = oci::Digest::parse(id["imageDigest"].get<std::string>());
+        std::string tag = id["imageTag"].get<std::string>();
+        if (!d || !oci::valid_tag(tag))
+          return Error{Errc::upstream_protocol, "aws: " + step + ": unusable image id " + id.dump()};
+        out.push_back({std::move(tag), *d});
+      }
+    }
+    if (!j.contains("nextToken") || !j["nextToken"].is_string() || j["nextToken"].get<std::string>().empty()) break;
+    std::string token = j["nextToken"].get<std::string>();
+    if (token == next) return Error{Errc::upstream_protocol, "aws: " + step + ": the same nextToken twice"};
+    next = std::move(token);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.tag < b.tag; });
   return out;
 }
 

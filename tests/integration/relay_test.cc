@@ -773,6 +773,67 @@ TEST_F(RelayTest, AnEcrDestinationGetsItsRepositoryCreatedWithKmsThroughTheFakeA
   EXPECT_EQ(aws.calls("CreateRepository"), 1);
 }
 
+TEST_F(RelayTest, AnEcrSourceIsListedWithDigestsSoAResyncAsksItsRegistryNothing) {
+  // The source registry plays the ECR registry; the fake AWS answers ListImages (SigV4
+  // verified) two image ids a page with what the registry holds.
+  std::vector<std::pair<std::string, std::string>> tagged;
+  for (const char* tag : {"1.0", "1.1", "2.0"}) {
+    auto img = images.add_image(tag, {random_bytes(30000, std::hash<std::string>{}(tag))});
+    ASSERT_TRUE(images.push(registry.host(), "team/app", tag));
+    tagged.emplace_back(tag, img.digest);
+  }
+  FakeAws aws(FakeAws::Options{});
+  aws.set_images("team/app", tagged);
+  aws.set_list_page_size(2);
+  ScopedAwsEnv env;
+  env.set("AWS_ENDPOINT_URL_ECR", aws.url());
+  env.set("AWS_ACCESS_KEY_ID", aws.options().access_key_id);
+  env.set("AWS_SECRET_ACCESS_KEY", aws.options().secret_access_key);
+  relay->add_config(registries_yaml() +
+                    "  - name: ecr-src\n    url: " + registry.url() + "\n    type: ecr\n"
+                    "    auth: {aws: {region: us-east-1}}\n"
+                    "rules:\n"
+                    "  - name: from-ecr\n"
+                    "    from: ecr-src\n"
+                    "    repositories: {list: [team/app]}\n"
+                    "    tags: {exclude: ['^1\\.1$']}\n"
+                    "    to: [{registry: dest0}, {registry: dest1}]\n");
+  ASSERT_TRUE(relay->start());
+  relay->stop();
+  const int tag_lists = registry.count_requests("/tags/list");
+  const int heads = registry.count_requests("\"HEAD /v2/team/app/manifests/");
+  auto r = relay->run({"sync"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(aws.calls("ListImages"), 2);  // three tags, two a page
+  EXPECT_EQ(aws.last_signer("ListImages"), aws.options().access_key_id);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(inspect_digest(*dests[i], "team/app:1.0"), tagged[0].second);
+    EXPECT_EQ(inspect_digest(*dests[i], "team/app:2.0"), tagged[2].second);
+    EXPECT_EQ(inspect_digest(*dests[i], "team/app:1.1").substr(0, 7), "missing");
+  }
+  // The listing came from ListImages: no tags/list, no HEAD per tag at the registry.
+  EXPECT_EQ(registry.count_requests("/tags/list"), tag_lists);
+  EXPECT_EQ(registry.count_requests("\"HEAD /v2/team/app/manifests/"), heads);
+
+  // The resync: two ListImages pages, and nothing at all at the registry or destinations.
+  const int source_lines = lines(registry), d0 = lines(*dests[0]), d1 = lines(*dests[1]);
+  auto again = relay->run({"sync"});
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_EQ(aws.calls("ListImages"), 4);
+  EXPECT_EQ(lines(registry), source_lines) << registry.access_log();
+  EXPECT_EQ(lines(*dests[0]), d0);
+  EXPECT_EQ(lines(*dests[1]), d1);
+
+  // A tag moved at the source shows in the listing and travels.
+  auto moved = images.add_image("2.0", {random_bytes(30000, 4242)});
+  ASSERT_TRUE(images.push(registry.host(), "team/app", "2.0"));
+  tagged[2].second = moved.digest;
+  aws.set_images("team/app", tagged);
+  auto third = relay->run({"sync"});
+  ASSERT_EQ(third.exit_code, 0) << third.out << third.err;
+  EXPECT_EQ(inspect_digest(*dests[0], "team/app:2.0"), moved.digest);
+}
+
 TEST_F(RelayTest, AStoppedExecutionDropsItsQueuedTasksCancelsItsUploadAndTheNextRunResumesIt) {
   // In process: stopping is the engine's (Dispatcher::stop_execution), which the admin
   // API exposes. The destination takes one task at a time through 16 MiB/s, so the big

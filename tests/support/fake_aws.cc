@@ -354,6 +354,16 @@ FakeAws::Reply FakeAws::sts(const Request& req) {
                {}};
 }
 
+void FakeAws::set_images(const std::string& repository, std::vector<std::pair<std::string, std::string>> tagged) {
+  std::lock_guard lock(mu_);
+  images_[repository] = std::move(tagged);
+}
+
+void FakeAws::set_list_page_size(std::size_t page_size) {
+  std::lock_guard lock(mu_);
+  list_page_size_ = std::max<std::size_t>(page_size, 1);
+}
+
 FakeAws::Reply FakeAws::json_api(const Request& req) {
   const std::string target = req.header("X-Amz-Target");
   const std::string ecr = "AmazonEC2ContainerRegistry_V20150921.";
@@ -416,6 +426,29 @@ FakeAws::Reply FakeAws::json_api(const Request& req) {
     repositories_.push_back(name);
     return Reply{200, "application/x-amz-json-1.1",
                  nlohmann::json{{"repository", {{"repositoryName", name}}}}.dump(), {}};
+  }
+  if (op == "ListImages") {
+    const std::string name = body.value("repositoryName", std::string());
+    if (name.empty()) return json_error(400, "InvalidParameterException", "repositoryName required");
+    auto max = body.value("maxResults", 100);
+    if (max < 1 || max > 1000) return json_error(400, "InvalidParameterException", "maxResults must be 1..1000");
+    auto it = images_.find(name);
+    if (it == images_.end())
+      return json_error(400, "RepositoryNotFoundException",
+                        "The repository with name '" + name + "' does not exist in the registry");
+    std::size_t start = 0;
+    if (body.contains("nextToken")) {
+      const std::string token = body.value("nextToken", std::string());
+      if (!token.starts_with("page-")) return json_error(400, "InvalidParameterException", "invalid nextToken");
+      start = std::stoul(token.substr(5));
+    }
+    const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(max), list_page_size_);
+    nlohmann::json ids = nlohmann::json::array();
+    for (std::size_t i = start; i < it->second.size() && i < start + n; ++i)
+      ids.push_back({{"imageDigest", it->second[i].second}, {"imageTag", it->second[i].first}});
+    nlohmann::json j = {{"imageIds", ids}};
+    if (start + n < it->second.size()) j["nextToken"] = "page-" + std::to_string(start + n);
+    return Reply{200, "application/x-amz-json-1.1", j.dump(), {}};
   }
   if (op == "GetSecretValue") {
     const std::string id = body.value("SecretId", std::string());

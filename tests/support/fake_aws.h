@@ -47,6 +47,11 @@ class FakeAws {
   void queue_ecr_password(const std::string& p);
   void set_secret(const std::string& id, const std::string& secret_string);
   void set_sts_down(bool down);  // STS answers 503
+  // What ListImages lists for `repository`: (tag, digest) pairs, in this order; repositories
+  // never set are RepositoryNotFoundException. Pages hold at most `page_size` image ids
+  // (and at most the caller's maxResults).
+  void set_images(const std::string& repository, std::vector<std::pair<std::string, std::string>> tagged);
+  void set_list_page_size(std::size_t page_size);
   // The external id AssumeRole requires for `role_arn` (roles not listed need none).
   void require_external_id(const std::string& role_arn, const std::string& external_id);
 
@@ -88,6 +93,8 @@ class FakeAws {
   std::map<std::string, std::string> last_signer_;
   std::map<std::string, std::string> last_body_;
   std::vector<std::string> repositories_;
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> images_;
+  std::size_t list_page_size_ = 1000;
   std::vector<std::string> issued_;
   std::vector<std::string> imds_tokens_;
   std::vector<std::string> queued_passwords_;
