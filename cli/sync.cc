@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "cli/registry_ref.h"
 #include "fetch/fetcher.h"
@@ -178,6 +179,11 @@ int run_sync(const Config& config, const SyncCommand& command) {
   relay::DispatchOptions dispatch;
   dispatch.requeue_recovered = false;  // one pass: what fails for good is reported
   dispatch.on_task = record;
+  // The tasks of the rules this run names (left queued by an earlier one too); another
+  // rule's stay queued for its own run or for serve.
+  std::set<std::string> running_rules;
+  for (const auto* r : rules) running_rules.insert(r->name);
+  dispatch.takes = [&](const std::string& rule) { return running_rules.contains(rule); };
   relay::Dispatcher dispatcher(ctx, queue, dispatch);
   relay::Executions executions((*store)->metadata());
   if (!command.dry_run) {

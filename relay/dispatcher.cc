@@ -128,7 +128,7 @@ void Dispatcher::poke() {
 
 bool Dispatcher::idle_locked() const {
   if (!running_.empty()) return false;
-  auto s = queue_.stats("");
+  auto s = opt_.takes ? queue_.stats("", [&](const Task& t) { return opt_.takes(t.rule); }) : queue_.stats("");
   return s && s->pending == 0;
 }
 
@@ -171,7 +171,9 @@ void Dispatcher::work(Lane& lane, bool pinger) {
     if (lane.paused_until > now) {
       wake = lane.paused_until;
     } else {
-      auto running = [&](const std::string& k) { return running_.contains(k); };
+      auto running = [&](const std::string& k, const Task& t) {
+        return running_.contains(k) || (opt_.takes && !opt_.takes(t.rule));
+      };
       auto next = queue_.next_ready(lane.name, now, running);
       if (!next) spdlog::warn("relay: reading the task queue: {}", next.error().message);
       if (next && *next) {

@@ -36,6 +36,9 @@ struct DispatchOptions {
   // Each task that ended (copied, unchanged, kept, or failed for good), from its worker.
   std::function<void(const TaskOutcome&)> on_task;
   std::function<void(const TaskOutcome&, const oci::Digest&, std::uint64_t, BlobStep)> on_blob;
+  // Set: only tasks of the rules it accepts are taken (and waited for by drain()); others
+  // stay queued, untouched (`sync --rule R` sends R's tasks alone).
+  std::function<bool(const std::string& rule)> takes;
 };
 
 class Dispatcher {

@@ -271,10 +271,10 @@ Result<std::size_t> TaskQueue::discard_unless(const std::function<bool(const std
 }
 
 Result<std::optional<Task>> TaskQueue::next_ready(std::string_view destination, std::int64_t now,
-                                                  const std::function<bool(const std::string&)>& skip) const {
+                                                  const Skip& skip) const {
   std::optional<Task> found;
   auto st = scan_tasks(env_, destination, [&](const std::string& k, const Task& t) {
-    if (t.failed || t.not_before > now || (skip && skip(k))) return true;
+    if (t.failed || t.not_before > now || (skip && skip(k, t))) return true;
     found = t;
     return false;
   });
@@ -282,11 +282,10 @@ Result<std::optional<Task>> TaskQueue::next_ready(std::string_view destination, 
   return found;
 }
 
-Result<std::optional<std::int64_t>> TaskQueue::next_due(std::string_view destination,
-                                                        const std::function<bool(const std::string&)>& skip) const {
+Result<std::optional<std::int64_t>> TaskQueue::next_due(std::string_view destination, const Skip& skip) const {
   std::optional<std::int64_t> due;
   auto st = scan_tasks(env_, destination, [&](const std::string& k, const Task& t) {
-    if (!t.failed && !(skip && skip(k)) && (!due || t.not_before < *due)) due = t.not_before;
+    if (!t.failed && !(skip && skip(k, t)) && (!due || t.not_before < *due)) due = t.not_before;
     return true;
   });
   if (!st) return st.error();
@@ -456,9 +455,10 @@ Result<std::vector<Task>> TaskQueue::list(std::string_view destination) const {
   return out;
 }
 
-Result<QueueStats> TaskQueue::stats(std::string_view destination) const {
+Result<QueueStats> TaskQueue::stats(std::string_view destination, const std::function<bool(const Task&)>& only) const {
   QueueStats s;
   auto st = scan_tasks(env_, destination, [&](const std::string&, const Task& t) {
+    if (only && !only(t)) return true;
     if (t.failed) {
       s.failed++;
       s.failed_retryable += t.retryable;

@@ -96,14 +96,14 @@ class TaskQueue {
                  const std::optional<oci::Digest>& keep = std::nullopt);
   // Removes the tasks of rules that `configured` says are gone. Returns how many.
   Result<std::size_t> discard_unless(const std::function<bool(const std::string& rule)>& configured);
-  // The first pending task of `destination` due at `now_ms` whose key `skip` does not
-  // name (tasks a worker runs already), in key order.
-  Result<std::optional<Task>> next_ready(std::string_view destination, std::int64_t now_ms,
-                                         const std::function<bool(const std::string& key)>& skip) const;
+  // Which tasks a caller passes over: those a worker runs already, another rule's.
+  using Skip = std::function<bool(const std::string& key, const Task& task)>;
+  // The first pending task of `destination` due at `now_ms` that `skip` does not pass
+  // over, in key order.
+  Result<std::optional<Task>> next_ready(std::string_view destination, std::int64_t now_ms, const Skip& skip) const;
   // The earliest not_before of the pending tasks of `destination` that `skip` does not
-  // name; nullopt when none.
-  Result<std::optional<std::int64_t>> next_due(std::string_view destination,
-                                               const std::function<bool(const std::string& key)>& skip = {}) const;
+  // pass over; nullopt when none.
+  Result<std::optional<std::int64_t>> next_due(std::string_view destination, const Skip& skip = {}) const;
 
   // Each of these changes the task only while it is the one `t` was read as (same seq):
   // a task replaced meanwhile runs again with its new content. Its executions' records
@@ -128,7 +128,9 @@ class TaskQueue {
 
   // Every task, in key order; `destination` non-empty: only its own.
   Result<std::vector<Task>> list(std::string_view destination = {}) const;
-  Result<QueueStats> stats(std::string_view destination) const;
+  // `only` set: of the tasks it accepts alone.
+  Result<QueueStats> stats(std::string_view destination,
+                           const std::function<bool(const Task&)>& only = {}) const;
 
   // A chunked upload's confirmed state, to resume it after a crash or an outage. An empty
   // session erases it.

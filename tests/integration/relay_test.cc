@@ -7,6 +7,7 @@
 #include <ctime>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -62,6 +63,43 @@ std::vector<std::vector<std::string>> execution_rows(const OcirelayProcess& rela
   }
   return rows;
 }
+
+// The relay's engine in this process (no serve, no sync command) on a store of its own,
+// with the config `yaml` (a store: line is added): what tests that stop or steer the
+// dispatcher directly use.
+struct InProcessRelay {
+  InProcessRelay(const fs::path& store_dir, const std::string& yaml)
+      : config(cli::parse_config("store: {path: " + store_dir.string() + "}\n" + yaml, "relay.yaml")) {
+    store::StoreOptions so = config.store;
+    so.extra_databases = relay::ledger_databases();
+    auto opened = store::Store::open(so);
+    auto made = fetch::RegistryClients::create(cli::all_registries(config), nullptr);
+    if (!opened || !made) return;
+    store = std::move(*opened);
+    clients = std::move(*made);
+    fetcher = std::make_unique<fetch::Fetcher>(*store, metrics, /*enforce_quota=*/false);
+    ledger = std::make_unique<relay::Ledger>(store->metadata());
+    ctx = std::make_unique<relay::RelayContext>(
+        relay::RelayContext{*store, *fetcher, *clients, *ledger, config.relay, {}});
+    queue = std::make_unique<relay::TaskQueue>(store->metadata());
+    executions = std::make_unique<relay::Executions>(store->metadata());
+  }
+  const relay::Rule& rule(const std::string& name) const {
+    for (const auto& r : config.relay.rules)
+      if (r.name == name) return r;
+    throw std::invalid_argument("no rule " + name);
+  }
+
+  cli::Config config;
+  metrics::Metrics metrics;
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<fetch::RegistryClients> clients;
+  std::unique_ptr<fetch::Fetcher> fetcher;
+  std::unique_ptr<relay::Ledger> ledger;
+  std::unique_ptr<relay::RelayContext> ctx;  // null: the store or the clients did not open
+  std::unique_ptr<relay::TaskQueue> queue;
+  std::unique_ptr<relay::Executions> executions;
+};
 
 class RelayTest : public MirrorTest {
  protected:
@@ -834,6 +872,42 @@ TEST_F(RelayTest, AnEcrSourceIsListedWithDigestsSoAResyncAsksItsRegistryNothing)
   EXPECT_EQ(inspect_digest(*dests[0], "team/app:2.0"), moved.digest);
 }
 
+TEST_F(RelayTest, ADispatcherForSomeRulesLeavesAnotherRulesQueuedTasksAlone) {
+  // `sync --rule a` after a run of rule b was cut short: b's task waits in the queue.
+  push_image("team/small", "1.0", 1, 20000);
+  push_image("team/other", "1.0", 1, 20000);
+  InProcessRelay in(tmp / "inproc",
+                    "upstreams: [{name: " + std::string(kUpstream) + ", url: \"" + registry.url() + "\"}]\n" +
+                    registries_yaml() +
+                    "rules:\n"
+                    "  - {name: a, from: " + std::string(kUpstream) + ", repositories: {list: [team/small]},"
+                    " to: [{registry: dest0}]}\n"
+                    "  - {name: b, from: " + std::string(kUpstream) + ", repositories: {list: [team/other]},"
+                    " to: [{registry: dest1}]}\n");
+  ASSERT_TRUE(in.ctx) << "the store did not open";
+  relay::RunOptions opt;
+  opt.queue = in.queue.get();
+  ASSERT_TRUE(relay::run_rule(*in.ctx, in.rule("b"), opt).ok());
+  ASSERT_EQ(in.queue->list()->size(), 1u);
+
+  relay::DispatchOptions only_a;
+  only_a.takes = [](const std::string& rule) { return rule == "a"; };
+  std::vector<std::string> ended;
+  only_a.on_task = [&](const relay::TaskOutcome& o) { ended.push_back(o.rule + " " + std::string(relay::to_string(o.outcome))); };
+  relay::Dispatcher dispatcher(*in.ctx, *in.queue, only_a);
+  dispatcher.start();
+  ASSERT_TRUE(relay::run_rule(*in.ctx, in.rule("a"), opt).ok());
+  dispatcher.poke();
+  dispatcher.drain();  // returns with b's task still queued: it waits for a's alone
+  dispatcher.stop();
+  EXPECT_EQ(ended, std::vector<std::string>{"a copied"});
+  EXPECT_NE(inspect_digest(*dests[0], "team/small:1.0").substr(0, 7), "missing");
+  EXPECT_EQ(dests[1]->count_requests("/v2/team/"), 0) << dests[1]->access_log();
+  auto left = in.queue->list();
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ(left->front().rule, "b");
+}
+
 TEST_F(RelayTest, AStoppedExecutionDropsItsQueuedTasksCancelsItsUploadAndTheNextRunResumesIt) {
   // In process: stopping is the engine's (Dispatcher::stop_execution), which the admin
   // API exposes. The destination takes one task at a time through 16 MiB/s, so the big
@@ -841,29 +915,19 @@ TEST_F(RelayTest, AStoppedExecutionDropsItsQueuedTasksCancelsItsUploadAndTheNext
   constexpr std::uint64_t kLayer = 96u << 20;
   auto big = push_image("team/big", "1.0", 1, kLayer);
   push_image("team/small", "1.0", 1, 50000);
-  const fs::path store_dir = tmp / "inproc";
   QuirkProxy far(dests[0]->port(), Quirks::none);  // counts the bytes that arrive
-  cli::Config config = cli::parse_config(
-      "store: {path: " + store_dir.string() + "}\n"
-      "upstreams: [{name: " + std::string(kUpstream) + ", url: \"" + registry.url() + "\"}]\n"
-      "registries:\n"
-      "  - {name: dest0, url: \"" + far.url() + "\", limits: {concurrency: 1, bytes_per_second: 16MiB}}\n"
-      "rules:\n"
-      "  - {name: both, from: " + std::string(kUpstream) + ", repositories: {list: [team/big, team/small]},"
-      " to: [{registry: dest0}]}\n",
-      "relay.yaml");
-  store::StoreOptions so = config.store;
-  so.extra_databases = relay::ledger_databases();
-  auto store = store::Store::open(so);
-  ASSERT_TRUE(store.ok()) << store.error().to_string();
-  auto clients = fetch::RegistryClients::create(cli::all_registries(config), nullptr);
-  ASSERT_TRUE(clients.ok());
-  metrics::Metrics metrics;
-  fetch::Fetcher fetcher(**store, metrics, /*enforce_quota=*/false);
-  relay::Ledger ledger((*store)->metadata());
-  relay::RelayContext ctx{**store, fetcher, **clients, ledger, config.relay, {}};
-  relay::TaskQueue queue((*store)->metadata());
-  relay::Executions executions((*store)->metadata());
+  InProcessRelay in(tmp / "inproc",
+                    "upstreams: [{name: " + std::string(kUpstream) + ", url: \"" + registry.url() + "\"}]\n"
+                    "registries:\n"
+                    "  - {name: dest0, url: \"" + far.url() + "\", limits: {concurrency: 1, bytes_per_second: 16MiB}}\n"
+                    "rules:\n"
+                    "  - {name: both, from: " + std::string(kUpstream) + ", repositories: {list: [team/big, team/small]},"
+                    " to: [{registry: dest0}]}\n");
+  ASSERT_TRUE(in.ctx) << "the store did not open";
+  auto& config = in.config;
+  auto& ctx = *in.ctx;
+  auto& queue = *in.queue;
+  auto& executions = *in.executions;
   relay::Dispatcher dispatcher(ctx, queue);
   dispatcher.start();
   auto run = [&] {

@@ -88,11 +88,11 @@ TEST(TaskQueue, BackoffAndFailuresSurviveAReopen) {
   auto due = q.next_ready("ecr", now, {});
   ASSERT_TRUE(due.ok() && *due);
   EXPECT_EQ((*due)->reference, "2.0");
-  auto skipping = q.next_ready("ecr", now, [&](const std::string& k) { return k == (*due)->key(); });
+  auto skipping = q.next_ready("ecr", now, [&](const std::string& k, const Task&) { return k == (*due)->key(); });
   ASSERT_TRUE(skipping.ok());
   EXPECT_FALSE(*skipping);  // a worker holds web:2.0; api:1.0 waits; web:1.0 failed
   EXPECT_EQ(**q.next_due("ecr"), 0);  // web:2.0 was due from the start
-  auto later = q.next_ready("ecr", now + 60'000, [&](const std::string& k) { return k == (*due)->key(); });
+  auto later = q.next_ready("ecr", now + 60'000, [&](const std::string& k, const Task&) { return k == (*due)->key(); });
   ASSERT_TRUE(later.ok() && *later);
   EXPECT_EQ((*later)->repository, "api");
   EXPECT_EQ((*later)->attempts, 1);
@@ -109,7 +109,7 @@ TEST(TaskQueue, BackoffAndFailuresSurviveAReopen) {
   EXPECT_EQ(*q.requeue_failed("ecr"), 0u);
   ASSERT_TRUE(q.fail(**later, Error{Errc::upstream_unavailable, "connection refused"}).ok());
   EXPECT_EQ(*q.requeue_failed("ecr"), 1u);
-  auto back = q.next_ready("ecr", now, [&](const std::string& k) { return k == (*due)->key(); });
+  auto back = q.next_ready("ecr", now, [&](const std::string& k, const Task&) { return k == (*due)->key(); });
   ASSERT_TRUE(back.ok() && *back);
   EXPECT_EQ((*back)->repository, "api");
   EXPECT_EQ((*back)->attempts, 0);
