@@ -59,8 +59,17 @@ requests_since() {  # requests_since NAME LINE: access-log requests after LINE
 secs() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(secs)" 'BEGIN{printf "%.2f", b - a}'; }
 
+# Busy jiffies (user+nice+system+irq+softirq) of cpu0 and cpu1 from /proc/stat.
+core_busy() { awk '/^cpu[01] /{print $2+$3+$4+$7+$8}' /proc/stat | paste -sd' '; }
+# "core 0 N%, core 1 M%": how busy each core was between two core_busy samples over SECS.
+core_share() {  # core_share "BEFORE" "AFTER" SECS
+  local hz; hz=$(getconf CLK_TCK)
+  awk -v b="$1" -v a="$2" -v s="$3" -v hz="$hz" 'BEGIN{split(b,x," "); split(a,y," ");
+    printf "core 0 (registries, links) %.0f%%, core 1 (ocirelay) %.0f%%", (y[1]-x[1])/hz/s*100, (y[2]-x[2])/hz/s*100}'
+}
+
 # One ocirelay sync (pinned to the SUT core) of RULE_YAML, with a store of its own.
-# Sets SYNC_SECS and SYNC_RSS_KIB.
+# Sets SYNC_SECS, SYNC_RSS_KIB and SYNC_CORES (how busy each core was meanwhile).
 run_sync() {  # run_sync NAME RULE_YAML
   local dir="$work/oc-$1"; mkdir -p "$dir"
   {
@@ -73,11 +82,12 @@ run_sync() {  # run_sync NAME RULE_YAML
     done
     printf '%s\n' "$2"
   } > "$dir/ocirelay.yaml"
-  local t0; t0=$(secs)
+  local t0 c0; t0=$(secs); c0=$(core_busy)
   $pin_sut /usr/bin/time -f '%M' -o "$dir/rss" "$bin" sync --config "$dir/ocirelay.yaml" > "$dir/out" 2> "$dir/err" || {
     echo "bench: ocirelay sync ($1) failed:" >&2; tail -n 5 "$dir/err" >&2; exit 1
   }
   SYNC_SECS=$(elapsed "$t0")
+  SYNC_CORES=$(core_share "$c0" "$(core_busy)" "$SYNC_SECS")
   SYNC_RSS_KIB=$(tail -n 1 "$dir/rss")
 }
 skopeo_flags=(--src-tls-verify=false --dest-tls-verify=false -q)
@@ -173,7 +183,8 @@ if want 3; then
   sk_secs=$(elapsed "$t0")
   oc_iph=$(awk -v s="$oc_secs" 'BEGIN{printf "%.0f", 500 / s * 3600}')
   sk_iph=$(awk -v s="$sk_secs" 'BEGIN{printf "%.0f", 500 / s * 3600}')
-  row "| 3 | cold replication of 500 small images to 2 destinations (images/hour) | ${oc_iph} (${oc_secs} s) | skopeo sync: ${sk_iph} (${sk_secs} s) | $(ratio "$oc_iph" "$sk_iph")x skopeo | > 1,000/h; 100x |"
+  echo "row 3: while ocirelay ran: $SYNC_CORES"
+  row "| 3 | cold replication of 500 small images to 2 destinations (images/hour) | ${oc_iph} (${oc_secs} s; ${SYNC_CORES}) | skopeo sync: ${sk_iph} (${sk_secs} s) | $(ratio "$oc_iph" "$sk_iph")x skopeo | > 1,000/h; 100x |"
 fi
 
 if want 4; then

@@ -334,6 +334,12 @@ void Dispatcher::run(Lane& lane, Task task, const std::atomic<bool>& cancel) {
   auto dest = find_destination(ctx_, *rule, task.destination, task.source_repository, task.repository);
   if (!dest) return failed(dest.error());
 
+  if (task.remove) {  // the tag went at the source: it goes here too
+    report.log.push_back("deleting " + o.destination_repository + ":" + o.tag);
+    if (auto st = delete_destination_tag(ctx_, *dest, o.destination_repository, o.tag, task.digest); !st)
+      return failed(st.error());
+    return ended(Outcome::deleted);
+  }
   if (auto referrer = oci::Digest::parse(task.reference)) {  // untagged: after its subject, by digest
     const auto accept = oci::kDefaultManifestAccept;
     if (!task.subject.empty()) {

@@ -38,6 +38,7 @@ std::string encode(const Task& t) {
       {"source_digest", t.source_digest.str()}, {"failed", t.failed}, {"attempts", t.attempts},
       {"not_before", t.not_before}, {"enqueued", t.enqueued}, {"error", t.error},
       {"retryable", t.retryable}, {"seq", t.seq}, {"subject", t.subject}, {"executions", t.executions},
+      {"remove", t.remove},
   };
   return oci::json::dump(j);
 }
@@ -64,6 +65,7 @@ std::optional<Task> decode(std::string_view v) {
   t.digest = *d;
   t.source_digest = *sd;
   t.failed = flag("failed");
+  t.remove = flag("remove");
   t.attempts = static_cast<int>(num("attempts"));
   t.not_before = num("not_before");
   t.enqueued = num("enqueued");
@@ -183,7 +185,7 @@ Result<bool> TaskQueue::enqueue(Task t) {
       execution_rows::log(r, "queued for " + t.destination);
     };
     if (prev && !prev->failed && prev->digest == t.digest && prev->rule == t.rule &&
-        prev->store_repository == t.store_repository) {
+        prev->store_repository == t.store_repository && prev->remove == t.remove) {
       if (joining.empty()) return {};
       prev->executions.insert(prev->executions.end(), joining.begin(), joining.end());
       if (auto rec = each_record(txn, env_, *prev, queued, &joining); !rec) return rec;
@@ -223,7 +225,7 @@ Status TaskQueue::discard(std::string_view destination, std::string_view reposit
     if (!v) return v.error();
     if (!*v) return {};
     auto t = decode(**v);
-    if (t && keep && t->source_digest == *keep) return {};
+    if (t && keep && t->source_digest == *keep && !t->remove) return {};  // a deletion always goes
   }
   return env_.write([&](store::lmdb::WriteTxn& txn) -> Status {
     auto v = txn.get(env_.dbi(kTasks), k);
@@ -231,8 +233,9 @@ Status TaskQueue::discard(std::string_view destination, std::string_view reposit
     if (!*v) return {};
     if (auto t = decode(**v); t && !t->failed) {
       auto rec = each_record(txn, env_, *t, [&](Execution&, ExecutionTask& r) {
-        execution_rows::log(r, keep ? "no longer needed: the source's tag moved back to what the destination holds"
-                                    : "no longer needed: the tag is gone at the source");
+        execution_rows::log(r, t->remove ? "no longer needed: the tag is back at the source"
+                               : keep    ? "no longer needed: the source's tag moved back to what the destination holds"
+                                         : "no longer needed: the tag is gone at the source");
         end(r, TaskState::succeeded, "dropped");
       });
       if (!rec) return rec;

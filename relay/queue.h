@@ -50,6 +50,9 @@ struct Task {
   // An untagged referrer (reference is its digest): the manifest it refers to, which the
   // destination must hold before it is sent.
   std::string subject;
+  // A deletion (a rule with `delete: true` saw the tag go at the source): the tag goes at
+  // the destination; `digest` is what the destination holds under it.
+  bool remove = false;
 
   bool failed = false;
   int attempts = 0;               // failed attempts so far
@@ -67,7 +70,7 @@ struct Task {
 
 // What one run of a task did, for the executions waiting on it.
 struct TaskReport {
-  std::string outcome;           // complete(): copied, unchanged or kept
+  std::string outcome;           // complete(): copied, unchanged, kept or deleted
   std::uint64_t bytes = 0;       // uploaded
   std::vector<std::string> log;  // this attempt's lines
 };
@@ -90,8 +93,9 @@ class TaskQueue {
   // its task recorded as stopped, and nothing is queued for it.
   Result<bool> enqueue(Task t);
   // Removes the task for (destination, repository, reference) unless it sends the source
-  // digest `keep` (nullopt: whatever it sends): the source moved back to what the destination holds,
-  // or the tag was deleted. A read only, when there is no such task.
+  // digest `keep` (nullopt: whatever it sends; a deletion goes whatever `keep` says): the
+  // source moved back to what the destination holds, or the tag was deleted, or is back.
+  // A read only, when there is no such task.
   Status discard(std::string_view destination, std::string_view repository, std::string_view reference,
                  const std::optional<oci::Digest>& keep = std::nullopt);
   // Removes the tasks of rules that `configured` says are gone. Returns how many.

@@ -279,11 +279,15 @@ class RuleRun {
           continue;
         }
         Status st;
-        // A push of the tag still queued would bring it back after the delete.
-        if (!opt_.dry_run && opt_.queue) st = opt_.queue->discard(o.destination, o.destination_repository, tag);
-        if (st && !opt_.dry_run) st = delete_tag(t, o.destination_repository, tag, (*known)->sent);
+        if (opt_.queue && !opt_.dry_run) {
+          // A task like any other: it replaces a push of the tag still queued (which would
+          // bring the tag back), waits for a destination that is down, is retried.
+          st = enqueue_deletion(o, repo, (*known)->sent);
+        } else if (!opt_.dry_run) {
+          st = delete_destination_tag(ctx_, t, o.destination_repository, tag, (*known)->sent);
+        }
         if (st) {
-          o.outcome = Outcome::deleted;
+          if (o.outcome != Outcome::queued) o.outcome = Outcome::deleted;
         } else {
           o.error = st.error().message;
           all_done = false;
@@ -292,29 +296,6 @@ class RuleRun {
       }
       if (all_done && !opt_.dry_run) (void)ctx_.ledger.forget_source_tag(seen_key(), repo, tag);
     }
-  }
-
-  // Deletes `tag` at a destination. Registries without tag deletion (distribution answers
-  // 400/404/405) delete the manifest by digest instead, which takes every tag naming it:
-  // done only when the ledger knows no other tag of that repository there at that digest.
-  Status delete_tag(const Destination& t, const std::string& repo, const std::string& tag, const oci::Digest& sent) {
-    if (t.client->delete_manifest(repo, tag)) return ctx_.ledger.forget_destination_tag(t.target->registry, repo, tag);
-    auto head = t.client->head_manifest(repo, tag, oci::kDefaultManifestAccept);
-    if (!head && head.error().code != Errc::not_found) return head.error();
-    if (head) {
-      auto there = oci::Digest::parse(head->docker_content_digest);
-      if (!there || *there != sent)
-        return Error{Errc::unsupported, "the tag points at another digest there now: left alone"};
-      auto others = ctx_.ledger.destination_tags(t.target->registry, repo);
-      if (!others) return others.error();
-      for (const auto& [other, entry] : *others)
-        if (other != tag && entry.sent == sent)
-          return Error{Errc::unsupported, "the registry deletes manifests, not tags, and tag " + other +
-                                              " names the same manifest: left alone"};
-      auto st = t.client->delete_manifest(repo, sent.str());
-      if (!st && st.error().code != Errc::not_found) return st;
-    }
-    return ctx_.ledger.forget_destination_tag(t.target->registry, repo, tag);
   }
 
   Result<oci::Digest> resolve(const std::string& repo, const std::string& tag) {
@@ -453,6 +434,28 @@ class RuleRun {
     return "the pull quota of " + rule_.from + " is down to " + std::to_string(q->remaining) + " of " +
            std::to_string(q->limit) + "; the relay leaves " + std::to_string(reserve) +
            " to the mirror's clients (pull_reserve) and reads this image later";
+  }
+
+  // The deletion of o's tag at its destination, which holds `sent` under it, becomes a
+  // task; o.outcome is queued on success.
+  Status enqueue_deletion(TaskOutcome& o, const std::string& repo, const oci::Digest& sent) {
+    Task task;
+    task.destination = o.destination;
+    task.repository = o.destination_repository;
+    task.reference = o.tag;
+    task.rule = rule_.name;
+    task.source = rule_.from;
+    task.source_repository = repo;
+    task.store_repository = store_repo(repo);
+    task.digest = sent;
+    auto src = oci::Digest::parse(o.digest);
+    task.source_digest = src ? *src : sent;
+    task.remove = true;
+    if (recording()) task.executions = {opt_.execution};
+    auto added = opt_.queue->enqueue(std::move(task));
+    if (!added) return Error{added.error().code, "queueing the deletion: " + added.error().message};
+    o.outcome = Outcome::queued;
+    return {};
   }
 
   // The image, in the store as `root`, becomes a task at o's destination.

@@ -30,6 +30,28 @@ Result<Destination> find_destination(const RelayContext& ctx, const Rule& rule, 
   return d;
 }
 
+Status delete_destination_tag(RelayContext& ctx, const Destination& dest, const std::string& repo,
+                              const std::string& tag, const oci::Digest& sent) {
+  const std::string& registry = dest.target->registry;
+  if (dest.client->delete_manifest(repo, tag)) return ctx.ledger.forget_destination_tag(registry, repo, tag);
+  auto head = dest.client->head_manifest(repo, tag, oci::kDefaultManifestAccept);
+  if (!head && head.error().code != Errc::not_found) return head.error();
+  if (head) {
+    auto there = oci::Digest::parse(head->docker_content_digest);
+    if (!there || *there != sent)
+      return Error{Errc::unsupported, "the tag points at another digest there now: left alone"};
+    auto others = ctx.ledger.destination_tags(registry, repo);
+    if (!others) return others.error();
+    for (const auto& [other, entry] : *others)
+      if (other != tag && entry.sent == sent)
+        return Error{Errc::unsupported, "the registry deletes manifests, not tags, and tag " + other +
+                                            " names the same manifest: left alone"};
+    auto st = dest.client->delete_manifest(repo, sent.str());
+    if (!st && st.error().code != Errc::not_found) return st;
+  }
+  return ctx.ledger.forget_destination_tag(registry, repo, tag);
+}
+
 Result<std::optional<Outcome>> check_destination_tag(RelayContext& ctx, const Rule& rule, const Destination& dest,
                                                      const TaskOutcome& o, const oci::Digest& digest, bool dry_run) {
   auto head = dest.client->head_manifest(o.destination_repository, o.tag, oci::kDefaultManifestAccept);

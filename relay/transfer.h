@@ -42,6 +42,14 @@ Result<Destination> find_destination(const RelayContext& ctx, const Rule& rule, 
 Result<std::optional<Outcome>> check_destination_tag(RelayContext& ctx, const Rule& rule, const Destination& dest,
                                                      const TaskOutcome& o, const oci::Digest& digest, bool dry_run);
 
+// Deletes `tag` of `repo` at `dest` and forgets it in the ledger. Registries without tag
+// deletion (distribution answers 400/404/405) delete the manifest by digest instead, which
+// takes every tag naming it: done only while the tag still names `sent` (what was sent
+// there) and the ledger knows no other tag of that repository there at that digest
+// (Errc::unsupported otherwise, saying why). A tag already gone is success.
+Status delete_destination_tag(RelayContext& ctx, const Destination& dest, const std::string& repo,
+                              const std::string& tag, const oci::Digest& sent);
+
 // The blobs being sent to one destination right now, by digest: a task that needs a blob
 // another task is uploading there waits for that upload and then mounts it (the ledger
 // knows where it went) instead of sending the same bytes twice. Thread-safe.

@@ -582,6 +582,43 @@ TEST_F(RelayTest, SampledVerificationFindsARepositoryLostAtADestinationAndSendsI
   EXPECT_TRUE(relay->wait_for_log("dest1/apps/web lacks blobs the ledger recorded there")) << relay->log();
 }
 
+TEST_F(RelayTest, ADeletionIsATaskThatWaitsForADestinationThatIsDown) {
+  relay->add_config("local:\n  repositories: [\"apps/**\"]\n  delete: true\n" + registries_yaml() +
+                    "    retry: {attempts: 2, backoff: 1s, recheck: 1s}\n"  // dest2's
+                    "rules:\n"
+                    "  - name: on-push\n"
+                    "    triggers: [event]\n"
+                    "    delete: true\n"
+                    "    to: [{registry: dest0}, {registry: dest2}]\n");
+  ASSERT_TRUE(relay->start());
+  auto one = images.add_image("1.0", {random_bytes(60000, 121)});
+  ASSERT_TRUE(images.push(relay->host(), "apps/web", "1.0"));
+  ASSERT_TRUE(wait_for_tag(*dests[0], "apps/web", "1.0", one.digest)) << relay->log();
+  ASSERT_TRUE(wait_for_tag(*dests[2], "apps/web", "1.0", one.digest)) << relay->log();
+
+  // dest2 goes down; the tag is deleted at the source: dest0 follows at once, dest2's
+  // deletion fails its attempts and waits, queued, for dest2 to answer again.
+  dests[2]->stop();
+  ASSERT_EQ(http_request(relay->port(), "DELETE", "/v2/apps/web/manifests/1.0").status, 202);
+  EXPECT_TRUE(wait_for_tag(*dests[0], "apps/web", "1.0", "")) << relay->log();
+  EXPECT_TRUE(wait_for_metric(*relay, "ocirelay_relay_queue_failed{destination=\"dest2\"}", 1)) << relay->log();
+  ASSERT_TRUE(dests[2]->restart());
+  EXPECT_TRUE(wait_for_tag(*dests[2], "apps/web", "1.0", "")) << relay->log();
+  EXPECT_TRUE(wait_for_metric(*relay, "ocirelay_relay_queue_failed{destination=\"dest2\"}", 0)) << relay->log();
+  EXPECT_EQ(relay_metric(*relay, "ocirelay_relay_tasks_total{destination=\"dest2\",outcome=\"deleted\"}"), 1);
+
+  // The delete's execution: both tasks deleted, the one at dest2 after its retries.
+  auto rows = execution_rows(*relay, {"--rule", "on-push", "--limit", "1"});
+  ASSERT_EQ(rows.size(), 1u);
+  auto detail = relay->run({"executions", rows[0][0]});
+  EXPECT_EQ(detail.exit_code, 0) << detail.out << detail.err;
+  EXPECT_NE(detail.out.find("succeeded"), std::string::npos) << detail.out;
+  int deleted = 0;
+  for (std::size_t at = detail.out.find(" deleted"); at != std::string::npos; at = detail.out.find(" deleted", at + 1))
+    ++deleted;
+  EXPECT_EQ(deleted, 2) << detail.out;
+}
+
 TEST_F(RelayTest, ADestinationThatIsDownDelaysNoOtherAndCatchesUpItsTasksSurvivingKill9) {
   dests[2]->stop();  // down before the first push
   relay->add_config("local:\n  repositories: [\"apps/**\"]\n" + registries_yaml() +

@@ -179,5 +179,29 @@ TEST(TaskQueue, ARowThatIsNotValidUtf8NeverThrows) {
   EXPECT_EQ(q.upload_session("ecr", "web", kA)->offset, 5u);
 }
 
+TEST(TaskQueue, ADeletionReplacesAQueuedPushOfTheTagAndGoesWhenTheTagIsBack) {
+  TempDir dir;
+  auto s = open(dir);
+  TaskQueue q(s->metadata());
+  ASSERT_TRUE(*q.enqueue(task("ecr", "web", "1.0", kA)));
+  Task del = task("ecr", "web", "1.0", kA);
+  del.remove = true;
+  ASSERT_TRUE(*q.enqueue(del));  // same key and digest, but a deletion: it replaces the push
+  auto left = q.list("ecr");
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_TRUE(left->front().remove);
+  // It survives a reopen as a deletion.
+  s.reset();
+  s = open(dir);
+  TaskQueue reopened(s->metadata());
+  auto taken = reopened.next_ready("ecr", 0, {});
+  ASSERT_TRUE(taken.ok() && *taken);
+  EXPECT_TRUE((*taken)->remove);
+  // The tag is back at the source with the digest the destination holds: the deletion is
+  // dropped (a push of that digest would have been kept).
+  ASSERT_TRUE(reopened.discard("ecr", "web", "1.0", kA).ok());
+  EXPECT_TRUE(reopened.list("ecr")->empty());
+}
+
 }  // namespace
 }  // namespace ocirelay::relay
