@@ -207,13 +207,35 @@ class CurlRegistryClient final : public RegistryClient {
   }
 
   Result<std::vector<std::string>> list_tags(std::string_view repo) override {
+    auto listed = list_tags_with_digests(repo);
+    if (!listed) return listed.error();
+    return std::move(listed->tags);
+  }
+
+  Result<TagList> list_tags_with_digests(std::string_view repo) override {
     if (!oci::valid_repository(repo)) {
       return Error{Errc::name_invalid,
                    ep_.name + ": list tags " + std::string(repo) + ": invalid repository name"};
     }
-    return list_pages(
+    TagList out;
+    auto tags = list_pages(
         "/v2/" + std::string(repo) + "/tags/list?n=" + std::to_string(ep_.list_page_size), "tags",
-        "repository:" + std::string(repo) + ":pull", "list tags " + std::string(repo));
+        "repository:" + std::string(repo) + ":pull", "list tags " + std::string(repo),
+        [&](const oci::json::Json& page) {
+          // GCR / Artifact Registry: "manifest": {"sha256:...": {"tag": ["1.0", ...], ...}}.
+          const auto* manifests = oci::json::object_field(page, "manifest");
+          if (!manifests) return;
+          for (const auto& [digest, entry] : manifests->items()) {
+            auto d = oci::Digest::parse(digest);
+            const auto* tags = entry.is_object() ? oci::json::array_field(entry, "tag") : nullptr;
+            if (!d || !tags) continue;
+            for (const auto& t : *tags)
+              if (t.is_string()) out.digests[t.get<std::string>()] = *d;
+          }
+        });
+    if (!tags) return tags.error();
+    out.tags = std::move(*tags);
+    return out;
   }
 
   Result<std::vector<std::string>> catalog() override {
@@ -798,8 +820,10 @@ class CurlRegistryClient final : public RegistryClient {
     return target;
   }
 
-  Result<std::vector<std::string>> list_pages(std::string path, std::string_view field,
-                                              const std::string& scope, const std::string& what) {
+  // `on_page` (optional) sees each page's JSON object too.
+  Result<std::vector<std::string>> list_pages(std::string path, std::string_view field, const std::string& scope,
+                                              const std::string& what,
+                                              const std::function<void(const oci::json::Json&)>& on_page = {}) {
     std::vector<std::string> out;
     for (int page = 0; !path.empty(); ++page) {
       Call c{"GET", "tags", "GET " + what, base_url_ + path, scope};
@@ -816,6 +840,7 @@ class CurlRegistryClient final : public RegistryClient {
           if (v.is_string()) out.push_back(v.get<std::string>());
         }
       }
+      if (on_page) on_page(j);
       auto next = next_page(r->head.link);
       if (!next) return fail(c, Errc::upstream_protocol, next.error().message);
       if (*next == path) break;

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -182,6 +183,19 @@ class RegistryClient {
                                std::size_t max_bytes = 4 << 20) = 0;
   // Every tag of `repo` / every repository, following each `Link: <...>; rel="next"` page.
   virtual Result<std::vector<std::string>> list_tags(std::string_view repo) = 0;
+  // list_tags, with the digest of each tag where the registry's listing carries them: GCR
+  // and Artifact Registry add a "manifest" map (digest -> {"tag": [...], ...}) to
+  // tags/list, so a resync learns what moved without a HEAD per tag. `digests` is empty
+  // for registries without it (distribution); the same requests either way.
+  struct TagList {
+    std::vector<std::string> tags;
+    std::map<std::string, oci::Digest> digests;  // tag -> digest
+  };
+  virtual Result<TagList> list_tags_with_digests(std::string_view repo) {
+    auto tags = list_tags(repo);
+    if (!tags) return tags.error();
+    return TagList{std::move(*tags), {}};
+  }
   virtual Result<std::vector<std::string>> catalog() = 0;
   // The manifests that name `subject` as their subject: the referrers API, or, where the
   // registry has none (404), the `sha256-<hex>` tag scheme's index; empty when neither

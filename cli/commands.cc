@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -229,6 +230,20 @@ int run_gc(const store::StoreOptions& options) {
 int run_check(const Config& config) {
   std::vector<adapters::RegistryEndpoint> endpoints;
   for (const auto& up : config.server.upstreams) endpoints.push_back(up.endpoint);
+  for (const auto& r : config.relay.registries) endpoints.push_back(r.endpoint);  // the relay's too
+  // A registry listing several urls: each is checked, on a row of its own.
+  for (std::size_t i = 0, n = endpoints.size(); i < n; ++i) {
+    if (endpoints[i].fallback_urls.empty()) continue;
+    const auto fallbacks = std::exchange(endpoints[i].fallback_urls, {});
+    const std::string name = endpoints[i].name;
+    endpoints[i].name = name + " " + endpoints[i].url;
+    for (const auto& url : fallbacks) {
+      auto ep = endpoints[i];
+      ep.name = name + " " + url;
+      ep.url = url;
+      endpoints.push_back(std::move(ep));
+    }
+  }
   auto rows = check_registries(endpoints);
   print_check_table(stdout, rows);
   bool all_ok = std::all_of(rows.begin(), rows.end(), [](const CheckRow& r) { return r.ok; });

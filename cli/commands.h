@@ -23,8 +23,9 @@ int run_gc(const store::StoreOptions& options);
 int run_warm(const Config& config, const std::vector<std::string>& refs,
              std::optional<oci::Platform> platform);
 
-// Checks every configured upstream (credentials, token, GET /v2/) and prints one row per
-// registry; 1 when any failed. Secrets are never printed.
+// Checks every configured registry, upstreams and the relay's registries: (credentials,
+// token, GET /v2/) and prints one row per registry; 1 when any failed. Secrets are never
+// printed.
 int run_check(const Config& config);
 
 // Sends one sd_notify datagram ("READY=1", "STOPPING=1") to $NOTIFY_SOCKET; no-op when

@@ -242,13 +242,18 @@ int main(int argc, char** argv) {
   executions->add_option("--status", executions_cmd.status, "only these: running, stopping, succeeded, failed, stopped");
   executions->add_option("--limit", executions_cmd.limit, "at most this many (default 20)");
   executions->add_flag("--log", executions_cmd.log, "with an ID: each task's log");
+  executions->add_flag("--json", executions_cmd.json,
+                       "JSON instead of a table (the admin API's shape: id, policy_id, trigger, status, "
+                       "total, succeeded, failed, in_progress, stopped, start_time, end_time; with an ID "
+                       "its tasks)");
 
   Flags check_flags;
   auto* check = app.add_subcommand(
-      "check", "Check every configured upstream: obtain its credentials, get a token and\n"
-               "GET /v2/ with them. Prints NAME, TYPE, AUTH (how credentials are obtained),\n"
-               "EXPIRES (credentials or token) and RESULT per registry; exits 1 when any\n"
-               "fails. Secrets are never printed.");
+      "check", "Check every configured registry (upstreams: and registries:; each of its urls:\n"
+               "on a row of its own): obtain its credentials, get a token and GET /v2/ with\n"
+               "them. Prints NAME, TYPE, AUTH (how credentials are obtained), EXPIRES\n"
+               "(credentials or token) and RESULT per registry; exits 1 when any fails.\n"
+               "Secrets are never printed.");
   add_config_flags(check, check_flags, false);
 
   try {

@@ -84,7 +84,8 @@ int run_executions(const Config& config, const ExecutionsCommand& command) {
       std::fprintf(stderr, "ocirelay executions: %s\n", list.error().to_string().c_str());
       return 2;
     }
-    print_executions(*list);
+    if (command.json) std::printf("%s\n", relay::to_json(*list).c_str());
+    else print_executions(*list);
     return 0;
   }
   auto e = executions.get(command.id);
@@ -97,13 +98,17 @@ int run_executions(const Config& config, const ExecutionsCommand& command) {
                  static_cast<unsigned long long>(command.id), relay::kExecutionsKept);
     return 2;
   }
-  print_executions({**e});
-  if (!(*e)->error.empty()) std::printf("error: %s\n", (*e)->error.c_str());
   auto tasks = executions.tasks(command.id);
   if (!tasks) {
     std::fprintf(stderr, "ocirelay executions: %s\n", tasks.error().to_string().c_str());
     return 2;
   }
+  if (command.json) {
+    std::printf("%s\n", relay::to_json(**e, *tasks, command.log).c_str());
+    return (*e)->failed > 0 ? 1 : 0;
+  }
+  print_executions({**e});
+  if (!(*e)->error.empty()) std::printf("error: %s\n", (*e)->error.c_str());
   std::printf("\n%-9s %-9s %-40s %-40s %5s %12s  %s\n", "STATE", "OUTCOME", "SOURCE", "DESTINATION", "TRIES", "BYTES",
               "ERROR");
   for (const auto& t : *tasks) {

@@ -18,6 +18,7 @@ struct ExecutionsCommand {
   std::string rule, status;  // filters of the list
   std::size_t limit = 20;
   bool log = false;        // each task's log under it
+  bool json = false;       // JSON (relay::to_json) instead of the table
 };
 
 // Exit code: 0; 1 the execution shown has failed tasks; 2 the store cannot be read or no

@@ -131,16 +131,6 @@ void settle(Execution& e) {
   e.end = unix_ms_now();
 }
 
-std::string timestamp(std::int64_t ms) {
-  const std::time_t s = ms / 1000;
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[64];  // room for any int the fields could hold
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
-  return buf;
-}
-
 Status put_execution(store::lmdb::WriteTxn& txn, store::lmdb::Env& env, const Execution& e) {
   return txn.put(env.dbi(kExecutions), id_key(e.id), encode(e));
 }
@@ -251,7 +241,7 @@ Result<bool> request_stop(store::lmdb::WriteTxn& txn, store::lmdb::Env& env, std
 
 void log(ExecutionTask& t, std::string_view line) {
   if (t.log.size() >= kTaskLogLines) t.log.erase(t.log.begin(), t.log.begin() + (t.log.size() - kTaskLogLines + 1));
-  t.log.push_back(timestamp(unix_ms_now()) + " " + std::string(line));
+  t.log.push_back(rfc3339_utc(unix_ms_now()) + " " + std::string(line));
 }
 
 }  // namespace execution_rows
@@ -382,6 +372,65 @@ Result<std::vector<ExecutionTask>> Executions::tasks(std::uint64_t id) const {
                          });
   if (!st) return st.error();
   return out;
+}
+
+std::string rfc3339_utc(std::int64_t ms) {
+  const std::time_t s = ms / 1000;
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[64];  // room for any int the fields could hold
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+namespace {
+
+oci::json::Json time_json(std::int64_t ms) { return ms == 0 ? oci::json::Json(nullptr) : oci::json::Json(rfc3339_utc(ms)); }
+
+oci::json::Json execution_json(const Execution& e) {
+  return {{"id", e.id},
+          {"policy_id", e.rule},
+          {"trigger", e.trigger},
+          {"status", std::string(to_string(e.status))},
+          {"total", e.total},
+          {"succeeded", e.succeeded},
+          {"failed", e.failed},
+          {"in_progress", e.in_progress()},
+          {"stopped", e.stopped},
+          {"start_time", time_json(e.start)},
+          {"end_time", time_json(e.end)},
+          {"status_text", e.error}};
+}
+
+}  // namespace
+
+std::string to_json(const std::vector<Execution>& executions) {
+  oci::json::Json list = oci::json::Json::array();
+  for (const auto& e : executions) list.push_back(execution_json(e));
+  return oci::json::dump(list);
+}
+
+std::string to_json(const Execution& e, const std::vector<ExecutionTask>& tasks, bool logs) {
+  oci::json::Json j = execution_json(e);
+  j["tasks"] = oci::json::Json::array();
+  std::size_t n = 0;
+  for (const auto& t : tasks) {
+    oci::json::Json tj = {{"id", ++n},
+                          {"source_resource", t.source + "/" + t.source_repository + ":" + t.reference},
+                          {"destination_resource", t.destination + "/" + t.repository + ":" + t.reference},
+                          {"digest", t.digest},
+                          {"status", std::string(to_string(t.state))},
+                          {"outcome", t.outcome},
+                          {"bytes", t.bytes},
+                          {"attempts", t.attempts},
+                          {"start_time", time_json(t.start)},
+                          {"end_time", time_json(t.end)},
+                          {"error", t.error}};
+    if (logs) tj["log"] = t.log;
+    j["tasks"].push_back(std::move(tj));
+  }
+  return oci::json::dump(j);
 }
 
 }  // namespace ocirelay::relay

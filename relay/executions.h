@@ -66,6 +66,19 @@ struct ExecutionFilter {
   std::size_t limit = 50;                 // newest first
 };
 
+// RFC 3339 in UTC with milliseconds ("2026-12-03T08:00:00.123Z"): task log lines and the
+// JSON below show times so.
+std::string rfc3339_utc(std::int64_t unix_ms);
+
+// The JSON `ocirelay executions --json` prints and the admin API answers, in the shape of
+// Harbor's replication executions: {"id", "policy_id" (the rule), "trigger", "status",
+// "total", "succeeded", "failed", "in_progress", "stopped", "start_time", "end_time"
+// (null while it runs), "status_text" (its error)}; with tasks, "tasks": [{"id" (from 1),
+// "source_resource", "destination_resource", "digest", "status", "outcome", "bytes",
+// "attempts", "start_time", "end_time", "error"[, "log"]}].
+std::string to_json(const std::vector<Execution>& executions);
+std::string to_json(const Execution& e, const std::vector<ExecutionTask>& tasks, bool logs);
+
 class Executions {
  public:
   // REQUIRES: `env` was opened with ledger_databases(), and outlives this.

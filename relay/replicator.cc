@@ -236,10 +236,11 @@ class RuleRun {
     } else if (auto listed = list_with_digests(repo)) {
       for (const auto& [tag, d] : *listed) tags.push_back(tag);
     } else {
-      auto t = source_->list_tags(repo);
+      auto t = source_->list_tags_with_digests(repo);
       if (!t) return fail_all(repo, "", "", t.error());
-      for (auto& tag : *t)
+      for (auto& tag : t->tags)
         if (oci::valid_tag(tag)) tags.push_back(std::move(tag));
+      if (!t->digests.empty()) listed_[repo] = std::move(t->digests);  // GCR, Artifact Registry: no HEADs
     }
     const std::set<std::string> present(tags.begin(), tags.end());
     for (const auto& tag : rule_.tags.select(tags)) {
@@ -306,7 +307,7 @@ class RuleRun {
       return (*t)->digest;
     }
     if (auto r = listed_.find(repo); r != listed_.end())
-      if (auto d = r->second.find(tag); d != r->second.end()) return d->second;  // from ListImages
+      if (auto d = r->second.find(tag); d != r->second.end()) return d->second;  // the listing said
     // A HEAD: free of Docker Hub's pull quota, and all an unchanged tag costs.
     auto head = source_->head_manifest(repo, tag, oci::kDefaultManifestAccept);
     if (!head) return head.error();

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -215,6 +216,35 @@ TEST_F(RelayTest, LocalPushesReachThreeDestinationsDigestForDigestAndAResyncSend
   auto first = relay->run({"executions", rows[1][0]});
   EXPECT_NE(first.out.find(" copied "), std::string::npos) << first.out;
   EXPECT_NE(again.err.find("execution " + rows[0][0]), std::string::npos) << again.err;
+
+  // The same as JSON, in the admin API's shape.
+  auto listed = relay->run({"executions", "--rule", "apps-everywhere", "--json"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  auto list = nlohmann::json::parse(listed.out, nullptr, false);
+  ASSERT_TRUE(list.is_array() && list.size() == 2) << listed.out;
+  EXPECT_EQ(list[0]["id"].dump(), rows[0][0]);
+  for (const auto& e : list) {
+    EXPECT_EQ(e["policy_id"], "apps-everywhere");
+    EXPECT_EQ(e["trigger"], "manual");
+    EXPECT_EQ(e["status"], "succeeded");
+    EXPECT_EQ(e["total"], 6);
+    EXPECT_EQ(e["succeeded"], 6);
+    EXPECT_EQ(e["in_progress"], 0);
+    EXPECT_TRUE(e["start_time"].is_string() && e["end_time"].is_string()) << e.dump();
+  }
+  auto detail = relay->run({"executions", rows[1][0], "--json", "--log"});
+  ASSERT_EQ(detail.exit_code, 0) << detail.err;
+  auto d = nlohmann::json::parse(detail.out, nullptr, false);
+  ASSERT_TRUE(d.is_object() && d["tasks"].is_array()) << detail.out;
+  ASSERT_EQ(d["tasks"].size(), 6u) << detail.out;
+  std::uint64_t bytes = 0;
+  for (const auto& t : d["tasks"]) {
+    EXPECT_EQ(t["outcome"], "copied") << t.dump();
+    EXPECT_TRUE(t["destination_resource"].get<std::string>().starts_with("dest")) << t.dump();
+    EXPECT_FALSE(t["log"].empty()) << t.dump();
+    bytes += t["bytes"].get<std::uint64_t>();
+  }
+  EXPECT_GT(bytes, 300000u);  // each destination got the layers once at least
 }
 
 TEST_F(RelayTest, ARuleFromARemoteRegistryReadsEachBlobOnceAndFiltersTags) {
@@ -278,6 +308,20 @@ TEST_F(RelayTest, ASourceListingSeveralUrlsIsReadFromTheFirstThatAnswers) {
   auto r = relay->run({"sync"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(inspect_digest(*dests[0], "team/app:v1"), image.digest);
+
+  // `check` tries each url on its own row (and the destinations): the unreachable one fails.
+  auto checked = relay->run({"check"});
+  EXPECT_EQ(checked.exit_code, 1) << checked.out << checked.err;
+  std::istringstream rows(checked.out);
+  std::map<std::string, std::string> results;  // first column(s) -> the row
+  for (std::string line; std::getline(rows, line);) {
+    for (const auto& name : {std::string("dest0 "), "mirrored " + down.url(), "mirrored " + registry.url()})
+      if (line.starts_with(name)) results[name] = line;
+  }
+  ASSERT_EQ(results.size(), 3u) << checked.out;
+  EXPECT_TRUE(results["dest0 "].ends_with("  ok")) << checked.out;
+  EXPECT_TRUE(results["mirrored " + registry.url()].ends_with("  ok")) << checked.out;
+  EXPECT_NE(results["mirrored " + down.url()].find("upstream_unavailable"), std::string::npos) << checked.out;
 }
 
 TEST_F(RelayTest, ASourceWhosePullQuotaIsNearlySpentIsNotReadUntilItRecovers) {
@@ -943,6 +987,48 @@ TEST_F(RelayTest, ADispatcherForSomeRulesLeavesAnotherRulesQueuedTasksAlone) {
   auto left = in.queue->list();
   ASSERT_EQ(left->size(), 1u);
   EXPECT_EQ(left->front().rule, "b");
+}
+
+TEST_F(RelayTest, ATagsListCarryingDigestsLikeArtifactRegistrysSparesTheHeadPerTag) {
+  std::map<std::string, std::string> digests;
+  for (const char* tag : {"1.0", "2.0"}) {
+    digests[tag] = images.add_image(tag, {random_bytes(30000, std::hash<std::string>{}(tag) + 7)}).digest;
+    ASSERT_TRUE(images.push(registry.host(), "team/app", tag));
+  }
+  // In front of the registry, a proxy answers tags/list as Artifact Registry (and GCR) do:
+  // the tags plus a "manifest" map from each digest to its tags.
+  QuirkProxy gar(registry.port(), Quirks::none);
+  nlohmann::json listing = {{"name", "team/app"}, {"tags", {"1.0", "2.0"}}, {"child", nlohmann::json::array()}};
+  for (const auto& [tag, d] : digests)
+    listing["manifest"][d] = {{"mediaType", "application/vnd.oci.image.manifest.v1+json"}, {"tag", {tag}},
+                              {"imageSizeBytes", "30000"}, {"timeCreatedMs", "0"}, {"timeUploadedMs", "0"}};
+  auto answer_listing = [&] {
+    gar.reply_once("GET", "/tags/list", 200, {{"Content-Type", "application/json"}}, listing.dump());
+  };
+  relay->add_config(registries_yaml() + "  - {name: gar, url: \"" + gar.url() + "\", type: artifact_registry}\n" +
+                    "rules:\n"
+                    "  - name: from-gar\n"
+                    "    from: gar\n"
+                    "    repositories: {list: [team/app]}\n"
+                    "    to: [{registry: dest0}]\n");
+  ASSERT_TRUE(relay->start());
+  relay->stop();
+  answer_listing();
+  auto r = relay->run({"sync"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(inspect_digest(*dests[0], "team/app:1.0"), digests["1.0"]);
+  EXPECT_EQ(inspect_digest(*dests[0], "team/app:2.0"), digests["2.0"]);
+  EXPECT_EQ(gar.count("HEAD", "/manifests/"), 0);  // the listing named the digests
+
+  // The resync: the one listing call, and nothing else anywhere.
+  const auto seen = gar.requests().size();
+  const int d0 = lines(*dests[0]);
+  answer_listing();
+  auto again = relay->run({"sync"});
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_EQ(gar.requests().size(), seen + 1);
+  EXPECT_EQ(gar.count("GET", "/tags/list"), 2);
+  EXPECT_EQ(lines(*dests[0]), d0);
 }
 
 TEST_F(RelayTest, AStoppedExecutionDropsItsQueuedTasksCancelsItsUploadAndTheNextRunResumesIt) {
