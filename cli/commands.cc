@@ -17,6 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "api/control_plane.h"
 #include "cli/check.h"
 #include "cli/config.h"
 #include "cli/warm.h"
@@ -94,7 +95,19 @@ int run_serve(const Config& config) {
     spdlog::critical("cannot start server: {}", registries.error().to_string());
     return 1;
   }
-  auto server = proxy::Server::create(config.server, proxy::ServerDeps{**store, metrics, **registries});
+  // The relay's triggers (event and cron rules) and its task queue's workers, with a
+  // fetcher of their own (its fetch metrics are not exposed yet; the relay's are), and the
+  // admin API that lists, starts and stops its executions.
+  metrics::Metrics relay_metrics;
+  fetch::Fetcher relay_fetcher(**store, relay_metrics, /*enforce_quota=*/false);
+  relay::Ledger ledger((*store)->metadata());
+  relay::RelayService relay_service(relay::RelayContext{**store, relay_fetcher, **registries, ledger, config.relay,
+                                                        config.server.local_repositories, &metrics});
+  api::ControlPlane control_plane(relay_service, config.api_tokens);
+  proxy::ServerOptions server_options = config.server;
+  server_options.routes.emplace_back(std::string(api::ControlPlane::kPrefix),
+                                     [&control_plane](http::Exchange& ex) { return control_plane.serve(ex); });
+  auto server = proxy::Server::create(std::move(server_options), proxy::ServerDeps{**store, metrics, **registries});
   if (!server) {
     spdlog::critical("cannot start server: {}", server.error().to_string());
     return 1;
@@ -139,13 +152,6 @@ int run_serve(const Config& config) {
     }
   });
 
-  // The relay's triggers (event and cron rules) and its task queue's workers, with a
-  // fetcher of their own (its fetch metrics are not exposed yet; the relay's are).
-  metrics::Metrics relay_metrics;
-  fetch::Fetcher relay_fetcher(**store, relay_metrics, /*enforce_quota=*/false);
-  relay::Ledger ledger((*store)->metadata());
-  relay::RelayService relay_service(relay::RelayContext{**store, relay_fetcher, **registries, ledger, config.relay,
-                                                        config.server.local_repositories, &metrics});
   relay_service.start();
 
   sd_notify("READY=1");

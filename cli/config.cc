@@ -917,7 +917,8 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   cfg.source = std::string(source);
   if (!root || root.IsNull()) ctx.fail(root, "", "empty config");
   reject_duplicate_keys(ctx, root, "");
-  check_keys(ctx, root, "", {"listen", "tls", "store", "upstreams", "local", "auth", "registries", "rules", "log"});
+  check_keys(ctx, root, "",
+             {"listen", "tls", "store", "upstreams", "local", "auth", "registries", "rules", "log", "api_tokens"});
 
   if (auto l = root["listen"]) set_listen(ctx, l, "listen", scalar(ctx, l, "listen"), cfg.server);
 
@@ -1030,6 +1031,26 @@ Config parse_config(std::string_view yaml, std::string_view source) {
       if (!registry_names.insert(r.name).second)
         ctx.fail(regs[i]["name"], path + ".name", "duplicate registry name '" + r.name + "' (upstreams and registries share names)");
       cfg.relay.registries.push_back(std::move(r));
+    }
+  }
+  if (auto tokens = root["api_tokens"]) {
+    // Who may call the admin API (/api/v1): each a name and a file holding the token.
+    if (!tokens.IsSequence()) ctx.fail(tokens, "api_tokens", "expected a list of {name, token_file}");
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      const std::string key = "api_tokens[" + std::to_string(i) + "]";
+      const auto& t = tokens[i];
+      check_keys(ctx, t, key, {"name", "token_file"});
+      if (!t["name"]) ctx.fail(t, key + ".name", "required");
+      if (!t["token_file"]) ctx.fail(t, key + ".token_file", "required");
+      api::ApiToken token;
+      token.name = scalar(ctx, t["name"], key + ".name");
+      const std::string file = scalar(ctx, t["token_file"], key + ".token_file");
+      token.token = read_secret_file(ctx, t["token_file"], key + ".token_file", file);
+      if (token.token.size() < 16)
+        ctx.fail(t["token_file"], key + ".token_file", "the token in '" + file + "' is shorter than 16 characters");
+      for (const auto& other : cfg.api_tokens)
+        if (other.name == token.name) ctx.fail(t["name"], key + ".name", "another token is named '" + token.name + "'");
+      cfg.api_tokens.push_back(std::move(token));
     }
   }
   if (auto rules = root["rules"]) {

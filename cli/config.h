@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/tokens.h"
 #include "oci/result.h"
 #include "proxy/server.h"
 #include "relay/rule.h"
@@ -37,6 +38,7 @@ struct Config {
   store::StoreOptions store;
   LogOptions log;
   relay::RelayConfig relay;  // registries: and rules:
+  std::vector<api::ApiToken> api_tokens;  // api_tokens: who may call the admin API
 };
 
 // Command-line flags that override config keys. Empty optionals leave the key alone.

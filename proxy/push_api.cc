@@ -8,7 +8,7 @@
 #include "oci/errors.h"
 #include "oci/media_types.h"
 #include "oci/reference.h"
-#include "proxy/on_pool.h"
+#include "http/on_pool.h"
 #include "proxy/range.h"
 #include "store/store.h"
 
@@ -17,6 +17,7 @@ namespace ocirelay::proxy {
 namespace {
 
 using boost::asio::awaitable;
+using http::on_pool;
 using http::Outcome;
 
 constexpr std::size_t kMaxManifest = 4 << 20;

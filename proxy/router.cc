@@ -9,13 +9,6 @@ namespace ocirelay::proxy {
 
 namespace {
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // "%2e" in any case: an encoded dot.
 bool has_encoded_dot(std::string_view p) {
   for (auto pos = p.find('%'); pos != p.npos && pos + 2 < p.size(); pos = p.find('%', pos + 1))
@@ -47,26 +40,6 @@ std::string_view route_label(RouteKind kind) {
     case RouteKind::unknown: return "other";
   }
   return "other";
-}
-
-Result<std::string> percent_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c != '%') {
-      out.push_back(c);
-      continue;
-    }
-    if (i + 2 >= s.size()) return bad_path();
-    int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-    if (hi < 0 || lo < 0) return bad_path();
-    char d = static_cast<char>(hi * 16 + lo);
-    if (d == '/' || d == '.' || d == '\\' || d == '\0') return bad_path();
-    out.push_back(d);
-    i += 2;
-  }
-  return out;
 }
 
 Result<RequestPath> parse_request_path(std::string_view target) {
@@ -143,25 +116,6 @@ Result<RequestPath> parse_request_path(std::string_view target) {
   }
   rp.kind = found->kind;
   return rp;
-}
-
-std::optional<std::string> query_param(std::string_view query, std::string_view key) {
-  std::size_t pos = 0;
-  while (pos <= query.size()) {
-    auto amp = query.find('&', pos);
-    auto item = query.substr(pos, amp == query.npos ? query.npos : amp - pos);
-    auto eq = item.find('=');
-    auto k = item.substr(0, eq);
-    if (k == key) {
-      auto v = eq == item.npos ? std::string_view{} : item.substr(eq + 1);
-      // Values here are names and tags: undecodable ones are treated as absent-but-bad.
-      auto d = percent_decode(v);
-      return d ? *d : std::string("\x01invalid");
-    }
-    if (amp == query.npos) break;
-    pos = amp + 1;
-  }
-  return std::nullopt;
 }
 
 Result<UpstreamRoute> select_upstream(const std::vector<fetch::UpstreamConfig>& upstreams,

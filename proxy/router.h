@@ -8,8 +8,9 @@
 #include <string_view>
 #include <vector>
 
-#include "oci/result.h"
 #include "fetch/registries.h"
+#include "http/query.h"
+#include "oci/result.h"
 
 namespace ocirelay::proxy {
 
@@ -37,17 +38,14 @@ struct RequestPath {
   std::string query;      // raw query string, without '?'
 };
 
-// Percent-decodes `s`. Errors (Errc::name_invalid): malformed escapes and escapes that
-// decode to '/', '.', '\\' or NUL (an encoded separator is never a legitimate name).
-Result<std::string> percent_decode(std::string_view s);
+using http::percent_decode;  // http/query.h
+using http::query_param;
 
 // Splits a request target ("/v2/library/alpine/manifests/3.20?ns=docker.io").
 // Errors (Errc::name_invalid): paths containing "..", "//", "%2e", NUL or backslash, bad
 // escapes. Unknown paths are not errors: kind == RouteKind::unknown.
 Result<RequestPath> parse_request_path(std::string_view target);
 
-// Value of `key` in a query string (percent-decoded, '+' kept), nullopt when absent.
-std::optional<std::string> query_param(std::string_view query, std::string_view key);
 
 struct UpstreamRoute {
   const fetch::UpstreamConfig* upstream = nullptr;  // null for a local repository

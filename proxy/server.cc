@@ -24,7 +24,7 @@
 #include "metrics/metrics.h"
 #include "oci/errors.h"
 #include "oci/reference.h"
-#include "proxy/on_pool.h"
+#include "http/on_pool.h"
 #include "proxy/pull_through.h"
 #include "proxy/push_api.h"
 #include "proxy/range.h"
@@ -114,6 +114,7 @@ class ServerImpl final : public Server {
     // Every path: the distribution API answers unknown ones itself (404 NAME_UNKNOWN, 400
     // for hostile paths), as a registry does.
     routes.prefix("/", [this](http::Exchange& ex) { return serve(ex); });
+    for (const auto& [prefix, handler] : opt_.routes) routes.prefix(prefix, handler);
     if (auth_ && auth_->issues_tokens())
       routes.exact(std::string(http::Authenticator::kTokenPath),
                    [this](http::Exchange& ex) -> awaitable<Outcome> {
@@ -141,7 +142,7 @@ class ServerImpl final : public Server {
   // Runs f() (returning Result<...> or Status) on the fetch pool (see proxy/on_pool.h).
   template <class T, class F>
   awaitable<T> on_pool(F f) {
-    return proxy::on_pool<T>(pool_, std::move(f));
+    return http::on_pool<T>(pool_, std::move(f));
   }
 
   awaitable<void> flush_loop() {

@@ -7,10 +7,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fetch/registries.h"
 #include "http/auth_options.h"
+#include "http/listener.h"
 #include "http/listener_options.h"
 #include "oci/result.h"
 
@@ -48,6 +50,9 @@ struct ServerOptions {
   unsigned fetch_threads = 16;
   unsigned fill_threads = 16;
   std::chrono::seconds access_flush_interval{30};  // Store::flush_access period
+  // More routes by path prefix, served beside the distribution API (the admin API at
+  // /api/v1); their handlers authenticate on their own. Each outlives the server.
+  std::vector<std::pair<std::string, http::Handler>> routes;
 };
 
 // What the server uses and does not own: built by the wiring, outliving the server.

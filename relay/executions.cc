@@ -403,17 +403,8 @@ oci::json::Json execution_json(const Execution& e) {
           {"status_text", e.error}};
 }
 
-}  // namespace
-
-std::string to_json(const std::vector<Execution>& executions) {
-  oci::json::Json list = oci::json::Json::array();
-  for (const auto& e : executions) list.push_back(execution_json(e));
-  return oci::json::dump(list);
-}
-
-std::string to_json(const Execution& e, const std::vector<ExecutionTask>& tasks, bool logs) {
-  oci::json::Json j = execution_json(e);
-  j["tasks"] = oci::json::Json::array();
+oci::json::Json tasks_json(const std::vector<ExecutionTask>& tasks, bool logs) {
+  oci::json::Json out = oci::json::Json::array();
   std::size_t n = 0;
   for (const auto& t : tasks) {
     oci::json::Json tj = {{"id", ++n},
@@ -428,8 +419,26 @@ std::string to_json(const Execution& e, const std::vector<ExecutionTask>& tasks,
                           {"end_time", time_json(t.end)},
                           {"error", t.error}};
     if (logs) tj["log"] = t.log;
-    j["tasks"].push_back(std::move(tj));
+    out.push_back(std::move(tj));
   }
+  return out;
+}
+
+}  // namespace
+
+std::string to_json(const Execution& e) { return oci::json::dump(execution_json(e)); }
+
+std::string to_json(const std::vector<ExecutionTask>& tasks, bool logs) { return oci::json::dump(tasks_json(tasks, logs)); }
+
+std::string to_json(const std::vector<Execution>& executions) {
+  oci::json::Json list = oci::json::Json::array();
+  for (const auto& e : executions) list.push_back(execution_json(e));
+  return oci::json::dump(list);
+}
+
+std::string to_json(const Execution& e, const std::vector<ExecutionTask>& tasks, bool logs) {
+  oci::json::Json j = execution_json(e);
+  j["tasks"] = tasks_json(tasks, logs);
   return oci::json::dump(j);
 }
 

@@ -76,7 +76,9 @@ std::string rfc3339_utc(std::int64_t unix_ms);
 // (null while it runs), "status_text" (its error)}; with tasks, "tasks": [{"id" (from 1),
 // "source_resource", "destination_resource", "digest", "status", "outcome", "bytes",
 // "attempts", "start_time", "end_time", "error"[, "log"]}].
+std::string to_json(const Execution& e);
 std::string to_json(const std::vector<Execution>& executions);
+std::string to_json(const std::vector<ExecutionTask>& tasks, bool logs);  // the "tasks" array alone
 std::string to_json(const Execution& e, const std::vector<ExecutionTask>& tasks, bool logs);
 
 class Executions {

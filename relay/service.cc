@@ -62,7 +62,8 @@ void RelayService::start() {
       if (policy.every.count() > 0 && policy.sample > 0) next_verify_[t.registry] = {policy, now + policy.every};
     }
   }
-  wanted = wanted || !next_verify_.empty();
+  // The API's "run now" (run_now) plans on this thread too.
+  wanted = wanted || !next_verify_.empty() || !ctx_.config.rules.empty();
   if (!wanted) return;
   for (const auto& [rule, at] : next_run_) {
     auto secs = std::chrono::duration_cast<std::chrono::seconds>(at - now).count();
@@ -95,6 +96,7 @@ void RelayService::run() {
     poked_ = false;
     lock.unlock();
     run_events();
+    run_manual();
     run_schedules(std::chrono::system_clock::now());
     run_verification(std::chrono::system_clock::now());
     lock.lock();
@@ -179,6 +181,40 @@ void RelayService::run_schedules(std::chrono::system_clock::time_point now) {
         if (t.kind == Trigger::Kind::cron && t.schedule) later = std::min(later, t.schedule->next_after(now));
       at = later;
     }
+  }
+}
+
+Result<std::uint64_t> RelayService::run_now(const std::string& name) {
+  const Rule* rule = nullptr;
+  for (const auto& r : ctx_.config.rules)
+    if (r.name == name) rule = &r;
+  if (!rule) return Error{Errc::not_found, "no rule named '" + name + "'"};
+  if (!rule->enabled) return Error{Errc::invalid_argument, "rule " + name + " is disabled (enabled: false)"};
+  auto id = executions_.begin(rule->name, "manual");
+  if (!id) return id.error();
+  {
+    std::lock_guard lock(mu_);
+    manual_.emplace_back(rule, *id);
+    poked_ = true;
+  }
+  cv_.notify_all();
+  return *id;
+}
+
+void RelayService::run_manual() {
+  std::vector<std::pair<const Rule*, std::uint64_t>> runs;
+  {
+    std::lock_guard lock(mu_);
+    runs.swap(manual_);
+  }
+  for (const auto& [rule, id] : runs) {
+    spdlog::info("relay: rule {} runs as asked (execution {})", rule->name, id);
+    RunOptions opt;
+    opt.queue = &queue_;
+    opt.execution = id;
+    auto report = run_rule(ctx_, *rule, opt);
+    if (!report) spdlog::warn("relay: rule {}: {}", rule->name, report.error().message);
+    dispatcher_.poke();
   }
 }
 

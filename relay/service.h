@@ -18,6 +18,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "relay/dispatcher.h"
 #include "relay/executions.h"
@@ -46,6 +48,10 @@ class RelayService {
   void poke();
   // Stops an execution (Dispatcher::stop_execution). Errors: not_found.
   Status stop_execution(std::uint64_t id) { return dispatcher_.stop_execution(id); }
+  // Runs `rule` on the planning thread as a manual execution (the admin API's "run now");
+  // returns the execution's id at once. Errors: not_found (no such rule), invalid_argument
+  // (the rule is disabled), the executions' store errors.
+  Result<std::uint64_t> run_now(const std::string& rule);
   const Executions& executions() const { return executions_; }
 
  private:
@@ -54,6 +60,7 @@ class RelayService {
   void queue_referrer(const std::string& repo, const oci::Digest& digest);
   void run_schedules(std::chrono::system_clock::time_point now);
   void run_verification(std::chrono::system_clock::time_point now);
+  void run_manual();
   // A new execution of `rule`; 0 when it could not be recorded.
   std::uint64_t begin_execution(const Rule& rule, const char* trigger);
 
@@ -65,6 +72,7 @@ class RelayService {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false, poked_ = false;
+  std::vector<std::pair<const Rule*, std::uint64_t>> manual_;  // run_now: rule, execution; guarded by mu_
   std::map<std::string, std::chrono::system_clock::time_point> next_run_;  // cron rules
   struct VerifyClock {
     VerifyPolicy policy;

@@ -189,6 +189,27 @@ TEST(ConfigTest, PasswordFileMustBeReadableAndIsNeverEchoed) {
   std::filesystem::remove(file);
 }
 
+TEST(ConfigTest, ApiTokensAreReadFromTheirFilesAndCheckedWithoutEchoingThem) {
+  const auto dir = std::filesystem::temp_directory_path() / ("ocirelay-api-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "good") << "a-long-enough-token-0001\n";
+  std::ofstream(dir / "short") << "tiny-secret";
+  Config c = parse_config("api_tokens: [{name: ci, token_file: " + (dir / "good").string() + "}]\n", "c");
+  ASSERT_EQ(c.api_tokens.size(), 1u);
+  EXPECT_EQ(c.api_tokens[0].name, "ci");
+  EXPECT_EQ(c.api_tokens[0].token, "a-long-enough-token-0001");
+  auto short_one = error_of("api_tokens: [{name: ci, token_file: " + (dir / "short").string() + "}]\n");
+  EXPECT_THAT(short_one, HasSubstr("api_tokens[0].token_file: the token in"));
+  EXPECT_THAT(short_one, Not(HasSubstr("tiny-secret")));
+  EXPECT_THAT(error_of("api_tokens: [{name: ci, token_file: /nonexistent/token}]\n"),
+              HasSubstr("api_tokens[0].token_file: cannot read"));
+  EXPECT_THAT(error_of("api_tokens: [{name: ci}]\n"), HasSubstr("api_tokens[0].token_file: required"));
+  EXPECT_THAT(error_of("api_tokens:\n  - {name: ci, token_file: " + (dir / "good").string() + "}\n"
+                       "  - {name: ci, token_file: " + (dir / "good").string() + "}\n"),
+              HasSubstr("config.yaml:3: api_tokens[1].name: another token is named 'ci'"));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(ConfigTest, PasswordEnv) {
   ::setenv("OCIRELAY_TEST_PW", "from-env", 1);
   Config c = parse_config("upstreams:\n  - name: a.io\n    url: https://a.io\n"

@@ -1,4 +1,5 @@
-// Internal to proxy/: running blocking work from a request coroutine.
+// Running blocking work (LMDB, disk, the network) from a request coroutine, off the I/O
+// threads: proxy/ and api/ handlers.
 #pragma once
 
 #include <boost/asio/co_spawn.hpp>
@@ -8,7 +9,7 @@
 
 #include "oci/result.h"
 
-namespace ocirelay::proxy {
+namespace ocirelay::http {
 
 // Runs f() (returning a Result<...> or Status) on `pool` and resumes the calling coroutine
 // on its own executor. A throw becomes an internal error (guarded()), never crossing the
@@ -25,4 +26,4 @@ boost::asio::awaitable<T> on_pool(boost::asio::thread_pool& pool, F f) {
   co_return std::move(*out);
 }
 
-}  // namespace ocirelay::proxy
+}  // namespace ocirelay::http

@@ -1,0 +1,51 @@
+// The control plane's REST API under /api/v1, in the shape of Harbor's replication API
+// (policies are the relay's rules, named by their names):
+//   GET  /api/v1/executions[?policy_id=&status=&trigger=&page=&page_size=]
+//        newest first; X-Total-Count and a Link header (rel="next"/"prev") for the pages
+//   POST /api/v1/executions {"policy_id": "<rule>"}   runs the rule now: 202 + Location
+//   GET  /api/v1/executions/{id}
+//   PUT  /api/v1/executions/{id} {"status": "stopped"}   stops it: queued tasks dropped,
+//        uploads in flight cancelled at their next read and resumable by the next run
+//   GET  /api/v1/executions/{id}/tasks
+//   GET  /api/v1/executions/{id}/tasks/{task id}/log   (text/plain)
+// Errors are {"errors":[{"code","message"}]}. Every request needs one of the configured API
+// tokens (`api_tokens:`) as `Authorization: Bearer <token>`: none or a wrong one is 401,
+// also when no token is configured, so the API is never reachable anonymously. Tokens
+// never reach a log, an error or a metric. Store work runs on a small pool of its own.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/tokens.h"
+#include "http/exchange.h"
+
+namespace ocirelay::relay {
+class RelayService;
+struct RelayConfig;
+}
+
+namespace ocirelay::api {
+
+class ControlPlane {
+ public:
+  static constexpr std::string_view kPrefix = "/api/v1";
+
+  // `relay` outlives the control plane.
+  ControlPlane(relay::RelayService& relay, std::vector<ApiToken> tokens);
+  ~ControlPlane();
+  ControlPlane(const ControlPlane&) = delete;
+  ControlPlane& operator=(const ControlPlane&) = delete;
+
+  // The handler of every target under kPrefix.
+  boost::asio::awaitable<http::Outcome> serve(http::Exchange& ex);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ocirelay::api

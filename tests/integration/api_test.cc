@@ -1,0 +1,183 @@
+// The admin API (/api/v1) of a running `ocirelay serve`: executions listed with filters
+// and pages, a rule run on request, an execution stopped with a large upload in flight
+// and resumed by the next run; only callers with an API token get anything.
+#include "tests/integration/fixture.h"
+
+#include <chrono>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/quirk_proxy.h"
+
+namespace ocirelay::testing {
+namespace {
+
+constexpr const char* kToken = "api-Token-0123456789-abcdef";
+
+class ApiTest : public MirrorTest {
+ protected:
+  void SetUp() override {
+    MirrorTest::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
+    dest = std::make_unique<RegistryProcess>(tmp / "dest");
+    ASSERT_TRUE(dest->start());
+    link = std::make_unique<QuirkProxy>(dest->port(), Quirks::none);  // counts what arrives
+    write_file(tmp / "api.token", std::string(kToken) + "\n");
+    relay = std::make_unique<OcirelayProcess>(tmp / "ocirelay", kUpstream, registry.url());
+  }
+
+  // Starts serve with rules `rules_yaml` sending to dest0 (through the counting link, one
+  // image at a time at `rate`).
+  void start(const std::string& rules_yaml, const std::string& rate = "200MiB") {
+    relay->add_config("api_tokens: [{name: ci, token_file: " + (tmp / "api.token").string() + "}]\n"
+                      "registries:\n"
+                      "  - {name: dest0, url: \"" + link->url() + "\", limits: {concurrency: 1, bytes_per_second: " +
+                      rate + "}}\n" + rules_yaml);
+    ASSERT_TRUE(relay->start());
+  }
+
+  HttpResponse call(const std::string& method, const std::string& target, const std::string& body = {},
+                    const std::string& token = kToken) {
+    std::map<std::string, std::string> headers;
+    if (!token.empty()) headers["Authorization"] = "Bearer " + token;
+    if (!body.empty()) {
+      headers["Content-Type"] = "application/json";
+      return http_request_with_body(relay->port(), method, target, headers, body);
+    }
+    return http_request(relay->port(), method, target, headers);
+  }
+
+  nlohmann::json json(const HttpResponse& r) { return nlohmann::json::parse(r.body, nullptr, false); }
+
+  // POSTs a run of `rule`; the new execution's id (0 on failure, with the test failed).
+  std::uint64_t run(const std::string& rule) {
+    auto r = call("POST", "/api/v1/executions", nlohmann::json{{"policy_id", rule}}.dump());
+    EXPECT_EQ(r.status, 202) << r.body;
+    auto j = json(r);
+    if (!j.is_object() || !j["id"].is_number()) return 0;
+    const auto id = j["id"].get<std::uint64_t>();
+    EXPECT_EQ(r.headers["location"], "/api/v1/executions/" + std::to_string(id));
+    return id;
+  }
+
+  std::string status_of(std::uint64_t id) {
+    auto j = json(call("GET", "/api/v1/executions/" + std::to_string(id)));
+    return j.is_object() ? j.value("status", "") : "unreadable";
+  }
+
+  bool ends_as(std::uint64_t id, const std::string& status, std::chrono::milliseconds within = 60s) {
+    return wait_until([&] { return status_of(id) == status; }, within);
+  }
+
+  std::unique_ptr<RegistryProcess> dest;
+  std::unique_ptr<QuirkProxy> link;
+};
+
+TEST_F(ApiTest, OnlyACallerWithATokenGetsAnythingAndTheTokenIsNeverEchoed) {
+  start("rules: [{name: r, from: " + std::string(kUpstream) + ", repositories: {list: [team/app]}, to: [{registry: dest0}]}]\n");
+  for (const auto& [method, target] : {std::pair{"GET", "/api/v1/executions"}, {"GET", "/api/v1/executions/1"},
+                                       {"POST", "/api/v1/executions"}, {"PUT", "/api/v1/executions/1"}}) {
+    auto anonymous = call(method, target, "", "");
+    EXPECT_EQ(anonymous.status, 401) << method << " " << target;
+    EXPECT_EQ(json(anonymous)["errors"][0]["code"], "UNAUTHORIZED") << anonymous.body;
+    EXPECT_NE(anonymous.headers["www-authenticate"].find("Bearer"), std::string::npos);
+    auto wrong = call(method, target, "", std::string(kToken) + "x");
+    EXPECT_EQ(wrong.status, 401) << method << " " << target;
+  }
+  auto ok = call("GET", "/api/v1/executions");
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(json(ok), nlohmann::json::array());
+  EXPECT_EQ(ok.headers["x-total-count"], "0");
+  // Bad requests change nothing and say why.
+  EXPECT_EQ(call("GET", "/api/v1/executions?status=sleeping").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/executions?page_size=1000").status, 400);
+  EXPECT_EQ(call("POST", "/api/v1/executions", "{\"policy_id\": \"nope\"}").status, 404);
+  EXPECT_EQ(call("POST", "/api/v1/executions", "not json").status, 400);
+  EXPECT_EQ(call("PUT", "/api/v1/executions/99", "{\"status\": \"stopped\"}").status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/nothing").status, 404);
+  EXPECT_EQ(json(call("GET", "/api/v1/executions")), nlohmann::json::array());
+  const std::string metrics = http_request(relay->port(), "GET", "/metrics").body;
+  const std::string log = relay->log();
+  for (const auto* where : {&log, &metrics}) EXPECT_EQ(where->find(kToken), std::string::npos);
+}
+
+TEST_F(ApiTest, RunsARuleOnRequestAndListsItsExecutionsInPagesWithTasksAndLogs) {
+  push_image("team/app", "1.0", 1, 40000);
+  push_image("team/app", "2.0", 1, 40000);
+  start("rules: [{name: r, from: " + std::string(kUpstream) + ", repositories: {list: [team/app]}, to: [{registry: dest0}]}]\n");
+  std::vector<std::uint64_t> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(run("r"));
+    ASSERT_TRUE(ends_as(ids.back(), "succeeded")) << relay->log();
+  }
+  auto e = json(call("GET", "/api/v1/executions/" + std::to_string(ids[0])));
+  EXPECT_EQ(e["policy_id"], "r");
+  EXPECT_EQ(e["trigger"], "manual");
+  EXPECT_EQ(e["total"], 2);
+  EXPECT_EQ(e["succeeded"], 2);
+  EXPECT_EQ(e["in_progress"], 0);
+  EXPECT_TRUE(e["end_time"].is_string()) << e.dump();
+
+  // Newest first, two a page.
+  auto first = call("GET", "/api/v1/executions?policy_id=r&page_size=2");
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(first.headers["x-total-count"], "3");
+  auto page1 = json(first);
+  ASSERT_EQ(page1.size(), 2u);
+  EXPECT_EQ(page1[0]["id"], ids[2]);
+  EXPECT_EQ(page1[1]["id"], ids[1]);
+  EXPECT_EQ(first.headers["link"], "</api/v1/executions?policy_id=r&page=2&page_size=2>; rel=\"next\"");
+  auto second = call("GET", "/api/v1/executions?policy_id=r&page=2&page_size=2");
+  auto page2 = json(second);
+  ASSERT_EQ(page2.size(), 1u);
+  EXPECT_EQ(page2[0]["id"], ids[0]);
+  EXPECT_EQ(second.headers["link"], "</api/v1/executions?policy_id=r&page=1&page_size=2>; rel=\"prev\"");
+  EXPECT_EQ(json(call("GET", "/api/v1/executions?trigger=cron")), nlohmann::json::array());
+  EXPECT_EQ(json(call("GET", "/api/v1/executions?status=succeeded")).size(), 3u);
+
+  // The first run copied both images; the later ones found them there.
+  auto tasks = json(call("GET", "/api/v1/executions/" + std::to_string(ids[0]) + "/tasks"));
+  ASSERT_EQ(tasks.size(), 2u) << tasks.dump();
+  for (const auto& t : tasks) {
+    EXPECT_EQ(t["status"], "succeeded");
+    EXPECT_EQ(t["outcome"], "copied");
+    EXPECT_TRUE(t["destination_resource"].get<std::string>().starts_with("dest0/team/app:")) << t.dump();
+  }
+  EXPECT_EQ(json(call("GET", "/api/v1/executions/" + std::to_string(ids[2]) + "/tasks"))[0]["outcome"], "unchanged");
+  auto log = call("GET", "/api/v1/executions/" + std::to_string(ids[0]) + "/tasks/1/log");
+  EXPECT_EQ(log.status, 200);
+  EXPECT_EQ(log.headers["content-type"].rfind("text/plain", 0), 0u) << log.headers["content-type"];
+  EXPECT_NE(log.body.find("attempt 1 started"), std::string::npos) << log.body;
+  EXPECT_EQ(call("GET", "/api/v1/executions/" + std::to_string(ids[0]) + "/tasks/9/log").status, 404);
+}
+
+TEST_F(ApiTest, AStopEndsTheExecutionWithinSecondsMidUploadAndTheNextRunResumesIt) {
+  constexpr std::uint64_t kLayer = 96u << 20;
+  auto big = push_image("team/big", "1.0", 1, kLayer);
+  start("rules: [{name: big, from: " + std::string(kUpstream) + ", repositories: {list: [team/big]}, to: [{registry: dest0}]}]\n",
+        "16MiB");
+  const auto first = run("big");
+  ASSERT_TRUE(wait_until([&] { return link->count("PATCH") >= 1; }, 60s)) << "no chunk of the layer arrived";
+  const auto asked = std::chrono::steady_clock::now();
+  auto stopped = call("PUT", "/api/v1/executions/" + std::to_string(first), "{\"status\": \"stopped\"}");
+  ASSERT_EQ(stopped.status, 200) << stopped.body;
+  ASSERT_TRUE(ends_as(first, "stopped", 10s)) << status_of(first) << relay->log();
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 10s);
+  auto e = json(call("GET", "/api/v1/executions/" + std::to_string(first)));
+  EXPECT_EQ(e["stopped"], 1) << e.dump();
+  EXPECT_EQ(e["in_progress"], 0) << e.dump();
+  EXPECT_EQ(dest->count_requests("PUT /v2/team/big/manifests/"), 0) << "the tag showed before its content";
+
+  // The next run resumes the upload where the registry confirmed it.
+  const std::uint64_t sent_before = link->body_bytes("PATCH") + link->body_bytes("PUT", "/blobs/uploads/");
+  const auto second = run("big");
+  ASSERT_TRUE(ends_as(second, "succeeded", 120s)) << status_of(second) << relay->log();
+  auto there = run_command({"skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + dest->host() + "/team/big:1.0"});
+  EXPECT_EQ(sha256_digest(there.out), big.digest) << there.err;
+  const std::uint64_t resent = link->body_bytes("PATCH") + link->body_bytes("PUT", "/blobs/uploads/") - sent_before;
+  EXPECT_LT(resent, kLayer) << "the upload started over";
+  EXPECT_TRUE(relay->wait_for_log("resuming the upload")) << relay->log();
+}
+
+}  // namespace
+}  // namespace ocirelay::testing
