@@ -69,22 +69,6 @@ std::vector<std::string_view> segments(std::string_view path) {
   return out;
 }
 
-// For the query of a Link header: everything but unreserved characters escaped.
-std::string query_escape(std::string_view v) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : v) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
-
 // A JSON object body's string field; nullopt when the body is not such an object.
 std::optional<std::string> string_member(const std::string& body, const char* key) {
   auto j = oci::json::parse(body);
@@ -145,7 +129,7 @@ struct ControlPlane::Impl {
     relay::ExecutionFilter f;
     f.limit = relay::kExecutionsKept;
     std::string link_query;  // the filters, kept in the Link header's pages
-    auto keep = [&](const char* key, const std::string& v) { link_query += std::string(key) + "=" + query_escape(v) + "&"; };
+    auto keep = [&](const char* key, const std::string& v) { link_query += std::string(key) + "=" + http::query_escape(v) + "&"; };
     if (auto p = http::query_param(query, "policy_id")) {
       f.rule = *p;
       keep("policy_id", *p);

@@ -2,11 +2,7 @@
 
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -22,6 +18,7 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "cli/registry_ref.h"
+#include "cli/temporary_dir.h"
 #include "fetch/fetcher.h"
 #include "metrics/metrics.h"
 #include "oci/reference.h"
@@ -78,12 +75,7 @@ std::optional<Destination> parse_destination(const std::vector<fetch::UpstreamCo
       return d;
     }
   }
-  std::string scheme = "https://";
-  for (const char* p : {"http://", "https://"})
-    if (s.rfind(p, 0) == 0) {
-      scheme = p;
-      s = s.substr(std::string(p).size());
-    }
+  const std::string scheme = take_scheme(s);
   auto slash = s.find('/');
   if (slash == std::string::npos || slash == 0 || slash + 1 == s.size()) return std::nullopt;
   d.url = scheme + s.substr(0, slash);
@@ -311,15 +303,6 @@ class FetchProgress final : public fetch::ImageObserver {
   std::map<oci::Digest, std::uint64_t> written_;
 };
 
-// Removes a temporary store's directory when the copy ends (declared before the store).
-struct RemovedAtExit {
-  std::filesystem::path dir;
-  ~RemovedAtExit() {
-    std::error_code ec;
-    if (!dir.empty()) std::filesystem::remove_all(dir, ec);
-  }
-};
-
 }  // namespace
 
 int run_copy(const Config& config, const CopyCommand& cmd) {
@@ -415,17 +398,16 @@ int run_copy(const Config& config, const CopyCommand& cmd) {
     return 2;
   }
   store::StoreOptions so = config.store;
-  RemovedAtExit ephemeral;
+  TemporaryDirectory ephemeral;  // declared before the store: removed after it closed
   if (src.kind == Source::Kind::remote && !cmd.store_given) {
     // No daemon needed: the image is read once into a store of its own, removed at the end.
-    const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/ocirelay-copy.XXXXXX";
-    if (!mkdtemp(tmpl.data())) {
-      std::fprintf(stderr, "ocirelay copy: cannot create a temporary store in %s: %s\n", tmpl.c_str(),
-                   std::strerror(errno));
+    auto made = TemporaryDirectory::create("ocirelay-copy");
+    if (!made) {
+      std::fprintf(stderr, "ocirelay copy: a store for the image: %s\n", made.error().message.c_str());
       return 2;
     }
-    so.root = ephemeral.dir = tmpl;
+    ephemeral = std::move(*made);
+    so.root = ephemeral.path();
   }
   // A store source only reads (beside a running serve, like fsck); a remote one fills it.
   so.read_only = src.kind == Source::Kind::store;

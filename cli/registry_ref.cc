@@ -6,13 +6,17 @@
 
 namespace ocirelay::cli {
 
-Result<RegistryRepository> parse_registry_repository(std::string s) {
-  std::string scheme = "https://";
+std::string take_scheme(std::string& s) {
   for (const char* p : {"http://", "https://"})
     if (s.rfind(p, 0) == 0) {
-      scheme = p;
-      s = s.substr(std::string(p).size());
+      s.erase(0, std::string_view(p).size());
+      return p;
     }
+  return "https://";
+}
+
+Result<RegistryRepository> parse_registry_repository(std::string s) {
+  const std::string scheme = take_scheme(s);
   auto slash = s.find('/');
   if (slash == std::string::npos || slash == 0 || slash + 1 == s.size())
     return Error{Errc::invalid_argument, "no repository"};

@@ -16,6 +16,10 @@ struct RegistryRepository {
   std::string repository;
 };
 
+// Strips a leading http:// or https:// from `s` and returns it; "https://" when there was
+// none (registries speak TLS unless told otherwise).
+std::string take_scheme(std::string& s);
+
 // `text` holds no tag or digest. Errors: invalid_argument saying what is wrong.
 Result<RegistryRepository> parse_registry_repository(std::string text);
 

@@ -1,15 +1,12 @@
 #include "cli/sync.h"
 
-#include <cerrno>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
 
 #include "cli/registry_ref.h"
+#include "cli/temporary_dir.h"
 #include "fetch/fetcher.h"
 #include "oci/reference.h"
 #include "fetch/registries.h"
@@ -116,23 +113,15 @@ int run_sync(const Config& config, const SyncCommand& command) {
   }
   store::StoreOptions so = config.store;
   so.extra_databases = relay::ledger_databases();
-  // Declared before the store, so the directory goes after the store closed.
-  struct RemovedAtExit {
-    std::filesystem::path dir;
-    ~RemovedAtExit() {
-      std::error_code ec;
-      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
-    }
-  } ephemeral;
+  TemporaryDirectory ephemeral;  // declared before the store: removed after it closed
   if (command.ephemeral_store) {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/ocirelay-sync.XXXXXX";
-    if (!mkdtemp(tmpl.data())) {
-      std::fprintf(stderr, "ocirelay sync: cannot create a temporary store in %s: %s\n", tmpl.c_str(),
-                   std::strerror(errno));
+    auto made = TemporaryDirectory::create("ocirelay-sync");
+    if (!made) {
+      std::fprintf(stderr, "ocirelay sync: a temporary store: %s\n", made.error().message.c_str());
       return 2;
     }
-    so.root = ephemeral.dir = tmpl;
+    ephemeral = std::move(*made);
+    so.root = ephemeral.path();
   }
   auto store = store::Store::open(so);
   if (!store) {

@@ -1,5 +1,7 @@
 #include "http/query.h"
 
+#include <cctype>
+
 namespace ocirelay::http {
 
 namespace {
@@ -52,6 +54,21 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
     pos = amp + 1;
   }
   return std::nullopt;
+}
+
+std::string query_escape(std::string_view v) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : v) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
 }
 
 }  // namespace ocirelay::http

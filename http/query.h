@@ -18,4 +18,8 @@ Result<std::string> percent_decode(std::string_view s);
 // value that does not decode reads as "\x01invalid", which no name or number matches.
 std::optional<std::string> query_param(std::string_view query, std::string_view key);
 
+// `v` with every byte but RFC 3986's unreserved ones percent-encoded: a query value or a
+// path segment built from names.
+std::string query_escape(std::string_view v);
+
 }  // namespace ocirelay::http

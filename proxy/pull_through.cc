@@ -8,6 +8,7 @@
 #include <chrono>
 #include <spdlog/spdlog.h>
 
+#include "http/query.h"
 #include "oci/json.h"
 #include "oci/media_types.h"
 #include "store/store.h"
@@ -28,21 +29,6 @@ std::int64_t unix_now() {
 std::string upstream_path(std::string_view repository, std::string_view suffix) {
   // RegistryClient::get takes the path from the registry root, "/v2/..." included.
   return "/v2/" + std::string(repository) + std::string(suffix);
-}
-
-std::string url_encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
 }
 
 // What to ask the upstream for: the client's Accept when it names manifest types we can
@@ -471,7 +457,7 @@ Result<ListingReply> PullThrough::tags_list(const UpstreamRoute& route,
   if (route.local()) return stored_tags(route, n, last, link_base, extra_query);
   std::string query;
   if (n) query += "n=" + std::to_string(*n);
-  if (!last.empty()) query += std::string(query.empty() ? "" : "&") + "last=" + url_encode(last);
+  if (!last.empty()) query += std::string(query.empty() ? "" : "&") + "last=" + http::query_escape(last);
   auto resp = client(route).get(
       upstream_path(route.repository, "/tags/list") + (query.empty() ? "" : "?" + query),
       "application/json");
@@ -522,7 +508,7 @@ Result<ListingReply> PullThrough::stored_tags(const UpstreamRoute& route, std::o
   if (n && page.size() > *n) {
     page.resize(*n);
     if (!page.empty()) {
-      r.link = "<" + link_base + "?n=" + std::to_string(*n) + "&last=" + url_encode(page.back()) +
+      r.link = "<" + link_base + "?n=" + std::to_string(*n) + "&last=" + http::query_escape(page.back()) +
                (extra_query.empty() ? "" : "&" + extra_query) + ">; rel=\"next\"";
     }
   }
@@ -537,7 +523,7 @@ Result<ListingReply> PullThrough::referrers(const UpstreamRoute& route, const oc
   r.content_type = std::string(oci::media::kOciIndex);
   nlohmann::json index;
   std::string suffix = "/referrers/" + subject.str();
-  if (!artifact_type.empty()) suffix += "?artifactType=" + url_encode(artifact_type);
+  if (!artifact_type.empty()) suffix += "?artifactType=" + http::query_escape(artifact_type);
   Result<adapters::Response> resp = Error{Errc::not_found, "a local repository"};
   if (!route.local())
     resp = client(route).get(upstream_path(route.repository, suffix), std::string(oci::media::kOciIndex));

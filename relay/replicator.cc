@@ -440,27 +440,16 @@ class RuleRun {
   // The deletion of o's tag at its destination, which holds `sent` under it, becomes a
   // task; o.outcome is queued on success.
   Status enqueue_deletion(TaskOutcome& o, const std::string& repo, const oci::Digest& sent) {
-    Task task;
-    task.destination = o.destination;
-    task.repository = o.destination_repository;
-    task.reference = o.tag;
-    task.rule = rule_.name;
-    task.source = rule_.from;
-    task.source_repository = repo;
-    task.store_repository = store_repo(repo);
-    task.digest = sent;
-    auto src = oci::Digest::parse(o.digest);
-    task.source_digest = src ? *src : sent;
+    Task task = make_task(o, repo, sent);
     task.remove = true;
-    if (recording()) task.executions = {opt_.execution};
     auto added = opt_.queue->enqueue(std::move(task));
     if (!added) return Error{added.error().code, "queueing the deletion: " + added.error().message};
     o.outcome = Outcome::queued;
     return {};
   }
 
-  // The image, in the store as `root`, becomes a task at o's destination.
-  void enqueue(TaskOutcome o, const std::string& repo, const oci::Digest& root) {
+  // The task for o's image (`digest` as the store holds it) at o's destination.
+  Task make_task(const TaskOutcome& o, const std::string& repo, const oci::Digest& digest) const {
     Task task;
     task.destination = o.destination;
     task.repository = o.destination_repository;
@@ -469,11 +458,16 @@ class RuleRun {
     task.source = rule_.from;
     task.source_repository = repo;
     task.store_repository = store_repo(repo);
-    task.digest = root;
+    task.digest = digest;
     auto src = oci::Digest::parse(o.digest);
-    task.source_digest = src ? *src : root;
+    task.source_digest = src ? *src : digest;
     if (recording()) task.executions = {opt_.execution};
-    auto added = opt_.queue->enqueue(std::move(task));
+    return task;
+  }
+
+  // The image, in the store as `root`, becomes a task at o's destination.
+  void enqueue(TaskOutcome o, const std::string& repo, const oci::Digest& root) {
+    auto added = opt_.queue->enqueue(make_task(o, repo, root));
     if (!added) o.error = "queueing: " + added.error().message;
     else o.outcome = Outcome::queued;
     finish(std::move(o));
