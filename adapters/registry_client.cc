@@ -908,6 +908,7 @@ class CurlRegistryClient final : public RegistryClient {
   // One HTTP exchange plus its observer event. `auth` is a full header line or empty.
   Result<HttpExchange> send(const Call& c, const std::string& auth) {
     if (rate_ && !rate_->take(1, &cancelled_)) return Error{Errc::cancelled, "cancelled (shutting down)"};
+    if (Status s = wait_out_write_pause(c); !s) return std::move(s).error();
     HttpRequest req{c.method, c.url, c.headers, c.follow_redirects, c.body};
     req.upload = c.upload;
     req.upload_offset = c.upload_offset;
@@ -961,6 +962,23 @@ class CurlRegistryClient final : public RegistryClient {
     return "Authorization: Bearer " + *token;
   }
 
+  // After a 429, no write goes out until its Retry-After passed, whichever worker sends
+  // it: a registry that throttles pushes sees the pause from every upload at once, not
+  // only from the one it refused. Longer than retry.max_retry_after: too_many_requests at
+  // once (the relay's task waits in the queue instead of holding a worker).
+  Status wait_out_write_pause(const Call& c) {
+    if (c.method == "GET" || c.method == "HEAD") return {};
+    const auto until = std::chrono::steady_clock::time_point(
+        std::chrono::steady_clock::duration(writes_paused_until_.load()));
+    const auto now = std::chrono::steady_clock::now();
+    if (until <= now) return {};
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - now);
+    if (left > ep_.retry.max_retry_after)
+      return fail(c, Errc::too_many_requests,
+                  "HTTP 429 earlier: writes are paused for " + std::to_string(left.count() / 1000) + " s more");
+    return pause(c, left);
+  }
+
   // GETs of manifests and blobs count against registry pull quotas (Docker Hub).
   static bool counted(const Call& c) {
     return c.method == "GET" && (c.kind == "manifest" || c.kind == "blob");
@@ -989,6 +1007,10 @@ class CurlRegistryClient final : public RegistryClient {
     std::int64_t pause = 0;
     if (head.status == 429) {
       pause = std::clamp<std::int64_t>(head.retry_after.value_or(60), 1, 3600);
+      if (head.retry_after) {  // a throttled write: every write waits it out (wait_out_write_pause)
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(*head.retry_after);
+        writes_paused_until_.store(until.time_since_epoch().count());
+      }
     } else if (c.kind == "manifest" && c.method == "GET" && head.ratelimit_remaining &&
                *head.ratelimit_remaining <= 0) {
       pause = 60;
@@ -1246,6 +1268,7 @@ class CurlRegistryClient final : public RegistryClient {
   std::condition_variable pause_cv_;
   // steady_clock ticks until which counted GETs are refused (rate limited); 0: never.
   std::atomic<std::chrono::steady_clock::rep> paused_until_{0};
+  std::atomic<std::chrono::steady_clock::rep> writes_paused_until_{0};  // after a 429 with Retry-After
   mutable std::mutex mu_;
   std::optional<AuthChallenge> bearer_challenge_;  // realm + service, once seen; guarded by mu_
   std::optional<WallClock::time_point> token_expiry_;  // guarded by mu_

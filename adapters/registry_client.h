@@ -145,7 +145,9 @@ class RegistryClient {
   // Rate limits pace requests: after a 429 (for its Retry-After, else a minute, at most an
   // hour) or a manifest GET answered with ratelimit-remaining 0 (a minute), manifest and
   // blob GETs fail at once with too_many_requests instead of spending what is left of the
-  // quota; HEADs, which Docker Hub does not count, still go out.
+  // quota; HEADs, which Docker Hub does not count, still go out. After a 429 with
+  // Retry-After, writes (POST, PATCH, PUT, DELETE) from every thread wait until it passed
+  // (too_many_requests at once when that is beyond retry.max_retry_after).
 
   // How long the registry's rate limit (above) still holds; zero when it does not.
   virtual std::chrono::seconds rate_limited_for() const { return {}; }

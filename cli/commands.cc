@@ -26,6 +26,7 @@
 #include "metrics/metrics.h"
 #include "proxy/server.h"
 #include "relay/ledger.h"
+#include "relay/source_reads.h"
 #include "relay/service.h"
 #include "store/store.h"
 
@@ -101,7 +102,8 @@ int run_serve(const Config& config) {
   metrics::Metrics relay_metrics;
   fetch::Fetcher relay_fetcher(**store, relay_metrics, /*enforce_quota=*/false);
   relay::Ledger ledger((*store)->metadata());
-  relay::RelayService relay_service(relay::RelayContext{**store, relay_fetcher, **registries, ledger, config.relay,
+  relay::SourceReads relay_reads(relay_fetcher, **store);  // joined after the service, its clients cancelled
+  relay::RelayService relay_service(relay::RelayContext{**store, relay_reads, **registries, ledger, config.relay,
                                                         config.server.local_repositories, &metrics});
   api::ControlPlane control_plane(relay_service, config.api_tokens);
   proxy::ServerOptions server_options = config.server;

@@ -14,6 +14,7 @@
 #include "relay/dispatcher.h"
 #include "relay/executions.h"
 #include "relay/ledger.h"
+#include "relay/source_reads.h"
 #include "relay/queue.h"
 #include "relay/replicator.h"
 #include "store/store.h"
@@ -137,7 +138,8 @@ int run_sync(const Config& config, const SyncCommand& command) {
   metrics::Metrics metrics;  // nobody scrapes a one-shot command
   fetch::Fetcher fetcher(**store, metrics, /*enforce_quota=*/false);
   relay::Ledger ledger((*store)->metadata());
-  relay::RelayContext ctx{**store, fetcher, **clients, ledger, config.relay, config.server.local_repositories};
+  relay::SourceReads reads(fetcher, **store);
+  relay::RelayContext ctx{**store, reads, **clients, ledger, config.relay, config.server.local_repositories};
 
   ctx.metrics = &metrics;
 

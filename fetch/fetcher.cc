@@ -343,7 +343,7 @@ Result<ImageReport> Fetcher::fetch_image(const Origin& origin, const oci::Manife
                                          const ImageOptions& options, ImageObserver* observer) {
   ImageReport report;
   std::optional<std::string> tag;
-  if (!ref.is_digest()) tag = ref.tag;
+  if (!ref.tag.empty()) tag = ref.tag;
   if (auto st = walk_manifest(origin, ref.str(), tag, options, observer, report); !st) return st.error();
   return report;
 }
@@ -355,6 +355,7 @@ Status Fetcher::walk_manifest(const Origin& origin, std::string_view ref,
   if (!got) return got.error();
   auto m = oci::parse_manifest(got->bytes, got->media_type);
   if (!m) return m.error();
+  if (observer) observer->manifest_fetched(got->digest, got->media_type, got->bytes);
 
   if (m->is_index()) {
     std::size_t picked = 0;

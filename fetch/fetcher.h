@@ -62,6 +62,9 @@ struct ImageOptions {
 class ImageObserver {
  public:
   virtual ~ImageObserver() = default;
+  // A manifest's bytes arrived, verified, before anything it names is fetched (it is
+  // stored after them: manifest_stored).
+  virtual void manifest_fetched(const oci::Digest& d, std::string_view media_type, std::string_view bytes) {}
   virtual void blob_progress(const oci::Digest& d, std::uint64_t written,
                              std::optional<std::uint64_t> total) {}
   // A blob is in the store for the repository: `fetched` false when it was there already.
@@ -120,7 +123,9 @@ class Fetcher {
   Result<FetchedManifest> get_manifest(const Origin& origin, std::string_view ref,
                                        std::string_view accept);
 
-  // Brings the image `ref` names into the store bottom-up and tags it when `ref` is a tag.
+  // Brings the image `ref` names into the store bottom-up and tags it when `ref` is a tag
+  // (a ref with both a digest and a tag is read by digest and tagged: what a tag named
+  // when it was resolved, even if it moved since).
   // A child manifest the store holds already is linked, not fetched again (the store only
   // holds manifests whose content it holds).
   Result<ImageReport> fetch_image(const Origin& origin, const oci::ManifestRef& ref,

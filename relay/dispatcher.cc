@@ -12,6 +12,7 @@
 #include "oci/media_types.h"
 #include "relay/ledger.h"
 #include "relay/queue.h"
+#include "relay/source_reads.h"
 #include "relay/throttle.h"
 #include "relay/transfer.h"
 
@@ -387,7 +388,20 @@ void Dispatcher::run(Lane& lane, Task task, const std::atomic<bool>& cancel) {
       report.log.push_back(std::string(to_string(step)) + " " + d.str() + " (" + std::to_string(size) + " bytes)");
     if (opt_.on_blob) opt_.on_blob(t, d, size, step);
   };
-  auto source = cancellable(store_image_source(ctx_.store, task.store_repository), cancel);
+  // A remote source's image is read once, whichever destination's task asks first; every
+  // other follows that read (source_reads.h).
+  std::unique_ptr<ImageSource> source;
+  if (task.source == kLocalSource) {
+    source = store_image_source(ctx_.store, task.store_repository);
+  } else {
+    auto* client = ctx_.clients.find(task.source);
+    if (!client) return failed(Error{Errc::invalid_argument, "no registry named '" + task.source + "' to read from"});
+    const std::string tag = oci::Digest::parse(task.reference) ? std::string() : task.reference;
+    source = ctx_.reads.open(RemoteImage{client, task.source, task.source_repository, tag, task.source_digest,
+                                         rule->platforms, rule->referrers},
+                             &cancel);
+  }
+  source = cancellable(std::move(source), cancel);
   if (lane.rate) source = rate_limited(std::move(source), *lane.rate);
   if (auto st = transfer(ctx_, *rule, *dest, o, *source, task.digest, hooks); !st) return failed(st.error());
   ended(Outcome::copied);

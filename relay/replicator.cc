@@ -16,6 +16,7 @@
 #include "relay/ledger.h"
 #include "relay/executions.h"
 #include "relay/queue.h"
+#include "relay/source_reads.h"
 #include "relay/transfer.h"
 #include "store/store.h"
 
@@ -356,18 +357,6 @@ class RuleRun {
     return false;
   }
 
-  // A remote image (and its referrers) into the store, once for every destination.
-  Status fetch_into_store(const std::string& repo, const std::string& tag, const oci::Digest& digest) {
-    auto got = fetch_remote_image(ctx_.fetcher, *source_, rule_.from, repo, oci::ManifestRef{tag, std::nullopt},
-                                  rule_.platforms, rule_.referrers);
-    if (!got) return got.error();
-    if (*got != digest) {
-      // The tag moved between the HEAD and the GET: the newer image is what travels.
-      spdlog::info("relay: {}/{}:{} moved to {} while it was read", rule_.from, repo, tag, got->str());
-    }
-    return {};
-  }
-
   void replicate_image(const std::string& repo, const std::string& tag) {
     report_.images++;
     auto digest = resolve(repo, tag);
@@ -384,9 +373,9 @@ class RuleRun {
     if (todo.empty()) return;
     const bool queued = opt_.queue && !opt_.dry_run;
 
-    // Read once: a remote image lands in the store, and every destination reads from there.
+    // Read once: a remote image is read into the store once, and every destination sends
+    // it from there as it arrives (with a queue, its tasks' workers open the read).
     std::unique_ptr<ImageSource> source;
-    oci::Digest root = *digest;
     if (!local_) {
       auto stored = ctx_.store.tag(store_repo(repo), tag);
       const bool have = stored && *stored && (*stored)->digest == *digest;
@@ -400,18 +389,11 @@ class RuleRun {
           }
           return;
         }
-        if (auto st = fetch_into_store(repo, tag, *digest); !st) {
-          for (auto& [t, o] : todo) {
-            o.error = "reading the source: " + st.error().message;
-            finish(std::move(o));
-          }
-          return;
-        }
-        if (auto now = ctx_.store.tag(store_repo(repo), tag); now && *now) root = (*now)->digest;
+        if (!queued) source = ctx_.reads.open(remote_image(repo, tag, *digest));
       }
     }
     if (queued) {
-      for (auto& [t, o] : todo) enqueue(std::move(o), repo, root);
+      for (auto& [t, o] : todo) enqueue(std::move(o), repo, *digest);
       return;
     }
     if (!source) source = store_image_source(ctx_.store, store_repo(repo));
@@ -419,8 +401,12 @@ class RuleRun {
     // Every destination at once, each at its own pace; one failing stops no other.
     std::vector<std::thread> workers;
     for (auto& item : todo)
-      workers.emplace_back([&, item = &item] { send(*item->first, item->second, *source, root); });
+      workers.emplace_back([&, item = &item] { send(*item->first, item->second, *source, *digest); });
     for (auto& w : workers) w.join();
+  }
+
+  RemoteImage remote_image(const std::string& repo, const std::string& tag, const oci::Digest& digest) const {
+    return RemoteImage{source_, rule_.from, repo, tag, digest, rule_.platforms, rule_.referrers};
   }
 
   // Why no new image is read from the source now: its pull quota (as its last answer, the

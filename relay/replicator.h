@@ -1,7 +1,7 @@
 // Running a rule once: list what the source holds, keep what the rule's filters select,
 // and bring each image to every destination that lacks it. For each image the source is
-// read once (a remote source's image is fetched into the store, then every destination
-// reads the store's files concurrently); the ledger makes an unchanged tag cost nothing at
+// read once (a remote source's image is read into the store, and every destination sends
+// it as it arrives: source_reads.h); the ledger makes an unchanged tag cost nothing at
 // the destinations and at most one HEAD at a remote source. A failing destination or image
 // is recorded with its reason and never stops the others.
 //
@@ -37,6 +37,7 @@ class RegistryClient;
 namespace ocirelay::relay {
 
 class Ledger;
+class SourceReads;
 
 // What became of one (image, destination).
 enum class Outcome {
@@ -92,7 +93,7 @@ struct RunReport {
 
 struct RelayContext {
   store::Store& store;
-  fetch::Fetcher& fetcher;
+  SourceReads& reads;  // a remote source's images, read once for every destination
   const fetch::RegistryClients& clients;  // every registry by name: upstreams and registries:
   Ledger& ledger;
   const RelayConfig& config;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -514,6 +515,44 @@ TEST_F(ClientPushTest, HonoursRetryAfterInSecondsAndAsAnHttpDate) {
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(950));
   EXPECT_EQ(proxy.count("PUT", "/blobs/uploads/"), 3);  // two blobs, one refused once
+}
+
+TEST_F(ClientPushTest, A429WithRetryAfterHoldsBackTheWritesOfEveryThreadUntilItPassed) {
+  if (!ready_) return;
+  RegistryProcess registry;
+  ASSERT_TRUE(registry.start());
+  QuirkProxy proxy(registry.port(), Quirks::none);
+  auto c = make_client(endpoint(proxy.url()));
+  ASSERT_TRUE(c);
+  const std::string first = random_bytes(64 << 10, 7), second = random_bytes(64 << 10, 8);
+  proxy.reply_once("POST", "/blobs/uploads/", 429, {{"Retry-After", "2"}});
+  std::thread refused([&] {
+    CountingBody a(first);
+    auto r = c->push_blob("team/one", oci::Digest::of(first), a);
+    EXPECT_TRUE(r.ok()) << r.error().to_string();
+  });
+  // Another upload starts once the client has taken the 429 in: its first write waits too.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (c->rate_limited_for() == std::chrono::seconds(0) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_GT(c->rate_limited_for(), std::chrono::seconds(0));
+  CountingBody b(second);
+  auto r = c->push_blob("team/two", oci::Digest::of(second), b);
+  refused.join();
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+
+  std::optional<std::chrono::steady_clock::time_point> refused_at, other_post;
+  for (const auto& q : proxy.requests()) {
+    if (q.status == 429) refused_at = q.at;
+    if (q.method == "POST" && q.target.find("/team/two/") != std::string::npos && !other_post) other_post = q.at;
+  }
+  ASSERT_TRUE(refused_at && other_post);
+  EXPECT_GE(*other_post - *refused_at, std::chrono::milliseconds(1900));
+  // Reads were not held: the second upload's HEAD went out at once.
+  for (const auto& q : proxy.requests())
+    if (q.method == "HEAD" && q.target.find("/team/two/") != std::string::npos) {
+      EXPECT_LT(q.at - *refused_at, std::chrono::milliseconds(1500));
+    }
 }
 
 TEST_F(ClientPushTest, ALostPutAnswerIsCheckedWithAHeadBeforeSendingAgain) {

@@ -21,6 +21,7 @@
 #include "relay/dispatcher.h"
 #include "relay/executions.h"
 #include "relay/ledger.h"
+#include "relay/source_reads.h"
 #include "relay/queue.h"
 #include "store/store.h"
 #include "tests/support/aws_env.h"
@@ -80,8 +81,9 @@ struct InProcessRelay {
     clients = std::move(*made);
     fetcher = std::make_unique<fetch::Fetcher>(*store, metrics, /*enforce_quota=*/false);
     ledger = std::make_unique<relay::Ledger>(store->metadata());
+    reads = std::make_unique<relay::SourceReads>(*fetcher, *store);
     ctx = std::make_unique<relay::RelayContext>(
-        relay::RelayContext{*store, *fetcher, *clients, *ledger, config.relay, {}});
+        relay::RelayContext{*store, *reads, *clients, *ledger, config.relay, {}});
     queue = std::make_unique<relay::TaskQueue>(store->metadata());
     executions = std::make_unique<relay::Executions>(store->metadata());
   }
@@ -97,6 +99,7 @@ struct InProcessRelay {
   std::unique_ptr<fetch::RegistryClients> clients;
   std::unique_ptr<fetch::Fetcher> fetcher;
   std::unique_ptr<relay::Ledger> ledger;
+  std::unique_ptr<relay::SourceReads> reads;
   std::unique_ptr<relay::RelayContext> ctx;  // null: the store or the clients did not open
   std::unique_ptr<relay::TaskQueue> queue;
   std::unique_ptr<relay::Executions> executions;
@@ -289,6 +292,40 @@ TEST_F(RelayTest, ARuleFromARemoteRegistryReadsEachBlobOnceAndFiltersTags) {
   EXPECT_EQ(registry.count_requests("HEAD /v2/team/app/manifests/") - heads, 2);
   EXPECT_EQ(lines(*dests[0]), d0);
   EXPECT_EQ(lines(*dests[1]), d1);
+}
+
+TEST_F(RelayTest, DestinationsGetALayerWhileItIsStillBeingReadFromTheSource) {
+  // A 48 MiB layer: destinations take it in 16 MiB chunks (distribution's upload policy).
+  const std::string layer = random_bytes(48 << 20, 97);
+  const auto image = images.add_image("v1", {layer});
+  ASSERT_TRUE(images.push(registry.host(), "team/big", "v1"));
+  const std::string layer_digest = sha256_digest(layer);
+  QuirkProxy source(registry.port(), Quirks::none);
+  QuirkProxy dest0(dests[0]->port(), Quirks::none);
+  // The source sends 40 MiB of the layer, then holds the rest until dest0 has had a whole
+  // chunk of it: only a relay that sends what it has while it reads can get past this
+  // before the proxy gives up.
+  auto stall = source.stall_answer_once("GET", "/blobs/" + layer_digest, 40 << 20,
+                                        [&] { return dest0.body_bytes("PATCH", "/blobs/uploads/") >= (16u << 20); },
+                                        std::chrono::seconds(60));
+  relay->add_config("registries:\n" + registry_entry("dest1", *dests[1]) + registry_entry("dest2", *dests[2]) +
+                    "  - {name: dest0, url: \"" + dest0.url() + "\"}\n"
+                    "  - {name: src, url: \"" + source.url() + "\"}\n"
+                    "rules:\n"
+                    "  - name: from-src\n"
+                    "    from: src\n"
+                    "    repositories: {list: [team/big]}\n"
+                    "    to: [{registry: dest0}, {registry: dest1}, {registry: dest2}]\n");
+  ASSERT_TRUE(relay->start());  // writes the config
+  relay->stop();
+  auto r = relay->run({"sync"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(stall->reached);
+  EXPECT_TRUE(stall->released) << "dest0 got no chunk while the source held the layer's last 8 MiB";
+  EXPECT_FALSE(stall->gave_up);
+  for (const auto& d : dests) EXPECT_EQ(inspect_digest(*d, "team/big:v1"), image.digest);
+  // Read once, for three destinations.
+  EXPECT_EQ(source.count("GET", "/blobs/" + layer_digest), 1) << r.err;
 }
 
 TEST_F(RelayTest, ASourceListingSeveralUrlsIsReadFromTheFirstThatAnswers) {

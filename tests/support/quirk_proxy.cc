@@ -86,17 +86,27 @@ void QuirkProxy::reply_once(const std::string& method, const std::string& needle
                             std::string body) {
   std::lock_guard lock(mu_);
   if (body.empty()) body = R"({"errors":[{"code":"TOOMANYREQUESTS","message":"injected"}]})";
-  faults_.push_back({Fault::reply, method, needle, status, std::move(headers), std::move(body)});
+  faults_.push_back({Fault::reply, method, needle, status, std::move(headers), std::move(body), 0, {}, {}, {}});
 }
 
 void QuirkProxy::drop_answer_once(const std::string& method, const std::string& needle) {
   std::lock_guard lock(mu_);
-  faults_.push_back({Fault::drop, method, needle, 0, {}, {}});
+  faults_.push_back({Fault::drop, method, needle, 0, {}, {}, 0, {}, {}, {}});
 }
 
 void QuirkProxy::wrong_digest_once(const std::string& method, const std::string& needle) {
   std::lock_guard lock(mu_);
-  faults_.push_back({Fault::wrong_digest, method, needle, 0, {}, {}});
+  faults_.push_back({Fault::wrong_digest, method, needle, 0, {}, {}, 0, {}, {}, {}});
+}
+
+std::shared_ptr<QuirkProxy::Stall> QuirkProxy::stall_answer_once(const std::string& method, const std::string& needle,
+                                                                 std::uint64_t after, std::function<bool()> until,
+                                                                 std::chrono::milliseconds give_up) {
+  auto stall = std::make_shared<Stall>();
+  PendingFault f{Fault::stall, method, needle, 0, {}, {}, after, std::move(until), give_up, stall};
+  std::lock_guard lock(mu_);
+  faults_.push_back(std::move(f));
+  return stall;
 }
 
 std::optional<QuirkProxy::PendingFault> QuirkProxy::take_fault(const std::string& method,
@@ -253,6 +263,29 @@ void QuirkProxy::serve(int fd) {
         if (target.find(h.needle) != std::string::npos) res.set(h.name, h.value);
     }
     if (!res.keep_alive()) req.keep_alive(false);
+    if (fault && fault->fault == Fault::stall && res.body().size() > fault->after) {
+      record(static_cast<int>(res.result_int()));
+      http::response_serializer<http::string_body> sr(res);
+      http::write_header(client, sr, ec);
+      if (!ec) asio::write(client, asio::buffer(res.body().data(), fault->after), ec);
+      if (ec) break;
+      fault->stall->reached = true;
+      const auto deadline = std::chrono::steady_clock::now() + fault->give_up;
+      for (;;) {
+        if (fault->until()) {
+          fault->stall->released = true;
+          break;
+        }
+        if (std::chrono::steady_clock::now() > deadline) {
+          fault->stall->gave_up = true;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      asio::write(client, asio::buffer(res.body().data() + fault->after, res.body().size() - fault->after), ec);
+      if (ec || !req.keep_alive()) break;
+      continue;
+    }
     if (!answer(res)) break;
   }
   {

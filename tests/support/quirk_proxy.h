@@ -8,7 +8,9 @@
 // connection and thread. Bodies are held in memory: test blobs only.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -65,6 +67,17 @@ class QuirkProxy {
   // The next such request's answer carries a wrong Docker-Content-Digest.
   void wrong_digest_once(const std::string& method, const std::string& needle);
 
+  // The next such request is forwarded and its answer held after `after` body bytes until
+  // `until()` holds (asked every 10 ms) or `give_up` passed: a slow source, mid-blob, to
+  // see what a client does with the part it has. The handle says what happened.
+  struct Stall {
+    std::atomic<bool> reached{false};      // the first `after` bytes went out, the rest is held
+    std::atomic<bool> released{false};     // until() held while the answer was held
+    std::atomic<bool> gave_up{false};      // give_up passed first
+  };
+  std::shared_ptr<Stall> stall_answer_once(const std::string& method, const std::string& needle, std::uint64_t after,
+                                           std::function<bool()> until, std::chrono::milliseconds give_up);
+
   // From now on every forwarded answer to a request whose target contains `needle` carries
   // header `name: value` (Docker Hub's ratelimit headers, say); a later call for the same
   // needle and name replaces the value.
@@ -77,13 +90,17 @@ class QuirkProxy {
   std::uint64_t body_bytes(const std::string& method, const std::string& needle = "") const;
 
  private:
-  enum class Fault { reply, drop, wrong_digest };
+  enum class Fault { reply, drop, wrong_digest, stall };
   struct PendingFault {
     Fault fault;
     std::string method, needle;
     int status = 0;
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
+    std::uint64_t after = 0;  // stall
+    std::function<bool()> until;
+    std::chrono::milliseconds give_up{0};
+    std::shared_ptr<Stall> stall;
   };
   struct AnswerHeader {
     std::string needle, name, value;
