@@ -64,4 +64,56 @@ RegistryKind infer_registry_kind(std::string_view host) {
   return RegistryKind::generic;
 }
 
+const RegistryKind* all_registry_kinds(std::size_t& count) {
+  static const std::array<RegistryKind, kNames.size()> kinds = [] {
+    std::array<RegistryKind, kNames.size()> out{};
+    for (std::size_t i = 0; i < kNames.size(); ++i) out[i] = kNames[i].first;
+    return out;
+  }();
+  count = kinds.size();
+  return kinds.data();
+}
+
+RegistryFacts registry_facts(RegistryKind kind) {
+  RegistryFacts f;
+  switch (kind) {
+    case RegistryKind::artifact_registry:
+    case RegistryKind::gcr:
+      f.chunked_upload = false;
+      f.mount = false;
+      f.listing_with_digests = "tags/list with its manifest map";
+      f.create_repositories = kind == RegistryKind::artifact_registry;
+      f.notes = "a mount answers 202 and is not honoured";
+      break;
+    case RegistryKind::ecr:
+      f.listing_with_digests = "ListImages (with auth.aws)";
+      f.create_repositories = true;
+      f.notes = "chunks of 5-10 MiB; PATCH answers 201 with a stuck Range (the offset is tracked); "
+                "mounts only with the account setting BLOB_MOUNTING=ENABLED";
+      break;
+    case RegistryKind::ghcr:
+      f.registry_delete = false;
+      f.notes = "PATCH bodies of at most 4 MiB";
+      break;
+    case RegistryKind::docker_hub:
+      f.registry_delete = false;
+      f.notes = "pull quota from the ratelimit headers (HEADs are free of it)";
+      break;
+    case RegistryKind::acr:
+      f.notes = "one-piece PUTs above ~20 MB get 413: chunks above 16 MiB";
+      break;
+    case RegistryKind::harbor:
+      f.create_repositories = true;
+      f.notes = "projects created before the first push";
+      break;
+    case RegistryKind::quay:
+      f.notes = "a mount needs its from= repository";
+      break;
+    case RegistryKind::generic:
+    case RegistryKind::ocir:
+      break;
+  }
+  return f;
+}
+
 }  // namespace ocirelay::adapters

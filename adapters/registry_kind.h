@@ -2,6 +2,7 @@
 // apply and what the prepare step creates. Inferred from the host when not configured.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string_view>
 
@@ -28,5 +29,19 @@ std::string_view kind_name(RegistryKind kind);
 RegistryKind infer_registry_kind(std::string_view host);
 // "docker.io, ecr, artifact_registry, ..." for error messages.
 std::string_view registry_kind_names();
+// Every kind, in kind_name order.
+const RegistryKind* all_registry_kinds(std::size_t& count);
+
+// What the relay does with a registry of a kind, from shared/REGISTRY-QUIRKS.md (the
+// admin API's /adapters shows it). Upload sizes are upload.h's defaults.
+struct RegistryFacts {
+  bool chunked_upload = true;        // false: each blob in one piece (Artifact Registry, GCR)
+  bool mount = true;                 // cross-repository mount (ECR: with BLOB_MOUNTING=ENABLED)
+  bool registry_delete = true;       // DELETE of a manifest (405 at GHCR, Docker Hub)
+  std::string_view listing_with_digests;  // how tags are listed with digests; empty: HEAD per tag
+  bool create_repositories = false;  // created before the first push (create_repositories:)
+  std::string_view notes;
+};
+RegistryFacts registry_facts(RegistryKind kind);
 
 }  // namespace ocirelay::adapters

@@ -10,10 +10,14 @@
 #include <optional>
 #include <utility>
 
+#include "api/resources.h"
+#include "fetch/registries.h"
 #include "http/on_pool.h"
 #include "http/query.h"
 #include "oci/json.h"
 #include "relay/executions.h"
+#include "relay/health.h"
+#include "relay/rule.h"
 #include "relay/service.h"
 
 namespace ocirelay::api {
@@ -79,9 +83,14 @@ std::optional<std::string> string_member(const std::string& body, const char* ke
 }  // namespace
 
 struct ControlPlane::Impl {
-  Impl(relay::RelayService& r, std::vector<ApiToken> t) : relay(r), tokens(std::move(t)) {}
+  explicit Impl(Deps d)
+      : relay(d.relay), health(d.health), relay_config(d.relay_config), registries(std::move(d.registries)),
+        tokens(std::move(d.tokens)) {}
 
   relay::RelayService& relay;
+  relay::RegistryHealth& health;
+  const relay::RelayConfig& relay_config;
+  const std::vector<fetch::UpstreamConfig> registries;
   const std::vector<ApiToken> tokens;
   boost::asio::thread_pool pool{2};
 
@@ -105,7 +114,14 @@ struct ControlPlane::Impl {
     const std::string_view path = target.substr(0, q);
     const std::string_view query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
     const auto parts = segments(path.substr(kPrefix.size()));
-    if (parts.empty() || parts[0] != "executions") return error(404, "NOT_FOUND", "no such API route");
+    if (parts.empty()) return error(404, "NOT_FOUND", "no such API route");
+    if (parts[0] == "registries") return route_registries(method, parts, body);
+    if (parts[0] == "policies") return route_policies(method, parts);
+    if (parts[0] == "adapters" && parts.size() == 1) {
+      if (method != http::Method::get) return error(405, "METHOD_NOT_ALLOWED", "GET");
+      return Reply{200, oci::json::dump(adapters_json())};
+    }
+    if (parts[0] != "executions") return error(404, "NOT_FOUND", "no such API route");
     if (parts.size() == 1) {
       if (method == http::Method::get) return list(query);
       if (method == http::Method::post) return start(body);
@@ -123,6 +139,66 @@ struct ControlPlane::Impl {
     auto task = number(parts[3]);
     if (parts.size() == 5 && parts[4] == "log" && task) return log(*id, *task);
     return error(404, "NOT_FOUND", "no such API route");
+  }
+
+  // Registries and policies are the config file's: what would change one is refused.
+  static Reply read_only(std::string_view what) {
+    return error(405, "METHOD_NOT_ALLOWED",
+                 std::string(what) + " come from the config file (\"source\": \"config\") and are read-only here: "
+                                     "edit the config and restart");
+  }
+
+  const fetch::UpstreamConfig* find_registry(std::string_view name) const {
+    for (const auto& r : registries)
+      if (r.name == name) return &r;
+    return nullptr;
+  }
+
+  oci::json::Json registry(const fetch::UpstreamConfig& r) const {
+    const relay::RelayRegistry* entry = nullptr;
+    for (const auto& rr : relay_config.registries)
+      if (rr.name == r.name) entry = &rr;
+    return registry_json(r, entry, health.get(r.name));
+  }
+
+  Reply route_registries(http::Method method, const std::vector<std::string_view>& parts, const std::string& body) {
+    if (parts.size() == 2 && parts[1] == "ping") {
+      if (method != http::Method::post) return error(405, "METHOD_NOT_ALLOWED", "POST");
+      auto id = string_member(body, "id");
+      if (!id || id->empty())
+        return error(400, "BAD_REQUEST", "expected {\"id\": \"<registry name>\"} (a configured registry)");
+      if (!find_registry(*id)) return error(404, "NOT_FOUND", "no registry named '" + *id + "'");
+      auto pinged = health.ping(*id);
+      if (!pinged) return from_error(pinged.error());
+      return Reply{200, oci::json::dump(health_json(*pinged))};
+    }
+    if (parts.size() > 2) return error(404, "NOT_FOUND", "no such API route");
+    if (method != http::Method::get) return read_only("registries");
+    if (parts.size() == 1) {
+      oci::json::Json all = oci::json::Json::array();
+      for (const auto& r : registries) all.push_back(registry(r));
+      Reply reply{200, oci::json::dump(all)};
+      reply.headers.emplace_back("X-Total-Count", std::to_string(registries.size()));
+      return reply;
+    }
+    const auto* r = find_registry(parts[1]);
+    if (!r) return error(404, "NOT_FOUND", "no registry named '" + std::string(parts[1]) + "'");
+    return Reply{200, oci::json::dump(registry(*r))};
+  }
+
+  Reply route_policies(http::Method method, const std::vector<std::string_view>& parts) {
+    if (parts.size() > 2) return error(404, "NOT_FOUND", "no such API route");
+    if (method != http::Method::get) return read_only("policies");
+    if (parts.size() == 1) {
+      oci::json::Json all = oci::json::Json::array();
+      for (const auto& rule : relay_config.rules) all.push_back(policy_json(rule));
+      Reply reply{200, oci::json::dump(all)};
+      reply.headers.emplace_back("X-Total-Count", std::to_string(relay_config.rules.size()));
+      return reply;
+    }
+    for (const auto& rule : relay_config.rules)
+      if (rule.name == parts[1]) return Reply{200, oci::json::dump(policy_json(rule))};
+    return error(404, "NOT_FOUND", "no policy named '" + std::string(parts[1]) + "'");
   }
 
   Reply list(std::string_view query) {
@@ -229,8 +305,7 @@ struct ControlPlane::Impl {
   }
 };
 
-ControlPlane::ControlPlane(relay::RelayService& relay, std::vector<ApiToken> tokens)
-    : impl_(std::make_unique<Impl>(relay, std::move(tokens))) {}
+ControlPlane::ControlPlane(Deps deps) : impl_(std::make_unique<Impl>(std::move(deps))) {}
 
 ControlPlane::~ControlPlane() { impl_->pool.join(); }
 

@@ -8,6 +8,13 @@
 //        uploads in flight cancelled at their next read and resumable by the next run
 //   GET  /api/v1/executions/{id}/tasks
 //   GET  /api/v1/executions/{id}/tasks/{task id}/log   (text/plain)
+//   GET  /api/v1/registries, /api/v1/registries/{name}   every configured registry
+//        (upstreams and registries:) with its health: the last periodic ping
+//   POST /api/v1/registries/ping {"id": "<name>"}   pings it now: its health
+//   GET  /api/v1/policies, /api/v1/policies/{name}   the relay's rules
+//   GET  /api/v1/adapters   each registry type with what the relay does there
+// Registries and policies come from the config file and are read-only here ("source":
+// "config"): changing them through the API answers 405 naming the config file.
 // Errors are {"errors":[{"code","message"}]}. Every request needs one of the configured API
 // tokens (`api_tokens:`) as `Authorization: Bearer <token>`: none or a wrong one is 401,
 // also when no token is configured, so the API is never reachable anonymously. Tokens
@@ -24,8 +31,12 @@
 #include "http/exchange.h"
 
 namespace ocirelay::relay {
+class RegistryHealth;
 class RelayService;
 struct RelayConfig;
+}
+namespace ocirelay::fetch {
+struct UpstreamConfig;
 }
 
 namespace ocirelay::api {
@@ -34,8 +45,15 @@ class ControlPlane {
  public:
   static constexpr std::string_view kPrefix = "/api/v1";
 
-  // `relay` outlives the control plane.
-  ControlPlane(relay::RelayService& relay, std::vector<ApiToken> tokens);
+  // What the API shows and steers; the references outlive the control plane.
+  struct Deps {
+    relay::RelayService& relay;
+    relay::RegistryHealth& health;
+    const relay::RelayConfig& relay_config;
+    std::vector<fetch::UpstreamConfig> registries;  // every configured registry
+    std::vector<ApiToken> tokens;
+  };
+  explicit ControlPlane(Deps deps);
   ~ControlPlane();
   ControlPlane(const ControlPlane&) = delete;
   ControlPlane& operator=(const ControlPlane&) = delete;

@@ -25,6 +25,7 @@
 #include "fetch/registries.h"
 #include "metrics/metrics.h"
 #include "proxy/server.h"
+#include "relay/health.h"
 #include "relay/ledger.h"
 #include "relay/source_reads.h"
 #include "relay/service.h"
@@ -105,7 +106,11 @@ int run_serve(const Config& config) {
   relay::SourceReads relay_reads(relay_fetcher, **store);  // joined after the service, its clients cancelled
   relay::RelayService relay_service(relay::RelayContext{**store, relay_reads, **registries, ledger, config.relay,
                                                         config.server.local_repositories, &metrics});
-  api::ControlPlane control_plane(relay_service, config.api_tokens);
+  std::vector<std::string> registry_names;
+  for (const auto& r : all_registries(config)) registry_names.push_back(r.name);
+  relay::RegistryHealth health(**registries, std::move(registry_names), config.health_every, &metrics);
+  api::ControlPlane control_plane(api::ControlPlane::Deps{relay_service, health, config.relay, all_registries(config),
+                                                          config.api_tokens});
   proxy::ServerOptions server_options = config.server;
   server_options.routes.emplace_back(std::string(api::ControlPlane::kPrefix),
                                      [&control_plane](http::Exchange& ex) { return control_plane.serve(ex); });
@@ -155,6 +160,7 @@ int run_serve(const Config& config) {
   });
 
   relay_service.start();
+  health.start();
 
   sd_notify("READY=1");
   srv.run();
@@ -175,6 +181,7 @@ int run_serve(const Config& config) {
   // so none starts on a client being cancelled.
   relay_service.begin_stop();
   server->reset();
+  health.stop();
   relay_service.stop();  // its transfers were cancelled with the clients' above
   if (auto st = (*store)->flush_access(); !st)
     spdlog::warn("flushing access times: {}", st.error().to_string());

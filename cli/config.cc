@@ -918,7 +918,7 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   if (!root || root.IsNull()) ctx.fail(root, "", "empty config");
   reject_duplicate_keys(ctx, root, "");
   check_keys(ctx, root, "",
-             {"listen", "tls", "store", "upstreams", "local", "auth", "registries", "rules", "log", "api_tokens"});
+             {"listen", "tls", "store", "upstreams", "local", "auth", "registries", "rules", "log", "api_tokens", "health_check"});
 
   if (auto l = root["listen"]) set_listen(ctx, l, "listen", scalar(ctx, l, "listen"), cfg.server);
 
@@ -1051,6 +1051,17 @@ Config parse_config(std::string_view yaml, std::string_view source) {
       for (const auto& other : cfg.api_tokens)
         if (other.name == token.name) ctx.fail(t["name"], key + ".name", "another token is named '" + token.name + "'");
       cfg.api_tokens.push_back(std::move(token));
+    }
+  }
+  if (auto h = root["health_check"]) {
+    // serve pings every registry this often; its health shows in the admin API.
+    if (!h.IsMap()) ctx.fail(h, "health_check", "expected {every: <duration>}");
+    check_keys(ctx, h, "health_check", {"every"});
+    if (auto e = h["every"]) {
+      const std::string v = scalar(ctx, e, "health_check.every");
+      auto d = v == "0" ? Result<std::chrono::seconds>(std::chrono::seconds(0)) : parse_duration(v);
+      if (!d) ctx.fail(e, "health_check.every", "invalid duration '" + v + "' (use e.g. 30s, 5m, 1h; 0: never)");
+      else cfg.health_every = *d;
     }
   }
   if (auto rules = root["rules"]) {

@@ -39,6 +39,8 @@ struct Config {
   LogOptions log;
   relay::RelayConfig relay;  // registries: and rules:
   std::vector<api::ApiToken> api_tokens;  // api_tokens: who may call the admin API
+  // health_check.every: how often serve pings every registry (the API's health); 0: never.
+  std::chrono::seconds health_every{60};
 };
 
 // Command-line flags that override config keys. Empty optionals leave the key alone.

@@ -210,6 +210,14 @@ TEST(ConfigTest, ApiTokensAreReadFromTheirFilesAndCheckedWithoutEchoingThem) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(ConfigTest, HealthCheckIntervalDefaultsToAMinuteAndZeroTurnsItOff) {
+  EXPECT_EQ(parse_config("log: {level: info}\n", "c").health_every, std::chrono::seconds(60));
+  EXPECT_EQ(parse_config("health_check: {every: 5m}\n", "c").health_every, std::chrono::seconds(300));
+  EXPECT_EQ(parse_config("health_check: {every: 0}\n", "c").health_every, std::chrono::seconds(0));
+  EXPECT_THAT(error_of("health_check: {every: soon}\n"), HasSubstr("config.yaml:1: health_check.every: invalid duration"));
+  EXPECT_THAT(error_of("health_check: {each: 5m}\n"), HasSubstr("health_check.each: unknown key"));
+}
+
 TEST(ConfigTest, PasswordEnv) {
   ::setenv("OCIRELAY_TEST_PW", "from-env", 1);
   Config c = parse_config("upstreams:\n  - name: a.io\n    url: https://a.io\n"

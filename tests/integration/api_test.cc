@@ -4,9 +4,11 @@
 #include "tests/integration/fixture.h"
 
 #include <chrono>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/loopback_http.h"
 #include "tests/support/quirk_proxy.h"
 
 namespace ocirelay::testing {
@@ -99,6 +101,106 @@ TEST_F(ApiTest, OnlyACallerWithATokenGetsAnythingAndTheTokenIsNeverEchoed) {
   const std::string metrics = http_request(relay->port(), "GET", "/metrics").body;
   const std::string log = relay->log();
   for (const auto* where : {&log, &metrics}) EXPECT_EQ(where->find(kToken), std::string::npos);
+}
+
+TEST_F(ApiTest, RegistriesWithTheirHealthPoliciesAndAdaptersAreShownReadOnlyAndNoSecretWithThem) {
+  const ClosedPort down;
+  const std::string password = "s3cret-Password-for-gone";
+  write_file(tmp / "gone.password", password + "\n");
+  relay->add_config("api_tokens: [{name: ci, token_file: " + (tmp / "api.token").string() + "}]\n"
+                    "health_check: {every: 1s}\n"
+                    "registries:\n"
+                    "  - {name: dest0, url: \"" + link->url() + "\"}\n"
+                    "  - name: gone\n"
+                    "    url: " + down.url() + "\n"
+                    "    auth: {username: relay, password_file: " + (tmp / "gone.password").string() + "}\n"
+                    "rules:\n"
+                    "  - name: r\n"
+                    "    from: " + std::string(kUpstream) + "\n"
+                    "    repositories: {list: [team/app]}\n"
+                    "    tags: {include: ['^v\\d+'], exclude: ['-rc'], semver: \">=1.4\", keep_latest: 3}\n"
+                    "    to: [{registry: dest0, repository: {prefix: mirror/}}, {registry: gone}]\n"
+                    "    triggers: [manual, {cron: \"17 */6 * * *\"}]\n"
+                    "    delete: true\n");
+  ASSERT_TRUE(relay->start());
+
+  // The monitor's first round: dest0 and the upstream answer, gone does not.
+  auto health = [&](const std::string& name) {
+    auto j = json(call("GET", "/api/v1/registries/" + name));
+    return j.is_object() ? j.value("status", "") : "unreadable";
+  };
+  ASSERT_TRUE(wait_until([&] { return health("gone") == "unhealthy" && health("dest0") == "healthy"; }, 30s))
+      << call("GET", "/api/v1/registries").body;
+  auto list = call("GET", "/api/v1/registries");
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_EQ(list.headers["x-total-count"], "3");
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& r : json(list)) by_name[r.value("name", "")] = r;
+  ASSERT_EQ(by_name.size(), 3u) << list.body;
+  EXPECT_EQ(by_name[kUpstream]["role"], "upstream");
+  EXPECT_EQ(by_name[kUpstream]["status"], "healthy");
+  EXPECT_EQ(by_name["dest0"]["source"], "config");
+  EXPECT_EQ(by_name["dest0"]["url"], link->url());
+  EXPECT_EQ(by_name["gone"]["credential"]["type"], "basic");
+  EXPECT_NE(by_name["gone"]["health"]["reason"].get<std::string>().find("upstream_unavailable"), std::string::npos)
+      << list.body;
+  EXPECT_TRUE(by_name["gone"]["health"]["checked_at"].is_string());
+
+  // A ping now, of a registry that is there and one that is not.
+  auto ping = call("POST", "/api/v1/registries/ping", R"({"id": "dest0"})");
+  EXPECT_EQ(ping.status, 200) << ping.body;
+  EXPECT_EQ(json(ping)["status"], "healthy");
+  EXPECT_EQ(json(call("POST", "/api/v1/registries/ping", R"({"id": "gone"})"))["status"], "unhealthy");
+  EXPECT_EQ(call("POST", "/api/v1/registries/ping", R"({"id": "nope"})").status, 404);
+  EXPECT_EQ(call("POST", "/api/v1/registries/ping", "{}").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/registries/nope").status, 404);
+
+  // Policies: the rule as the config gave it.
+  auto policies = call("GET", "/api/v1/policies");
+  ASSERT_EQ(policies.status, 200) << policies.body;
+  ASSERT_EQ(json(policies).size(), 1u);
+  auto p = json(call("GET", "/api/v1/policies/r"));
+  EXPECT_EQ(p["src_registry"], kUpstream);
+  EXPECT_EQ(p["dest_registries"][0]["registry"], "dest0");
+  EXPECT_EQ(p["dest_registries"][0]["repository"]["prefix"], "mirror/");
+  EXPECT_EQ(p["filters"]["tags"]["semver"], ">=1.4");
+  EXPECT_EQ(p["filters"]["tags"]["keep_latest"], 3);
+  EXPECT_EQ(p["filters"]["tags"]["exclude"][0], "-rc");
+  EXPECT_EQ(p["filters"]["platforms"], "all");
+  EXPECT_EQ(p["triggers"][1]["cron"], "17 */6 * * *");
+  EXPECT_EQ(p["deletion"], true);
+  EXPECT_EQ(p["enabled"], true);
+  EXPECT_EQ(call("GET", "/api/v1/policies/nope").status, 404);
+
+  // What the config holds cannot be changed here, and saying so changes nothing.
+  for (const auto& [method, target] : {std::pair{"POST", "/api/v1/registries"}, {"PUT", "/api/v1/registries/dest0"},
+                                       {"DELETE", "/api/v1/registries/gone"}, {"POST", "/api/v1/policies"},
+                                       {"PUT", "/api/v1/policies/r"}, {"DELETE", "/api/v1/policies/r"}}) {
+    auto refused = call(method, target, R"({"name": "x"})");
+    EXPECT_EQ(refused.status, 405) << method << " " << target;
+    EXPECT_NE(refused.body.find("config file"), std::string::npos) << refused.body;
+  }
+  EXPECT_EQ(json(call("GET", "/api/v1/registries")).size(), 3u);
+  EXPECT_EQ(json(call("GET", "/api/v1/policies")).size(), 1u);
+
+  // Adapters: the facts the relay works by.
+  std::map<std::string, nlohmann::json> kinds;
+  for (const auto& a : json(call("GET", "/api/v1/adapters"))) kinds[a.value("type", "")] = a;
+  EXPECT_EQ(kinds["ecr"]["chunk_size"], 8u << 20);
+  EXPECT_EQ(kinds["ecr"]["create_repositories"], true);
+  EXPECT_EQ(kinds["artifact_registry"]["chunked_upload"], false);
+  EXPECT_EQ(kinds["ghcr"]["delete"], false);
+  EXPECT_EQ(kinds["ghcr"]["chunk_size"], 4u << 20);
+  EXPECT_TRUE(kinds["generic"]["listing_with_digests"].is_null());
+
+  // Only with a token; the password appears nowhere.
+  EXPECT_EQ(call("GET", "/api/v1/registries", "", "").status, 401);
+  EXPECT_EQ(call("GET", "/api/v1/adapters", "", "").status, 401);
+  const std::string metrics = http_request(relay->port(), "GET", "/metrics").body;
+  EXPECT_EQ(metric_value(metrics, "ocirelay_registry_up{registry=\"gone\"}"), 0) << metrics;
+  EXPECT_EQ(metric_value(metrics, "ocirelay_registry_up{registry=\"dest0\"}"), 1) << metrics;
+  const std::string log = relay->log();
+  for (const std::string* where : std::initializer_list<const std::string*>{&list.body, &metrics, &log}) EXPECT_EQ(where->find(password), std::string::npos);
 }
 
 TEST_F(ApiTest, RunsARuleOnRequestAndListsItsExecutionsInPagesWithTasksAndLogs) {
