@@ -14,6 +14,7 @@
 #include "fetch/registries.h"
 #include "http/on_pool.h"
 #include "http/query.h"
+#include "http/read_body.h"
 #include "oci/json.h"
 #include "relay/executions.h"
 #include "relay/health.h"
@@ -325,25 +326,10 @@ awaitable<http::Outcome> ControlPlane::serve(http::Exchange& ex) {
     reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"ocirelay-api\"");
     close = ex.has_body();  // its body is not read
   } else {
-    std::string body;
-    bool too_large = false;
-    if (ex.has_body()) {
-      std::vector<char> buf(8192);  // on the heap: a large coroutine frame trips GCC 12's new/delete check
-      for (;;) {
-        auto got = co_await ex.read_body(buf.data(), buf.size());
-        if (!got.ok) {
-          close = true;
-          break;
-        }
-        if (got.n == 0) break;
-        if (body.size() + got.n > kMaxBody) {
-          too_large = true;
-          close = true;
-          break;
-        }
-        body.append(buf.data(), got.n);
-      }
-    }
+    auto read = co_await http::read_capped_body(ex, kMaxBody);
+    close = read.unread();
+    const bool too_large = read.too_large;
+    std::string body = std::move(read.bytes);
     if (too_large) {
       reply = error(413, "TOO_LARGE", "request bodies here are at most 64 KiB");
     } else {

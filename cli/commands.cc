@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/control_plane.h"
+#include "api/webhooks.h"
 #include "cli/check.h"
 #include "cli/config.h"
 #include "cli/warm.h"
@@ -111,9 +112,12 @@ int run_serve(const Config& config) {
   relay::RegistryHealth health(**registries, std::move(registry_names), config.health_every, &metrics);
   api::ControlPlane control_plane(api::ControlPlane::Deps{relay_service, health, config.relay, all_registries(config),
                                                           config.api_tokens});
+  api::Webhooks webhooks(relay_service, config.webhooks, &metrics);
   proxy::ServerOptions server_options = config.server;
   server_options.routes.emplace_back(std::string(api::ControlPlane::kPrefix),
                                      [&control_plane](http::Exchange& ex) { return control_plane.serve(ex); });
+  server_options.routes.emplace_back(std::string(api::Webhooks::kPrefix),
+                                     [&webhooks](http::Exchange& ex) { return webhooks.serve(ex); });
   auto server = proxy::Server::create(std::move(server_options), proxy::ServerDeps{**store, metrics, **registries});
   if (!server) {
     spdlog::critical("cannot start server: {}", server.error().to_string());

@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <charconv>
@@ -16,6 +17,7 @@
 #include <sstream>
 
 #include "adapters/aws/aws.h"
+#include "api/webhook_config.h"
 #include "adapters/azure/azure.h"
 #include "adapters/docker_config.h"
 #include "adapters/google/google.h"
@@ -918,7 +920,7 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   if (!root || root.IsNull()) ctx.fail(root, "", "empty config");
   reject_duplicate_keys(ctx, root, "");
   check_keys(ctx, root, "",
-             {"listen", "tls", "store", "upstreams", "local", "auth", "registries", "rules", "log", "api_tokens", "health_check"});
+             {"listen", "tls", "store", "upstreams", "local", "auth", "registries", "rules", "log", "api_tokens", "health_check", "webhooks"});
 
   if (auto l = root["listen"]) set_listen(ctx, l, "listen", scalar(ctx, l, "listen"), cfg.server);
 
@@ -1072,6 +1074,40 @@ Config parse_config(std::string_view yaml, std::string_view source) {
       auto rule = parse_rule(ctx, rules[i], path, registry_names);
       if (!names.insert(rule.name).second) ctx.fail(rules[i]["name"], path + ".name", "duplicate rule name '" + rule.name + "'");
       cfg.relay.rules.push_back(std::move(rule));
+    }
+  }
+
+  if (auto hooks = root["webhooks"]) {
+    // Registries telling the relay that an image changed (api/webhooks.h).
+    if (!hooks.IsSequence()) ctx.fail(hooks, "webhooks", "expected a list of {name, kind, registry, secret_file}");
+    for (std::size_t i = 0; i < hooks.size(); ++i) {
+      const std::string key = "webhooks[" + std::to_string(i) + "]";
+      const auto& h = hooks[i];
+      check_keys(ctx, h, key, {"name", "kind", "registry", "secret_file"});
+      for (const char* required : {"name", "kind", "registry", "secret_file"})
+        if (!h[required]) ctx.fail(h, key + "." + required, "required");
+      api::WebhookConfig hook;
+      hook.name = scalar(ctx, h["name"], key + ".name");
+      const bool url_safe = !hook.name.empty() && std::all_of(hook.name.begin(), hook.name.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '-' || c == '_' || c == '.';
+      });
+      if (!url_safe)
+        ctx.fail(h["name"], key + ".name", "'" + hook.name + "' is served as /webhooks/<name>: use letters, digits, '-', '_', '.'");
+      for (const auto& other : cfg.webhooks)
+        if (other.name == hook.name) ctx.fail(h["name"], key + ".name", "another webhook is named '" + hook.name + "'");
+      const std::string kind = scalar(ctx, h["kind"], key + ".kind");
+      auto parsed = api::parse_webhook_kind(kind);
+      if (!parsed)
+        ctx.fail(h["kind"], key + ".kind", "unknown kind '" + kind + "' (one of " + std::string(api::webhook_kind_names()) + ")");
+      hook.kind = *parsed;
+      hook.registry = scalar(ctx, h["registry"], key + ".registry");
+      if (!registry_names.contains(hook.registry))
+        ctx.fail(h["registry"], key + ".registry", "no registry named '" + hook.registry + "' (upstreams: or registries:)");
+      const std::string file = scalar(ctx, h["secret_file"], key + ".secret_file");
+      hook.secret = read_secret_file(ctx, h["secret_file"], key + ".secret_file", file);
+      if (hook.secret.size() < 16)
+        ctx.fail(h["secret_file"], key + ".secret_file", "the secret in '" + file + "' is shorter than 16 characters");
+      cfg.webhooks.push_back(std::move(hook));
     }
   }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "api/tokens.h"
+#include "api/webhook_config.h"
 #include "oci/result.h"
 #include "proxy/server.h"
 #include "relay/rule.h"
@@ -41,6 +42,7 @@ struct Config {
   std::vector<api::ApiToken> api_tokens;  // api_tokens: who may call the admin API
   // health_check.every: how often serve pings every registry (the API's health); 0: never.
   std::chrono::seconds health_every{60};
+  std::vector<api::WebhookConfig> webhooks;  // webhooks: registries telling the relay of changes
 };
 
 // Command-line flags that override config keys. Empty optionals leave the key alone.

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
 #include <tuple>
 
@@ -97,6 +98,7 @@ void RelayService::run() {
     lock.unlock();
     run_events();
     run_manual();
+    run_remote_changes();
     run_schedules(std::chrono::system_clock::now());
     run_verification(std::chrono::system_clock::now());
     lock.lock();
@@ -199,6 +201,70 @@ Result<std::uint64_t> RelayService::run_now(const std::string& name) {
   }
   cv_.notify_all();
   return *id;
+}
+
+std::size_t RelayService::notify_remote_change(const std::string& registry, const std::string& repository,
+                                               const std::string& tag, bool pushed) {
+  std::size_t n = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& rule : ctx_.config.rules) {
+      if (!rule.enabled || rule.from != registry || !rule.has_trigger(Trigger::Kind::event)) continue;
+      if (!rule.repositories.matches(repository)) continue;
+      if (!rule.source_repositories.empty() &&
+          std::find(rule.source_repositories.begin(), rule.source_repositories.end(), repository) ==
+              rule.source_repositories.end())
+        continue;
+      auto& change = remote_changes_[{&rule, repository, tag}];
+      change = RemoteChange{pushed, 0, {}};  // a new word on it: from the start, at once
+      ++n;
+    }
+    if (n) poked_ = true;
+  }
+  if (n) cv_.notify_all();
+  return n;
+}
+
+void RelayService::run_remote_changes() {
+  constexpr int kLookups = 6;  // the first run and 5 more, 1 to 16 s apart
+  std::vector<std::pair<std::tuple<const Rule*, std::string, std::string>, RemoteChange>> due;
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = remote_changes_.begin(); it != remote_changes_.end();) {
+      if (it->second.not_before > now) {
+        ++it;
+        continue;
+      }
+      due.emplace_back(it->first, it->second);
+      it = remote_changes_.erase(it);
+    }
+  }
+  for (auto& [key, change] : due) {
+    const auto& [rule, repository, tag] = key;
+    spdlog::info("relay: rule {} runs for {}/{}{}{} (its registry said it changed)", rule->name, rule->from,
+                 repository, tag.empty() ? "" : ":", tag);
+    RunOptions opt;
+    opt.queue = &queue_;
+    opt.only_repository = repository;
+    if (!tag.empty()) opt.only_tag = tag;
+    opt.execution = begin_execution(*rule, "event");
+    auto report = run_rule(ctx_, *rule, opt);
+    if (!report) spdlog::warn("relay: rule {}: {}", rule->name, report.error().message);
+    dispatcher_.poke();
+    // The tag was pushed, yet the source did not list it or could not name its digest.
+    bool unseen = false;
+    if (report && change.pushed && !tag.empty()) {
+      unseen = report->images == 0;
+      for (const auto& t : report->tasks) unseen = unseen || (t.outcome == Outcome::failed && t.digest.empty());
+    }
+    if (!unseen || ++change.attempt >= kLookups) continue;
+    change.not_before = std::chrono::steady_clock::now() + std::chrono::seconds(1 << (change.attempt - 1));
+    spdlog::info("relay: {}/{}:{} is not at the source yet; looking again in {} s", rule->from, repository, tag,
+                 1 << (change.attempt - 1));
+    std::lock_guard lock(mu_);
+    remote_changes_.emplace(key, change);  // unless a newer word on it came meanwhile
+  }
 }
 
 void RelayService::run_manual() {

@@ -15,6 +15,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <map>
+#include <set>
+#include <tuple>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -53,6 +55,15 @@ class RelayService {
   // (the rule is disabled), the executions' store errors.
   Result<std::uint64_t> run_now(const std::string& rule);
   const Executions& executions() const { return executions_; }
+  // A registry said an image changed (an inbound webhook): every enabled rule with an
+  // `event` trigger whose `from:` is `registry` runs for that repository alone, and that tag
+  // alone when `tag` is set, on the planning thread, as an execution with trigger "event".
+  // Repeats of one (registry, repository, tag) still waiting collapse into one run. A
+  // `pushed` tag the source does not show yet (a webhook can beat the registry's own read
+  // path) is looked for again 1, 2, 4, 8 and 16 s later.
+  // Returns how many rules take it (0: none listens to `registry`).
+  std::size_t notify_remote_change(const std::string& registry, const std::string& repository,
+                                   const std::string& tag, bool pushed);
 
  private:
   void run();
@@ -61,6 +72,7 @@ class RelayService {
   void run_schedules(std::chrono::system_clock::time_point now);
   void run_verification(std::chrono::system_clock::time_point now);
   void run_manual();
+  void run_remote_changes();
   // A new execution of `rule`; 0 when it could not be recorded.
   std::uint64_t begin_execution(const Rule& rule, const char* trigger);
 
@@ -73,6 +85,13 @@ class RelayService {
   std::condition_variable cv_;
   bool stopping_ = false, poked_ = false;
   std::vector<std::pair<const Rule*, std::uint64_t>> manual_;  // run_now: rule, execution; guarded by mu_
+  // notify_remote_change: (rule, repository, tag) to run; guarded by mu_.
+  struct RemoteChange {
+    bool pushed = false;
+    int attempt = 0;  // runs so far that did not find the pushed tag
+    std::chrono::steady_clock::time_point not_before{};
+  };
+  std::map<std::tuple<const Rule*, std::string, std::string>, RemoteChange> remote_changes_;
   std::map<std::string, std::chrono::system_clock::time_point> next_run_;  // cron rules
   struct VerifyClock {
     VerifyPolicy policy;

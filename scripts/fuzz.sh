@@ -55,7 +55,7 @@ for t in "${targets[@]}"; do
   [[ -d $seeds ]] && cp -r "$seeds/." "$work/corpus/"
   dict=()
   case $t in
-    fuzz_manifest|fuzz_token_response|fuzz_docker_config|fuzz_records|fuzz_upstream_reply)
+    fuzz_manifest|fuzz_token_response|fuzz_docker_config|fuzz_records|fuzz_upstream_reply|fuzz_webhook)
       dict=(-dict=tests/fuzz/json.dict) ;;
   esac
   echo "fuzz.sh: $t for ${seconds} s ($(ls "$work/corpus" | wc -l) seeds)"

@@ -7,6 +7,8 @@
 #include <map>
 
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "tests/support/loopback_http.h"
 #include "tests/support/quirk_proxy.h"
@@ -201,6 +203,111 @@ TEST_F(ApiTest, RegistriesWithTheirHealthPoliciesAndAdaptersAreShownReadOnlyAndN
   EXPECT_EQ(metric_value(metrics, "ocirelay_registry_up{registry=\"dest0\"}"), 1) << metrics;
   const std::string log = relay->log();
   for (const std::string* where : std::initializer_list<const std::string*>{&list.body, &metrics, &log}) EXPECT_EQ(where->find(password), std::string::npos);
+}
+
+std::string hmac_hex(const std::string& key, const std::string& body) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(body.data()),
+       body.size(), mac, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += hex[mac[i] >> 4];
+    out += hex[mac[i] & 15];
+  }
+  return out;
+}
+
+TEST_F(ApiTest, RegistriesWebhooksRunTheirRulesForExactlyTheImagesTheyName) {
+  // The source: a distribution registry whose own notifications come to ocirelay.
+  RegistryProcess src(tmp / "src");
+  ASSERT_TRUE(src.start());
+  const auto quiet = images.add_image("v1", {random_bytes(30000, 61)});  // pushed before any webhook
+  ASSERT_TRUE(images.push(src.host(), "team/quiet", "v1"));
+  const std::string secret = "webhook-Secret-0123456789";
+  write_file(tmp / "hook.secret", secret + "\n");
+  relay->add_config("api_tokens: [{name: ci, token_file: " + (tmp / "api.token").string() + "}]\n"
+                    "registries:\n"
+                    "  - {name: src, url: \"" + src.url() + "\"}\n"
+                    "  - {name: dest0, url: \"" + link->url() + "\"}\n"
+                    "webhooks:\n"
+                    "  - {name: dist, kind: distribution, registry: src, secret_file: " + (tmp / "hook.secret").string() + "}\n"
+                    "  - {name: ecr-events, kind: ecr, registry: src, secret_file: " + (tmp / "hook.secret").string() + "}\n"
+                    "  - {name: gh, kind: github, registry: src, secret_file: " + (tmp / "hook.secret").string() + "}\n"
+                    "rules:\n"
+                    "  - name: on-change\n"
+                    "    from: src\n"
+                    "    repositories: {include: [\"team/**\"]}\n"
+                    "    to: [{registry: dest0}]\n"
+                    "    triggers: [event]\n");
+  ASSERT_TRUE(relay->start());
+  src.stop();
+  src.set_extra_config("notifications:\n  endpoints:\n    - name: ocirelay\n      url: http://127.0.0.1:" +
+                       std::to_string(relay->port()) + "/webhooks/dist\n      headers:\n        Authorization: [\"Bearer " +
+                       secret + "\"]\n      timeout: 2s\n      threshold: 5\n      backoff: 1s\n");
+  ASSERT_TRUE(src.restart());
+
+  // A push at the source: the registry tells ocirelay, which sends that image alone.
+  const auto pushed = images.add_image("v1", {random_bytes(30000, 62)});
+  ASSERT_TRUE(images.push(src.host(), "team/app", "v1"));
+  auto at_dest = [&](const std::string& repo, const std::string& tag) {
+    return dest->count_requests("PUT /v2/" + repo + "/manifests/" + tag) > 0;
+  };
+  ASSERT_TRUE(wait_until([&] { return at_dest("team/app", "v1"); }, 60s)) << relay->log() << src.log();
+  auto raw = run_command({"skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + dest->host() + "/team/app:v1"});
+  EXPECT_EQ(sha256_digest(raw.out), pushed.digest);
+  auto execs = json(call("GET", "/api/v1/executions?trigger=event"));
+  ASSERT_FALSE(execs.empty()) << execs.dump();
+  EXPECT_EQ(execs[0]["policy_id"], "on-change");
+  EXPECT_EQ(dest->count_requests("/v2/team/quiet/"), 0) << "an image nobody announced was sent";
+
+  // EventBridge's ECR Image Action through an API destination (API-key header).
+  const std::string ecr = R"({"version":"0","id":"8f4e1c2a-0000-4000-8000-000000000001","detail-type":"ECR Image Action",)"
+                          R"("source":"aws.ecr","account":"123456789012","time":"2026-12-03T10:00:00Z","region":"us-east-1",)"
+                          R"("resources":[],"detail":{"result":"SUCCESS","repository-name":"team/quiet","image-digest":")" +
+                          quiet.digest + R"(","action-type":"PUSH","image-tag":"v1"}})";
+  auto post = [&](const std::string& hook, const std::string& body, std::map<std::string, std::string> headers) {
+    headers["Content-Type"] = "application/json";
+    return http_request_with_body(relay->port(), "POST", "/webhooks/" + hook, headers, body);
+  };
+  auto wrong = post("ecr-events", ecr, {{"X-Api-Key", secret + "x"}});
+  EXPECT_EQ(wrong.status, 401) << wrong.body;
+  EXPECT_EQ(post("ecr-events", ecr, {}).status, 401);
+  const auto before = json(call("GET", "/api/v1/executions")).size();
+  EXPECT_EQ(json(call("GET", "/api/v1/executions")).size(), before);  // nothing queued by the refused ones
+  auto ok = post("ecr-events", ecr, {{"X-Api-Key", secret}});
+  EXPECT_EQ(ok.status, 202) << ok.body;
+  EXPECT_EQ(json(ok)["status"], "success");
+  EXPECT_EQ(json(ok)["message"], "Task is running asynchronously");
+  EXPECT_EQ(json(ok)["queued"], 1);
+  ASSERT_TRUE(wait_until([&] { return at_dest("team/quiet", "v1"); }, 60s)) << relay->log();
+  // The sender repeats it: nothing new.
+  auto again = post("ecr-events", ecr, {{"Authorization", "Bearer " + secret}});
+  EXPECT_EQ(again.status, 202);
+  EXPECT_EQ(json(again)["duplicate"], true) << again.body;
+  EXPECT_EQ(json(again)["queued"], 0);
+
+  // GitHub signs: a good signature is taken, a wrong one or none is 401.
+  const std::string gh = R"({"action":"published","package":{"name":"app","namespace":"team","package_type":"CONTAINER",)"
+                         R"("owner":{"login":"team"},"package_version":{"container_metadata":{"tag":{"name":"v1","digest":")" +
+                         pushed.digest + R"("}}}}})";
+  EXPECT_EQ(post("gh", gh, {{"X-GitHub-Event", "package"}, {"X-Hub-Signature-256", "sha256=" + hmac_hex(secret + "x", gh)}}).status, 401);
+  EXPECT_EQ(post("gh", gh, {{"X-GitHub-Event", "package"}, {"Authorization", "Bearer " + secret}}).status, 401);
+  auto signed_ok = post("gh", gh, {{"X-GitHub-Event", "package"}, {"X-Hub-Signature-256", "sha256=" + hmac_hex(secret, gh)}});
+  EXPECT_EQ(signed_ok.status, 202) << signed_ok.body;
+  EXPECT_EQ(json(signed_ok)["queued"], 1);
+
+  // Bad input: too large, not JSON, an unknown webhook.
+  EXPECT_EQ(post("ecr-events", std::string((1 << 20) + 10, ' '), {{"X-Api-Key", secret}}).status, 413);
+  EXPECT_EQ(post("ecr-events", "not json", {{"X-Api-Key", secret}}).status, 400);
+  EXPECT_EQ(post("nope", ecr, {{"X-Api-Key", secret}}).status, 404);
+  const std::string metrics = http_request(relay->port(), "GET", "/metrics").body;
+  EXPECT_GE(metric_value(metrics, "ocirelay_webhook_deliveries_total{webhook=\"ecr-events\",outcome=\"unauthorized\"}").value_or(0), 2);
+  EXPECT_EQ(metric_value(metrics, "ocirelay_webhook_deliveries_total{webhook=\"ecr-events\",outcome=\"duplicate\"}"), 1);
+  const std::string log = relay->log();
+  for (const std::string* where : std::initializer_list<const std::string*>{&metrics, &log})
+    EXPECT_EQ(where->find(secret), std::string::npos);
 }
 
 TEST_F(ApiTest, RunsARuleOnRequestAndListsItsExecutionsInPagesWithTasksAndLogs) {

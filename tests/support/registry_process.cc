@@ -43,6 +43,7 @@ bool RegistryProcess::write_config() {
     cfg += "auth:\n  htpasswd:\n    realm: ocirelay-test\n    path: " + (dir_ / "htpasswd").string() +
            "\n";
   }
+  cfg += extra_config_;
   write_file(dir_ / "config.yml", cfg);
   return true;
 }

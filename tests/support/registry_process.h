@@ -53,6 +53,9 @@ class RegistryProcess {
   void stop();
   // Starts again on the same port and storage (after stop()).
   bool restart() { return start(port_); }
+  // YAML appended to the registry's config from the next start() on (e.g. its
+  // `notifications:` section).
+  void set_extra_config(std::string yaml) { extra_config_ = std::move(yaml); }
 
   std::uint16_t port() const { return port_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
@@ -75,6 +78,7 @@ class RegistryProcess {
   fs::path dir_;
   RegistryOptions options_;
   std::uint16_t port_ = 0;
+  std::string extra_config_;
   Process proc_;
 };
 
