@@ -64,14 +64,13 @@ RegistryKind infer_registry_kind(std::string_view host) {
   return RegistryKind::generic;
 }
 
-const RegistryKind* all_registry_kinds(std::size_t& count) {
+std::span<const RegistryKind> all_registry_kinds() {
   static const std::array<RegistryKind, kNames.size()> kinds = [] {
     std::array<RegistryKind, kNames.size()> out{};
     for (std::size_t i = 0; i < kNames.size(); ++i) out[i] = kNames[i].first;
     return out;
   }();
-  count = kinds.size();
-  return kinds.data();
+  return kinds;
 }
 
 RegistryFacts registry_facts(RegistryKind kind) {

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string_view>
 
 namespace ocirelay::adapters {
@@ -30,7 +31,7 @@ RegistryKind infer_registry_kind(std::string_view host);
 // "docker.io, ecr, artifact_registry, ..." for error messages.
 std::string_view registry_kind_names();
 // Every kind, in kind_name order.
-const RegistryKind* all_registry_kinds(std::size_t& count);
+std::span<const RegistryKind> all_registry_kinds();
 
 // What the relay does with a registry of a kind, from shared/REGISTRY-QUIRKS.md (the
 // admin API's /adapters shows it). Upload sizes are upload.h's defaults.

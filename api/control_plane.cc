@@ -1,10 +1,8 @@
 #include "api/control_plane.h"
 
-#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cctype>
 #include <boost/asio/thread_pool.hpp>
 #include <charconv>
 #include <optional>
@@ -15,6 +13,8 @@
 #include "http/on_pool.h"
 #include "http/query.h"
 #include "http/read_body.h"
+#include "http/secrets.h"
+#include "oci/errors.h"
 #include "oci/json.h"
 #include "relay/executions.h"
 #include "relay/health.h"
@@ -40,8 +40,7 @@ struct Reply {
 };
 
 Reply error(unsigned status, std::string_view code, std::string_view message) {
-  oci::json::Json j = {{"errors", oci::json::Json::array({{{"code", code}, {"message", message}}})}};
-  return Reply{status, oci::json::dump(j)};
+  return Reply{status, oci::error_body(code, message)};
 }
 
 Reply from_error(const Error& e) {
@@ -98,14 +97,10 @@ struct ControlPlane::Impl {
   // The token presented as `Authorization: Bearer <token>`, compared in constant time.
   const ApiToken* authorized(const http::Exchange& ex) const {
     const std::string auth = ex.header("Authorization");
-    constexpr std::string_view kBearer = "bearer ";
-    if (auth.size() <= kBearer.size()) return nullptr;
-    for (std::size_t i = 0; i < kBearer.size(); ++i)
-      if (std::tolower(static_cast<unsigned char>(auth[i])) != kBearer[i]) return nullptr;
-    const std::string_view presented = std::string_view(auth).substr(kBearer.size());
+    const auto presented = http::bearer_token(auth);
+    if (!presented) return nullptr;
     for (const auto& t : tokens)
-      if (t.token.size() == presented.size() && CRYPTO_memcmp(t.token.data(), presented.data(), presented.size()) == 0)
-        return &t;
+      if (http::same_secret(t.token, *presented)) return &t;
     return nullptr;
   }
 

@@ -92,10 +92,7 @@ Json policy_json(const relay::Rule& rule) {
 
 Json adapters_json() {
   Json out = Json::array();
-  std::size_t n = 0;
-  const auto* kinds = adapters::all_registry_kinds(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto kind = kinds[i];
+  for (const auto kind : adapters::all_registry_kinds()) {
     const auto facts = adapters::registry_facts(kind);
     const auto upload = adapters::default_upload_policy(kind);
     Json a = {

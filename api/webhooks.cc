@@ -1,8 +1,5 @@
 #include "api/webhooks.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -13,9 +10,10 @@
 #include "api/webhook_events.h"
 #include "http/query.h"
 #include "http/read_body.h"
+#include "http/secrets.h"
 #include "metrics/metrics.h"
 #include "oci/digest.h"
-#include "oci/encoding.h"
+#include "oci/errors.h"
 #include "oci/json.h"
 #include "relay/service.h"
 
@@ -25,26 +23,6 @@ namespace {
 constexpr std::size_t kMaxBody = 1 << 20;
 constexpr auto kDedupeWindow = std::chrono::minutes(10);
 
-bool same_secret(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
-std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-       data.size(), mac, &len);
-  return oci::hex_encode(std::string_view(reinterpret_cast<const char*>(mac), len));
-}
-
-std::string strip_bearer(std::string value) {
-  constexpr std::string_view kBearer = "bearer ";
-  if (value.size() <= kBearer.size()) return {};
-  for (std::size_t i = 0; i < kBearer.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(value[i])) != kBearer[i]) return {};
-  return value.substr(kBearer.size());
-}
-
 struct Reply {
   unsigned status = 202;
   std::string body;
@@ -52,8 +30,7 @@ struct Reply {
 };
 
 Reply refused(unsigned status, std::string_view code, const std::string& message, std::string_view outcome) {
-  oci::json::Json j = {{"errors", oci::json::Json::array({{{"code", code}, {"message", message}}})}};
-  return Reply{status, oci::json::dump(j), outcome};
+  return Reply{status, oci::error_body(code, message), outcome};
 }
 
 }  // namespace
@@ -86,12 +63,14 @@ struct Webhooks::Impl {
     if (!signature.empty()) {
       constexpr std::string_view kPrefix = "sha256=";
       if (!signature.starts_with(kPrefix)) return false;
-      return same_secret(signature.substr(kPrefix.size()), hmac_sha256_hex(hook.secret, body));
+      return http::same_secret(std::string_view(signature).substr(kPrefix.size()),
+                               http::hmac_sha256_hex(hook.secret, body));
     }
     if (hook.kind == WebhookKind::github) return false;  // GitHub signs every delivery
-    if (same_secret(strip_bearer(ex.header("Authorization")), hook.secret)) return true;
-    if (same_secret(ex.header("X-Api-Key"), hook.secret)) return true;
-    if (auto t = http::query_param(query, "token"); t && same_secret(*t, hook.secret)) return true;
+    const std::string authorization = ex.header("Authorization");
+    if (auto t = http::bearer_token(authorization); t && http::same_secret(*t, hook.secret)) return true;
+    if (http::same_secret(ex.header("X-Api-Key"), hook.secret)) return true;
+    if (auto t = http::query_param(query, "token"); t && http::same_secret(*t, hook.secret)) return true;
     return false;
   }
 

@@ -93,7 +93,8 @@ int run_serve(const Config& config) {
   // One client per upstream for everything this process does with them, and one metrics
   // registry for /metrics.
   metrics::Metrics metrics;
-  auto registries = fetch::RegistryClients::create(all_registries(config), &metrics);
+  const std::vector<fetch::UpstreamConfig> every_registry = all_registries(config);
+  auto registries = fetch::RegistryClients::create(every_registry, &metrics);
   if (!registries) {
     spdlog::critical("cannot start server: {}", registries.error().to_string());
     return 1;
@@ -108,9 +109,9 @@ int run_serve(const Config& config) {
   relay::RelayService relay_service(relay::RelayContext{**store, relay_reads, **registries, ledger, config.relay,
                                                         config.server.local_repositories, &metrics});
   std::vector<std::string> registry_names;
-  for (const auto& r : all_registries(config)) registry_names.push_back(r.name);
+  for (const auto& r : every_registry) registry_names.push_back(r.name);
   relay::RegistryHealth health(**registries, std::move(registry_names), config.health_every, &metrics);
-  api::ControlPlane control_plane(api::ControlPlane::Deps{relay_service, health, config.relay, all_registries(config),
+  api::ControlPlane control_plane(api::ControlPlane::Deps{relay_service, health, config.relay, every_registry,
                                                           config.api_tokens});
   api::Webhooks webhooks(relay_service, config.webhooks, &metrics);
   proxy::ServerOptions server_options = config.server;

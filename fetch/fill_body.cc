@@ -46,7 +46,7 @@ class FillBody final : public adapters::BodySource {
         return Error{Errc::size_mismatch, "blob " + fill_->digest().str() + " ended at " + std::to_string(p.written) +
                                               " bytes at the source; its descriptor says " + std::to_string(size_)};
       if (cancel && cancel->load()) return Error{Errc::cancelled, "upload cancelled"};
-      if (!wake_ || consume_fired()) {
+      if (!wake_ || fired()) {
         auto w = std::make_shared<Wake>();
         if (!fill_->wait_for_progress(p, [w] {
               std::lock_guard lock(w->mu);
@@ -69,7 +69,7 @@ class FillBody final : public adapters::BodySource {
     if (p.verified || p.state == BlobFill::State::done) return std::min(p.written, size_);
     return std::min(p.written, size_ > 0 ? size_ - 1 : 0);
   }
-  bool consume_fired() {
+  bool fired() {
     std::lock_guard lock(wake_->mu);
     return wake_->fired;
   }

@@ -5,6 +5,7 @@
 #include "adapters/registry_client.h"
 #include "fetch/registries.h"
 #include "metrics/metrics.h"
+#include "relay/queue.h"
 
 namespace ocirelay::relay {
 
@@ -16,13 +17,6 @@ std::string_view to_string(RegistryHealthStatus::State s) {
   }
   return "?";
 }
-
-namespace {
-std::int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
 
 RegistryHealth::RegistryHealth(const fetch::RegistryClients& clients, std::vector<std::string> names,
                                std::chrono::seconds every, metrics::Metrics* metrics)

@@ -15,7 +15,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <map>
-#include <set>
 #include <tuple>
 #include <mutex>
 #include <string>

@@ -39,7 +39,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto claims = s.verify(in, 1'800'000'000);
   FUZZ_CHECK(!claims);  // only our own signature verifies
   FUZZ_CHECK(claims.error().code == Errc::unauthorized);
-  FUZZ_CHECK(claims.error().message.find(in) == std::string::npos || in.size() < 8);
+  // The refusal never echoes the token. Its messages are fixed words ("token is not a JWT"),
+  // so an input made only of letters, digits and spaces may be part of one by chance; a
+  // token has dots and base64url's '-' and '_', which no message has.
+  const bool could_be_words = in.find_first_not_of(
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ") == std::string_view::npos;
+  FUZZ_CHECK(claims.error().message.find(in) == std::string::npos || could_be_words);
 
   if (auto scope = http::parse_scope(in)) FUZZ_CHECK(oci::valid_repository(scope->name) && scope->actions != 0);
 
