@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/control_plane.h"
+#include "api/notifications.h"
 #include "api/webhooks.h"
 #include "cli/check.h"
 #include "cli/config.h"
@@ -110,7 +111,9 @@ int run_serve(const Config& config) {
                                                         config.server.local_repositories, &metrics});
   std::vector<std::string> registry_names;
   for (const auto& r : every_registry) registry_names.push_back(r.name);
-  relay::RegistryHealth health(**registries, std::move(registry_names), config.health_every, &metrics);
+  relay::RegistryHealth health(**registries, registry_names, config.health_every, &metrics);
+  api::Notifier notifier(api::Notifier::Deps{relay_service.executions(), health, std::move(registry_names),
+                                             config.notifications, &metrics});
   api::ControlPlane control_plane(api::ControlPlane::Deps{relay_service, health, config.relay, every_registry,
                                                           config.api_tokens});
   api::Webhooks webhooks(relay_service, config.webhooks, &metrics);
@@ -166,6 +169,7 @@ int run_serve(const Config& config) {
 
   relay_service.start();
   health.start();
+  notifier.start();
 
   sd_notify("READY=1");
   srv.run();
@@ -186,6 +190,7 @@ int run_serve(const Config& config) {
   // so none starts on a client being cancelled.
   relay_service.begin_stop();
   server->reset();
+  notifier.stop();
   health.stop();
   relay_service.stop();  // its transfers were cancelled with the clients' above
   if (auto st = (*store)->flush_access(); !st)

@@ -920,7 +920,8 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   if (!root || root.IsNull()) ctx.fail(root, "", "empty config");
   reject_duplicate_keys(ctx, root, "");
   check_keys(ctx, root, "",
-             {"listen", "tls", "store", "upstreams", "local", "auth", "registries", "rules", "log", "api_tokens", "health_check", "webhooks"});
+             {"listen", "tls", "store", "upstreams", "local", "auth", "registries", "rules", "log", "api_tokens", "health_check", "webhooks",
+              "notifications"});
 
   if (auto l = root["listen"]) set_listen(ctx, l, "listen", scalar(ctx, l, "listen"), cfg.server);
 
@@ -1108,6 +1109,59 @@ Config parse_config(std::string_view yaml, std::string_view source) {
       if (hook.secret.size() < 16)
         ctx.fail(h["secret_file"], key + ".secret_file", "the secret in '" + file + "' is shorter than 16 characters");
       cfg.webhooks.push_back(std::move(hook));
+    }
+  }
+
+  if (auto notes = root["notifications"]) {
+    // Where serve POSTs what happened (api/notifications.h).
+    if (!notes.IsSequence())
+      ctx.fail(notes, "notifications", "expected a list of {name, url, secret_file, events}");
+    for (std::size_t i = 0; i < notes.size(); ++i) {
+      const std::string key = "notifications[" + std::to_string(i) + "]";
+      const auto& n = notes[i];
+      check_keys(ctx, n, key, {"name", "url", "secret_file", "events", "ca_file"});
+      if (!n["url"]) ctx.fail(n, key + ".url", "required");
+      api::NotificationConfig note;
+      // The URL is never echoed: a Slack incoming webhook's URL is its secret.
+      note.url = scalar(ctx, n["url"], key + ".url");
+      const std::string_view url = note.url;
+      const auto scheme_end = url.find("://");
+      const std::string_view scheme = url.substr(0, scheme_end);
+      const std::string_view rest = scheme_end == std::string_view::npos ? "" : url.substr(scheme_end + 3);
+      const std::string_view host = rest.substr(0, rest.find_first_of("/?#"));
+      const bool printable = std::all_of(url.begin(), url.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f; });
+      if ((scheme != "http" && scheme != "https") || host.empty() || host.find('@') != std::string_view::npos || !printable)
+        ctx.fail(n["url"], key + ".url", "not an http:// or https:// URL with a host (and no user:password@)");
+      note.name = n["name"] ? scalar(ctx, n["name"], key + ".name") : std::string(host);
+      for (const auto& other : cfg.notifications)
+        if (other.name == note.name)
+          ctx.fail(n["name"] ? n["name"] : n, key + ".name", "another notification is named '" + note.name +
+                                                                  "' (give each a name:)");
+      if (auto s = n["secret_file"]) {
+        const std::string file = scalar(ctx, s, key + ".secret_file");
+        note.secret = read_secret_file(ctx, s, key + ".secret_file", file);
+        if (note.secret.size() < 16)
+          ctx.fail(s, key + ".secret_file", "the secret in '" + file + "' is shorter than 16 characters");
+      }
+      if (auto c = n["ca_file"]) {
+        note.ca_file = scalar(ctx, c, key + ".ca_file");
+        if (!std::ifstream(note.ca_file)) ctx.fail(c, key + ".ca_file", "cannot read '" + note.ca_file + "'");
+      }
+      if (auto ev = n["events"]) {
+        if (!ev.IsSequence() || ev.size() == 0)
+          ctx.fail(ev, key + ".events", "expected a list of events (" + std::string(api::notification_event_names()) + ")");
+        note.events = 0;
+        for (std::size_t j = 0; j < ev.size(); ++j) {
+          const std::string ek = key + ".events[" + std::to_string(j) + "]";
+          const std::string name = scalar(ctx, ev[j], ek);
+          auto e = api::parse_notification_event(name);
+          if (!e)
+            ctx.fail(ev[j], ek, "unknown event '" + name + "' (one of " + std::string(api::notification_event_names()) + ")");
+          else
+            note.events |= static_cast<unsigned>(*e);
+        }
+      }
+      cfg.notifications.push_back(std::move(note));
     }
   }
 

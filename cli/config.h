@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/notification_config.h"
 #include "api/tokens.h"
 #include "api/webhook_config.h"
 #include "oci/result.h"
@@ -43,6 +44,7 @@ struct Config {
   // health_check.every: how often serve pings every registry (the API's health); 0: never.
   std::chrono::seconds health_every{60};
   std::vector<api::WebhookConfig> webhooks;  // webhooks: registries telling the relay of changes
+  std::vector<api::NotificationConfig> notifications;  // notifications: where serve tells what happened
 };
 
 // Command-line flags that override config keys. Empty optionals leave the key alone.

@@ -344,6 +344,15 @@ Result<std::optional<Execution>> Executions::get(std::uint64_t id) const {
   return load(**txn, env_, id);
 }
 
+Result<std::uint64_t> Executions::next_id() const {
+  auto txn = env_.read();
+  if (!txn) return txn.error();
+  auto next = (*txn)->get(env_.dbi(kExecutions), kNextId);
+  if (!next) return next.error();
+  if (!*next) return std::uint64_t{1};
+  return std::max<std::uint64_t>(1, oci::json::uint_field(oci::json::parse(**next), "id").value_or(1));
+}
+
 Result<std::vector<Execution>> Executions::list(const ExecutionFilter& filter) const {
   auto txn = env_.read();
   if (!txn) return txn.error();

@@ -100,6 +100,8 @@ class Executions {
   Status recover();
 
   Result<std::optional<Execution>> get(std::uint64_t id) const;
+  // The id the next execution will get: every execution begun so far has a smaller one.
+  Result<std::uint64_t> next_id() const;
   Result<std::vector<Execution>> list(const ExecutionFilter& filter = {}) const;
   Result<std::vector<ExecutionTask>> tasks(std::uint64_t id) const;
 

@@ -12,6 +12,7 @@
 namespace ocirelay::cli {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -637,6 +638,42 @@ TEST(ConfigTest, RelayRuleErrorsNameTheLineAndKey) {
               HasSubstr("'local' names the store's own repositories"));
   EXPECT_THAT(error_of(head + "    to: [{registry: ecr-use1, repository: {prefix: mirror}}]\n"),
               HasSubstr("ending in '/'"));
+}
+
+TEST(ConfigTest, NotificationsAreReadWithTheirEventsAndTheirUrlIsNeverEchoed) {
+  char dir[] = "/tmp/ocirelay-config-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string key = std::string(dir) + "/notify.key";
+  std::ofstream(key) << "notify-Secret-0123456789\n";
+  const std::string short_key = std::string(dir) + "/short.key";
+  std::ofstream(short_key) << "short\n";
+
+  auto c = parse_config("notifications:\n"
+                        "  - {url: 'https://hooks.example.com/services/T0/B0/secretpart', events: [execution_failed, task_failed]}\n"
+                        "  - {name: ops, url: 'http://10.0.0.5:9000/in', secret_file: " + key + "}\n",
+                        "config.yaml");
+  ASSERT_EQ(c.notifications.size(), 2u);
+  EXPECT_EQ(c.notifications[0].name, "hooks.example.com");
+  EXPECT_EQ(c.notifications[0].secret, "");
+  EXPECT_EQ(c.notifications[0].events, static_cast<unsigned>(api::NotificationEvent::execution_failed) |
+                                           static_cast<unsigned>(api::NotificationEvent::task_failed));
+  EXPECT_EQ(c.notifications[1].name, "ops");
+  EXPECT_EQ(c.notifications[1].secret, "notify-Secret-0123456789");
+  EXPECT_EQ(c.notifications[1].events, api::kAllNotificationEvents);
+
+  EXPECT_THAT(error_of("notifications:\n  - {url: 'ftp://x.io/secretpart'}\n"),
+              AllOf(HasSubstr("config.yaml:2: notifications[0].url: not an http:// or https:// URL"), Not(HasSubstr("secretpart"))));
+  EXPECT_THAT(error_of("notifications:\n  - {url: 'https://user:secretpart@x.io/'}\n"),
+              AllOf(HasSubstr("no user:password@"), Not(HasSubstr("secretpart"))));
+  EXPECT_THAT(error_of("notifications:\n  - {url: 'https://x.io/a', events: [execution_done]}\n"),
+              HasSubstr("notifications[0].events[0]: unknown event 'execution_done' (one of execution_finished"));
+  EXPECT_THAT(error_of("notifications:\n  - {url: 'https://x.io/a', events: []}\n"), HasSubstr("notifications[0].events:"));
+  EXPECT_THAT(error_of("notifications:\n  - {url: 'https://x.io/a'}\n  - {url: 'https://x.io/b'}\n"),
+              HasSubstr("notifications[1].name: another notification is named 'x.io'"));
+  EXPECT_THAT(error_of("notifications:\n  - {url: 'https://x.io/a', secret_file: " + short_key + "}\n"),
+              HasSubstr("shorter than 16 characters"));
+  EXPECT_THAT(error_of("notifications:\n  - {name: a}\n"), HasSubstr("notifications[0].url: required"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ConfigTest, ARelayRegistrysRetryAndLimitsAreReadAndCheckedWithDefaults) {

@@ -5,11 +5,13 @@
 
 #include <chrono>
 #include <map>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "tests/support/fake_http_server.h"
 #include "tests/support/loopback_http.h"
 #include "tests/support/quirk_proxy.h"
 
@@ -386,6 +388,114 @@ TEST_F(ApiTest, AStopEndsTheExecutionWithinSecondsMidUploadAndTheNextRunResumesI
   const std::uint64_t resent = link->body_bytes("PATCH") + link->body_bytes("PUT", "/blobs/uploads/") - sent_before;
   EXPECT_LT(resent, kLayer) << "the upload started over";
   EXPECT_TRUE(relay->wait_for_log("resuming the upload")) << relay->log();
+}
+
+TEST_F(ApiTest, NotificationsAreSignedRetriedAfterA500AndTellEachOutcomeOnce) {
+  // The receiver: answers the first execution_finished delivery 500, everything else 200.
+  std::mutex mu;
+  std::vector<HttpCall> calls;
+  bool refused_one = false;
+  FakeHttpServer receiver([&](const HttpCall& c) {
+    std::lock_guard lock(mu);
+    calls.push_back(c);
+    if (!refused_one && c.header("x-ocirelay-event") == "execution_finished") {
+      refused_one = true;
+      return HttpReply{500, {}, "try later"};
+    }
+    return HttpReply{200, {}, "ok"};
+  });
+  std::vector<HttpCall> slack_calls;
+  FakeHttpServer slack([&](const HttpCall& c) {
+    std::lock_guard lock(mu);
+    slack_calls.push_back(c);
+    return HttpReply{200, {}, "ok"};
+  });
+  // A destination that answers nothing but 503: its pings and its uploads fail.
+  FakeHttpServer down([](const HttpCall&) { return HttpReply{503, {}, "down"}; });
+  const std::string secret = "notify-Secret-0123456789";
+  write_file(tmp / "notify.secret", secret + "\n");
+  push_image("team/app", "1.0", 1, 40000);
+  relay->add_config("api_tokens: [{name: ci, token_file: " + (tmp / "api.token").string() + "}]\n"
+                    "health_check: {every: 1s}\n"
+                    "registries:\n"
+                    "  - {name: dest0, url: \"" + link->url() + "\"}\n"
+                    "  - {name: gone, url: \"" + down.url() + "\", retry: {attempts: 1}}\n"
+                    "rules:\n"
+                    "  - {name: good, from: " + std::string(kUpstream) + ", repositories: {list: [team/app]}, to: [{registry: dest0}]}\n"
+                    "  - {name: bad, from: " + std::string(kUpstream) + ", repositories: {list: [team/app]}, to: [{registry: gone}]}\n"
+                    "notifications:\n"
+                    "  - {name: ops, url: \"" + receiver.url() + "/hooks/ocirelay?key=in-the-url\", secret_file: " +
+                    (tmp / "notify.secret").string() + "}\n"
+                    "  - {name: chat, url: \"" + slack.url() + "/services/T0/B0/xyz\", events: [execution_failed]}\n");
+  ASSERT_TRUE(relay->start());
+
+  // Every delivery is signed with the endpoint's secret; returns the bodies of those for `event`.
+  auto received = [&](const std::string& event) {
+    std::lock_guard lock(mu);
+    std::vector<nlohmann::json> out;
+    for (const auto& c : calls) {
+      EXPECT_EQ(c.method, "POST");
+      EXPECT_EQ(c.path, "/hooks/ocirelay");
+      EXPECT_EQ(c.header("x-hub-signature-256"), "sha256=" + hmac_hex(secret, c.body)) << c.body;
+      auto j = nlohmann::json::parse(c.body, nullptr, false);
+      if (j.is_object() && j.value("event", "") == event && c.header("x-ocirelay-event") == event) out.push_back(j);
+    }
+    return out;
+  };
+
+  const auto good = run("good");
+  ASSERT_TRUE(ends_as(good, "succeeded")) << relay->log();
+  // The first try was answered 500; the same delivery came again and was taken.
+  ASSERT_TRUE(wait_until([&] { return received("execution_finished").size() >= 2; }, 30s)) << relay->log();
+  {
+    auto finished = received("execution_finished");
+    EXPECT_EQ(finished[0]["delivery"], finished[1]["delivery"]);
+    EXPECT_EQ(finished[0]["execution"]["id"], good);
+    EXPECT_EQ(finished[0]["execution"]["status"], "succeeded");
+    EXPECT_EQ(finished[0]["execution"]["policy_id"], "good");
+    EXPECT_NE(finished[0]["text"].get<std::string>().find("rule good"), std::string::npos) << finished[0].dump();
+  }
+
+  const auto bad = run("bad");
+  ASSERT_TRUE(ends_as(bad, "failed")) << relay->log();
+  ASSERT_TRUE(wait_until([&] { return !received("execution_failed").empty() && !received("task_failed").empty(); }, 30s))
+      << relay->log();
+  auto failed = received("execution_failed");
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0]["execution"]["id"], bad);
+  ASSERT_EQ(failed[0]["tasks"].size(), 1u) << failed[0].dump();
+  EXPECT_EQ(failed[0]["tasks"][0]["status"], "failed");
+  auto task = received("task_failed");
+  ASSERT_EQ(task.size(), 1u);
+  EXPECT_TRUE(task[0]["task"]["destination_resource"].get<std::string>().starts_with("gone/team/app:1.0"))
+      << task[0].dump();
+  EXPECT_FALSE(task[0]["task"]["error"].get<std::string>().empty());
+  ASSERT_TRUE(wait_until([&] { return !received("registry_unhealthy").empty(); }, 30s)) << relay->log();
+  auto unhealthy = received("registry_unhealthy");
+  EXPECT_EQ(unhealthy[0]["registry"]["name"], "gone");
+  EXPECT_EQ(unhealthy[0]["registry"]["status"], "unhealthy");
+  EXPECT_EQ(received("execution_finished").size(), 2u) << "a failed run is told as execution_failed";
+
+  // The chat endpoint asked for failures only, unsigned, with a line for humans.
+  {
+    std::lock_guard lock(mu);
+    ASSERT_EQ(slack_calls.size(), 1u);
+    EXPECT_EQ(slack_calls[0].header("x-hub-signature-256"), "");
+    auto j = nlohmann::json::parse(slack_calls[0].body, nullptr, false);
+    EXPECT_EQ(j["event"], "execution_failed");
+    EXPECT_NE(j["text"].get<std::string>().find("rule bad"), std::string::npos) << j.dump();
+  }
+
+  // Neither a secret nor a URL (which can be one) reaches the log or the metrics.
+  const std::string metrics = http_request(relay->port(), "GET", "/metrics").body;
+  EXPECT_EQ(metric_value(metrics, "ocirelay_notifications_total{notification=\"ops\",event=\"execution_finished\",outcome=\"retried\"}"), 1);
+  EXPECT_GE(metric_value(metrics, "ocirelay_notifications_total{notification=\"ops\",event=\"execution_finished\",outcome=\"delivered\"}").value_or(0), 1);
+  const std::string log = relay->log();
+  for (const std::string* where : std::initializer_list<const std::string*>{&metrics, &log}) {
+    EXPECT_EQ(where->find(secret), std::string::npos);
+    EXPECT_EQ(where->find("in-the-url"), std::string::npos);
+    EXPECT_EQ(where->find("B0/xyz"), std::string::npos);
+  }
 }
 
 }  // namespace
