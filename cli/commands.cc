@@ -25,6 +25,7 @@
 #include "cli/warm.h"
 #include "fetch/fetcher.h"
 #include "fetch/registries.h"
+#include "metrics/emf.h"
 #include "metrics/metrics.h"
 #include "proxy/server.h"
 #include "relay/health.h"
@@ -107,8 +108,10 @@ int run_serve(const Config& config) {
   fetch::Fetcher relay_fetcher(**store, relay_metrics, /*enforce_quota=*/false);
   relay::Ledger ledger((*store)->metadata());
   relay::SourceReads relay_reads(relay_fetcher, **store);  // joined after the service, its clients cancelled
+  metrics::EmfLog emf;  // stdout, with metrics.cloudwatch_emf
   relay::RelayService relay_service(relay::RelayContext{**store, relay_reads, **registries, ledger, config.relay,
-                                                        config.server.local_repositories, &metrics});
+                                                        config.server.local_repositories, &metrics,
+                                                        config.cloudwatch_emf ? &emf : nullptr});
   std::vector<std::string> registry_names;
   for (const auto& r : every_registry) registry_names.push_back(r.name);
   relay::RegistryHealth health(**registries, registry_names, config.health_every, &metrics);

@@ -921,7 +921,7 @@ Config parse_config(std::string_view yaml, std::string_view source) {
   reject_duplicate_keys(ctx, root, "");
   check_keys(ctx, root, "",
              {"listen", "tls", "store", "upstreams", "local", "auth", "registries", "rules", "log", "api_tokens", "health_check", "webhooks",
-              "notifications"});
+              "notifications", "metrics"});
 
   if (auto l = root["listen"]) set_listen(ctx, l, "listen", scalar(ctx, l, "listen"), cfg.server);
 
@@ -1112,6 +1112,14 @@ Config parse_config(std::string_view yaml, std::string_view source) {
     }
   }
 
+  if (auto m = root["metrics"]) {
+    // /metrics is always served; this adds CloudWatch's Embedded Metric Format on stdout.
+    if (!m.IsMap()) ctx.fail(m, "metrics", "expected {cloudwatch_emf: true|false}");
+    check_keys(ctx, m, "metrics", {"cloudwatch_emf"});
+    if (auto e = m["cloudwatch_emf"]) {
+      cfg.cloudwatch_emf = boolean(ctx, e, "metrics.cloudwatch_emf");
+    }
+  }
   if (auto notes = root["notifications"]) {
     // Where serve POSTs what happened (api/notifications.h).
     if (!notes.IsSequence())

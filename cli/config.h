@@ -44,6 +44,7 @@ struct Config {
   // health_check.every: how often serve pings every registry (the API's health); 0: never.
   std::chrono::seconds health_every{60};
   std::vector<api::WebhookConfig> webhooks;  // webhooks: registries telling the relay of changes
+  bool cloudwatch_emf = false;  // metrics.cloudwatch_emf: relay outcomes as EMF lines on stdout
   std::vector<api::NotificationConfig> notifications;  // notifications: where serve tells what happened
 };
 

@@ -65,6 +65,8 @@ void describe_proxy_metrics(metrics::Metrics& m) {
              "Body bytes sent to clients, by source.");
   m.describe("ocirelay_store_bytes", MetricType::gauge, "Bytes of blobs in the store.");
   m.describe("ocirelay_store_blobs", MetricType::gauge, "Blobs in the store.");
+  m.describe("ocirelay_store_max_bytes", MetricType::gauge,
+             "The store's quota (store.max_size) in bytes; absent without one.");
   m.describe("ocirelay_store_evictions_total", MetricType::counter,
              "Blobs evicted from the store.");
   m.describe("ocirelay_cache_bypass_total", MetricType::counter,

@@ -228,6 +228,7 @@ class ServerImpl final : public Server {
           metrics_.set("ocirelay_store_bytes", {}, static_cast<double>(stats->bytes));
           metrics_.set("ocirelay_store_blobs", {}, static_cast<double>(stats->blobs));
           metrics_.set("ocirelay_store_evictions_total", {}, static_cast<double>(stats->evicted_blobs));
+          if (stats->max_bytes > 0) metrics_.set("ocirelay_store_max_bytes", {}, static_cast<double>(stats->max_bytes));
         }
         auto res = http::Response(200);
         res.set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");

@@ -12,6 +12,7 @@
 #include "fetch/registries.h"
 #include "oci/media_types.h"
 #include "oci/reference.h"
+#include "metrics/emf.h"
 #include "metrics/metrics.h"
 #include "relay/ledger.h"
 #include "relay/executions.h"
@@ -507,8 +508,19 @@ void describe_metrics(const RelayContext& ctx) {
 }
 
 void count_task(const RelayContext& ctx, const TaskOutcome& o) {
-  if (!ctx.metrics || o.outcome == Outcome::queued) return;
-  ctx.metrics->inc("ocirelay_relay_tasks_total", {{"destination", o.destination}, {"outcome", std::string(to_string(o.outcome))}});
+  if (o.outcome == Outcome::queued) return;
+  const std::string outcome(to_string(o.outcome));
+  if (ctx.metrics) ctx.metrics->inc("ocirelay_relay_tasks_total", {{"destination", o.destination}, {"outcome", outcome}});
+  if (ctx.emf) {
+    std::vector<std::pair<std::string, std::string>> properties = {
+        {"Rule", o.rule}, {"Repository", o.destination_repository}, {"Tag", o.tag}, {"Digest", o.digest}};
+    if (!o.error.empty()) properties.emplace_back("Error", o.error);
+    ctx.emf->write(metrics::emf_line("ocirelay", {{"Destination", o.destination}, {"Outcome", outcome}}, properties,
+                                     {{"Tasks", 1, "Count"},
+                                      {"BytesUploaded", static_cast<double>(o.copy.bytes_uploaded), "Bytes"},
+                                      {"BlobsUploaded", static_cast<double>(o.copy.blobs_uploaded), "Count"}},
+                                     unix_ms_now()));
+  }
 }
 
 Status queue_referrer(RelayContext& ctx, const Rule& rule, TaskQueue& queue, const std::string& repo,

@@ -28,6 +28,7 @@ class ImageObserver;
 class RegistryClients;
 }
 namespace ocirelay::metrics {
+class EmfLog;
 class Metrics;
 }
 namespace ocirelay::adapters {
@@ -99,11 +100,15 @@ struct RelayContext {
   const RelayConfig& config;
   std::vector<std::string> local_repositories;  // globs naming the store's local repositories
   metrics::Metrics* metrics = nullptr;          // set: relay metrics (count_task, the dispatcher)
+  metrics::EmfLog* emf = nullptr;               // set: each task's outcome as a CloudWatch EMF line too
 };
 
 // Declares the relay's metric families on ctx.metrics (when set). Idempotent.
 void describe_metrics(const RelayContext& ctx);
-// Counts a task's outcome in ocirelay_relay_tasks_total{destination,outcome}.
+// Counts a task's outcome in ocirelay_relay_tasks_total{destination,outcome}, and writes
+// it to ctx.emf when set: namespace "ocirelay", dimensions Destination and Outcome,
+// metrics Tasks, BytesUploaded and BlobsUploaded, properties Rule, Repository, Tag, Digest
+// and Error.
 void count_task(const RelayContext& ctx, const TaskOutcome& o);
 
 // A referrer pushed into the local repository `repo` after its subject (a signature, an

@@ -25,10 +25,11 @@ build_packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libssl-dev
 # is missing fails (tests/support/requirements.h). containerd brings ctr; podman and docker.io
 # (its dockerd, started by the tests on a socket of their own) log in and push; apache2-utils
 # htpasswd, bsdutils `script` (a pseudo-terminal for the warm progress bars); nginx-light
-# wrk and time are for bench/. The fuzz targets need clang and its runtimes (libclang-rt-14-dev
-# holds libFuzzer and the sanitizers for clang 14).
+# wrk and time are for bench/; prometheus brings promtool, which checks conf/alerts.yml.
+# The fuzz targets need clang and its runtimes (libclang-rt-14-dev holds libFuzzer and the
+# sanitizers for clang 14).
 test_packages=(docker-registry skopeo containerd apache2-utils bsdutils curl openssl
-  podman docker.io nginx-light wrk time clang libclang-rt-14-dev)
+  podman docker.io nginx-light wrk time clang libclang-rt-14-dev prometheus)
 
 packages=("${build_packages[@]}")
 if [[ "$mode" == test ]]; then

@@ -43,6 +43,7 @@ StoreStats LayoutStore::stats() const {
     if (auto n = t.count(dbi(db::kManifests)); n.ok()) s.manifests = *n;
     if (auto n = t.count(dbi(db::kTags)); n.ok()) s.tags = *n;
     s.evicted_blobs = meta_count(t, records::kEvictedBlobsKey);
+    s.max_bytes = opt_.max_size;
     return s;
   });
 }

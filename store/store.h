@@ -153,6 +153,7 @@ struct FsckReport {
 };
 struct StoreStats {
   std::uint64_t bytes = 0, blobs = 0, manifests = 0, tags = 0, evicted_blobs = 0;
+  std::uint64_t max_bytes = 0;  // store.max_size; 0: no quota
 };
 
 class Store {
