@@ -10,6 +10,7 @@
 
 #include "api/resources.h"
 #include "fetch/registries.h"
+#include "http/auth.h"
 #include "http/on_pool.h"
 #include "http/query.h"
 #include "http/read_body.h"
@@ -92,6 +93,7 @@ struct ControlPlane::Impl {
   const relay::RelayConfig& relay_config;
   const std::vector<fetch::UpstreamConfig> registries;
   const std::vector<ApiToken> tokens;
+  http::Authenticator* users = nullptr;  // set_authenticator
   boost::asio::thread_pool pool{2};
 
   // The token presented as `Authorization: Bearer <token>`, compared in constant time.
@@ -310,15 +312,41 @@ ControlPlane::~ControlPlane() { impl_->pool.join(); }
 // positive on this function's frame alone.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void ControlPlane::set_authenticator(http::Authenticator* auth) { impl_->users = auth; }
+
 awaitable<http::Outcome> ControlPlane::serve(http::Exchange& ex) {
   Reply reply;
   bool close = false;
-  const ApiToken* who = impl_->authorized(ex);
-  if (!who) {
-    reply = error(401, "UNAUTHORIZED",
-                  impl_->tokens.empty() ? "the API is off: no api_tokens are configured"
-                                        : "a valid API token is required (Authorization: Bearer <token>)");
-    reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"ocirelay-api\"");
+  std::string who;  // the token's name or the user's, for the log
+  if (const ApiToken* token = impl_->authorized(ex)) who = "token " + token->name;
+  std::optional<Reply> refused;
+  if (who.empty() && impl_->users && !ex.header("Authorization").empty()) {
+    auto user = co_await impl_->users->authenticate(ex);
+    if (!user) {
+      refused = error(user.error().code == Errc::too_many_requests ? 429 : 401,
+                      user.error().code == Errc::too_many_requests ? "TOOMANYREQUESTS" : "UNAUTHORIZED",
+                      user.error().message);
+    } else if (user->user.empty()) {
+      // anonymous: the 401 below
+    } else if (!impl_->users->may_administer(*user)) {
+      refused = error(403, "DENIED", "user '" + user->user + "' may not use the admin API (give them the admin action in access:)");
+      spdlog::warn("api: {} {} by user {}: refused, no admin action", ex.method_name(), std::string(ex.target()),
+                   user->user);
+    } else {
+      who = "user " + user->user;
+    }
+  }
+  if (who.empty() && !refused) {
+    const bool any = !impl_->tokens.empty() || impl_->users;
+    refused = error(401, "UNAUTHORIZED",
+                    !any ? "the API is off: no api_tokens are configured and no auth: users"
+                         : "a valid API token (Authorization: Bearer <token>) or the credentials of a user with the "
+                           "admin action are required");
+    refused->headers.emplace_back("WWW-Authenticate", "Bearer realm=\"ocirelay-api\"");
+    if (impl_->users) refused->headers.emplace_back("WWW-Authenticate", "Basic realm=\"ocirelay-api\"");
+  }
+  if (refused) {
+    reply = std::move(*refused);
     close = ex.has_body();  // its body is not read
   } else {
     auto read = co_await http::read_capped_body(ex, kMaxBody);
@@ -334,7 +362,7 @@ awaitable<http::Outcome> ControlPlane::serve(http::Exchange& ex) {
           impl_->pool, [this, method, &target, &body]() -> Result<Reply> { return impl_->route(method, target, body); });
       reply = routed ? std::move(*routed) : from_error(routed.error());
     }
-    spdlog::info("api: {} {} by {}: {}", ex.method_name(), std::string(ex.target()), who->name, reply.status);
+    spdlog::info("api: {} {} by {}: {}", ex.method_name(), std::string(ex.target()), who, reply.status);
   }
   http::Response res(reply.status);
   res.set("Content-Type", reply.content_type);

@@ -16,9 +16,11 @@
 // Registries and policies come from the config file and are read-only here ("source":
 // "config"): changing them through the API answers 405 naming the config file.
 // Errors are {"errors":[{"code","message"}]}. Every request needs one of the configured API
-// tokens (`api_tokens:`) as `Authorization: Bearer <token>`: none or a wrong one is 401,
-// also when no token is configured, so the API is never reachable anonymously. Tokens
-// never reach a log, an error or a metric. Store work runs on a small pool of its own.
+// tokens (`api_tokens:`) as `Authorization: Bearer <token>`, or the credentials of a user
+// of `auth:` with the `admin` action: none or wrong ones are 401, also when nothing is
+// configured, so the API is never reachable anonymously; a signed-in user without `admin`
+// is 403. Tokens and passwords never reach a log, an error or a metric. Store work runs on
+// a small pool of its own.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -37,6 +39,9 @@ struct RelayConfig;
 }
 namespace ocirelay::fetch {
 struct UpstreamConfig;
+}
+namespace ocirelay::http {
+class Authenticator;
 }
 
 namespace ocirelay::api {
@@ -57,6 +62,11 @@ class ControlPlane {
   ~ControlPlane();
   ControlPlane(const ControlPlane&) = delete;
   ControlPlane& operator=(const ControlPlane&) = delete;
+
+  // Users of the config's `auth:` whose access has the `admin` action may call the API too
+  // (Basic credentials, or a Bearer token from the server's /token). Set before serving;
+  // null (the default): API tokens only.
+  void set_authenticator(http::Authenticator* auth);
 
   // The handler of every target under kPrefix.
   boost::asio::awaitable<http::Outcome> serve(http::Exchange& ex);

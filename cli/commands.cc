@@ -131,6 +131,7 @@ int run_serve(const Config& config) {
     return 1;
   }
   auto& srv = **server;
+  control_plane.set_authenticator(srv.authenticator());  // auth: users with the admin action
   std::string host = config.server.listener.host;
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   spdlog::info("listening on {}:{}{}", host, srv.port(),

@@ -550,7 +550,7 @@ http::AuthOptions parse_inbound_auth(const Ctx& ctx, const YAML::Node& n) {
       auto act = http::parse_action(actions[j]);
       if (!act)
         ctx.fail(r["actions"][j], path + ".actions[" + std::to_string(j) + "]",
-                 "unknown action '" + actions[j] + "' (use pull, push or delete)");
+                 "unknown action '" + actions[j] + "' (use pull, push, delete or admin)");
       rule.actions |= http::bit(*act);
     }
     o.access.push_back(std::move(rule));

@@ -196,6 +196,8 @@ class AuthenticatorImpl final : public Authenticator {
     co_return checked;
   }
 
+  bool may_administer(const Identity& who) const override { return is_admin(opt_.access, who.user); }
+
   Decision authorize(const Identity& who, const AccessRequest& what) const override {
     const Actions allowed = allowed_actions(opt_.access, who.user, what.canonical);
     if (!(allowed & bit(what.action))) return who.user.empty() ? Decision::challenge : Decision::deny;

@@ -76,6 +76,8 @@ class Authenticator {
   virtual boost::asio::awaitable<Result<Identity>> authenticate(Exchange& ex) = 0;
   // Pure: the rules (and a token's grants) against one request.
   virtual Decision authorize(const Identity& who, const AccessRequest& what) const = 0;
+  // Pure: whether `who` (signed in) may call the admin API (is_admin in auth_options.h).
+  virtual bool may_administer(const Identity& who) const = 0;
 
   // Both, answering the request when it may not go on: `refused` holds the refusal sent
   // (401 with the challenge, 403 DENIED, 429 TOOMANYREQUESTS with Retry-After), else the

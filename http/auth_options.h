@@ -13,10 +13,11 @@
 namespace ocirelay::http {
 
 // What a request does to a repository: GET/HEAD pull, POST/PATCH/PUT push, DELETE delete.
-enum class Action : std::uint8_t { pull = 1, push = 2, delete_ = 4 };
+// `admin` is not about repositories: it lets a user call the admin API (/api/v1).
+enum class Action : std::uint8_t { pull = 1, push = 2, delete_ = 4, admin = 8 };
 using Actions = std::uint8_t;  // a set of Action bits
 constexpr Actions bit(Action a) { return static_cast<Actions>(a); }
-// "pull" | "push" | "delete"; nullopt for anything else.
+// "pull" | "push" | "delete" | "admin"; nullopt for anything else.
 std::optional<Action> parse_action(std::string_view s);
 std::string_view action_name(Action a);
 
@@ -33,6 +34,11 @@ struct AccessRule {
 // naming both, none when no rule does (first match wins, so a rule with no actions denies).
 Actions allowed_actions(const std::vector<AccessRule>& rules, std::string_view user,
                         std::string_view repository);
+
+// Whether signed-in `user` may call the admin API: some rule naming them (or
+// "authenticated") has the `admin` action, whatever its repositories. Never anonymous:
+// "*" does not make anyone an admin.
+bool is_admin(const std::vector<AccessRule>& rules, std::string_view user);
 
 // Bearer tokens (`auth.token`): the server signs them with `key_file` and answers at
 // /token, as registries do.

@@ -135,6 +135,7 @@ class ServerImpl final : public Server {
   }
 
   std::uint16_t port() const override { return listener_->port(); }
+  http::Authenticator* authenticator() const override { return auth_.get(); }
   void run() override { listener_->run(); }
   void stop() override { listener_->stop(); }
 

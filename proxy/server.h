@@ -16,6 +16,10 @@
 #include "http/listener_options.h"
 #include "oci/result.h"
 
+namespace ocirelay::http {
+class Authenticator;
+}
+
 namespace ocirelay::store {
 class Store;
 }
@@ -69,6 +73,8 @@ class Server {
   static Result<std::unique_ptr<Server>> create(ServerOptions options, const ServerDeps& deps);
   virtual ~Server() = default;
   virtual std::uint16_t port() const = 0;  // the bound port
+  // Who signs in here (the config's `auth:`); null without one. Lives as long as the server.
+  virtual http::Authenticator* authenticator() const = 0;
   // Serves until stop(); blocks the calling thread (which becomes one of the I/O threads).
   virtual void run() = 0;
   // Thread- and signal-handler-safe (posts to the I/O context). Stops accepting, lets

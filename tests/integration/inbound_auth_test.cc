@@ -33,7 +33,7 @@ class InboundAuthTest : public MirrorTest {
 
   // A relay with local apps/** and the rules of the brief's example, plus a rule that
   // keeps anonymous clients out of apps/private/** (so a pull there must authenticate).
-  bool start_auth_relay(bool tokens) {
+  bool start_auth_relay(bool tokens, const std::string& more_access = "", const std::string& more_config = "") {
     std::string token;
     if (tokens) {
       auto k = run_command({"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -48,7 +48,7 @@ class InboundAuthTest : public MirrorTest {
                       "    - {users: [ci-bot], repositories: [\"apps/**\"], actions: [pull, push]}\n"
                       "    - {users: [\"*\"], repositories: [\"apps/private/**\"], actions: []}\n"
                       "    - {users: [\"*\"], repositories: [\"" + std::string(kUpstream) + "/team/private/**\"], actions: []}\n"
-                      "    - {users: [\"*\"], repositories: [\"**\"], actions: [pull]}\n");
+                      "    - {users: [\"*\"], repositories: [\"**\"], actions: [pull]}\n" + more_access + more_config);
     return relay->start();
   }
 
@@ -384,6 +384,37 @@ TEST_F(InboundAuthTest, ATokenRequestForAnImpossibleRepositoryGrantsNothing) {
     EXPECT_TRUE(!claims.contains("access") || claims["access"].empty()) << scope << ": " << claims.dump();
   }
   EXPECT_EQ(call("GET", "/v2/", "ci-bot", kCiPassword).status, 200);
+}
+
+// The admin API takes users of auth: whose access has the admin action, as well as API
+// tokens; a signed-in user without it is 403, anyone else 401.
+TEST_F(InboundAuthTest, OnlyUsersWithTheAdminActionMayCallTheAdminApi) {
+  ASSERT_TRUE(start_auth_relay(true, "    - {users: [ci-bot], repositories: [\"**\"], actions: [admin]}\n"));
+  auto anonymous = call("GET", "/api/v1/executions");
+  EXPECT_EQ(anonymous.status, 401) << anonymous.body;
+  EXPECT_NE(anonymous.headers["www-authenticate"].find("Basic"), std::string::npos) << anonymous.headers["www-authenticate"];
+  EXPECT_EQ(call("GET", "/api/v1/executions", "ci-bot", "wrong-password").status, 401);
+  auto reader = call("GET", "/api/v1/executions", "reader", kReaderPassword);
+  EXPECT_EQ(reader.status, 403) << reader.body;
+  EXPECT_NE(reader.body.find("admin action"), std::string::npos) << reader.body;
+  EXPECT_EQ(call("POST", "/api/v1/executions", "reader", kReaderPassword, R"({"policy_id":"x"})").status, 403);
+  auto admin = call("GET", "/api/v1/executions", "ci-bot", kCiPassword);
+  EXPECT_EQ(admin.status, 200) << admin.body;
+  EXPECT_EQ(admin.body, "[]");
+  EXPECT_EQ(call("GET", "/api/v1/adapters", "ci-bot", kCiPassword).status, 200);
+
+  // A token from /token proves the same user: it is taken too, whatever its scope.
+  auto issued = call("GET", "/token?service=ocirelay&scope=repository:apps/web:pull", "ci-bot", kCiPassword);
+  ASSERT_EQ(issued.status, 200) << issued.body;
+  const std::string token = nlohmann::json::parse(issued.body)["token"].get<std::string>();
+  EXPECT_EQ(http_request(relay->port(), "GET", "/api/v1/executions", {{"Authorization", "Bearer " + token}}).status, 200);
+  auto reader_token = call("GET", "/token?service=ocirelay&scope=repository:apps/web:pull", "reader", kReaderPassword);
+  ASSERT_EQ(reader_token.status, 200);
+  EXPECT_EQ(http_request(relay->port(), "GET", "/api/v1/executions",
+                         {{"Authorization", "Bearer " + nlohmann::json::parse(reader_token.body)["token"].get<std::string>()}})
+                .status,
+            403);
+  expect_no_secrets({token});
 }
 
 TEST_F(InboundAuthTest, RepeatedFailedLoginsFromOneAddressGet429) {
