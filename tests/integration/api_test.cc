@@ -363,10 +363,10 @@ TEST_F(ApiTest, RunsARuleOnRequestAndListsItsExecutionsInPagesWithTasksAndLogs) 
 }
 
 TEST_F(ApiTest, AStopEndsTheExecutionWithinSecondsMidUploadAndTheNextRunResumesIt) {
-  constexpr std::uint64_t kLayer = 96u << 20;
+  constexpr std::uint64_t kLayer = 512u << 20;  // the size: a stop must not wait for it
   auto big = push_image("team/big", "1.0", 1, kLayer);
   start("rules: [{name: big, from: " + std::string(kUpstream) + ", repositories: {list: [team/big]}, to: [{registry: dest0}]}]\n",
-        "16MiB");
+        "64MiB");
   const auto first = run("big");
   ASSERT_TRUE(wait_until([&] { return link->count("PATCH") >= 1; }, 60s)) << "no chunk of the layer arrived";
   const auto asked = std::chrono::steady_clock::now();
