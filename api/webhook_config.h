@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "api/pubsub_oidc.h"
+
 namespace ocirelay::api {
 
 // Whose payload a webhook receives.
@@ -19,8 +21,10 @@ struct WebhookConfig {
   WebhookKind kind = WebhookKind::distribution;
   std::string registry;  // the configured registry whose events these are
   // The HMAC key of senders that sign (GitHub's X-Hub-Signature-256), else the shared token
-  // the sender presents. Never logged, echoed or stored.
+  // the sender presents. Never logged, echoed or stored. May be empty when `oidc` is set.
   std::string secret;
+  // artifact_registry: the Pub/Sub push subscription's OIDC token is verified (Bearer).
+  std::optional<PubsubOidcConfig> oidc;
 };
 
 }  // namespace ocirelay::api

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -38,6 +39,12 @@ Reply refused(unsigned status, std::string_view code, const std::string& message
 struct Webhooks::Impl {
   Impl(relay::RelayService& r, std::vector<WebhookConfig> h, metrics::Metrics* m)
       : relay(r), hooks(std::move(h)), metrics(m) {
+    for (const auto& hook : hooks) {
+      if (!hook.oidc) continue;
+      auto v = PubsubOidcVerifier::create(*hook.oidc);
+      if (v) oidc.emplace(hook.name, std::move(*v));
+      else spdlog::error("webhook {}: {}; its OIDC tokens are refused", hook.name, v.error().message);
+    }
     if (metrics)
       metrics->describe("ocirelay_webhook_deliveries_total", metrics::MetricType::counter,
                         "Inbound webhook deliveries, by webhook and outcome: accepted, duplicate, ignored, "
@@ -47,6 +54,7 @@ struct Webhooks::Impl {
   relay::RelayService& relay;
   const std::vector<WebhookConfig> hooks;
   metrics::Metrics* metrics;
+  std::map<std::string, std::unique_ptr<PubsubOidcVerifier>> oidc;  // by webhook name
   std::mutex mu;
   std::map<std::string, std::chrono::steady_clock::time_point> seen;  // "<webhook>\n<event id or body digest>"
 
@@ -68,7 +76,18 @@ struct Webhooks::Impl {
     }
     if (hook.kind == WebhookKind::github) return false;  // GitHub signs every delivery
     const std::string authorization = ex.header("Authorization");
-    if (auto t = http::bearer_token(authorization); t && http::same_secret(*t, hook.secret)) return true;
+    const auto bearer = http::bearer_token(authorization);
+    if (hook.oidc && bearer && std::count(bearer->begin(), bearer->end(), '.') == 2) {
+      auto v = oidc.find(hook.name);
+      if (v == oidc.end()) return false;
+      const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
+      auto checked = v->second->verify(*bearer, now);
+      if (!checked) spdlog::warn("webhook {}: {}", hook.name, checked.error().message);
+      return checked.ok();
+    }
+    if (hook.secret.empty()) return false;  // OIDC only
+    if (bearer && http::same_secret(*bearer, hook.secret)) return true;
     if (http::same_secret(ex.header("X-Api-Key"), hook.secret)) return true;
     if (auto t = http::query_param(query, "token"); t && http::same_secret(*t, hook.secret)) return true;
     return false;
@@ -142,8 +161,9 @@ boost::asio::awaitable<http::Outcome> Webhooks::serve(http::Exchange& ex) {
       reply = refused(400, "BAD_REQUEST", "the body did not arrive whole", "invalid");
     } else if (!impl_->authentic(*hook, ex, query, read.bytes)) {
       reply = refused(401, "UNAUTHORIZED",
-                      hook->kind == WebhookKind::github
-                          ? "a valid X-Hub-Signature-256 is required"
+                      hook->kind == WebhookKind::github ? "a valid X-Hub-Signature-256 is required"
+                      : hook->oidc && hook->secret.empty()
+                          ? "a valid Pub/Sub OIDC token is required (Authorization: Bearer <JWT>)"
                           : "a valid signature or token is required (X-Hub-Signature-256, Authorization: Bearer, "
                             "X-Api-Key or ?token=)",
                       "unauthorized");

@@ -1084,9 +1084,10 @@ Config parse_config(std::string_view yaml, std::string_view source) {
     for (std::size_t i = 0; i < hooks.size(); ++i) {
       const std::string key = "webhooks[" + std::to_string(i) + "]";
       const auto& h = hooks[i];
-      check_keys(ctx, h, key, {"name", "kind", "registry", "secret_file"});
-      for (const char* required : {"name", "kind", "registry", "secret_file"})
+      check_keys(ctx, h, key, {"name", "kind", "registry", "secret_file", "oidc"});
+      for (const char* required : {"name", "kind", "registry"})
         if (!h[required]) ctx.fail(h, key + "." + required, "required");
+      if (!h["secret_file"] && !h["oidc"]) ctx.fail(h, key + ".secret_file", "required (or oidc: for kind artifact_registry)");
       api::WebhookConfig hook;
       hook.name = scalar(ctx, h["name"], key + ".name");
       const bool url_safe = !hook.name.empty() && std::all_of(hook.name.begin(), hook.name.end(), [](unsigned char c) {
@@ -1104,10 +1105,27 @@ Config parse_config(std::string_view yaml, std::string_view source) {
       hook.registry = scalar(ctx, h["registry"], key + ".registry");
       if (!registry_names.contains(hook.registry))
         ctx.fail(h["registry"], key + ".registry", "no registry named '" + hook.registry + "' (upstreams: or registries:)");
-      const std::string file = scalar(ctx, h["secret_file"], key + ".secret_file");
-      hook.secret = read_secret_file(ctx, h["secret_file"], key + ".secret_file", file);
-      if (hook.secret.size() < 16)
-        ctx.fail(h["secret_file"], key + ".secret_file", "the secret in '" + file + "' is shorter than 16 characters");
+      if (h["secret_file"]) {
+        const std::string file = scalar(ctx, h["secret_file"], key + ".secret_file");
+        hook.secret = read_secret_file(ctx, h["secret_file"], key + ".secret_file", file);
+        if (hook.secret.size() < 16)
+          ctx.fail(h["secret_file"], key + ".secret_file", "the secret in '" + file + "' is shorter than 16 characters");
+      }
+      if (const auto o = h["oidc"]) {
+        // A Pub/Sub push subscription's OIDC token (api/pubsub_oidc.h).
+        if (hook.kind != api::WebhookKind::artifact_registry)
+          ctx.fail(o, key + ".oidc", "OIDC tokens are sent by Pub/Sub push subscriptions: kind artifact_registry only");
+        if (!o.IsMap()) ctx.fail(o, key + ".oidc", "expected {audience, keys_file, email}");
+        check_keys(ctx, o, key + ".oidc", {"audience", "keys_file", "email"});
+        for (const char* required : {"audience", "keys_file"})
+          if (!o[required]) ctx.fail(o, key + ".oidc." + required, "required");
+        api::PubsubOidcConfig oidc;
+        oidc.audience = scalar(ctx, o["audience"], key + ".oidc.audience");
+        oidc.keys_file = scalar(ctx, o["keys_file"], key + ".oidc.keys_file");
+        if (o["email"]) oidc.email = scalar(ctx, o["email"], key + ".oidc.email");
+        if (auto v = api::PubsubOidcVerifier::create(oidc); !v) ctx.fail(o["keys_file"], key + ".oidc.keys_file", v.error().message);
+        hook.oidc = std::move(oidc);
+      }
       cfg.webhooks.push_back(std::move(hook));
     }
   }

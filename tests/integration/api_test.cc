@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "oci/encoding.h"
 #include "tests/support/fake_http_server.h"
 #include "tests/support/loopback_http.h"
 #include "tests/support/quirk_proxy.h"
@@ -310,6 +311,68 @@ TEST_F(ApiTest, RegistriesWebhooksRunTheirRulesForExactlyTheImagesTheyName) {
   const std::string log = relay->log();
   for (const std::string* where : std::initializer_list<const std::string*>{&metrics, &log})
     EXPECT_EQ(where->find(secret), std::string::npos);
+}
+
+// Artifact Registry's Pub/Sub push, proved by the subscription's OIDC token: Google's
+// signature (an RSA key here, its public half in the keys file), audience and account.
+TEST_F(ApiTest, APubsubPushWithTheSubscriptionsOidcTokenRunsItsRule) {
+  if (!require_programs({"openssl"})) return;
+  RegistryProcess src(tmp / "src");
+  ASSERT_TRUE(src.start());
+  const auto pushed = images.add_image("v1", {random_bytes(30000, 71)});
+  ASSERT_TRUE(images.push(src.host(), "team/ar", "v1"));
+  const auto key = tmp / "google.key", pub = tmp / "google.pub";
+  ASSERT_EQ(run_command({"openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key.string()}).exit_code, 0);
+  ASSERT_EQ(run_command({"openssl", "pkey", "-in", key.string(), "-pubout", "-out", pub.string()}).exit_code, 0);
+  const std::string audience = "https://relay.example.com/webhooks/ar";
+  const std::string account = "push@proj.iam.gserviceaccount.com";
+  relay->add_config("api_tokens: [{name: ci, token_file: " + (tmp / "api.token").string() + "}]\n"
+                    "registries:\n"
+                    "  - {name: src, url: \"" + src.url() + "\"}\n"
+                    "  - {name: dest0, url: \"" + link->url() + "\"}\n"
+                    "webhooks:\n"
+                    "  - {name: ar, kind: artifact_registry, registry: src, oidc: {audience: \"" + audience +
+                    "\", keys_file: " + pub.string() + ", email: " + account + "}}\n"
+                    "rules:\n"
+                    "  - {name: on-ar, from: src, repositories: {include: [\"team/**\"]}, to: [{registry: dest0}], triggers: [event]}\n");
+  ASSERT_TRUE(relay->start());
+
+  // A JWT as Google signs it (RS256), made with openssl.
+  auto jwt = [&](const nlohmann::json& claims) {
+    const std::string input = oci::base64url_encode(R"({"alg":"RS256","typ":"JWT"})") + "." +
+                              oci::base64url_encode(claims.dump());
+    write_file(tmp / "jwt.in", input);
+    auto sig = run_command({"openssl", "dgst", "-sha256", "-sign", key.string(), "-out", (tmp / "jwt.sig").string(),
+                            (tmp / "jwt.in").string()});
+    EXPECT_EQ(sig.exit_code, 0) << sig.err;
+    return input + "." + oci::base64url_encode(read_file(tmp / "jwt.sig"));
+  };
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  nlohmann::json claims = {{"iss", "https://accounts.google.com"}, {"aud", audience}, {"email", account},
+                           {"email_verified", true}, {"iat", now}, {"exp", now + 3600}};
+  const std::string data = oci::base64_encode(R"({"action":"INSERT","digest":")" + src.host() + "/team/ar@" +
+                                              pushed.digest + R"(","tag":")" + src.host() + R"(/team/ar:v1"})");
+  const std::string body = R"({"message":{"data":")" + data +
+                           R"(","messageId":"2070443601311540","publishTime":"2026-12-03T10:00:00Z"},"subscription":"projects/p/subscriptions/s"})";
+  auto post = [&](const std::string& token) {
+    return http_request_with_body(relay->port(), "POST", "/webhooks/ar",
+                                  {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + token}}, body);
+  };
+  auto other_audience = claims;
+  other_audience["aud"] = "https://elsewhere.example.com";
+  EXPECT_EQ(post(jwt(other_audience)).status, 401);
+  auto other_account = claims;
+  other_account["email"] = "someone@proj.iam.gserviceaccount.com";
+  EXPECT_EQ(post(jwt(other_account)).status, 401);
+  EXPECT_EQ(post("not-a-token").status, 401);
+  EXPECT_EQ(dest->count_requests("/v2/team/ar/"), 0) << "a refused delivery sent something";
+
+  auto ok = post(jwt(claims));
+  ASSERT_EQ(ok.status, 202) << ok.body;
+  EXPECT_EQ(json(ok)["queued"], 1) << ok.body;
+  ASSERT_TRUE(wait_until([&] { return dest->count_requests("PUT /v2/team/ar/manifests/v1") > 0; }, 60s)) << relay->log();
+  auto raw = run_command({"skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + dest->host() + "/team/ar:v1"});
+  EXPECT_EQ(sha256_digest(raw.out), pushed.digest);
 }
 
 TEST_F(ApiTest, RunsARuleOnRequestAndListsItsExecutionsInPagesWithTasksAndLogs) {
