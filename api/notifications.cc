@@ -80,7 +80,6 @@ Json task_json(const relay::ExecutionTask& t, std::size_t index) {
 
 // An execution as watched: what was told of it already.
 struct Watched {
-  relay::ExecutionStatus status = relay::ExecutionStatus::running;
   std::int64_t end = 0;
   std::size_t failed = 0;
   std::set<std::pair<std::size_t, std::int64_t>> failed_told;  // (task index, its end)
@@ -184,7 +183,7 @@ struct Notifier::Impl {
       f.status = status;
       f.limit = relay::kExecutionsKept;
       if (auto list = deps.executions.list(f))
-        for (const auto& e : *list) watched[e.id] = Watched{e.status, e.end, e.failed, told_failures(e)};
+        for (const auto& e : *list) watched[e.id] = Watched{e.end, e.failed, told_failures(e)};
     }
     // Unknown so far: a registry already unhealthy at start is told.
     for (const auto& name : deps.registries) health_seen[name] = relay::RegistryHealthStatus::State::unknown;
@@ -230,6 +229,11 @@ struct Notifier::Impl {
         for (std::size_t i = 0; i < tasks->size(); ++i)
           if ((*tasks)[i].state == relay::TaskState::failed) failed_now.emplace_back(i, (*tasks)[i]);
     }
+    const bool ended_now = e.end != 0 && e.end != w.end;
+    w.end = e.end;
+    w.failed = e.failed;
+    // Most polls find nothing new: the execution's JSON is made only for a delivery.
+    if (failed_now.empty() && !ended_now) return;
     const Json execution = oci::json::parse(relay::to_json(e));
     if (any_wants(NotificationEvent::task_failed))
       for (const auto& [i, t] : failed_now) {
@@ -240,7 +244,7 @@ struct Notifier::Impl {
                            (t.error.empty() ? std::string() : ": " + t.error);
         emit(NotificationEvent::task_failed, Json{{"text", text}, {"execution", execution}, {"task", task_json(t, i)}});
       }
-    if (e.end != 0 && e.end != w.end) {
+    if (ended_now) {
       Json body{{"text", execution_text(e)}, {"execution", execution}};
       if (e.status == relay::ExecutionStatus::failed) {
         Json tasks = Json::array();
@@ -252,9 +256,6 @@ struct Notifier::Impl {
         emit(NotificationEvent::execution_finished, std::move(body));
       }
     }
-    w.status = e.status;
-    w.end = e.end;
-    w.failed = e.failed;
   }
 
   void poll_health() {
