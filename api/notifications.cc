@@ -189,13 +189,20 @@ struct Notifier::Impl {
     for (const auto& name : deps.registries) health_seen[name] = relay::RegistryHealthStatus::State::unknown;
   }
 
+  // The failed tasks of execution `id`, with their places.
+  std::vector<std::pair<std::size_t, relay::ExecutionTask>> failed_tasks(std::uint64_t id) const {
+    std::vector<std::pair<std::size_t, relay::ExecutionTask>> out;
+    if (auto tasks = deps.executions.tasks(id))
+      for (std::size_t i = 0; i < tasks->size(); ++i)
+        if ((*tasks)[i].state == relay::TaskState::failed) out.emplace_back(i, std::move((*tasks)[i]));
+    return out;
+  }
+
   // The failures of `e` as they stand (nothing is told of them: they came before start).
   std::set<std::pair<std::size_t, std::int64_t>> told_failures(const relay::Execution& e) const {
     std::set<std::pair<std::size_t, std::int64_t>> out;
     if (e.failed == 0) return out;
-    if (auto tasks = deps.executions.tasks(e.id))
-      for (std::size_t i = 0; i < tasks->size(); ++i)
-        if ((*tasks)[i].state == relay::TaskState::failed) out.emplace(i, (*tasks)[i].end);
+    for (const auto& [i, t] : failed_tasks(e.id)) out.emplace(i, t.end);
     return out;
   }
 
@@ -224,11 +231,7 @@ struct Notifier::Impl {
 
   void observe(const relay::Execution& e, Watched& w) {
     std::vector<std::pair<std::size_t, relay::ExecutionTask>> failed_now;
-    if (e.failed > 0 && (e.failed != w.failed || (e.end != 0 && e.end != w.end))) {
-      if (auto tasks = deps.executions.tasks(e.id))
-        for (std::size_t i = 0; i < tasks->size(); ++i)
-          if ((*tasks)[i].state == relay::TaskState::failed) failed_now.emplace_back(i, (*tasks)[i]);
-    }
+    if (e.failed > 0 && (e.failed != w.failed || (e.end != 0 && e.end != w.end))) failed_now = failed_tasks(e.id);
     const bool ended_now = e.end != 0 && e.end != w.end;
     w.end = e.end;
     w.failed = e.failed;

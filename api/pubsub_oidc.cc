@@ -12,6 +12,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "http/jwt.h"
 #include "oci/encoding.h"
 #include "oci/json.h"
 
@@ -119,30 +120,18 @@ Result<std::unique_ptr<PubsubOidcVerifier>> PubsubOidcVerifier::create(PubsubOid
 }
 
 Status PubsubOidcVerifier::verify(std::string_view token, std::int64_t now) const {
-  const auto dot1 = token.find('.');
-  const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
-  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
-    return refused("is not a JWT");
-  const auto header_bytes = oci::base64url_decode(token.substr(0, dot1));
-  const auto claims_bytes = oci::base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
-  const auto sig = oci::base64url_decode(token.substr(dot2 + 1));
-  if (!header_bytes || !claims_bytes || !sig) return refused("is not base64url");
-  const auto header = oci::json::parse(*header_bytes);
+  const auto parts = http::split_jwt(token);
+  if (!parts) return refused(parts.error().message);
+  const auto header = oci::json::parse(parts->header);
   if (!header.is_object() || oci::json::string_or(header, "alg") != "RS256") return refused("is not signed with RS256");
   const Pkey key = impl_->key(oci::json::string_or(header, "kid"));
   if (!key) return refused("is signed by a key the keys file does not hold");
 
   // The signature first: nothing in the claims is believed before it verified.
-  const std::string_view input = token.substr(0, dot2);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  const bool valid =
-      ctx && EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key.get()) == 1 &&
-      EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig->data()), sig->size(),
-                       reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
-  EVP_MD_CTX_free(ctx);
-  if (!valid) return refused("signature does not verify");
+  if (!http::verifies_sha256(key.get(), parts->signing_input, parts->signature))
+    return refused("signature does not verify");
 
-  const auto claims = oci::json::parse(*claims_bytes);
+  const auto claims = oci::json::parse(parts->claims);
   if (!claims.is_object()) return refused("claims are not a JSON object");
   const std::string iss = oci::json::string_or(claims, "iss");
   if (iss != "https://accounts.google.com" && iss != "accounts.google.com") return refused("is not issued by Google");

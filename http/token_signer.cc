@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "http/jwt.h"
 #include "oci/encoding.h"
 #include "oci/reference.h"
 
@@ -146,15 +147,10 @@ Result<std::string> TokenSigner::sign(const TokenClaims& c) const {
 }
 
 Result<TokenClaims> TokenSigner::verify(std::string_view token, std::int64_t now, bool refresh) const {
-  auto dot1 = token.find('.');
-  auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
-  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
-    return bad("is not a JWT");
-  auto header_bytes = oci::base64url_decode(token.substr(0, dot1));
-  auto claims_bytes = oci::base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
-  auto sig = oci::base64url_decode(token.substr(dot2 + 1));
-  if (!header_bytes || !claims_bytes || !sig) return bad("is not base64url");
-  json header = json::parse(*header_bytes, nullptr, false);
+  auto parts = split_jwt(token);
+  if (!parts) return bad(parts.error().message);
+  const std::string& sig = parts->signature;
+  json header = json::parse(parts->header, nullptr, false);
   if (!header.is_object() || !header.contains("alg") || !header["alg"].is_string() ||
       header["alg"].get<std::string>() != algorithm())
     return bad("is not signed with " + std::string(algorithm()));
@@ -162,10 +158,10 @@ Result<TokenClaims> TokenSigner::verify(std::string_view token, std::int64_t now
   // The signature first: nothing in the claims is believed before it verified.
   std::string der;
   if (key_->ec) {
-    if (sig->size() != 64) return bad("signature has the wrong size");
+    if (sig.size() != 64) return bad("signature has the wrong size");
     ECDSA_SIG* es = ECDSA_SIG_new();
-    BIGNUM* r = BN_bin2bn(reinterpret_cast<const unsigned char*>(sig->data()), 32, nullptr);
-    BIGNUM* s = BN_bin2bn(reinterpret_cast<const unsigned char*>(sig->data()) + 32, 32, nullptr);
+    BIGNUM* r = BN_bin2bn(reinterpret_cast<const unsigned char*>(sig.data()), 32, nullptr);
+    BIGNUM* s = BN_bin2bn(reinterpret_cast<const unsigned char*>(sig.data()) + 32, 32, nullptr);
     if (!es || !r || !s || ECDSA_SIG_set0(es, r, s) != 1) {
       BN_free(r);
       BN_free(s);
@@ -179,19 +175,11 @@ Result<TokenClaims> TokenSigner::verify(std::string_view token, std::int64_t now
     der.assign(reinterpret_cast<char*>(out), static_cast<std::size_t>(n));
     OPENSSL_free(out);
   } else {
-    der = *sig;
+    der = sig;
   }
-  const std::string_view input = token.substr(0, dot2);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  if (!ctx) return Error{Errc::internal, "verify token: out of memory"};
-  const bool valid =
-      EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key_->pkey) == 1 &&
-      EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(der.data()), der.size(),
-                       reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
-  EVP_MD_CTX_free(ctx);
-  if (!valid) return bad("signature does not verify");
+  if (!verifies_sha256(key_->pkey, parts->signing_input, der)) return bad("signature does not verify");
 
-  json claims = json::parse(*claims_bytes, nullptr, false);
+  json claims = json::parse(parts->claims, nullptr, false);
   if (!claims.is_object()) return bad("claims are not a JSON object");
   auto str = [&](const char* k) -> std::optional<std::string> {
     auto it = claims.find(k);
