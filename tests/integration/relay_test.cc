@@ -639,7 +639,12 @@ TEST_F(RelayTest, SampledVerificationFindsARepositoryLostAtADestinationAndSendsI
   EXPECT_EQ(inspect_digest(*dests[0], "apps/web@" + amd_digest), amd_digest);
   EXPECT_TRUE(relay->wait_for_log("verify dest0: apps/web:1.0 should be " + index.digest + " but is missing"))
       << relay->log();
-  auto listed = relay->run({"executions", "--rule", "on-push"});
+  // The tag is back before the repair's last task (the signature) ended: wait for its end.
+  CommandResult listed;
+  EXPECT_TRUE(wait_until([&] {
+    listed = relay->run({"executions", "--rule", "on-push"});
+    return listed.exit_code == 0 && listed.out.find(" running ") == std::string::npos;
+  }, 30s)) << listed.out;
   ASSERT_EQ(listed.exit_code, 0) << listed.out << listed.err;
   std::istringstream rows(listed.out);
   int repairs = 0;
